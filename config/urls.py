@@ -1,0 +1,12 @@
+"""URL configuration."""
+
+from django.contrib import admin
+from django.urls import path
+
+admin.site.site_header = "Customer CRM"
+admin.site.site_title = "Customer CRM"
+admin.site.index_title = "Customers, segments and offers"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+]

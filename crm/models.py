@@ -1,0 +1,342 @@
+"""Customers, their purchases and feedback, and the offers made to them."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.urls import reverse
+from django.utils import timezone
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=50, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CustomerQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(is_archived=False)
+
+    def with_purchases(self):
+        return self.filter(purchase_count__gt=0)
+
+    def profiled(self):
+        """Customers the segmentation may look at (they did not opt out of profiling)."""
+        return self.filter(is_archived=False, profiling_opt_out=False)
+
+
+class Customer(models.Model):
+    name = models.CharField(max_length=200, blank=True)
+    # Unique case-insensitively when present (see constraints); "" means unknown.
+    email = models.EmailField(max_length=254, blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    # The shop's own id for this customer, unique per source system (e.g. "shop", "uci").
+    external_source = models.CharField(max_length=40, blank=True)
+    external_id = models.CharField(max_length=100, blank=True)
+
+    birth_date = models.DateField(null=True, blank=True)
+    # When only an age is known (no birth date); the birth date wins when both are set.
+    age = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(130)]
+    )
+    annual_income = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    city = models.CharField(max_length=100, blank=True)
+    country = models.CharField(max_length=100, blank=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="customers")
+    notes = models.TextField(blank=True)
+
+    marketing_consent = models.BooleanField(default=False)
+    # Customers who opted out of profiling are never clustered (GDPR art. 21).
+    profiling_opt_out = models.BooleanField(default=False)
+    is_archived = models.BooleanField(default=False)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Purchase statistics, kept in step with purchases by crm.services.customer_stats_refresh
+    # so that list pages sort and filter on indexed columns instead of aggregating per request.
+    purchase_count = models.PositiveIntegerField(default=0)
+    total_spent = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+    first_purchase_at = models.DateTimeField(null=True, blank=True)
+    last_purchase_at = models.DateTimeField(null=True, blank=True)
+
+    # Current segment, written in bulk by each segmentation run. No database FK constraint:
+    # it doubles the cost of rewriting a million labels, and segments are never deleted.
+    segment = models.ForeignKey(
+        "segmentation.Segment",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="customers",
+    )
+    segment_reason = models.CharField(max_length=300, blank=True)
+    # A pinned customer keeps their segment whatever the runs compute.
+    segment_pinned = models.BooleanField(default=False)
+
+    objects = CustomerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"), condition=~Q(email=""), name="customer_email_ci_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["external_source", "external_id"],
+                condition=~Q(external_id=""),
+                name="customer_external_id_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(age__isnull=True) | Q(age__lte=130), name="customer_age_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(annual_income__isnull=True) | Q(annual_income__gte=0),
+                name="customer_income_non_negative",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["total_spent", "id"], name="customer_total_spent_idx"),
+            models.Index(fields=["last_purchase_at", "id"], name="customer_last_purchase_idx"),
+            models.Index(fields=["segment", "id"], name="customer_segment_idx"),
+            models.Index(Lower("name"), name="customer_name_lower_idx"),
+            models.Index(fields=["phone"], name="customer_phone_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            self.name
+            or self.email
+            or f"{self.external_source or 'customer'} #{self.external_id or self.pk}"
+        )
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:crm_customer_change", args=[self.pk])
+
+    @property
+    def age_years(self) -> int | None:
+        """Age from the birth date when known, else the recorded age."""
+        if self.birth_date:
+            today = timezone.localdate()
+            years = today.year - self.birth_date.year
+            return years - ((today.month, today.day) < (self.birth_date.month, self.birth_date.day))
+        return self.age
+
+
+class PurchaseQuerySet(models.QuerySet):
+    def sales(self):
+        return self.filter(kind=Purchase.Kind.SALE)
+
+
+class Purchase(models.Model):
+    class Kind(models.TextChoices):
+        SALE = "sale", "Sale"
+        REFUND = "refund", "Refund"
+
+    class Channel(models.TextChoices):
+        ONLINE = "online", "Online"
+        IN_PERSON = "in_person", "In person"
+        PHONE = "phone", "Phone"
+        MARKETPLACE = "marketplace", "Marketplace"
+        OTHER = "other", "Other"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="purchases")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.SALE)
+    # Always >= 0; a refund is a purchase of kind "refund", never a negative amount.
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3, default=settings.DEFAULT_CURRENCY)
+    purchased_at = models.DateTimeField(default=timezone.now)
+    product = models.CharField(max_length=200, blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    channel = models.CharField(max_length=20, choices=Channel.choices, blank=True)
+    external_source = models.CharField(max_length=40, blank=True)
+    external_order_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = PurchaseQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-purchased_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="purchase_amount_non_negative"),
+            models.UniqueConstraint(
+                fields=["external_source", "external_order_id"],
+                condition=~Q(external_order_id=""),
+                name="purchase_external_order_unique",
+            ),
+        ]
+        indexes = [
+            # Covers the per-customer aggregate of every segmentation run (no table lookups).
+            models.Index(
+                fields=["customer", "purchased_at", "amount"], name="purchase_cust_date_amt_idx"
+            ),
+            models.Index(fields=["purchased_at"], name="purchase_date_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} on {self.purchased_at:%Y-%m-%d}"
+
+
+class Feedback(models.Model):
+    class Source(models.TextChoices):
+        STAFF = "staff", "Recorded by staff"
+        LINK = "link", "Customer feedback link"
+        IMPORT = "import", "Imported"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="feedback")
+    purchase = models.ForeignKey(
+        Purchase, null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback"
+    )
+    rating = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(5)]
+    )
+    nps = models.PositiveSmallIntegerField(
+        "NPS score",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(10)],
+        help_text="How likely to recommend us, 0-10.",
+    )
+    comment = models.TextField(blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.STAFF)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Set when the owner has answered this feedback (unhappy customers wait until then).
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "feedback"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rating__isnull=True) | Q(rating__gte=1, rating__lte=5),
+                name="feedback_rating_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(nps__isnull=True) | Q(nps__gte=0, nps__lte=10),
+                name="feedback_nps_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(rating__isnull=False) | Q(nps__isnull=False),
+                name="feedback_has_score",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "created_at"], name="feedback_cust_date_idx"),
+        ]
+
+    def __str__(self) -> str:
+        parts = []
+        if self.rating is not None:
+            parts.append(f"rating {self.rating}/5")
+        if self.nps is not None:
+            parts.append(f"NPS {self.nps}/10")
+        return ", ".join(parts) or "feedback"
+
+
+class Offer(models.Model):
+    class Channel(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        PHONE = "phone", "Phone"
+        IN_PERSON = "in_person", "In person"
+        SMS = "sms", "SMS"
+        OTHER = "other", "Other"
+
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    segments = models.ManyToManyField(
+        "segmentation.Segment", blank=True, related_name="offers", help_text="Target segments."
+    )
+    channel = models.CharField(max_length=20, choices=Channel.choices, default=Channel.EMAIL)
+    starts_on = models.DateField(null=True, blank=True)
+    ends_on = models.DateField(null=True, blank=True)
+    discount_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Discount on the purchases it brings, if any.",
+    )
+    fixed_cost = models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Cost per acceptance (a gift, a free session...), if any.",
+    )
+    # Share of eligible customers kept as a control group when the offer is presented.
+    holdout_share = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.100"),
+        validators=[MinValueValidator(0), MaxValueValidator(Decimal("0.9"))],
+    )
+    # Purchases within this many days after acceptance count as the offer's revenue.
+    attribution_days = models.PositiveSmallIntegerField(default=30)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(starts_on__isnull=True)
+                | Q(ends_on__isnull=True)
+                | Q(ends_on__gte=models.F("starts_on")),
+                name="offer_window_ordered",
+            ),
+            models.CheckConstraint(
+                condition=Q(discount_percent__isnull=True)
+                | Q(discount_percent__gte=0, discount_percent__lte=100),
+                name="offer_discount_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class OfferResponse(models.Model):
+    class Outcome(models.TextChoices):
+        PRESENTED = "presented", "Presented, no answer yet"
+        ACCEPTED = "accepted", "Accepted"
+        DECLINED = "declined", "Declined"
+        HOLDOUT = "holdout", "Held out (control group)"
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="responses")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="offer_responses")
+    # The customer's segment when the offer was presented, for per-segment results.
+    segment = models.ForeignKey(
+        "segmentation.Segment",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="offer_responses",
+    )
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.PRESENTED)
+    presented_at = models.DateTimeField(default=timezone.now)
+    responded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-presented_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["offer", "customer"], name="offer_response_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["offer", "outcome"], name="offer_response_outcome_idx"),
+            models.Index(fields=["segment", "offer"], name="offer_response_segment_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.offer} → {self.customer}: {self.get_outcome_display()}"

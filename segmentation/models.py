@@ -1,0 +1,206 @@
+"""Segmentation runs, the segments they maintain, and each customer's segment history."""
+
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class SegmentationRunQuerySet(models.QuerySet):
+    def succeeded(self):
+        return self.filter(status=SegmentationRun.Status.SUCCEEDED)
+
+    def latest_succeeded(self):
+        return self.succeeded().order_by("-finished_at", "-id").first()
+
+
+class SegmentationRun(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        REJECTED = "rejected", "Rejected by sanity checks"
+        SKIPPED = "skipped", "Skipped (another run was in progress)"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Recluster now"
+        COMMAND = "command", "Command line"
+
+    class Method(models.TextChoices):
+        RFM = "rfm", "RFM scoring"
+        KMEANS = "kmeans", "K-Means"
+        MINIBATCH = "minibatch", "MiniBatch K-Means"
+        AGGLOMERATIVE = "agglomerative", "Agglomerative (Ward)"
+
+    class Confidence(models.TextChoices):
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.SCHEDULE)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Reference time for recency and tenure; fixed when the run starts.
+    reference_time = models.DateTimeField(null=True, blank=True)
+    phase = models.CharField(max_length=40, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)  # percent
+    task_id = models.CharField(max_length=64, blank=True)
+
+    method = models.CharField(max_length=15, choices=Method.choices, blank=True)
+    k = models.PositiveSmallIntegerField(null=True, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+
+    n_customers = models.PositiveIntegerField(default=0)
+    n_clustered = models.PositiveIntegerField(default=0)
+    n_prospects = models.PositiveIntegerField(default=0)
+    n_opted_out = models.PositiveIntegerField(default=0)
+    n_pinned = models.PositiveIntegerField(default=0)
+    n_moved = models.PositiveIntegerField(default=0)
+    # Per feature: how many customers had it missing and what was done about it.
+    missing = models.JSONField(default=dict, blank=True)
+
+    silhouette = models.FloatField(null=True, blank=True)
+    davies_bouldin = models.FloatField(null=True, blank=True)
+    calinski_harabasz = models.FloatField(null=True, blank=True)
+    fidelity = models.FloatField(null=True, blank=True)
+    sizes = models.JSONField(default=dict, blank=True)
+    confidence = models.CharField(max_length=10, choices=Confidence.choices, blank=True)
+    confidence_note = models.CharField(max_length=200, blank=True)
+    # Seconds per phase, for the admin and the benchmark.
+    timings = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    objects = SegmentationRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "finished_at"], name="run_status_finished_idx")]
+
+    def __str__(self) -> str:
+        return f"Run #{self.pk} ({self.get_status_display()})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class SegmentQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(is_active=True)
+
+
+class Segment(models.Model):
+    class Kind(models.TextChoices):
+        CLUSTER = "cluster", "Found by clustering"
+        PROSPECTS = "prospects", "Prospects / no purchase yet"
+        OPTED_OUT = "opted_out", "Opted out of profiling"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.CLUSTER)
+    # What the owner sees; the run proposes auto_name/auto_description and the owner may
+    # override them (name_is_custom), which later runs then keep.
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    auto_name = models.CharField(max_length=100, blank=True)
+    auto_description = models.TextField(blank=True)
+    name_is_custom = models.BooleanField(default=False)
+    description_is_custom = models.BooleanField(default=False)
+
+    profile = models.TextField(blank=True)  # plain-language profile
+    profile_values = models.JSONField(default=dict, blank=True)  # medians in plain units
+    rules = models.JSONField(default=list, blank=True)  # surrogate-tree rules, plain units
+    rules_text = models.TextField(blank=True)
+    fidelity = models.FloatField(null=True, blank=True)
+    # Centre in the run-independent feature space used to match runs to segments.
+    centroid = models.JSONField(default=list, blank=True)
+
+    # Precomputed at the end of each run so pages never aggregate a million rows per request.
+    size = models.PositiveIntegerField(default=0)
+    share_customers = models.FloatField(default=0)
+    revenue = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    share_revenue = models.FloatField(default=0)
+    color = models.CharField(max_length=7, blank=True)
+
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by_run = models.ForeignKey(
+        SegmentationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_run = models.ForeignKey(
+        SegmentationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SegmentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-is_active", "-size", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:segmentation_segment_change", args=[self.pk])
+
+
+class SegmentSnapshot(models.Model):
+    """One segment's figures as of one run: the history behind the trend charts."""
+
+    run = models.ForeignKey(SegmentationRun, on_delete=models.CASCADE, related_name="snapshots")
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="snapshots")
+    size = models.PositiveIntegerField(default=0)
+    revenue = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    avg_rating = models.FloatField(null=True, blank=True)
+    nps = models.FloatField(null=True, blank=True)
+    profile_values = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "segment"], name="snapshot_run_segment_unique")
+        ]
+
+
+class SegmentTransition(models.Model):
+    """How many customers moved from one segment to another in a run."""
+
+    run = models.ForeignKey(SegmentationRun, on_delete=models.CASCADE, related_name="transitions")
+    from_segment = models.ForeignKey(
+        Segment, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    to_segment = models.ForeignKey(
+        Segment, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["-count"]
+
+
+class SegmentMembershipChange(models.Model):
+    """One change of one customer's segment: the customer's segment history."""
+
+    customer = models.ForeignKey(
+        "crm.Customer", on_delete=models.CASCADE, related_name="segment_changes"
+    )
+    run = models.ForeignKey(
+        SegmentationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes"
+    )
+    from_segment = models.ForeignKey(
+        Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    to_segment = models.ForeignKey(
+        Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [
+            models.Index(fields=["customer", "changed_at"], name="change_customer_idx"),
+            models.Index(fields=["run", "to_segment"], name="change_run_to_idx"),
+        ]

@@ -1,0 +1,100 @@
+"""factory_boy factories for the project's models."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from crm.models import Customer, Feedback, Offer, OfferResponse, Purchase, Tag
+from segmentation.models import Segment, SegmentationRun
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.django.Password("correct horse battery staple")
+
+
+class TagFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tag
+        django_get_or_create = ("name",)
+
+    name = factory.Sequence(lambda n: f"tag{n}")
+
+
+class CustomerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Customer
+
+    name = factory.Faker("name")
+    email = factory.Sequence(lambda n: f"customer{n}@example.com")
+    phone = factory.Sequence(lambda n: f"+4420700{n:05d}")
+    city = "London"
+    country = "United Kingdom"
+    marketing_consent = True
+
+
+class PurchaseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Purchase
+
+    customer = factory.SubFactory(CustomerFactory)
+    amount = Decimal("50.00")
+    currency = "EUR"
+    purchased_at = factory.LazyFunction(lambda: timezone.now() - timedelta(days=10))
+    product = "Consultation"
+    category = "Services"
+    channel = Purchase.Channel.ONLINE
+
+
+class FeedbackFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Feedback
+
+    customer = factory.SubFactory(CustomerFactory)
+    rating = 5
+    comment = "Great service."
+
+
+class SegmentationRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SegmentationRun
+
+    status = SegmentationRun.Status.SUCCEEDED
+    trigger = SegmentationRun.Trigger.MANUAL
+    method = SegmentationRun.Method.KMEANS
+    started_at = factory.LazyFunction(timezone.now)
+    finished_at = factory.LazyFunction(timezone.now)
+
+
+class SegmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Segment
+
+    name = factory.Sequence(lambda n: f"Segment {n}")
+    auto_name = factory.SelfAttribute("name")
+    description = "Customers who behave alike."
+
+
+class OfferFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Offer
+
+    title = factory.Sequence(lambda n: f"Offer {n}")
+    description = "10% off the next order."
+    discount_percent = Decimal("10")
+
+
+class OfferResponseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = OfferResponse
+
+    offer = factory.SubFactory(OfferFactory)
+    customer = factory.SubFactory(CustomerFactory)
