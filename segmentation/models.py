@@ -163,6 +163,9 @@ class SegmentSnapshot(models.Model):
             models.UniqueConstraint(fields=["run", "segment"], name="snapshot_run_segment_unique")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.segment} in run #{self.run_id}: {self.size}"
+
 
 class SegmentTransition(models.Model):
     """How many customers moved from one segment to another in a run."""
@@ -178,6 +181,9 @@ class SegmentTransition(models.Model):
 
     class Meta:
         ordering = ["-count"]
+
+    def __str__(self) -> str:
+        return f"{self.count} moved {self.from_segment or '-'} → {self.to_segment or '-'}"
 
 
 class SegmentMembershipChange(models.Model):
@@ -204,3 +210,6 @@ class SegmentMembershipChange(models.Model):
             models.Index(fields=["customer", "changed_at"], name="change_customer_idx"),
             models.Index(fields=["run", "to_segment"], name="change_run_to_idx"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.from_segment or '-'} → {self.to_segment or '-'}"
