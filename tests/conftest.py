@@ -4,6 +4,9 @@ import pytest
 
 from tests.factories import UserFactory
 
+# Real Celery worker and broker fixtures: live_celery_worker, celery_broker_url.
+pytest_plugins = ["tests.workers"]
+
 
 @pytest.fixture
 def alice(db):

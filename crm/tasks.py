@@ -1,0 +1,19 @@
+"""Celery entry points of the CRM app."""
+
+import socket
+
+from celery import shared_task
+from django.db import connection
+
+from crm.models import Customer
+
+
+@shared_task(acks_late=True)
+def crm_health_check() -> dict:
+    """Prove the worker path end to end: broker, worker, database and result backend."""
+    return {
+        "status": "ok",
+        "hostname": socket.gethostname(),
+        "database": connection.vendor,
+        "customers": Customer.objects.count(),
+    }
