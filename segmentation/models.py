@@ -48,6 +48,12 @@ class SegmentationRun(models.Model):
     phase = models.CharField(max_length=40, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)  # percent
     task_id = models.CharField(max_length=64, blank=True)
+    # Set while the run is pending or running, NULL otherwise: the unique constraint on it is
+    # the database guard that admits one run at a time, on SQLite and PostgreSQL alike.
+    active_slot = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    # Touched at every progress step; a pending/running run whose heartbeat is older than the
+    # task's hard time limit belongs to a worker that died and is recovered by the next run.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     method = models.CharField(max_length=15, choices=Method.choices, blank=True)
     k = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -78,6 +84,9 @@ class SegmentationRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["status", "finished_at"], name="run_status_finished_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["active_slot"], name="run_one_active_unique"),
+        ]
 
     def __str__(self) -> str:
         return f"Run #{self.pk} ({self.get_status_display()})"
@@ -139,6 +148,14 @@ class Segment(models.Model):
 
     class Meta:
         ordering = ["-is_active", "-size", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=models.Q(is_active=True),
+                name="segment_active_name_unique",
+                violation_error_message="Another active segment already has this name.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

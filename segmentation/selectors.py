@@ -1,0 +1,229 @@
+"""Reads for segmentation: the per-customer feature frame (one SQL aggregate) and small lookups."""
+
+import io
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+from django.db import connection
+from django.db.models import Count, Q, QuerySet
+
+from crm.models import Customer, Feedback, Purchase
+from segmentation.models import Segment, SegmentationRun, SegmentTransition
+
+# Columns the engine consumes (segmentation.engine.RAW_COLUMNS), in this order.
+FEATURE_COLUMNS = [
+    "customer_id",
+    "frequency",
+    "monetary_total",
+    "recency_days",
+    "tenure_days",
+    "rating_mean",
+    "rating_count",
+    "nps_mean",
+    "nps_count",
+    "age",
+    "income",
+]
+# Extra columns the service needs for per-segment figures (NPS is promoters minus detractors).
+EXTRA_COLUMNS = ["nps_promoters", "nps_detractors"]
+_INT_COLUMNS = ("customer_id", "frequency", "rating_count", "nps_count", *EXTRA_COLUMNS)
+_DAY_SECONDS = 86_400.0
+
+
+@dataclass
+class FeatureFrame:
+    """The raw feature frame of one run and what it cost to get it."""
+
+    frame: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _feature_sql(*, reference_time: datetime, vendor: str) -> tuple[str, list]:
+    """The one aggregate query. Sales count; refunds are subtracted from the total only.
+
+    The covering index on purchases (customer_id, purchased_at, amount) serves the GROUP BY
+    without table lookups; it does not hold `kind`, so refunds (rare) are aggregated on
+    their own through their partial index and taken off the all-purchases figures. Only
+    when a customer's first or last purchase is a refund do we look their sales up again.
+    """
+    purchase = Purchase._meta.db_table
+    feedback = Feedback._meta.db_table
+    customer = Customer._meta.db_table
+    refund = Purchase.Kind.REFUND
+    ref_utc = reference_time.astimezone(UTC)
+    if vendor == "postgresql":
+        ref = f"'{ref_utc.isoformat()}'::timestamptz"
+
+        def days_since(column: str) -> str:
+            return f"EXTRACT(EPOCH FROM ({ref} - {column})) / {_DAY_SECONDS}"
+
+        age = f"(({ref})::date - c.birth_date) / 365.25"
+        false = "FALSE"
+    else:
+        ref = f"'{ref_utc.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+
+        def days_since(column: str) -> str:
+            return f"(julianday({ref}) - julianday({column}))"
+
+        age = f"(julianday(date({ref})) - julianday(c.birth_date)) / 365.25"
+        false = "0"
+
+    def sale_bound(func: str, alias: str) -> str:
+        # The all-purchases bound is a sale unless a refund sits exactly on or beyond it.
+        op = "<=" if func == "MIN" else ">="
+        return (
+            f"(CASE WHEN r.{alias} IS NOT NULL AND r.{alias} {op} p.{alias} THEN "
+            f"(SELECT {func}(s.purchased_at) FROM {purchase} s "
+            f"WHERE s.customer_id = c.id AND s.kind <> '{refund}') ELSE p.{alias} END)"
+        )
+
+    sql = f"""
+        SELECT c.id AS customer_id,
+               p.n - COALESCE(r.n, 0) AS frequency,
+               p.total - 2 * COALESCE(r.total, 0) AS monetary_total,
+               {days_since(sale_bound("MAX", "last_at"))} AS recency_days,
+               {days_since(sale_bound("MIN", "first_at"))} AS tenure_days,
+               f.rating_mean,
+               COALESCE(f.rating_count, 0) AS rating_count,
+               f.nps_mean,
+               COALESCE(f.nps_count, 0) AS nps_count,
+               CASE WHEN c.birth_date IS NOT NULL THEN {age} ELSE c.age END AS age,
+               c.annual_income AS income,
+               COALESCE(f.nps_promoters, 0) AS nps_promoters,
+               COALESCE(f.nps_detractors, 0) AS nps_detractors
+        FROM {customer} c
+        JOIN (
+            SELECT customer_id, COUNT(*) AS n, SUM(amount) AS total,
+                   MIN(purchased_at) AS first_at, MAX(purchased_at) AS last_at
+            FROM {purchase} GROUP BY customer_id
+        ) p ON p.customer_id = c.id
+        LEFT JOIN (
+            SELECT customer_id, COUNT(*) AS n, SUM(amount) AS total,
+                   MIN(purchased_at) AS first_at, MAX(purchased_at) AS last_at
+            FROM {purchase} WHERE kind = '{refund}' GROUP BY customer_id
+        ) r ON r.customer_id = c.id
+        LEFT JOIN (
+            SELECT customer_id,
+                   AVG(rating * 1.0) AS rating_mean, COUNT(rating) AS rating_count,
+                   AVG(nps * 1.0) AS nps_mean, COUNT(nps) AS nps_count,
+                   SUM(CASE WHEN nps >= 9 THEN 1 ELSE 0 END) AS nps_promoters,
+                   SUM(CASE WHEN nps <= 6 THEN 1 ELSE 0 END) AS nps_detractors
+            FROM {feedback} GROUP BY customer_id
+        ) f ON f.customer_id = c.id
+        WHERE c.is_archived = {false} AND c.profiling_opt_out = {false}
+          AND p.n > COALESCE(r.n, 0)
+        ORDER BY c.id
+    """
+    return sql, []
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in frame.columns:
+        if column in _INT_COLUMNS:
+            frame[column] = frame[column].astype(np.int64)
+        else:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
+    return frame
+
+
+def customer_features(*, reference_time: datetime) -> FeatureFrame:
+    """One row per profiled customer (not archived, not opted out) with at least one sale.
+
+    Columns FEATURE_COLUMNS (the engine's RAW_COLUMNS) then EXTRA_COLUMNS, sorted by
+    customer id. Computed by one aggregate query in the database; PostgreSQL streams it
+    with COPY into pandas, SQLite fetches it into numpy.
+    """
+    columns = FEATURE_COLUMNS + EXTRA_COLUMNS
+    sql, params = _feature_sql(reference_time=reference_time, vendor=connection.vendor)
+    started = time.perf_counter()
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            buffer = io.BytesIO()
+            with cur.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
+                first = True
+                for chunk in copy:
+                    if first:
+                        # The aggregate is done by the time the first row arrives.
+                        queried = time.perf_counter()
+                        first = False
+                    buffer.write(chunk)
+            if first:
+                queried = time.perf_counter()
+            buffer.seek(0)
+            if buffer.getbuffer().nbytes:
+                frame = pd.read_csv(buffer, header=None, names=columns, engine="c")
+            else:
+                frame = pd.DataFrame({c: [] for c in columns})
+        else:
+            cur.execute(sql, params)
+            queried = time.perf_counter()
+            rows = cur.fetchall()
+            frame = pd.DataFrame.from_records(rows, columns=columns, nrows=len(rows))
+    frame = _typed(frame)
+    done = time.perf_counter()
+    return FeatureFrame(
+        frame=frame, timings={"feature_query": queried - started, "transfer": done - queried}
+    )
+
+
+@dataclass(frozen=True)
+class CustomerCounts:
+    total: int  # not archived
+    opted_out: int
+    pinned: int
+
+
+def customer_counts() -> CustomerCounts:
+    """Counts the run records besides the clustered customers (one query)."""
+    figures = Customer.objects.active().aggregate(
+        total=Count("id"),
+        opted_out=Count("id", filter=Q(profiling_opt_out=True)),
+        pinned=Count("id", filter=Q(segment_pinned=True)),
+    )
+    return CustomerCounts(**figures)
+
+
+def pinned_segments() -> dict[int, int | None]:
+    """Pinned (not archived) customers and the segment they are pinned to."""
+    return dict(
+        Customer.objects.active().filter(segment_pinned=True).values_list("id", "segment_id")
+    )
+
+
+def previous_segments() -> list:
+    """The active clustered segments as the engine's PreviousSegment, for stable identities."""
+    from segmentation.engine import PreviousSegment
+
+    out = []
+    for seg in Segment.objects.active().filter(kind=Segment.Kind.CLUSTER).order_by("id"):
+        if isinstance(seg.centroid, dict) and seg.centroid:
+            centroid = {str(k): float(v) for k, v in seg.centroid.items()}
+            out.append(
+                PreviousSegment(
+                    segment_id=seg.pk, name=seg.auto_name or seg.name, centroid=centroid
+                )
+            )
+    return out
+
+
+def segmentation_run_active() -> SegmentationRun | None:
+    """The run holding the one-run-at-a-time slot, if any."""
+    return SegmentationRun.objects.filter(active_slot__isnull=False).first()
+
+
+def segmentation_run_last_finished() -> SegmentationRun | None:
+    """The last run that finished (succeeded, failed or rejected), for the admin status line."""
+    return (
+        SegmentationRun.objects.filter(finished_at__isnull=False)
+        .exclude(status=SegmentationRun.Status.SKIPPED)
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+
+
+def segment_transitions(*, run: SegmentationRun) -> QuerySet[SegmentTransition]:
+    """What moved in a run, largest flows first."""
+    return run.transitions.select_related("from_segment", "to_segment").order_by("-count", "id")
