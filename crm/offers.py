@@ -1,0 +1,356 @@
+"""Offers: presenting them with a control group, recording answers, ranking them per customer."""
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import numpy as np
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet, Sum
+from django.utils import timezone
+from scipy.stats import beta as beta_distribution
+
+from crm.models import Customer, Offer, OfferResponse
+
+_BATCH = 2000
+_HASH_SPACE = 2**64
+
+# Shown on the customer page next to the ranked offers.
+RANKING_METHOD = (
+    "Offers are ranked by expected value: the acceptance rate seen in this customer's segment "
+    "(a Beta posterior, sampled once per customer per day so that new offers still get a "
+    "chance) times what an acceptance is worth (the segment's average order value minus the "
+    "offer's cost)."
+)
+
+TREATED_OUTCOMES = (
+    OfferResponse.Outcome.PRESENTED,
+    OfferResponse.Outcome.ACCEPTED,
+    OfferResponse.Outcome.DECLINED,
+)
+
+
+# --- Holdout ---------------------------------------------------------------------------------
+
+
+def holdout_draw(offer_id: int, customer_id: int) -> float:
+    """A number in [0, 1) fixed for ever by (offer, customer): the holdout lottery ticket.
+
+    A hash rather than a random generator, so the control group does not depend on the order
+    customers are read in, on how many times the offer is presented, or on the machine.
+    """
+    digest = hashlib.sha256(f"offer-holdout:{offer_id}:{customer_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / _HASH_SPACE
+
+
+def offer_holds_out(*, offer: Offer, customer_id: int) -> bool:
+    """Whether this customer belongs to the offer's control group (never to be presented)."""
+    return holdout_draw(offer.pk, customer_id) < float(offer.holdout_share)
+
+
+# --- Presenting and recording ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """What offer_present did."""
+
+    presented: int
+    held_out: int
+    already: int  # eligible customers who already had a row for this offer (left untouched)
+
+    @property
+    def total(self) -> int:
+        return self.presented + self.held_out
+
+
+def offer_is_open(*, offer: Offer, on: date) -> bool:
+    """Whether the offer may be presented on this day (active and inside its window)."""
+    if not offer.is_active:
+        return False
+    if offer.starts_on and on < offer.starts_on:
+        return False
+    return not (offer.ends_on and on > offer.ends_on)
+
+
+def offer_present(
+    *,
+    offer: Offer,
+    segment=None,
+    customers: Iterable[Customer] | QuerySet | None = None,
+    now: datetime | None = None,
+) -> Presentation:
+    """Present an offer to eligible customers, holding out a control group.
+
+    Eligible: not archived, no row yet for this offer, and in ``segment`` (or, with neither
+    ``segment`` nor ``customers`` given, in any of the offer's target segments). ``customers``
+    narrows the set further. A share ``offer.holdout_share`` of them, chosen by
+    ``holdout_draw`` (reproducible), gets an OfferResponse with outcome HOLDOUT and is never
+    presented; the others get outcome PRESENTED. The customer's current segment is recorded.
+    Side effects: bulk-inserts OfferResponse rows, in one transaction. Raises ValidationError
+    when the offer is not open today or the segment is not one of its targets.
+    """
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    if not offer_is_open(offer=offer, on=today):
+        raise ValidationError(
+            f"“{offer}” cannot be presented on {today:%Y-%m-%d}: it is inactive or outside "
+            "its dates."
+        )
+    target_ids = set(offer.segments.values_list("pk", flat=True))
+    eligible = Customer.objects.active().exclude(offer_responses__offer=offer)
+    if segment is not None:
+        if target_ids and segment.pk not in target_ids:
+            raise ValidationError(f"“{offer}” does not target the segment “{segment}”.")
+        eligible = eligible.filter(segment=segment)
+    elif customers is None:
+        if not target_ids:
+            raise ValidationError(f"“{offer}” has no target segment: choose the customers.")
+        eligible = eligible.filter(segment_id__in=target_ids)
+    if customers is not None:
+        ids = (
+            customers.values("pk")
+            if isinstance(customers, QuerySet)
+            else [c.pk if isinstance(c, Customer) else int(c) for c in customers]
+        )
+        eligible = eligible.filter(pk__in=ids)
+
+    share = float(offer.holdout_share)
+    counts = {"presented": 0, "held_out": 0, "already": 0}
+    with transaction.atomic():
+        last_id = 0
+        while True:
+            # Keyset pages, so no cursor stays open over the rows being inserted.
+            page = list(
+                eligible.filter(pk__gt=last_id)
+                .order_by("pk")
+                .values_list("pk", "segment_id")[:_BATCH]
+            )
+            if not page:
+                break
+            last_id = page[-1][0]
+            _insert(
+                [
+                    OfferResponse(
+                        offer=offer,
+                        customer_id=customer_id,
+                        segment_id=segment_id,
+                        outcome=(
+                            OfferResponse.Outcome.HOLDOUT
+                            if holdout_draw(offer.pk, customer_id) < share
+                            else OfferResponse.Outcome.PRESENTED
+                        ),
+                        presented_at=now,
+                    )
+                    for customer_id, segment_id in page
+                ],
+                counts,
+            )
+    return Presentation(**counts)
+
+
+def _insert(rows: list[OfferResponse], counts: dict[str, int]) -> None:
+    """Insert rows, skipping any a concurrent call wrote meanwhile; add them up in counts."""
+    if not rows:
+        return
+    existing = set(
+        OfferResponse.objects.filter(
+            offer_id=rows[0].offer_id, customer_id__in=[r.customer_id for r in rows]
+        ).values_list("customer_id", flat=True)
+    )
+    fresh = [r for r in rows if r.customer_id not in existing]
+    OfferResponse.objects.bulk_create(fresh, ignore_conflicts=True)
+    held = sum(r.outcome == OfferResponse.Outcome.HOLDOUT for r in fresh)
+    counts["held_out"] += held
+    counts["presented"] += len(fresh) - held
+    counts["already"] += len(rows) - len(fresh)
+
+
+def offer_response_record(
+    *, offer: Offer, customer: Customer, outcome: str, when: datetime | None = None
+) -> OfferResponse:
+    """Record that an offer was presented to, accepted or declined by a customer.
+
+    Idempotent: recording the same outcome again changes nothing; recording another outcome
+    corrects the previous one (``responded_at`` is the time of the answer, cleared when the
+    outcome goes back to "presented"). A first record creates the row with the customer's
+    current segment; it needs the offer to be open and the customer not archived. A customer
+    in the offer's control group (held out) cannot be presented, accept or decline: that
+    raises ValidationError, as does an unknown outcome. Side effect: one OfferResponse row
+    created or updated.
+    """
+    if outcome not in TREATED_OUTCOMES:
+        choices = ", ".join(str(o) for o in TREATED_OUTCOMES)
+        raise ValidationError(f"Unknown outcome “{outcome}”: choose one of {choices}.")
+    when = when or timezone.now()
+    answered = outcome != OfferResponse.Outcome.PRESENTED
+    with transaction.atomic():
+        response = (
+            OfferResponse.objects.select_for_update().filter(offer=offer, customer=customer).first()
+        )
+        if response is None:
+            if offer_holds_out(offer=offer, customer_id=customer.pk):
+                raise ValidationError(_held_out_message(offer, customer))
+            if customer.is_archived:
+                raise ValidationError(f"{customer} is archived: offers are no longer made.")
+            if not offer_is_open(offer=offer, on=timezone.localdate(when)):
+                raise ValidationError(
+                    f"“{offer}” is inactive or outside its dates: it cannot be presented now."
+                )
+            return OfferResponse.objects.create(
+                offer=offer,
+                customer=customer,
+                segment_id=customer.segment_id,
+                outcome=outcome,
+                presented_at=when,
+                responded_at=when if answered else None,
+            )
+        if response.outcome == OfferResponse.Outcome.HOLDOUT:
+            raise ValidationError(_held_out_message(offer, customer))
+        if response.outcome == outcome:
+            return response
+        response.outcome = outcome
+        response.responded_at = when if answered else None
+        response.save(update_fields=["outcome", "responded_at"])
+        return response
+
+
+def _held_out_message(offer: Offer, customer: Customer) -> str:
+    return (
+        f"{customer} is in the control group of “{offer}”: held-out customers are never "
+        "presented the offer, so the lift can be measured against them."
+    )
+
+
+# --- Ranking ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RankedOffer:
+    """One offer for one customer, with the numbers behind its rank."""
+
+    offer: Offer
+    rank: int
+    score: float  # sampled acceptance rate x value per acceptance: what the rank uses
+    expected_value: float  # posterior mean acceptance x value per acceptance
+    sampled_rate: float
+    acceptance_mean: float
+    acceptance_low: float  # 90% credible interval of the acceptance rate
+    acceptance_high: float
+    accepted: int  # in the customer's segment
+    presented: int  # treated customers of the segment (presented, accepted or declined)
+    order_value: float  # the segment's average order value
+    cost_per_acceptance: float
+    value_per_acceptance: float
+    explanation: str
+
+
+def segment_order_value(*, segment_id: int) -> float:
+    """Average order value of the segment's current members (total spent / purchases)."""
+    totals = Customer.objects.filter(segment_id=segment_id, purchase_count__gt=0).aggregate(
+        spent=Sum("total_spent"), orders=Sum("purchase_count")
+    )
+    if not totals["orders"]:
+        return 0.0
+    return max(float(totals["spent"] or 0) / totals["orders"], 0.0)
+
+
+def offer_cost_per_acceptance(*, offer: Offer, order_value: float) -> float:
+    """What one acceptance costs: the discount on an average order plus the fixed cost."""
+    discount = float(offer.discount_percent or 0) / 100
+    return discount * order_value + float(offer.fixed_cost or 0)
+
+
+def daily_rng(*, customer_id: int, on: date) -> np.random.Generator:
+    """The generator behind a customer's ranking on one day (stable within the day)."""
+    seed = int.from_bytes(
+        hashlib.sha256(f"offer-rank:{customer_id}:{on.isoformat()}".encode()).digest()[:8], "big"
+    )
+    return np.random.default_rng(seed)
+
+
+def offers_ranked_for_customer(
+    *, customer: Customer, now: datetime | None = None, rng: np.random.Generator | None = None
+) -> list[RankedOffer]:
+    """Open offers targeting the customer's segment, best first (Thompson sampling).
+
+    Leaves out offers the customer already has a row for (presented, answered or held out)
+    and offers whose control group the customer belongs to. Each offer's acceptance rate in
+    the customer's segment has the posterior Beta(1 + accepted, 1 + not accepted), where a
+    presentation with no answer counts as not accepted; one rate is drawn from it and
+    multiplied by the value of an acceptance (the segment's average order value minus the
+    offer's cost per acceptance). Without ``rng`` the draw is seeded by customer and day, so
+    the page is stable within a day. Three queries; none when the customer has no segment.
+    """
+    if customer.segment_id is None:
+        return []
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    offers = [
+        offer
+        for offer in Offer.objects.filter(is_active=True, segments=customer.segment_id)
+        .filter(Q(starts_on__isnull=True) | Q(starts_on__lte=today))
+        .filter(Q(ends_on__isnull=True) | Q(ends_on__gte=today))
+        .exclude(responses__customer=customer)
+        .order_by("pk")
+        .distinct()
+        if not offer_holds_out(offer=offer, customer_id=customer.pk)
+    ]
+    if not offers:
+        return []
+    stats = {
+        row["offer_id"]: row
+        for row in OfferResponse.objects.filter(
+            segment_id=customer.segment_id,
+            offer_id__in=[o.pk for o in offers],
+            outcome__in=TREATED_OUTCOMES,
+        )
+        .values("offer_id")
+        .annotate(treated=Count("pk"), accepted=Count("pk", filter=Q(outcome="accepted")))
+        .order_by()
+    }
+    order_value = segment_order_value(segment_id=customer.segment_id)
+    rng = rng or daily_rng(customer_id=customer.pk, on=today)
+    scored = []
+    for offer in offers:
+        row = stats.get(offer.pk, {"treated": 0, "accepted": 0})
+        a, b = 1 + row["accepted"], 1 + row["treated"] - row["accepted"]
+        sampled = float(rng.beta(a, b))
+        cost = offer_cost_per_acceptance(offer=offer, order_value=order_value)
+        value = order_value - cost
+        low, high = (float(x) for x in beta_distribution.ppf([0.05, 0.95], a, b))
+        mean = a / (a + b)
+        scored.append(
+            {
+                "offer": offer,
+                "score": sampled * value,
+                "expected_value": mean * value,
+                "sampled_rate": sampled,
+                "acceptance_mean": mean,
+                "acceptance_low": low,
+                "acceptance_high": high,
+                "accepted": row["accepted"],
+                "presented": row["treated"],
+                "order_value": order_value,
+                "cost_per_acceptance": cost,
+                "value_per_acceptance": value,
+            }
+        )
+    scored.sort(key=lambda s: (-s["score"], s["offer"].pk))
+    return [RankedOffer(rank=i, explanation=_explanation(s), **s) for i, s in enumerate(scored, 1)]
+
+
+def _explanation(s: dict) -> str:
+    if s["presented"] == 0:
+        evidence = "not yet presented in this segment, so it is still being tried out"
+    else:
+        evidence = (
+            f"accepted by {s['accepted']} of {s['presented']} customers of this segment "
+            f"(likely {s['acceptance_low']:.0%} to {s['acceptance_high']:.0%})"
+        )
+    return (
+        f"{evidence.capitalize()}; an acceptance is worth about {s['value_per_acceptance']:,.2f} "
+        f"(order {s['order_value']:,.2f} minus cost {s['cost_per_acceptance']:,.2f})."
+    )
