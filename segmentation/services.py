@@ -1,0 +1,789 @@
+"""Segmentation writes: the run lifecycle, the one-transaction switch of every label, and pins."""
+
+import dataclasses
+import io
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from crm.models import Customer
+from segmentation import selectors
+from segmentation.models import (
+    Segment,
+    SegmentationRun,
+    SegmentMembershipChange,
+    SegmentSnapshot,
+    SegmentTransition,
+)
+
+logger = logging.getLogger(__name__)
+
+Status = SegmentationRun.Status
+FINISHED = {Status.SUCCEEDED, Status.FAILED, Status.REJECTED, Status.SKIPPED}
+# A pending or running run without a heartbeat for this long past the task's hard time limit
+# belongs to a worker that died: the next trigger recovers its slot.
+STALE_GRACE_SECONDS = 60
+
+SPECIAL_SEGMENTS = {
+    Segment.Kind.PROSPECTS: {
+        "name": "Prospects / no purchase yet",
+        "description": "Customers who have not bought anything yet. Welcome them and make the "
+        "first purchase easy.",
+        "reason": "No purchase yet.",
+        "color": "#9e9e9e",
+    },
+    Segment.Kind.OPTED_OUT: {
+        "name": "Opted out of profiling",
+        "description": "Customers who asked not to be profiled. They are never clustered.",
+        "reason": "Opted out of profiling.",
+        "color": "#616161",
+    },
+}
+# Labels of the customers the engine does not see, in the labels temp table.
+LABEL_PROSPECT = -1
+LABEL_OPTED_OUT = -2
+LABEL_ARCHIVED = -3  # archived customers leave every segment
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+    "#393b79",
+    "#637939",
+)
+REASON_MAX = Customer._meta.get_field("segment_reason").max_length
+LABELS_TABLE = "segmentation_new_labels"
+MAP_TABLE = "segmentation_label_map"
+
+
+class _RunAlreadyFinished(Exception):
+    """Another attempt of the same run finished it meanwhile (a redelivered task)."""
+
+
+class SegmentationCheckFailed(Exception):
+    """The computed segmentation fails a sanity check; nothing is written."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- requesting a run ----------------------------------------------------------------------
+
+
+def segmentation_runs_recover_stale() -> int:
+    """Fail pending/running runs whose worker stopped answering, freeing the slot they hold."""
+    limit = getattr(settings, "CELERY_TASK_TIME_LIMIT", 35 * 60) + STALE_GRACE_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=limit)
+    recovered = 0
+    for run in SegmentationRun.objects.filter(active_slot__isnull=False):
+        last_sign = run.heartbeat_at or run.created_at
+        if last_sign < cutoff:
+            _run_finish(
+                run,
+                status=Status.FAILED,
+                error=f"No sign of life from the worker since {last_sign:%Y-%m-%d %H:%M:%S} UTC "
+                "(it died or was never started); the slot was recovered by a later trigger.",
+            )
+            recovered += 1
+    return recovered
+
+
+def segmentation_run_request(*, trigger: str) -> SegmentationRun:
+    """Create a run and enqueue it after commit; if a run is in progress, record a skipped run.
+
+    Side effects: one SegmentationRun row (pending, or skipped); the Celery task
+    `segmentation_run_execute` on commit. Stale runs of dead workers are failed first.
+    """
+    segmentation_runs_recover_stale()
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            run = SegmentationRun.objects.create(
+                trigger=trigger, status=Status.PENDING, active_slot=1, heartbeat_at=now
+            )
+    except IntegrityError:
+        holder = selectors.segmentation_run_active()
+        what = f"run #{holder.pk} was {holder.get_status_display().lower()}" if holder else "a run"
+        return SegmentationRun.objects.create(
+            trigger=trigger,
+            status=Status.SKIPPED,
+            started_at=now,
+            finished_at=now,
+            error=f"Skipped: {what} at the time.",
+        )
+    transaction.on_commit(lambda: _run_enqueue(run.pk))
+    return run
+
+
+def _run_enqueue(run_id: int) -> None:
+    from segmentation.tasks import segmentation_run_execute as task
+
+    try:
+        result = task.delay(run_id)
+    except Exception as exc:  # the broker is down: say so on the run and free the slot
+        logger.exception("Could not enqueue segmentation run %s", run_id)
+        run = SegmentationRun.objects.get(pk=run_id)
+        _run_finish(run, status=Status.FAILED, error=f"Could not reach the task queue: {exc}")
+        return
+    SegmentationRun.objects.filter(pk=run_id, task_id="").update(task_id=result.id or "")
+
+
+# --- executing a run -----------------------------------------------------------------------
+
+
+class _Progress:
+    """Writes phase and percent to the run row in short transactions of their own."""
+
+    # Share of the whole run each stage covers (the engine's own percent is scaled into it).
+    STAGES = {"features": (0, 15), "engine": (15, 80), "writing": (80, 100)}
+
+    def __init__(self, run: SegmentationRun, callback: Callable[[str, int], None] | None):
+        self.run = run
+        self.callback = callback
+        self.last: tuple[str, int] | None = None
+
+    def __call__(self, phase: str, percent: int, *, stage: str | None = None) -> None:
+        low, high = self.STAGES.get(stage or phase, (0, 100))
+        overall = int(low + (high - low) * max(0, min(100, percent)) / 100)
+        if (phase, overall) == self.last:
+            return
+        self.last = (phase, overall)
+        if not connection.in_atomic_block:
+            SegmentationRun.objects.filter(pk=self.run.pk).update(
+                phase=phase[:40], progress=overall, heartbeat_at=timezone.now()
+            )
+        self.run.phase, self.run.progress = phase[:40], overall
+        if self.callback:
+            self.callback(phase, overall)
+
+    def engine(self, phase: str, percent: int) -> None:
+        self(phase, percent, stage="engine")
+
+
+def _run_claim(run: SegmentationRun) -> bool:
+    """Take the one-run slot for a run created without segmentation_run_request."""
+    if run.active_slot is not None:
+        return True
+    segmentation_runs_recover_stale()
+    try:
+        with transaction.atomic():
+            SegmentationRun.objects.filter(pk=run.pk).update(active_slot=1)
+    except IntegrityError:
+        holder = selectors.segmentation_run_active()
+        _run_finish(
+            run,
+            status=Status.SKIPPED,
+            error=f"Skipped: run #{holder.pk if holder else '?'} was in progress at the time.",
+        )
+        return False
+    run.active_slot = 1
+    return True
+
+
+def segmentation_run_execute(
+    *,
+    run: SegmentationRun,
+    progress: Callable[[str, int], None] | None = None,
+    retry_on_operational_error: bool = False,
+) -> SegmentationRun:
+    """Compute a new segmentation and switch every customer to it in one transaction.
+
+    Idempotent: a run that already finished is returned untouched. On failure or failed
+    sanity checks the run is marked FAILED/REJECTED with the reason and nothing else
+    changes. With retry_on_operational_error, a database OperationalError puts the run back
+    to pending (keeping its slot) and is re-raised, for the task to retry.
+    Side effects: the run row; Segment rows (created, updated, retired); every customer's
+    segment and reason; SegmentMembershipChange, SegmentTransition, SegmentSnapshot rows.
+    """
+    run.refresh_from_db()
+    if run.status in FINISHED:
+        return run
+    if not _run_claim(run):
+        return run
+    now = timezone.now()
+    run.status = Status.RUNNING
+    run.started_at = run.started_at or now
+    run.reference_time = run.reference_time or now
+    run.heartbeat_at = now
+    run.error = ""
+    run.save(update_fields=["status", "started_at", "reference_time", "heartbeat_at", "error"])
+    reporter = _Progress(run, progress)
+    timings: dict[str, float] = {}
+    try:
+        plan = _plan_compute(run, reporter, timings)
+        _plan_write(run, plan, reporter, timings)
+    except _RunAlreadyFinished:
+        pass
+    except Exception as exc:
+        from segmentation.engine import EngineRejected
+
+        run.timings = _jsonable(timings)
+        if isinstance(exc, EngineRejected | SegmentationCheckFailed):
+            reason = getattr(exc, "reason", "") or str(exc)
+            _run_finish(run, status=Status.REJECTED, error=reason)
+        elif isinstance(exc, OperationalError) and retry_on_operational_error:
+            SegmentationRun.objects.filter(pk=run.pk).update(
+                status=Status.PENDING, phase="waiting to retry", error=f"Retrying after: {exc}"
+            )
+            raise
+        else:
+            logger.exception("Segmentation run %s failed", run.pk)
+            _run_finish(run, status=Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        _temp_tables_drop()
+    run.refresh_from_db()
+    return run
+
+
+def _run_finish(run: SegmentationRun, *, status: str, error: str = "") -> None:
+    """Record a run's end without touching any segmentation data."""
+    now = timezone.now()
+    run.status, run.error, run.finished_at, run.active_slot = status, error[:5000], now, None
+    run.started_at = run.started_at or now
+    run.phase = "" if status == Status.SUCCEEDED else status
+    fields = ["status", "error", "finished_at", "active_slot", "started_at", "phase", "timings"]
+    SegmentationRun.objects.filter(pk=run.pk).update(
+        **{f: getattr(run, f) for f in fields}, heartbeat_at=now
+    )
+
+
+@dataclass
+class _Plan:
+    """Everything a run computed, ready to be written in one transaction."""
+
+    raw: pd.DataFrame
+    result: object  # engine.EngineResult
+    counts: selectors.CustomerCounts
+    pins: dict[int, int | None]
+    config: object
+    extra: dict = field(default_factory=dict)
+
+
+def _engine_config():
+    from segmentation.engine import EngineConfig
+
+    return EngineConfig(**getattr(settings, "SEGMENTATION_ENGINE", {}))
+
+
+def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> _Plan:
+    from segmentation.engine import segment_customers
+
+    reporter("features", 0)
+    features = selectors.customer_features(reference_time=run.reference_time)
+    timings.update(features.timings)
+    raw = features.frame
+    counts = selectors.customer_counts()
+    pins = selectors.pinned_segments()
+    previous = selectors.previous_segments()
+    config = _engine_config()
+    SegmentationRun.objects.filter(pk=run.pk).update(
+        n_customers=counts.total,
+        n_clustered=len(raw),
+        n_opted_out=counts.opted_out,
+        n_pinned=counts.pinned,
+        n_prospects=max(0, counts.total - counts.opted_out - len(raw)),
+    )
+    reporter("features", 100)
+    if raw.empty:
+        raise SegmentationCheckFailed(
+            "No profiled customer has bought anything yet: there is nothing to cluster."
+        )
+    result = segment_customers(
+        raw[selectors.FEATURE_COLUMNS], previous=previous, config=config, progress=reporter.engine
+    )
+    timings.update({k: float(v) for k, v in result.timings.items()})
+    _result_check(raw, result)
+    return _Plan(raw=raw, result=result, counts=counts, pins=pins, config=config)
+
+
+def _result_check(raw: pd.DataFrame, result) -> None:
+    """Our own checks on top of the engine's, before anything is written."""
+    if len(result.customer_ids) != len(raw) or not np.array_equal(
+        np.asarray(result.customer_ids, dtype=np.int64), raw["customer_id"].to_numpy(np.int64)
+    ):
+        raise SegmentationCheckFailed(
+            "The engine returned customers other than those it was given."
+        )
+    labels = np.asarray(result.labels)
+    known = {s.label for s in result.segments}
+    if len(labels) and not set(np.unique(labels).tolist()) <= known:
+        raise SegmentationCheckFailed("Some customers were given a cluster that has no segment.")
+    if len(known) < 2 or len(np.unique(labels)) < 2:
+        raise SegmentationCheckFailed(
+            "Only one cluster was found: nothing to tell customers apart."
+        )
+    names = [s.name for s in result.segments]
+    if len(set(names)) != len(names):
+        raise SegmentationCheckFailed("Two clusters were given the same name.")
+    for metric in ("silhouette", "davies_bouldin", "calinski_harabasz", "fidelity"):
+        value = getattr(result, metric)
+        if value is not None and not math.isfinite(value):
+            raise SegmentationCheckFailed(f"The {metric.replace('_', '-')} score is not a number.")
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def _temp_tables_drop() -> None:
+    if connection.connection is None or connection.in_atomic_block:
+        return
+    try:
+        with connection.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {LABELS_TABLE}")
+            cur.execute(f"DROP TABLE IF EXISTS {MAP_TABLE}")
+    except Exception:  # the connection may be gone after a failure; the tables die with it
+        logger.debug("Could not drop the segmentation temp tables", exc_info=True)
+
+
+def _labels_stage(plan: _Plan) -> None:
+    """Load every label to write into a temp table (not a shared write: the web goes on).
+
+    Clustered customers come from the engine; prospects, opted-out and archived customers
+    are added in SQL. Pinned customers are left out: their rows are never touched.
+    """
+    result, raw = plan.result, plan.raw
+    ids = np.asarray(result.customer_ids, dtype=np.int64)
+    labels = np.asarray(result.labels, dtype=np.int64)
+    reasons = np.asarray(result.reasons, dtype=object)
+    if plan.pins:
+        keep = ~np.isin(ids, np.fromiter(plan.pins.keys(), dtype=np.int64))
+        ids, labels, reasons = ids[keep], labels[keep], reasons[keep]
+    reasons = np.array([str(r)[:REASON_MAX] for r in reasons], dtype=object)
+    del raw
+    customer = Customer._meta.db_table
+    prospect = SPECIAL_SEGMENTS[Segment.Kind.PROSPECTS]["reason"]
+    opted_out = SPECIAL_SEGMENTS[Segment.Kind.OPTED_OUT]["reason"]
+    others = (
+        f"INSERT INTO {LABELS_TABLE} (id, label, reason) "
+        f"SELECT c.id, CASE WHEN c.is_archived THEN {LABEL_ARCHIVED} "
+        f"WHEN c.profiling_opt_out THEN {LABEL_OPTED_OUT} ELSE {LABEL_PROSPECT} END, "
+        f"CASE WHEN c.is_archived THEN '' WHEN c.profiling_opt_out THEN %s ELSE %s END "
+        f"FROM {customer} c WHERE NOT c.segment_pinned "
+        f"AND NOT EXISTS (SELECT 1 FROM {LABELS_TABLE} t WHERE t.id = c.id)"
+    )
+    create = (
+        f"CREATE TEMP TABLE {LABELS_TABLE} "
+        "(id bigint PRIMARY KEY, label integer NOT NULL, reason text NOT NULL)"
+    )
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {LABELS_TABLE}")
+            cur.execute(create)
+            frame = pd.DataFrame({"id": ids, "label": labels, "reason": reasons})
+            buffer = io.StringIO()
+            frame.to_csv(buffer, index=False, header=False)
+            with cur.cursor.copy(f"COPY {LABELS_TABLE} FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(buffer.getvalue())
+            cur.execute(others, [opted_out, prospect])
+            cur.execute(f"ANALYZE {LABELS_TABLE}")
+        return
+    # SQLite: writing to a temp table takes no lock on the main database, so this runs in a
+    # deferred transaction of its own, before the short switch.
+    connection.ensure_connection()
+    raw_conn = connection.connection
+    raw_conn.execute(f"DROP TABLE IF EXISTS {LABELS_TABLE}")
+    raw_conn.execute(create)
+    own_transaction = not connection.in_atomic_block
+    if own_transaction:
+        raw_conn.execute("BEGIN DEFERRED")
+    try:
+        raw_conn.executemany(
+            f"INSERT INTO {LABELS_TABLE} (id, label, reason) VALUES (?, ?, ?)",
+            zip(ids.tolist(), labels.tolist(), reasons.tolist(), strict=True),
+        )
+        raw_conn.execute(others.replace("%s", "?"), [opted_out, prospect])
+        if own_transaction:
+            raw_conn.execute("COMMIT")
+    except BaseException:
+        if own_transaction:
+            raw_conn.execute("ROLLBACK")
+        raise
+
+
+def _plan_write(run: SegmentationRun, plan: _Plan, reporter: _Progress, timings: dict) -> None:
+    reporter("writing", 0)
+    started = time.perf_counter()
+    _labels_stage(plan)
+    staged = time.perf_counter() - started
+    reporter("writing", 30)
+    with transaction.atomic():
+        locked = SegmentationRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status != Status.RUNNING:
+            raise _RunAlreadyFinished(locked.status)
+        segment_of_label = _segments_apply(run, plan)
+        _label_map_load(segment_of_label)
+        t0 = time.perf_counter()
+        n_moved = _history_write(run)
+        t1 = time.perf_counter()
+        _labels_switch()
+        t2 = time.perf_counter()
+        _segment_figures_write(run, plan, segment_of_label)
+        t3 = time.perf_counter()
+        timings["label_write"] = staged + (t2 - t1)
+        timings["history_write"] = (t1 - t0) + (t3 - t2)
+        _run_succeed(run, plan, n_moved=n_moved, timings=timings)
+    reporter("done", 100, stage="writing")
+
+
+def _unique_name(name: str, taken: set[str]) -> str:
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate = f"{name} ({n})"
+        n += 1
+    taken.add(candidate)
+    return candidate
+
+
+def _segments_apply(run: SegmentationRun, plan: _Plan) -> dict[int, int | None]:
+    """Create, update and retire Segment rows; return engine label -> segment id."""
+    result = plan.result
+    now = timezone.now()
+    active = {s.pk: s for s in Segment.objects.select_for_update().filter(is_active=True)}
+    specials: dict[str, Segment] = {}
+    for seg in active.values():
+        if seg.kind != Segment.Kind.CLUSTER and seg.kind not in specials:
+            specials[seg.kind] = seg
+    matched_ids = {
+        sr.segment_id
+        for sr in result.segments
+        if sr.segment_id in active and active[sr.segment_id].kind == Segment.Kind.CLUSTER
+    }
+    retired = [
+        s for s in active.values() if s.kind == Segment.Kind.CLUSTER and s.pk not in matched_ids
+    ]
+    for seg in retired:
+        seg.is_active, seg.retired_at, seg.last_run = False, now, run
+        seg.save(update_fields=["is_active", "retired_at", "last_run"])
+    # Names: the owner's custom names and the special segments' names are taken first; a
+    # proposed name that collides gets a number.
+    taken = {s.name for s in specials.values()}
+    taken |= {active[i].name for i in matched_ids if active[i].name_is_custom}
+    for kind, spec in SPECIAL_SEGMENTS.items():
+        if kind not in specials:
+            specials[kind] = Segment.objects.create(
+                kind=kind,
+                name=_unique_name(spec["name"], taken),
+                auto_name=spec["name"],
+                description=spec["description"],
+                auto_description=spec["description"],
+                color=spec["color"],
+                created_by_run=run,
+                last_run=run,
+            )
+    # Park renamed matched segments on a placeholder first: two of them may swap names.
+    for sid in matched_ids:
+        seg = active[sid]
+        if not seg.name_is_custom:
+            Segment.objects.filter(pk=sid).update(name=f"~{sid}~")
+    used_colors = {s.color for s in active.values() if s.pk in matched_ids and s.color}
+    free_colors = [c for c in PALETTE if c not in used_colors]
+    label_map: dict[int, int | None] = {}
+    for sr in sorted(result.segments, key=lambda s: (-s.size, s.label)):
+        seg = active[sr.segment_id] if sr.segment_id in matched_ids else None
+        if seg is None:
+            seg = Segment(kind=Segment.Kind.CLUSTER, created_by_run=run, created_at=now)
+        if not seg.name_is_custom:
+            seg.name = _unique_name(sr.name, taken)
+        seg.auto_name = sr.name[:100]
+        seg.auto_description = sr.description
+        if not seg.description_is_custom:
+            seg.description = sr.description
+        seg.profile = sr.profile
+        seg.profile_values = _jsonable(sr.profile_values)
+        seg.rules = _jsonable(list(sr.rules))
+        seg.rules_text = "\n".join(sr.rules)
+        seg.fidelity = result.fidelity
+        seg.centroid = _jsonable(sr.centroid)
+        seg.last_run = run
+        if not seg.color:
+            seg.color = free_colors.pop(0) if free_colors else PALETTE[sr.label % len(PALETTE)]
+        seg.save()
+        label_map[int(sr.label)] = seg.pk
+    label_map[LABEL_PROSPECT] = specials[Segment.Kind.PROSPECTS].pk
+    label_map[LABEL_OPTED_OUT] = specials[Segment.Kind.OPTED_OUT].pk
+    label_map[LABEL_ARCHIVED] = None
+    return label_map
+
+
+def _label_map_load(label_map: dict[int, int | None]) -> None:
+    with connection.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {MAP_TABLE}")
+        cur.execute(f"CREATE TEMP TABLE {MAP_TABLE} (label integer PRIMARY KEY, segment_id bigint)")
+        cur.executemany(
+            f"INSERT INTO {MAP_TABLE} (label, segment_id) VALUES (%s, %s)",
+            list(label_map.items()),
+        )
+
+
+def _distinct(a: str, b: str) -> str:
+    return f"{a} IS DISTINCT FROM {b}" if connection.vendor == "postgresql" else f"{a} IS NOT {b}"
+
+
+def _new_labels_sql() -> str:
+    return (
+        f"SELECT t.id, m.segment_id, t.reason FROM {LABELS_TABLE} t "
+        f"JOIN {MAP_TABLE} m ON m.label = t.label"
+    )
+
+
+def _history_write(run: SegmentationRun) -> int:
+    """One history row per customer whose segment changes (before the switch reads it)."""
+    customer = Customer._meta.db_table
+    changes = SegmentMembershipChange._meta.db_table
+    transitions = SegmentTransition._meta.db_table
+    not_pinned = "NOT c.segment_pinned"
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {changes} "
+            "(customer_id, run_id, from_segment_id, to_segment_id, changed_at, reason) "
+            f"SELECT c.id, %s, c.segment_id, n.segment_id, %s, n.reason "
+            f"FROM ({_new_labels_sql()}) n JOIN {customer} c ON c.id = n.id "
+            f"WHERE {not_pinned} AND {_distinct('c.segment_id', 'n.segment_id')}",
+            [run.pk, timezone.now()],
+        )
+        moved = cur.rowcount
+        cur.execute(
+            f"INSERT INTO {transitions} (run_id, from_segment_id, to_segment_id, count) "
+            f"SELECT run_id, from_segment_id, to_segment_id, COUNT(*) FROM {changes} "
+            "WHERE run_id = %s GROUP BY run_id, from_segment_id, to_segment_id",
+            [run.pk],
+        )
+    return moved
+
+
+def _labels_switch() -> int:
+    """One UPDATE … FROM that rewrites only the customers whose segment or reason changes."""
+    customer = Customer._meta.db_table
+    with connection.cursor() as cur:
+        cur.execute(
+            f"UPDATE {customer} SET segment_id = n.segment_id, segment_reason = n.reason "
+            f"FROM ({_new_labels_sql()}) n WHERE {customer}.id = n.id "
+            f"AND NOT {customer}.segment_pinned "
+            f"AND ({_distinct(f'{customer}.segment_id', 'n.segment_id')} "
+            f"OR {customer}.segment_reason <> n.reason)"
+        )
+        return cur.rowcount
+
+
+def _segment_figures_write(
+    run: SegmentationRun, plan: _Plan, label_map: dict[int, int | None]
+) -> None:
+    """Precompute each segment's size, revenue and shares, and snapshot them for this run."""
+    raw, result, pins = plan.raw, plan.result, plan.pins
+    seg_of = pd.Series(np.asarray(result.labels, dtype=np.int64)).map(label_map)
+    seg_of.index = raw.index
+    ids = raw["customer_id"]
+    if pins:
+        pinned = ids.isin(pins.keys())
+        seg_of[pinned] = ids[pinned].map(pins)
+    frame = pd.DataFrame(
+        {
+            "segment_id": seg_of,
+            "revenue": raw["monetary_total"],
+            "rating_sum": raw["rating_mean"].fillna(0) * raw["rating_count"],
+            "rating_count": raw["rating_count"],
+            "promoters": raw["nps_promoters"],
+            "detractors": raw["nps_detractors"],
+            "nps_count": raw["nps_count"],
+        }
+    ).dropna(subset=["segment_id"])
+    per = frame.groupby("segment_id").agg(
+        size=("revenue", "size"),
+        revenue=("revenue", "sum"),
+        rating_sum=("rating_sum", "sum"),
+        rating_count=("rating_count", "sum"),
+        promoters=("promoters", "sum"),
+        detractors=("detractors", "sum"),
+        nps_count=("nps_count", "sum"),
+    )
+    sizes = {int(k): int(v) for k, v in per["size"].items()}
+    # Customers outside the frame: prospects, opted out (pinned ones stay where they are).
+    pinned_inside = set(ids[ids.isin(pins.keys())].tolist()) if pins else set()
+    pinned_outside = {
+        cid: sid for cid, sid in pins.items() if sid is not None and cid not in pinned_inside
+    }
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT label, COUNT(*) FROM {LABELS_TABLE} WHERE label < 0 AND label <> %s "
+            "GROUP BY label",
+            [LABEL_ARCHIVED],
+        )
+        for label, count in cur.fetchall():
+            sid = label_map[label]
+            sizes[sid] = sizes.get(sid, 0) + int(count)
+    for sid in pinned_outside.values():
+        sizes[sid] = sizes.get(sid, 0) + 1
+    total_customers = max(1, plan.counts.total)
+    total_revenue = float(per["revenue"].clip(lower=0).sum()) or 1.0
+    snapshots = []
+    segments = list(Segment.objects.filter(is_active=True) | Segment.objects.filter(pk__in=sizes))
+    for seg in segments:
+        size = sizes.get(seg.pk, 0)
+        row = per.loc[seg.pk] if seg.pk in per.index else None
+        revenue = float(row["revenue"]) if row is not None else 0.0
+        seg.size = size
+        seg.share_customers = size / total_customers
+        seg.revenue = round(revenue, 2)
+        seg.share_revenue = max(revenue, 0.0) / total_revenue
+        if seg.is_active:
+            rating = nps = None
+            if row is not None and row["rating_count"] > 0:
+                rating = float(row["rating_sum"] / row["rating_count"])
+            if row is not None and row["nps_count"] > 0:
+                nps = float(100.0 * (row["promoters"] - row["detractors"]) / row["nps_count"])
+            snapshots.append(
+                SegmentSnapshot(
+                    run=run,
+                    segment=seg,
+                    size=size,
+                    revenue=seg.revenue,
+                    avg_rating=rating,
+                    nps=nps,
+                    profile_values=seg.profile_values,
+                )
+            )
+    Segment.objects.bulk_update(
+        segments, ["size", "share_customers", "revenue", "share_revenue"], batch_size=500
+    )
+    # Retired segments nobody is pinned to are empty now.
+    Segment.objects.filter(is_active=False, size__gt=0).exclude(pk__in=sizes).update(
+        size=0, share_customers=0, revenue=0, share_revenue=0
+    )
+    SegmentSnapshot.objects.bulk_create(snapshots)
+
+
+def _run_succeed(run: SegmentationRun, plan: _Plan, *, n_moved: int, timings: dict) -> None:
+    result = plan.result
+    now = timezone.now()
+    sizes = {s.name: int(s.size) for s in result.segments}
+    params = dict(_jsonable(result.params))
+    params.setdefault("config", _jsonable(dataclasses.asdict(plan.config)))
+    SegmentationRun.objects.filter(pk=run.pk).update(
+        status=Status.SUCCEEDED,
+        finished_at=now,
+        heartbeat_at=now,
+        active_slot=None,
+        phase="",
+        progress=100,
+        method=result.method,
+        k=result.k,
+        silhouette=result.silhouette,
+        davies_bouldin=result.davies_bouldin,
+        calinski_harabasz=result.calinski_harabasz,
+        fidelity=result.fidelity,
+        confidence=result.confidence,
+        confidence_note=result.confidence_note[:200],
+        sizes=sizes,
+        missing=_jsonable(result.missing),
+        params=params,
+        timings=_jsonable(timings),
+        n_moved=n_moved,
+        error="",
+    )
+
+
+def _jsonable(value):
+    """Plain JSON types from numpy scalars/arrays and nested containers."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def _json_default(obj):
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, set | tuple | range):
+        return list(obj)
+    return str(obj)
+
+
+# --- pins and segment edits ----------------------------------------------------------------
+
+
+def segment_pin(*, customer: Customer, segment: Segment | None = None) -> Customer:
+    """Pin a customer to a segment (their current one by default); runs then leave them be.
+
+    Side effects: the customer's segment, reason and pin; a history row when the segment
+    changes; both segments' precomputed sizes.
+    """
+    segment = segment or customer.segment
+    if segment is None:
+        raise ValidationError(f"{customer} has no segment yet: choose one to pin them to.")
+    if not segment.is_active:
+        raise ValidationError(f"{segment} is retired: pin the customer to an active segment.")
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        previous = customer.segment_id
+        customer.segment = segment
+        customer.segment_pinned = True
+        customer.segment_reason = f"Pinned to {segment.name} by the owner."[:REASON_MAX]
+        customer.save(update_fields=["segment", "segment_pinned", "segment_reason", "updated_at"])
+        if previous != segment.pk:
+            SegmentMembershipChange.objects.create(
+                customer=customer,
+                from_segment_id=previous,
+                to_segment=segment,
+                reason=customer.segment_reason,
+            )
+            Segment.objects.filter(pk=segment.pk).update(size=F("size") + 1)
+            if previous:
+                Segment.objects.filter(pk=previous, size__gt=0).update(size=F("size") - 1)
+    return customer
+
+
+def segment_unpin(*, customer: Customer) -> Customer:
+    """Let the next run place the customer again. Side effects: the pin, a history row."""
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        if not customer.segment_pinned:
+            return customer
+        customer.segment_pinned = False
+        customer.segment_reason = "Unpinned by the owner; the next run places them."
+        customer.save(update_fields=["segment_pinned", "segment_reason", "updated_at"])
+        SegmentMembershipChange.objects.create(
+            customer=customer,
+            from_segment_id=customer.segment_id,
+            to_segment_id=customer.segment_id,
+            reason=customer.segment_reason,
+        )
+    return customer
+
+
+def segment_update(*, segment: Segment, name: str, description: str) -> Segment:
+    """The owner's name and description for a segment; later runs keep what the owner set.
+
+    Setting the name back to the proposed one (auto_name) hands it back to the runs.
+    """
+    name = name.strip()
+    if not name:
+        raise ValidationError("A segment needs a name.")
+    clash = Segment.objects.active().filter(name=name).exclude(pk=segment.pk)
+    if segment.is_active and clash.exists():
+        raise ValidationError(f"Another active segment is already called {name!r}.")
+    segment.name = name
+    segment.name_is_custom = name != segment.auto_name
+    segment.description = description
+    segment.description_is_custom = description != segment.auto_description
+    segment.save(update_fields=["name", "name_is_custom", "description", "description_is_custom"])
+    return segment

@@ -1,0 +1,155 @@
+"""The feature selector against hand-computed values, on SQLite and PostgreSQL alike."""
+
+import math
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from crm.models import Purchase
+from segmentation import selectors
+from tests.factories import (
+    CustomerFactory,
+    FeedbackFactory,
+    PurchaseFactory,
+    SegmentFactory,
+)
+
+REF = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def days_before(days: float) -> datetime:
+    return REF - timedelta(days=days)
+
+
+@pytest.fixture
+def shop(db):
+    """A small shop: each customer tests one corner of the feature query."""
+    regular = CustomerFactory(name="Regular", birth_date=date(1990, 6, 1), annual_income=52000)
+    PurchaseFactory(customer=regular, amount=Decimal("100.00"), purchased_at=days_before(30))
+    PurchaseFactory(customer=regular, amount=Decimal("50.50"), purchased_at=days_before(10.5))
+    PurchaseFactory(customer=regular, amount=Decimal("20.00"), purchased_at=days_before(2))
+    # A refund after the last sale: subtracted from the total, not a purchase, not recency.
+    PurchaseFactory(
+        customer=regular,
+        kind=Purchase.Kind.REFUND,
+        amount=Decimal("20.00"),
+        purchased_at=days_before(1),
+    )
+    FeedbackFactory(customer=regular, rating=4, nps=10)
+    FeedbackFactory(customer=regular, rating=5, nps=6)
+    FeedbackFactory(customer=regular, rating=None, nps=9)
+
+    once = CustomerFactory(name="Once", age=41, birth_date=None)
+    PurchaseFactory(customer=once, amount=Decimal("75.25"), purchased_at=days_before(100))
+    FeedbackFactory(customer=once, rating=2, nps=None)
+
+    no_feedback = CustomerFactory(name="Quiet", birth_date=None, age=None)
+    PurchaseFactory(customer=no_feedback, amount=Decimal("10.00"), purchased_at=days_before(5))
+    # A refund before the first sale (an earlier order deleted since): not the tenure start.
+    PurchaseFactory(
+        customer=no_feedback,
+        kind=Purchase.Kind.REFUND,
+        amount=Decimal("3.00"),
+        purchased_at=days_before(50),
+    )
+    PurchaseFactory(customer=no_feedback, amount=Decimal("12.00"), purchased_at=days_before(20))
+
+    prospect = CustomerFactory(name="Prospect")
+    refund_only = CustomerFactory(name="Refund only")
+    PurchaseFactory(
+        customer=refund_only,
+        kind=Purchase.Kind.REFUND,
+        amount=Decimal("9.00"),
+        purchased_at=days_before(3),
+    )
+    opted_out = CustomerFactory(name="Opted out", profiling_opt_out=True)
+    PurchaseFactory(customer=opted_out, amount=Decimal("60.00"), purchased_at=days_before(4))
+    archived = CustomerFactory(name="Archived", is_archived=True)
+    PurchaseFactory(customer=archived, amount=Decimal("60.00"), purchased_at=days_before(4))
+    return {
+        "regular": regular,
+        "once": once,
+        "quiet": no_feedback,
+        "prospect": prospect,
+        "refund_only": refund_only,
+        "opted_out": opted_out,
+        "archived": archived,
+    }
+
+
+def test_features_equal_hand_computed_values(shop):
+    frame = selectors.customer_features(reference_time=REF).frame
+    ids = frame["customer_id"].tolist()
+    assert ids == sorted([shop["regular"].pk, shop["once"].pk, shop["quiet"].pk])
+    rows = frame.set_index("customer_id")
+
+    regular = rows.loc[shop["regular"].pk]
+    assert regular["frequency"] == 3
+    assert regular["monetary_total"] == pytest.approx(150.50)
+    assert regular["recency_days"] == pytest.approx(2)
+    assert regular["tenure_days"] == pytest.approx(30)
+    assert regular["rating_mean"] == pytest.approx(4.5)
+    assert regular["rating_count"] == 2
+    assert regular["nps_mean"] == pytest.approx(25 / 3)
+    assert regular["nps_count"] == 3
+    assert regular["nps_promoters"] == 2
+    assert regular["nps_detractors"] == 1
+    assert regular["age"] == pytest.approx((date(2026, 6, 1) - date(1990, 6, 1)).days / 365.25)
+    assert regular["income"] == pytest.approx(52000)
+
+    once = rows.loc[shop["once"].pk]
+    assert once["frequency"] == 1
+    assert once["monetary_total"] == pytest.approx(75.25)
+    assert once["recency_days"] == pytest.approx(100)
+    assert once["tenure_days"] == pytest.approx(100)
+    assert once["rating_mean"] == pytest.approx(2)
+    assert once["rating_count"] == 1
+    assert math.isnan(once["nps_mean"])
+    assert once["nps_count"] == 0
+    assert once["age"] == pytest.approx(41)
+    assert math.isnan(once["income"])
+
+    quiet = rows.loc[shop["quiet"].pk]
+    assert quiet["frequency"] == 2
+    assert quiet["monetary_total"] == pytest.approx(19.00)
+    assert quiet["recency_days"] == pytest.approx(5)
+    assert quiet["tenure_days"] == pytest.approx(20)
+    assert math.isnan(quiet["rating_mean"])
+    assert quiet["rating_count"] == 0
+    assert math.isnan(quiet["nps_mean"])
+    assert quiet["nps_count"] == 0
+    assert math.isnan(quiet["age"])
+    assert math.isnan(quiet["income"])
+
+
+def test_feature_frame_has_the_engine_columns_and_types(shop):
+    from segmentation.features import RAW_COLUMNS
+
+    frame = selectors.customer_features(reference_time=REF).frame
+    assert list(frame.columns[: len(RAW_COLUMNS)]) == RAW_COLUMNS
+    assert str(frame["customer_id"].dtype) == "int64"
+    assert str(frame["frequency"].dtype) == "int64"
+    assert str(frame["recency_days"].dtype) == "float64"
+
+
+def test_feature_query_times_the_query_and_the_transfer(shop):
+    features = selectors.customer_features(reference_time=REF)
+    assert set(features.timings) == {"feature_query", "transfer"}
+    assert all(seconds >= 0 for seconds in features.timings.values())
+
+
+def test_features_of_an_empty_shop_are_an_empty_frame_with_the_columns(db):
+    frame = selectors.customer_features(reference_time=REF).frame
+    assert frame.empty
+    assert list(frame.columns) == selectors.FEATURE_COLUMNS + selectors.EXTRA_COLUMNS
+
+
+def test_customer_counts_count_active_opted_out_and_pinned(shop):
+    segment = SegmentFactory()
+    shop["once"].segment = segment
+    shop["once"].segment_pinned = True
+    shop["once"].save()
+    counts = selectors.customer_counts()
+    assert counts == selectors.CustomerCounts(total=6, opted_out=1, pinned=1)
+    assert selectors.pinned_segments() == {shop["once"].pk: segment.pk}
