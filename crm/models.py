@@ -108,6 +108,7 @@ class Customer(models.Model):
         indexes = [
             models.Index(fields=["total_spent", "id"], name="customer_total_spent_idx"),
             models.Index(fields=["last_purchase_at", "id"], name="customer_last_purchase_idx"),
+            models.Index(fields=["first_purchase_at", "id"], name="customer_first_purchase_idx"),
             models.Index(fields=["segment", "id"], name="customer_segment_idx"),
             models.Index(Lower("name"), name="customer_name_lower_idx"),
             models.Index(fields=["phone"], name="customer_phone_idx"),
@@ -219,6 +220,10 @@ class Feedback(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     # Set when the owner has answered this feedback (unhappy customers wait until then).
     answered_at = models.DateTimeField(null=True, blank=True)
+    # Hash of the nonce of the feedback link it came through: each link is used once.
+    link_nonce_hash = models.CharField(
+        max_length=64, null=True, blank=True, unique=True, editable=False
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -239,6 +244,12 @@ class Feedback(models.Model):
         ]
         indexes = [
             models.Index(fields=["customer", "created_at"], name="feedback_cust_date_idx"),
+            # The Today list of unhappy feedback nobody answered yet.
+            models.Index(
+                fields=["-created_at", "-id"],
+                condition=Q(answered_at__isnull=True) & (Q(rating__lte=2) | Q(nps__lte=6)),
+                name="feedback_unhappy_open_idx",
+            ),
         ]
 
     def __str__(self) -> str:
