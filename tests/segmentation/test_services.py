@@ -1,0 +1,372 @@
+"""Segmentation runs end to end on the real engine: labels, identities, history, pins, failures."""
+
+import threading
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.utils import timezone
+
+from crm.models import Customer, Purchase
+from segmentation import services
+from segmentation.models import (
+    Segment,
+    SegmentationRun,
+    SegmentMembershipChange,
+    SegmentSnapshot,
+    SegmentTransition,
+)
+from tests.factories import CustomerFactory, PurchaseFactory, SegmentFactory
+from tests.segmentation.shops import labels, shop_build
+
+Status = SegmentationRun.Status
+
+
+def run_now(**kwargs) -> SegmentationRun:
+    run = SegmentationRun.objects.create(trigger=SegmentationRun.Trigger.COMMAND)
+    return services.segmentation_run_execute(run=run, **kwargs)
+
+
+def segmentation_state() -> tuple:
+    """Everything a run may change, to compare before and after."""
+    segments = list(
+        Segment.objects.order_by("pk").values_list("pk", "name", "is_active", "size", "revenue")
+    )
+    return (
+        labels(),
+        segments,
+        SegmentMembershipChange.objects.count(),
+        SegmentSnapshot.objects.count(),
+        SegmentTransition.objects.count(),
+    )
+
+
+@pytest.fixture
+def shop(db):
+    return shop_build()
+
+
+def test_run_puts_every_customer_in_a_named_segment_with_a_reason(shop):
+    run = run_now()
+
+    assert run.status == Status.SUCCEEDED, run.error
+    assert run.method == SegmentationRun.Method.KMEANS
+    assert run.k >= 2
+    assert run.confidence_note
+    assert (run.n_customers, run.n_clustered, run.n_prospects, run.n_opted_out) == (63, 60, 2, 1)
+    assert run.active_slot is None
+    assert {"feature_query", "transfer", "label_write", "history_write", "fit"} <= set(run.timings)
+    current = labels()
+    champions = {current[pk][0] for pk in shop.groups["champions"]}
+    assert len(champions) == 1
+    champion_segment = Segment.objects.get(pk=champions.pop())
+    assert champion_segment.kind == Segment.Kind.CLUSTER
+    assert champion_segment.name != "Lost"
+    assert all(current[pk][1] for pk in shop.buyers)
+    prospects = Segment.objects.get(kind=Segment.Kind.PROSPECTS, is_active=True)
+    assert {current[pk][0] for pk in shop.prospects} == {prospects.pk}
+    opted = Segment.objects.get(kind=Segment.Kind.OPTED_OUT, is_active=True)
+    assert {current[pk] for pk in shop.opted_out} == {(opted.pk, "Opted out of profiling.")}
+
+
+def test_run_precomputes_segment_figures_and_snapshots(shop):
+    run = run_now()
+
+    active = list(Segment.objects.active())
+    assert sum(s.size for s in active) == 63
+    assert sum(s.share_customers for s in active) == pytest.approx(1)
+    assert sum(s.share_revenue for s in active) == pytest.approx(1)
+    assert sum(s.revenue for s in active) == sum(
+        Purchase.objects.filter(customer_id__in=shop.buyers).values_list("amount", flat=True)
+    )
+    assert len({s.color for s in active}) == len(active)
+    snapshots = {s.segment_id: s for s in SegmentSnapshot.objects.filter(run=run)}
+    assert set(snapshots) == {s.pk for s in active}
+    champion = Customer.objects.get(pk=shop.groups["champions"][0]).segment
+    assert snapshots[champion.pk].avg_rating == pytest.approx(5)
+    assert snapshots[champion.pk].nps == pytest.approx(100)
+    assert snapshots[champion.pk].size == 20
+
+
+def test_first_run_records_history_for_every_customer_it_places(shop):
+    run = run_now()
+
+    assert run.n_moved == 63
+    assert SegmentMembershipChange.objects.filter(run=run).count() == 63
+    assert sum(run.transitions.values_list("count", flat=True)) == 63
+    assert not run.transitions.exclude(from_segment=None).exists()
+
+
+def test_rerun_on_unchanged_data_keeps_assignments_ids_and_renamed_names(shop):
+    run_now()
+    champion = Customer.objects.get(pk=shop.groups["champions"][0]).segment
+    services.segment_update(segment=champion, name="My favourites", description="Treat well.")
+    before = labels()
+    history = SegmentMembershipChange.objects.count()
+
+    rerun = run_now()
+
+    assert rerun.status == Status.SUCCEEDED, rerun.error
+    assert labels() == before
+    assert rerun.n_moved == 0
+    assert SegmentMembershipChange.objects.count() == history
+    assert not rerun.transitions.exists()
+    champion.refresh_from_db()
+    assert champion.is_active
+    assert (champion.name, champion.description) == ("My favourites", "Treat well.")
+    assert champion.auto_name != "My favourites"
+    assert not Segment.objects.filter(is_active=False).exists()
+
+
+def test_history_rows_are_written_for_movers_only(shop):
+    run_now()
+    lost = Customer.objects.get(pk=shop.groups["lost"][0])
+    old_segment = lost.segment_id
+    now = timezone.now()
+    Purchase.objects.bulk_create(
+        Purchase(customer=lost, amount=Decimal("190"), purchased_at=now - timedelta(days=2 + 9 * i))
+        for i in range(12)
+    )
+
+    rerun = run_now()
+
+    changes = SegmentMembershipChange.objects.filter(run=rerun)
+    assert rerun.n_moved == changes.count() >= 1
+    assert changes.filter(customer=lost, from_segment_id=old_segment).exists()
+    assert all(c.from_segment_id != c.to_segment_id for c in changes)
+    moved_total = sum(rerun.transitions.values_list("count", flat=True))
+    assert moved_total == rerun.n_moved
+
+
+def test_pinned_customers_keep_their_segment_through_runs(shop):
+    run_now()
+    lost = Customer.objects.get(pk=shop.groups["lost"][0])
+    champion_segment = Customer.objects.get(pk=shop.groups["champions"][0]).segment
+    services.segment_pin(customer=lost, segment=champion_segment)
+
+    rerun = run_now()
+
+    lost.refresh_from_db()
+    assert lost.segment_pinned
+    assert lost.segment_id == champion_segment.pk
+    assert lost.segment_reason.startswith("Pinned to")
+    assert rerun.n_pinned == 1
+    assert not SegmentMembershipChange.objects.filter(run=rerun, customer=lost).exists()
+    champion_segment.refresh_from_db()
+    assert champion_segment.size == 21
+
+
+def test_pin_and_unpin_are_recorded_in_the_history(shop):
+    run_now()
+    customer = Customer.objects.get(pk=shop.groups["casual"][0])
+    target = Customer.objects.get(pk=shop.groups["champions"][0]).segment
+
+    services.segment_pin(customer=customer, segment=target)
+    services.segment_unpin(customer=customer)
+
+    pin, unpin = SegmentMembershipChange.objects.filter(customer=customer, run=None).order_by("id")
+    assert pin.to_segment == target
+    assert unpin.reason.startswith("Unpinned")
+    customer.refresh_from_db()
+    assert not customer.segment_pinned
+    rerun = run_now()
+    customer.refresh_from_db()
+    assert customer.segment_id != target.pk
+    assert SegmentMembershipChange.objects.filter(run=rerun, customer=customer).exists()
+
+
+def test_pinning_a_customer_without_a_segment_asks_for_one(db):
+    with pytest.raises(ValidationError, match="choose one"):
+        services.segment_pin(customer=CustomerFactory())
+
+
+def test_segment_update_marks_the_name_custom_and_refuses_duplicates(db):
+    first = SegmentFactory(name="Champions")
+    second = SegmentFactory(name="Loyal")
+    services.segment_update(segment=second, name="VIP", description="")
+    assert second.name_is_custom
+    with pytest.raises(ValidationError, match="already called"):
+        services.segment_update(segment=second, name="Champions", description="")
+    services.segment_update(segment=second, name="Loyal", description="")
+    assert not second.name_is_custom
+    assert first.name == "Champions"
+
+
+@pytest.mark.parametrize("buyers", [0, 1, 4])
+def test_too_few_customers_are_rejected_and_previous_labels_stay(db, buyers):
+    previous = SegmentFactory(name="Earlier segment")
+    customers = [CustomerFactory(segment=previous, segment_reason="earlier") for _ in range(buyers)]
+    for customer in customers:
+        PurchaseFactory(customer=customer)
+    bystander = CustomerFactory(segment=previous, segment_reason="earlier")
+    before = segmentation_state()
+
+    run = run_now()
+
+    assert run.status == Status.REJECTED
+    assert run.error
+    assert run.active_slot is None
+    assert segmentation_state() == before
+    bystander.refresh_from_db()
+    assert bystander.segment == previous
+
+
+def test_identical_customers_give_a_clear_outcome_and_keep_previous_labels(db):
+    previous = SegmentFactory(name="Earlier segment")
+    at = timezone.now() - timedelta(days=5)
+    customers = Customer.objects.bulk_create(
+        Customer(name=f"twin {i}", segment=previous, segment_reason="earlier") for i in range(60)
+    )
+    Purchase.objects.bulk_create(
+        Purchase(customer=c, amount=Decimal("20"), purchased_at=at) for c in customers
+    )
+    before = segmentation_state()
+
+    run = run_now()
+
+    assert run.status == Status.REJECTED
+    assert "cluster" in run.error.lower() or "identical" in run.error.lower(), run.error
+    assert segmentation_state() == before
+
+
+def test_failure_in_the_middle_of_writing_leaves_the_previous_segmentation_intact(
+    shop, monkeypatch
+):
+    run_now()
+    Purchase.objects.bulk_create(
+        Purchase(customer_id=pk, amount=Decimal("300"), purchased_at=timezone.now())
+        for pk in shop.groups["lost"]
+    )
+    before = segmentation_state()
+    real_switch = services._labels_switch
+
+    def switch_then_crash():
+        assert real_switch() > 0  # labels were rewritten in the database...
+        raise RuntimeError("disk full")  # ...and then the write fails
+
+    monkeypatch.setattr(services, "_labels_switch", switch_then_crash)
+
+    run = run_now()
+
+    assert run.status == Status.FAILED
+    assert "disk full" in run.error
+    assert run.active_slot is None
+    assert segmentation_state() == before
+
+
+def test_a_finished_run_executed_again_does_nothing(shop):
+    run = run_now()
+    before = segmentation_state()
+
+    again = services.segmentation_run_execute(run=run)
+
+    assert again.status == Status.SUCCEEDED
+    assert segmentation_state() == before
+
+
+def test_vanished_segments_are_retired_not_deleted(shop):
+    run_now()
+    ghost = SegmentFactory(
+        name="Ghost", centroid={"recency_days": 99.0, "frequency": 99.0}, size=0, is_active=True
+    )
+
+    run_now()
+
+    ghost.refresh_from_db()
+    assert not ghost.is_active
+    assert ghost.retired_at is not None
+
+
+def test_request_creates_a_pending_run_and_enqueues_it_after_commit(
+    db, django_capture_on_commit_callbacks, monkeypatch
+):
+    sent = []
+    monkeypatch.setattr(
+        "segmentation.tasks.segmentation_run_execute.delay",
+        lambda run_id: sent.append(run_id) or type("R", (), {"id": "task-1"})(),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+
+    assert run.status == Status.PENDING
+    assert sent == [run.pk]
+    run.refresh_from_db()
+    assert run.task_id == "task-1"
+
+
+def test_request_while_a_run_is_in_progress_is_recorded_as_skipped(db, monkeypatch):
+    monkeypatch.setattr("segmentation.services._run_enqueue", lambda run_id: None)
+    first = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+
+    second = services.segmentation_run_request(trigger=SegmentationRun.Trigger.SCHEDULE)
+
+    assert second.status == Status.SKIPPED
+    assert f"#{first.pk}" in second.error
+    assert SegmentationRun.objects.filter(status=Status.PENDING).count() == 1
+
+
+def test_a_run_created_elsewhere_is_skipped_while_another_holds_the_slot(db, monkeypatch):
+    monkeypatch.setattr("segmentation.services._run_enqueue", lambda run_id: None)
+    holder = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+
+    run = run_now()
+
+    assert run.status == Status.SKIPPED
+    assert f"#{holder.pk}" in run.error
+
+
+def test_a_run_whose_worker_died_is_recovered_by_the_next_trigger(db, monkeypatch):
+    monkeypatch.setattr("segmentation.services._run_enqueue", lambda run_id: None)
+    dead = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+    SegmentationRun.objects.filter(pk=dead.pk).update(
+        status=Status.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=2)
+    )
+
+    fresh = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+
+    dead.refresh_from_db()
+    assert dead.status == Status.FAILED
+    assert "No sign of life" in dead.error
+    assert fresh.status == Status.PENDING
+
+
+def test_an_unreachable_broker_fails_the_run_and_frees_the_slot(
+    db, django_capture_on_commit_callbacks, monkeypatch
+):
+    def broken(run_id):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr("segmentation.tasks.segmentation_run_execute.delay", broken)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+
+    run.refresh_from_db()
+    assert run.status == Status.FAILED
+    assert "broker down" in run.error
+    assert run.active_slot is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_triggers_give_one_run_and_one_skipped(monkeypatch):
+    monkeypatch.setattr("segmentation.services._run_enqueue", lambda run_id: None)
+    barrier = threading.Barrier(2)
+    statuses = []
+
+    def trigger():
+        try:
+            barrier.wait(timeout=10)
+            run = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+            statuses.append(run.status)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=trigger) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(statuses) == [Status.PENDING, Status.SKIPPED]
+    assert SegmentationRun.objects.count() == 2
