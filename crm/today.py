@@ -1,0 +1,354 @@
+"""What a one-person business acts on this morning: short lists read from indexed columns."""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count, DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, Value
+from django.utils import timezone
+
+from crm.models import Customer, Feedback, Offer, OfferResponse
+from crm.offers import TREATED_OUTCOMES, offer_holds_out
+from segmentation.models import Segment, SegmentationRun, SegmentMembershipChange
+
+DEFAULT_LIMIT = 10
+
+# Segment names (the engine's or the owner's) that mean "a customer we are losing".
+AT_RISK_NAMES = ("at risk", "can't lose them", "about to sleep", "unhappy high-value")
+
+# Unanswered unhappy feedback: matches the partial index feedback_unhappy_open_idx.
+UNHAPPY_UNANSWERED = Q(answered_at__isnull=True) & (Q(rating__lte=2) | Q(nps__lte=6))
+
+
+class Kind:
+    OVERDUE = "overdue"
+    UNHAPPY = "unhappy"
+    WELCOME = "welcome"
+    AT_RISK = "at_risk"
+
+
+class Action:
+    CONTACT = "contact"  # get in touch (with the suggested offer, when there is one)
+    ANSWER_FEEDBACK = "answer_feedback"  # answer, then feedback_mark_answered
+    PRESENT_OFFER = "present_offer"  # offer_response_record(outcome="presented")
+
+
+@dataclass(frozen=True)
+class TodayItem:
+    """One thing to act on: the customer, why, and the suggested action.
+
+    Link to the customer with ``customer.pk``; for ``Action.ANSWER_FEEDBACK`` the action is
+    on ``feedback`` (``feedback_mark_answered``), for ``Action.PRESENT_OFFER`` on ``offer``
+    (``offer_response_record``); ``Action.CONTACT`` may carry an ``offer`` to mention.
+    """
+
+    kind: str
+    customer: Customer
+    headline: str
+    action: str
+    action_label: str
+    feedback: Feedback | None = None
+    offer: Offer | None = None
+    from_segment: Segment | None = None
+    numbers: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Today:
+    overdue: list[TodayItem]
+    unhappy: list[TodayItem]
+    welcome: list[TodayItem]
+    at_risk: list[TodayItem]
+
+    @property
+    def count(self) -> int:
+        return len(self.overdue) + len(self.unhappy) + len(self.welcome) + len(self.at_risk)
+
+
+def today_overview(*, now: datetime | None = None, limit: int = DEFAULT_LIMIT) -> Today:
+    """The four Today lists, each at most ``limit`` items (about a dozen bounded queries)."""
+    now = now or timezone.now()
+    return Today(
+        overdue=customers_overdue(now=now, limit=limit),
+        unhappy=feedback_unhappy_unanswered(limit=limit),
+        welcome=customers_due_welcome(now=now, limit=limit),
+        at_risk=customers_newly_at_risk(now=now, limit=limit),
+    )
+
+
+def customers_overdue(
+    *,
+    now: datetime | None = None,
+    limit: int = DEFAULT_LIMIT,
+    factor: float = 1.5,
+    min_purchases: int = 3,
+    max_days_since: int = 365,
+) -> list[TodayItem]:
+    """Customers late by their own buying rhythm, most valuable (total spent) first.
+
+    Rhythm = mean days between purchases = (last - first purchase) / (purchases - 1), from
+    the denormalised columns, for customers with at least ``min_purchases`` purchases (two
+    intervals, so one lucky repeat is not a rhythm). Overdue when the days since the last
+    purchase exceed ``factor`` x the rhythm; customers silent for more than
+    ``max_days_since`` days are lost rather than overdue and left out. The database walks
+    the total-spent index from the top and stops at ``limit`` matches.
+    """
+    now = now or timezone.now()
+    since = ExpressionWrapper(Value(now) - F("last_purchase_at"), output_field=DurationField())
+    span = ExpressionWrapper(
+        F("last_purchase_at") - F("first_purchase_at"), output_field=DurationField()
+    )
+    customers = list(
+        Customer.objects.active()
+        .filter(
+            purchase_count__gte=min_purchases,
+            last_purchase_at__gte=now - timedelta(days=max_days_since),
+            last_purchase_at__lte=now,
+        )
+        .alias(
+            late=ExpressionWrapper(since * (F("purchase_count") - 1), output_field=DurationField()),
+            allowed=ExpressionWrapper(span * Value(factor), output_field=DurationField()),
+        )
+        .filter(late__gt=F("allowed"))
+        .select_related("segment")
+        .order_by("-total_spent", "-id")[:limit]
+    )
+    offers = _suggested_offers(customers, now=now)
+    items = []
+    for c in customers:
+        rhythm = (c.last_purchase_at - c.first_purchase_at).total_seconds() / 86400
+        rhythm /= c.purchase_count - 1
+        days_since = (now - c.last_purchase_at).total_seconds() / 86400
+        items.append(
+            TodayItem(
+                kind=Kind.OVERDUE,
+                customer=c,
+                headline=(
+                    f"Usually buys every {_days(rhythm)}, last bought {_days(days_since)} ago."
+                ),
+                action=Action.CONTACT,
+                action_label=_contact_label(offers.get(c.pk)),
+                offer=offers.get(c.pk),
+                numbers={
+                    "rhythm_days": round(rhythm, 1),
+                    "days_since": round(days_since, 1),
+                    "purchase_count": c.purchase_count,
+                    "total_spent": c.total_spent,
+                },
+            )
+        )
+    return items
+
+
+def feedback_unhappy_unanswered(*, limit: int = DEFAULT_LIMIT) -> list[TodayItem]:
+    """Unanswered feedback with a rating of 2 or less or an NPS of 6 or less, newest first.
+
+    One item per feedback; archived customers are left out. Reads the partial index
+    feedback_unhappy_open_idx, so the cost does not grow with happy or answered rows.
+    """
+    rows = (
+        Feedback.objects.filter(UNHAPPY_UNANSWERED, customer__is_archived=False)
+        .select_related("customer", "customer__segment")
+        .order_by("-created_at", "-id")[:limit]
+    )
+    items = []
+    for fb in rows:
+        scores = []
+        if fb.rating is not None:
+            scores.append(f"rated {fb.rating}/5")
+        if fb.nps is not None:
+            scores.append(f"would recommend {fb.nps}/10")
+        when = timezone.localdate(fb.created_at)
+        items.append(
+            TodayItem(
+                kind=Kind.UNHAPPY,
+                customer=fb.customer,
+                headline=f"{' and '.join(scores).capitalize()} on {when:%d %b %Y}, not answered.",
+                action=Action.ANSWER_FEEDBACK,
+                action_label="Answer, then mark as answered",
+                feedback=fb,
+                numbers={"rating": fb.rating, "nps": fb.nps, "created_at": fb.created_at},
+            )
+        )
+    return items
+
+
+def customers_due_welcome(
+    *, now: datetime | None = None, limit: int = DEFAULT_LIMIT, days: int = 30
+) -> list[TodayItem]:
+    """Customers whose first purchase is within ``days`` days and who were offered nothing.
+
+    Oldest first purchase first (their welcome is the most overdue). Reads the
+    first-purchase index; "offered nothing" means no offer row at all, held out included.
+    """
+    now = now or timezone.now()
+    customers = list(
+        Customer.objects.active()
+        .filter(first_purchase_at__gte=now - timedelta(days=days), first_purchase_at__lte=now)
+        .exclude(Exists(OfferResponse.objects.filter(customer_id=OuterRef("pk"))))
+        .select_related("segment")
+        .order_by("first_purchase_at", "id")[:limit]
+    )
+    offers = _suggested_offers(customers, now=now)
+    items = []
+    for c in customers:
+        offer = offers.get(c.pk)
+        days_ago = (now - c.first_purchase_at).total_seconds() / 86400
+        items.append(
+            TodayItem(
+                kind=Kind.WELCOME,
+                customer=c,
+                headline=f"First purchase {_days(days_ago)} ago; no offer made yet.",
+                action=Action.PRESENT_OFFER if offer else Action.CONTACT,
+                action_label=f"Present “{offer}”" if offer else "Send a welcome message",
+                offer=offer,
+                numbers={"days_since_first": round(days_ago, 1), "total_spent": c.total_spent},
+            )
+        )
+    return items
+
+
+def segment_is_at_risk(segment: Segment) -> bool:
+    """Whether a segment's name (the engine's or the owner's) says its customers are slipping."""
+    names = f"{segment.auto_name} | {segment.name}".lower().replace("\u2019", "'")
+    return any(word in names for word in AT_RISK_NAMES)
+
+
+def customers_newly_at_risk(
+    *, now: datetime | None = None, limit: int = DEFAULT_LIMIT, min_total_spent=None
+) -> list[TodayItem]:
+    """Customers the latest successful run moved into an at-risk segment, biggest spenders first.
+
+    At-risk segments: ``segment_is_at_risk`` (At risk, Can't lose them, About to sleep,
+    Unhappy high-value). Only customers still in that segment and coming from a segment
+    that was not at risk; ``min_total_spent`` sets a floor. Reads the run's changes by
+    (run, to_segment) index.
+    """
+    now = now or timezone.now()
+    run = SegmentationRun.objects.latest_succeeded()
+    if run is None:
+        return []
+    risky = [s for s in Segment.objects.all() if segment_is_at_risk(s)]
+    if not risky:
+        return []
+    risky_ids = [s.pk for s in risky]
+    changes = (
+        SegmentMembershipChange.objects.filter(
+            run=run, to_segment_id__in=risky_ids, customer__segment_id=F("to_segment_id")
+        )
+        .exclude(from_segment_id__in=risky_ids)
+        .filter(customer__is_archived=False)
+        .select_related("customer", "customer__segment", "from_segment")
+        .order_by("-customer__total_spent", "-customer_id")
+    )
+    if min_total_spent is not None:
+        changes = changes.filter(customer__total_spent__gte=min_total_spent)
+    changes = list(changes[:limit])
+    offers = _suggested_offers([ch.customer for ch in changes], now=now)
+    items = []
+    for ch in changes:
+        c = ch.customer
+        offer = offers.get(c.pk)
+        origin = f"from “{ch.from_segment}” " if ch.from_segment else ""
+        items.append(
+            TodayItem(
+                kind=Kind.AT_RISK,
+                customer=c,
+                headline=(
+                    f"Moved {origin}to “{c.segment}” on {timezone.localdate(ch.changed_at):%d %b}"
+                    f" after spending {c.total_spent:,.2f} in all."
+                ),
+                action=Action.CONTACT,
+                action_label=_contact_label(offer),
+                offer=offer,
+                from_segment=ch.from_segment,
+                numbers={"total_spent": c.total_spent, "run_id": run.pk},
+            )
+        )
+    return items
+
+
+@transaction.atomic
+def feedback_mark_answered(*, feedback: Feedback, when: datetime | None = None) -> Feedback:
+    """Mark feedback as answered by the owner (it leaves the Today list).
+
+    Idempotent: already answered feedback keeps its first answer time. Side effect: sets
+    Feedback.answered_at. Raises ValidationError for a time in the future.
+    """
+    now = timezone.now()
+    when = when or now
+    if when > now + timedelta(minutes=5):
+        raise ValidationError("Feedback cannot be answered in the future.")
+    Feedback.objects.filter(pk=feedback.pk, answered_at__isnull=True).update(answered_at=when)
+    feedback.refresh_from_db(fields=["answered_at"])
+    return feedback
+
+
+def _suggested_offers(customers: list[Customer], *, now: datetime) -> dict[int, Offer]:
+    """Per customer, the open offer for their segment with the best observed acceptance.
+
+    The posterior mean (1 + accepted) / (2 + presented) in the segment, deterministic so the
+    list does not reshuffle; offers the customer already has a row for or is held out of are
+    skipped. Three queries whatever the number of customers.
+    """
+    segment_ids = {c.segment_id for c in customers if c.segment_id}
+    if not segment_ids:
+        return {}
+    today = timezone.localdate(now)
+    targets = list(
+        Offer.segments.through.objects.filter(
+            segment_id__in=segment_ids,
+            offer__is_active=True,
+        )
+        .filter(Q(offer__starts_on__isnull=True) | Q(offer__starts_on__lte=today))
+        .filter(Q(offer__ends_on__isnull=True) | Q(offer__ends_on__gte=today))
+        .select_related("offer")
+    )
+    if not targets:
+        return {}
+    offer_ids = {t.offer_id for t in targets}
+    stats = {
+        (row["segment_id"], row["offer_id"]): (row["accepted"], row["presented"])
+        for row in OfferResponse.objects.filter(
+            segment_id__in=segment_ids, offer_id__in=offer_ids, outcome__in=TREATED_OUTCOMES
+        )
+        .values("segment_id", "offer_id")
+        .annotate(
+            presented=Count("pk"),
+            accepted=Count("pk", filter=Q(outcome=OfferResponse.Outcome.ACCEPTED)),
+        )
+        .order_by()
+    }
+    taken = set(
+        OfferResponse.objects.filter(
+            customer_id__in=[c.pk for c in customers], offer_id__in=offer_ids
+        ).values_list("customer_id", "offer_id")
+    )
+    by_segment: dict[int, list[Offer]] = {}
+    for t in targets:
+        by_segment.setdefault(t.segment_id, []).append(t.offer)
+    best = {}
+    for c in customers:
+        candidates = [
+            o
+            for o in by_segment.get(c.segment_id, [])
+            if (c.pk, o.pk) not in taken and not offer_holds_out(offer=o, customer_id=c.pk)
+        ]
+        if candidates:
+
+            def mean(o: Offer, segment_id: int = c.segment_id) -> tuple[float, int]:
+                accepted, presented = stats.get((segment_id, o.pk), (0, 0))
+                return ((1 + accepted) / (2 + presented), -o.pk)
+
+            best[c.pk] = max(candidates, key=mean)
+    return best
+
+
+def _contact_label(offer: Offer | None) -> str:
+    return f"Get in touch and mention “{offer}”" if offer else "Get in touch"
+
+
+def _days(days: float) -> str:
+    n = round(days)
+    return "1 day" if n == 1 else f"{n} days"
