@@ -112,6 +112,16 @@ class Customer(models.Model):
             models.Index(fields=["segment", "id"], name="customer_segment_idx"),
             models.Index(Lower("name"), name="customer_name_lower_idx"),
             models.Index(fields=["phone"], name="customer_phone_idx"),
+            # The admin changelist filters, each followed by its default ordering column.
+            models.Index(
+                fields=["purchase_count", "created_at"], name="customer_purchases_created_idx"
+            ),
+            models.Index(
+                fields=["marketing_consent", "created_at"], name="customer_consent_created_idx"
+            ),
+            models.Index(
+                fields=["is_archived", "created_at"], name="customer_archived_created_idx"
+            ),
         ]
 
     def __str__(self) -> str:
