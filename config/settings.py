@@ -157,6 +157,25 @@ STORAGES = {
 # The currency purchases are recorded in unless an import says otherwise.
 DEFAULT_CURRENCY = os.environ.get("DEFAULT_CURRENCY", "EUR")
 
+# Cache: per-process memory by default. Rate limits (the public feedback page) count per
+# process then; with several web workers in production point CACHE_URL at a shared Redis,
+# e.g. redis://127.0.0.1:6379/1.
+if os.environ.get("CACHE_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["CACHE_URL"],
+        }
+    }
+
+# Feedback links sent to customers: days a link stays valid; (requests, seconds) allowed per
+# client IP on the page and per link for submissions; the request header holding the
+# client's address (behind a reverse proxy, e.g. HTTP_X_REAL_IP set by the proxy).
+FEEDBACK_LINK_MAX_AGE_DAYS = env_int("FEEDBACK_LINK_MAX_AGE_DAYS", 30)
+FEEDBACK_LINK_RATE_PER_IP = (env_int("FEEDBACK_LINK_RATE_PER_IP", 30), 600)
+FEEDBACK_LINK_RATE_PER_TOKEN = (env_int("FEEDBACK_LINK_RATE_PER_TOKEN", 10), 3600)
+FEEDBACK_LINK_CLIENT_IP_HEADER = os.environ.get("FEEDBACK_LINK_CLIENT_IP_HEADER", "REMOTE_ADDR")
+
 # Celery: an embedded Valkey on a unix socket under var/ (started by `make run` and the
 # tests) unless CELERY_BROKER_URL points at a Redis server.
 EMBEDDED_BROKER_SOCKET = VAR_DIR / "valkey.sock"
