@@ -1,8 +1,11 @@
 """Writes with rules or side effects for customers, purchases and feedback."""
 
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import (
     Case,
     Count,
@@ -16,9 +19,10 @@ from django.db.models import (
     Sum,
     When,
 )
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Lower
+from django.utils import timezone
 
-from crm.models import Customer, Purchase
+from crm.models import Customer, Feedback, Purchase, Tag
 
 _ID_BATCH = 500
 
@@ -68,3 +72,201 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
 
 def _sales_q() -> Q:
     return Q(kind=Purchase.Kind.SALE)
+
+
+# Fields staff may set on a customer; the purchase statistics and the segment are derived.
+CUSTOMER_EDITABLE_FIELDS = frozenset(
+    {
+        "name",
+        "email",
+        "phone",
+        "external_source",
+        "external_id",
+        "birth_date",
+        "age",
+        "annual_income",
+        "city",
+        "country",
+        "notes",
+        "marketing_consent",
+        "profiling_opt_out",
+        "is_archived",
+    }
+)
+
+
+def _customer_check_email(*, email: str, exclude_pk: int | None = None) -> None:
+    if not email:
+        return
+    clash = Customer.objects.alias(email_lower=Lower("email")).filter(email_lower=email.lower())
+    if exclude_pk is not None:
+        clash = clash.exclude(pk=exclude_pk)
+    if clash.exists():
+        raise ValidationError({"email": f"Another customer already has the e-mail {email}."})
+
+
+@transaction.atomic
+def customer_create(*, tag_names: Iterable[str] = (), **fields) -> Customer:
+    """Create a customer (validated like the admin form) and tag it.
+
+    Side effects: inserts the customer, creates missing tags and links them.
+    Raises ValidationError naming the field when a value is invalid.
+    """
+    unknown = set(fields) - CUSTOMER_EDITABLE_FIELDS
+    if unknown:
+        raise ValidationError(f"Unknown customer field(s): {', '.join(sorted(unknown))}.")
+    customer = Customer(**fields)
+    _customer_check_email(email=customer.email)
+    customer.full_clean()
+    customer.save()
+    if tag_names:
+        customers_tag(customers=[customer], tag_names=tag_names)
+    return customer
+
+
+@transaction.atomic
+def customer_update(*, customer: Customer, **fields) -> Customer:
+    """Change some of a customer's fields.
+
+    Side effects: updates the customer row (only the fields given, plus updated_at).
+    Raises ValidationError naming the field when a value is invalid.
+    """
+    unknown = set(fields) - CUSTOMER_EDITABLE_FIELDS
+    if unknown:
+        raise ValidationError(f"Unknown customer field(s): {', '.join(sorted(unknown))}.")
+    for name, value in fields.items():
+        setattr(customer, name, value)
+    _customer_check_email(email=customer.email, exclude_pk=customer.pk)
+    customer.full_clean()
+    customer.save(update_fields=[*fields, "updated_at"])
+    return customer
+
+
+@transaction.atomic
+def purchase_record(
+    *,
+    customer: Customer,
+    amount: Decimal,
+    purchased_at: datetime | None = None,
+    kind: str = Purchase.Kind.SALE,
+    currency: str = "",
+    product: str = "",
+    category: str = "",
+    channel: str = "",
+    external_source: str = "",
+    external_order_id: str = "",
+) -> Purchase:
+    """Record a sale (or a refund, kind="refund", amount positive).
+
+    Side effects: inserts the purchase and refreshes the customer's purchase statistics
+    (purchase_count, total_spent, first/last_purchase_at).
+    """
+    amount = Decimal(amount)
+    if amount < 0:
+        raise ValidationError(
+            {"amount": "The amount cannot be negative; record a refund with a positive amount."}
+        )
+    purchased_at = purchased_at or timezone.now()
+    if purchased_at > timezone.now() + timedelta(days=1):
+        raise ValidationError({"purchased_at": "A purchase cannot be dated in the future."})
+    purchase = Purchase(
+        customer=customer,
+        amount=amount,
+        purchased_at=purchased_at,
+        kind=kind,
+        product=product,
+        category=category,
+        channel=channel,
+        external_source=external_source,
+        external_order_id=external_order_id,
+    )
+    if currency:
+        purchase.currency = currency
+    purchase.full_clean()
+    purchase.save()
+    customer_stats_refresh(customer_ids=[customer.pk])
+    customer.refresh_from_db(
+        fields=["purchase_count", "total_spent", "first_purchase_at", "last_purchase_at"]
+    )
+    return purchase
+
+
+@transaction.atomic
+def feedback_submit(
+    *,
+    customer: Customer,
+    rating: int | None = None,
+    nps: int | None = None,
+    comment: str = "",
+    source: str = Feedback.Source.STAFF,
+    purchase: Purchase | None = None,
+) -> Feedback:
+    """Record a customer's rating (1-5) and/or NPS score (0-10) with an optional comment.
+
+    Side effects: inserts one Feedback row. Raises ValidationError when no score is given,
+    a score is out of range, or the purchase belongs to another customer.
+    """
+    errors = {}
+    if rating is None and nps is None:
+        errors["rating"] = "Give a rating (1-5) or an NPS score (0-10)."
+    if rating is not None and not (isinstance(rating, int) and 1 <= rating <= 5):
+        errors["rating"] = f"The rating must be a whole number from 1 to 5 (got {rating!r})."
+    if nps is not None and not (isinstance(nps, int) and 0 <= nps <= 10):
+        errors["nps"] = f"The NPS score must be a whole number from 0 to 10 (got {nps!r})."
+    if purchase is not None and purchase.customer_id != customer.pk:
+        errors["purchase"] = "This purchase belongs to another customer."
+    if source not in Feedback.Source.values:
+        errors["source"] = f"Unknown feedback source {source!r}."
+    if errors:
+        raise ValidationError(errors)
+    return Feedback.objects.create(
+        customer=customer,
+        rating=rating,
+        nps=nps,
+        comment=comment.strip(),
+        source=source,
+        purchase=purchase,
+    )
+
+
+@transaction.atomic
+def customers_tag(*, customers: Iterable[Customer | int], tag_names: Iterable[str]) -> int:
+    """Add tags to customers (a queryset, instances or ids); missing tags are created.
+
+    Side effects: creates Tag rows and tag links (existing links are kept). Returns the
+    number of customers given. Works on a whole queryset in batches, never row by row.
+    """
+    names = sorted({name.strip() for name in tag_names if name and name.strip()})
+    if not names:
+        raise ValidationError({"tag_names": "Give at least one tag name."})
+    limit = Tag._meta.get_field("name").max_length
+    too_long = [n for n in names if len(n) > limit]
+    if too_long:
+        raise ValidationError({"tag_names": f"Tag names are at most {limit} characters."})
+    Tag.objects.bulk_create([Tag(name=n) for n in names], ignore_conflicts=True)
+    tag_ids = list(Tag.objects.filter(name__in=names).values_list("pk", flat=True))
+    if hasattr(customers, "values_list"):
+        ids: Iterable[int] = (
+            customers.order_by().values_list("pk", flat=True).iterator(chunk_size=_ID_BATCH * 4)
+        )
+    else:
+        ids = (c if isinstance(c, int) else c.pk for c in customers)
+    through = Customer.tags.through
+    count = 0
+    batch: list[int] = []
+
+    def flush() -> None:
+        through.objects.bulk_create(
+            [through(customer_id=c, tag_id=t) for c in batch for t in tag_ids],
+            ignore_conflicts=True,
+        )
+        batch.clear()
+
+    for customer_id in ids:
+        batch.append(customer_id)
+        count += 1
+        if len(batch) >= _ID_BATCH:
+            flush()
+    if batch:
+        flush()
+    return count
