@@ -1,0 +1,221 @@
+"""`make run`: the whole stack starts, answers, and leaves no process behind when stopped."""
+
+import contextlib
+import http.cookiejar
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+from celery import Celery
+from django.conf import settings
+
+pytestmark = pytest.mark.slow
+
+READY_LINE = "Press Ctrl-C to stop."
+DEMO_CUSTOMERS = 60
+
+
+class Stack:
+    """`manage.py runstack` (what `make run` runs) in a temporary VAR_DIR."""
+
+    def __init__(self, var_dir: Path):
+        self.var_dir = var_dir
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("DATABASE_URL", "CELERY_", "DJANGO_SUPERUSER_", "DEBUG"))
+        }
+        env.update(
+            VAR_DIR=str(var_dir),
+            PORT=str(self.port),
+            DJANGO_ENV="development",
+            DEMO_CUSTOMERS=str(DEMO_CUSTOMERS),
+            WEB_WORKERS="1",
+            CELERY_WORKER_CONCURRENCY="1",
+            PYTHONUNBUFFERED="1",
+        )
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "runstack"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            process_group=0,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while READY_LINE not in self.lines:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                pytest.fail(f"The stack did not start:\n{self.output}")
+            time.sleep(0.2)
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def health_check(self) -> dict:
+        url = f"redis+socket://{self.var_dir / 'valkey.sock'}"
+        client = Celery("probe", broker=url, backend=url, set_as_current=False)
+        try:
+            return client.send_task("crm.tasks.crm_health_check").get(timeout=30)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """Last resort, for a failed test: nothing may survive it."""
+        processes = self.descendants()
+        self.process.kill()
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(processes, timeout=5)
+
+
+@pytest.fixture(scope="module")
+def var_dir():
+    # Short path: the broker's unix socket lives in it.
+    directory = Path(tempfile.mkdtemp(prefix="crm-stack-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def first_start(var_dir):
+    """Start on an empty VAR_DIR, look around, then stop with Ctrl-C (SIGINT)."""
+    stack = Stack(var_dir)
+    try:
+        stack.wait_ready()
+        seen = {
+            "login_page": _get(f"{stack.url}/admin/login/"),
+            "static": _get(f"{stack.url}/static/admin/css/base.css"),
+            "descendants": stack.descendants(),
+            "health": stack.health_check(),
+        }
+        seen["commands"] = [" ".join(p.cmdline()) for p in seen["descendants"]]
+        password = re.search(r"^Password: (\S+)$", stack.output, re.MULTILINE)
+        seen["password"] = password and password.group(1)
+        seen["logged_in_at"] = seen["password"] and _log_in(stack.url, "admin", seen["password"])
+
+        stack.process.send_signal(signal.SIGINT)
+        seen["returncode"] = stack.process.wait(timeout=40)
+        _, seen["survivors"] = psutil.wait_procs(seen["descendants"], timeout=10)
+        seen["output"] = stack.output
+        return seen
+    finally:
+        if stack.process.poll() is None:
+            stack.kill()
+
+
+def test_the_stack_serves_the_login_page_and_static_files(first_start):
+    assert first_start["login_page"] == 200, first_start["output"]
+    assert first_start["static"] == 200
+
+
+def test_the_first_start_seeds_demo_data_and_prints_a_working_login(first_start):
+    assert f"Loading demo data ({DEMO_CUSTOMERS} customers)" in first_start["output"]
+    assert "Login: admin" in first_start["output"]
+    assert first_start["password"], first_start["output"]
+    assert first_start["logged_in_at"] == "/admin/"
+
+
+def test_the_stack_runs_a_broker_a_web_server_a_worker_and_beat(first_start):
+    commands = "\n".join(first_start["commands"])
+    assert re.search(r"(valkey|redis)-server", commands), commands
+    assert "gunicorn config.wsgi:application" in commands
+    assert "celery -A config worker" in commands
+    assert "celery -A config beat" in commands
+    assert first_start["health"]["status"] == "ok"
+    assert first_start["health"]["customers"] == DEMO_CUSTOMERS
+
+
+def test_ctrl_c_stops_every_process_of_the_stack(first_start):
+    assert first_start["returncode"] == 0, first_start["output"]
+    assert len(first_start["descendants"]) >= 4
+    assert first_start["survivors"] == [], first_start["output"]
+
+
+def test_a_restart_keeps_data_and_login_and_a_killed_parent_takes_its_children(
+    first_start, var_dir
+):
+    stack = Stack(var_dir)
+    children: list[psutil.Process] = []
+    try:
+        stack.wait_ready()
+        assert "Loading demo data" not in stack.output
+        assert "Login: admin (existing user, password unchanged" in stack.output
+        assert "changepassword admin" in stack.output
+        assert "Password:" not in stack.output
+        assert stack.health_check()["customers"] == DEMO_CUSTOMERS
+        children = stack.descendants()
+        assert len(children) >= 4
+
+        stack.process.kill()
+        stack.process.wait(timeout=10)
+        _, survivors = psutil.wait_procs(children, timeout=20)
+        assert survivors == [], stack.output
+    finally:
+        if stack.process.poll() is None:
+            stack.kill()
+        for process in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+
+
+def _get(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status
+
+
+def _log_in(base_url: str, username: str, password: str) -> str:
+    """Log in through the admin form; returns the path the browser ends on."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    with opener.open(f"{base_url}/admin/login/", timeout=10) as response:
+        page = response.read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode(
+        {
+            "csrfmiddlewaretoken": token,
+            "username": username,
+            "password": password,
+            "next": "/admin/",
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"{base_url}/admin/login/", data=form, headers={"Referer": f"{base_url}/admin/login/"}
+    )
+    with opener.open(request, timeout=10) as response:
+        return urllib.parse.urlparse(response.url).path
