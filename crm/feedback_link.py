@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
@@ -107,6 +108,10 @@ def feedback_link_submit(
     """
     from crm import services
 
+    if len(comment) > COMMENT_MAX_LENGTH:
+        raise ValidationError(
+            {"comment": f"Please keep the comment under {COMMENT_MAX_LENGTH} characters."}
+        )
     with transaction.atomic():
         link = feedback_token_read(token=token)
         feedback = services.feedback_submit(
