@@ -1,7 +1,7 @@
 """URL configuration."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 admin.site.site_header = "Customer CRM"
 admin.site.site_title = "Customer CRM"
@@ -9,4 +9,6 @@ admin.site.index_title = "Customers, segments and offers"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The public, unauthenticated page behind the feedback links sent to customers.
+    path("feedback/", include("crm.public_urls")),
 ]
