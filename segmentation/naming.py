@@ -1,0 +1,322 @@
+"""Cluster profiles -> unique human names, plain-language profiles and advice. Pure.
+
+A segment is named from where its typical customer (the segment median) sits among all
+customers: percentile scores 1..5 for recency, frequency and spend place it on the same
+R x FM grid that RFM scoring uses, and a few stronger patterns ("Unhappy high-value",
+"Big spenders", "New customers") take precedence when they hold. Two segments that want the
+same name are told apart by the dimension on which they differ most ("Loyal" and
+"Loyal, lower spend"); the larger segment keeps the plain name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from segmentation.clustering import RFM_GRID
+
+DESCRIPTIONS = {
+    "Champions": (
+        "Bought recently, buy often and spend the most.",
+        "Reward them, ask for reviews and referrals, and offer early access to new products.",
+    ),
+    "Loyal": (
+        "Buy regularly and spend well.",
+        "Keep them close with loyalty perks, a personal thank-you and the occasional upsell.",
+    ),
+    "Potential loyalists": (
+        "Recent customers who already bought more than once or spent a fair amount.",
+        "Invite them to a loyalty programme or subscription and suggest related products.",
+    ),
+    "New": (
+        "Made their first purchase recently.",
+        "Welcome them, help them get value from it and suggest a natural second purchase.",
+    ),
+    "New customers": (
+        "Started buying from you only recently.",
+        "Welcome them, help them get value from it and suggest a natural second purchase.",
+    ),
+    "Promising": (
+        "Bought fairly recently but not much yet.",
+        "Send useful content and a small incentive for a second purchase.",
+    ),
+    "Need attention": (
+        "Middling on recency, frequency and spend, and starting to slip.",
+        "Reach out with a limited-time offer or a personal recommendation before they drift.",
+    ),
+    "About to sleep": (
+        "Bought rarely and not for a while.",
+        "Share popular products or a gentle discount to reconnect before they lapse.",
+    ),
+    "At risk": (
+        "Used to buy often and spend well, but not for a long time.",
+        "Send a personal win-back message with a meaningful offer and ask what changed.",
+    ),
+    "Can't lose them": (
+        "Were among your best customers but have not come back for a long time.",
+        "Write or call personally, win them back with your best offer and learn why they left.",
+    ),
+    "Hibernating": (
+        "Bought little, rarely and long ago.",
+        "Include them in low-cost general campaigns; do not spend much effort on them.",
+    ),
+    "Lost": (
+        "The lowest recency, frequency and spend.",
+        "Try one low-cost revival campaign; otherwise let them go.",
+    ),
+    "Big spenders": (
+        "Spend a lot per order but do not buy often.",
+        "Offer premium products and bundles, and remind them when it is time to reorder.",
+    ),
+    "Unhappy high-value": (
+        "Spend a lot but rate you poorly.",
+        "Contact them personally to put right what went wrong before they leave.",
+    ),
+}
+
+# Words that tell two segments apart: (dimension, word when higher, word when lower).
+CONTRASTS = (
+    ("monetary_total", "higher spend", "lower spend"),
+    ("frequency", "more frequent", "less frequent"),
+    ("recency", "more recent", "longer lapsed"),
+    ("avg_order_value", "bigger baskets", "smaller baskets"),
+    ("tenure_days", "longer-standing", "newer"),
+    ("satisfaction", "happier", "less happy"),
+)
+# Share of a segment that must have given feedback before its satisfaction names it.
+SATISFACTION_MIN_SHARE = 0.2
+# How far (on a 0..1 satisfaction scale) below all customers "unhappy" must be.
+UNHAPPY_MARGIN = 0.1
+
+
+@dataclass
+class SegmentProfile:
+    label: int
+    name: str
+    base_name: str
+    description: str
+    profile: str
+    profile_values: dict[str, float]
+    size: int
+    scores: dict[str, float]  # percentile (0..1) of the segment median among all customers
+
+
+def _score(pct: float) -> int:
+    return int(min(5, 1 + np.floor(5 * pct)))
+
+
+def _share_below(sorted_values: np.ndarray, value: float) -> float:
+    """Share of customers strictly below value (as RFM scoring ranks ties)."""
+    return float(np.searchsorted(sorted_values, value, side="left") / len(sorted_values))
+
+
+def _share_above(sorted_values: np.ndarray, value: float) -> float:
+    n = len(sorted_values)
+    return float((n - np.searchsorted(sorted_values, value, side="right")) / n)
+
+
+def number(x: float) -> str:
+    """A plain-language number: 12, 4.6, 480, 12,500."""
+    x = float(x)
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}".rstrip("0").rstrip(".")
+    return f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def times(x: float) -> str:
+    if x == 1:
+        return "once"
+    if x == 2:
+        return "twice"
+    return f"{number(x)} times"
+
+
+def days_ago(x: float) -> str:
+    if x < 0.5:
+        return "today"
+    if round(x) == 1:
+        return "1 day ago"
+    return f"{x:.0f} days ago"
+
+
+def _groups(labels: np.ndarray, k: int) -> list[np.ndarray]:
+    order = np.argsort(labels, kind="stable")
+    bounds = np.cumsum(np.bincount(labels, minlength=k))[:-1]
+    return np.split(order, bounds)
+
+
+def _nanmedian(values: np.ndarray) -> float:
+    known = values[np.isfinite(values)]
+    return float(np.median(known)) if len(known) else float("nan")
+
+
+def segment_profiles(
+    plain: pd.DataFrame,
+    labels: np.ndarray,
+    k: int,
+    *,
+    kept: list[str],
+    group_names: list[str] | None = None,
+) -> list[SegmentProfile]:
+    """One profile per label 0..k-1 with a unique name (RFM group names when given)."""
+    cols = {c: plain[c].to_numpy() for c in plain.columns}
+    sorted_cols = {
+        c: np.sort(cols[c])
+        for c in ("recency_days", "frequency", "monetary_total", "avg_order_value", "tenure_days")
+    }
+    overall_spend = float(np.median(cols["monetary_total"])) if len(labels) else 0.0
+    overall_satisfaction = _satisfaction(
+        {c: _nanmedian(cols[c]) if c in kept else float("nan") for c in ("rating_mean", "nps_mean")}
+    )
+    members = _groups(labels, k)
+    drafts = []
+    for label, idx in enumerate(members):
+        med = {
+            c: float(np.median(cols[c][idx]))
+            for c in ("recency_days", "frequency", "monetary_total", "avg_order_value")
+        }
+        med["tenure_days"] = float(np.median(cols["tenure_days"][idx]))
+        for c in ("rating_mean", "nps_mean", "age", "income"):
+            med[c] = _nanmedian(cols[c][idx]) if c in kept else float("nan")
+        rated = np.isfinite(cols["rating_mean"][idx]) | np.isfinite(cols["nps_mean"][idx])
+        rated_share = float(rated.mean()) if len(idx) else 0.0
+        pct = {
+            # Recency counts the customers who bought longer ago: higher is better.
+            "recency": _share_above(sorted_cols["recency_days"], med["recency_days"]),
+            "frequency": _share_below(sorted_cols["frequency"], med["frequency"]),
+            "monetary_total": _share_below(sorted_cols["monetary_total"], med["monetary_total"]),
+            "avg_order_value": _share_below(sorted_cols["avg_order_value"], med["avg_order_value"]),
+            "tenure_days": _share_below(sorted_cols["tenure_days"], med["tenure_days"]),
+            "satisfaction": _satisfaction(med),
+        }
+        spend_ratio = med["monetary_total"] / overall_spend if overall_spend > 0 else float("nan")
+        candidates = (
+            [group_names[label]]
+            if group_names is not None
+            else _name_candidates(pct, med, rated_share, overall_satisfaction)
+        )
+        values = {key: round(v, 2) for key, v in med.items() if np.isfinite(v)}
+        if np.isfinite(spend_ratio):
+            values["spend_vs_median"] = round(spend_ratio, 2)
+        values["feedback_share"] = round(rated_share, 2)
+        drafts.append(
+            {
+                "label": label,
+                "size": len(idx),
+                "candidates": candidates,
+                "pct": pct,
+                "values": values,
+                "profile": _profile_text(med, spend_ratio),
+            }
+        )
+    names, bases = _unique_names(drafts)
+    out = []
+    for d in drafts:
+        base = bases[d["label"]]
+        what, todo = DESCRIPTIONS.get(base, ("", ""))
+        out.append(
+            SegmentProfile(
+                label=d["label"],
+                name=names[d["label"]],
+                base_name=base,
+                description=f"{what} {todo}".strip(),
+                profile=d["profile"],
+                profile_values=d["values"],
+                size=d["size"],
+                scores={key: round(v, 4) for key, v in d["pct"].items() if np.isfinite(v)},
+            )
+        )
+    return out
+
+
+def _satisfaction(med: dict[str, float]) -> float:
+    """0..1 where known: the rating on 1-5 and NPS on 0-10, averaged."""
+    parts = []
+    if np.isfinite(med["rating_mean"]):
+        parts.append((med["rating_mean"] - 1) / 4)
+    if np.isfinite(med["nps_mean"]):
+        parts.append(med["nps_mean"] / 10)
+    return float(np.mean(parts)) if parts else float("nan")
+
+
+def _name_candidates(
+    pct: dict[str, float], med: dict[str, float], rated_share: float, overall_satisfaction: float
+) -> list[str]:
+    r, f, m = _score(pct["recency"]), _score(pct["frequency"]), _score(pct["monetary_total"])
+    base = RFM_GRID[r][(f + m + 1) // 2 - 1]
+    names = []
+    unhappy = (np.isfinite(med["rating_mean"]) and med["rating_mean"] <= 2.5) or (
+        np.isfinite(med["nps_mean"]) and med["nps_mean"] <= 6
+    )
+    # Unhappy in absolute terms (rating <= 2.5 or NPS detractor) and less happy than the
+    # typical customer, so that a business whose every customer rates 2 gets no such name.
+    unhappy = (
+        unhappy
+        and np.isfinite(pct["satisfaction"])
+        and (pct["satisfaction"] <= overall_satisfaction - UNHAPPY_MARGIN)
+    )
+    if m >= 4 and rated_share >= SATISFACTION_MIN_SHARE and unhappy:
+        names.append("Unhappy high-value")
+    if _score(pct["avg_order_value"]) == 5 and f <= 3 and r >= 3 and base != "Champions":
+        names.append("Big spenders")
+    if _score(pct["tenure_days"]) == 1 and r >= 4 and f <= 2:
+        names.append("New customers")
+    names.append(base)
+    return names
+
+
+def _unique_names(drafts: list[dict]) -> tuple[dict[int, str], dict[int, str]]:
+    """First choices go to the largest segment wanting them; the others get a contrast word
+    against that segment, then a number if still taken. Fully deterministic."""
+    order = sorted(drafts, key=lambda d: (-d["size"], d["label"]))
+    taken: dict[str, dict] = {}
+    names: dict[int, str] = {}
+    bases: dict[int, str] = {}
+    waiting = []
+    for d in order:
+        name = next((c for c in d["candidates"] if c not in taken), None)
+        if name is None:
+            waiting.append(d)
+            continue
+        taken[name] = d
+        names[d["label"]] = bases[d["label"]] = name
+    for d in waiting:
+        base = d["candidates"][-1]
+        keeper = taken[base]
+        diffs = []
+        for dim, higher, lower in CONTRASTS:
+            a, b = d["pct"][dim], keeper["pct"][dim]
+            if np.isfinite(a) and np.isfinite(b) and a != b:
+                diffs.append((-abs(a - b), dim, higher if a > b else lower))
+        options = [f"{base}, {word}" for _, _, word in sorted(diffs)]
+        options += [f"{base} {i}" for i in range(2, len(drafts) + 2)]
+        name = next(o for o in options if o not in taken)
+        taken[name] = d
+        names[d["label"]] = name
+        bases[d["label"]] = base
+    return names, bases
+
+
+def _profile_text(med: dict[str, float], spend_ratio: float) -> str:
+    parts = [f"bought {times(med['frequency'])}, last {days_ago(med['recency_days'])}"]
+    if np.isfinite(spend_ratio):
+        parts.append(f"spends {spend_ratio:.1f}\u00d7 the median")
+    extra = []
+    if np.isfinite(med["rating_mean"]):
+        extra.append(f"average rating {med['rating_mean']:.1f}")
+    if np.isfinite(med["nps_mean"]):
+        extra.append(f"NPS answer {number(med['nps_mean'])}")
+    if np.isfinite(med["age"]):
+        extra.append(f"typically aged {med['age']:.0f}")
+    if np.isfinite(med["income"]):
+        extra.append(f"income around {number(med['income'])}")
+    text = "; ".join(parts)
+    if extra:
+        text += "; " + ", ".join(extra)
+    return text
