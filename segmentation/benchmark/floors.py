@@ -1,0 +1,200 @@
+"""The floors that bound a recluster: each step done the fastest known way, nothing else.
+
+- the per-customer aggregate alone, its result discarded inside the database;
+- the bare scikit-learn fits on the run's feature matrix, with the run's k range and samples;
+- the best bulk label write (PostgreSQL: COPY into a temporary table, one UPDATE ... FROM;
+  SQLite: executemany in one transaction), on the real column, always rolled back.
+"""
+
+import io
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from django.db import connection, transaction
+from sklearn import config_context
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+from threadpoolctl import threadpool_limits
+
+from crm.models import Customer, Purchase
+
+AGGREGATE_SQL = (
+    "SELECT count(*) FROM ("
+    "SELECT customer_id, count(*), sum(amount), min(purchased_at), max(purchased_at) "
+    "FROM {purchase} GROUP BY customer_id) AS per_customer"
+)
+
+
+def _timed(fn, *args, **kwargs) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
+def aggregate_floor(*, repeat: int = 3) -> dict:
+    """Seconds of the bare GROUP BY over purchases (median of `repeat`, after one warm-up)."""
+    sql = AGGREGATE_SQL.format(purchase=Purchase._meta.db_table)
+
+    def run() -> int:
+        with connection.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchone()[0]
+
+    run()
+    times = [_timed(run)[0] for _ in range(repeat)]
+    return {"seconds": statistics.median(times), "runs": times}
+
+
+def pull_floor() -> dict:
+    """Seconds to bring the aggregate's rows into pandas the fastest known way (for reference:
+    not one of the floors the ratio adds up)."""
+    sql = (
+        "SELECT customer_id, count(*) AS n, sum(amount) AS total, min(purchased_at) AS first, "
+        f"max(purchased_at) AS last FROM {Purchase._meta.db_table} GROUP BY customer_id "
+        "ORDER BY customer_id"
+    )
+    started = time.perf_counter()
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            buffer = io.BytesIO()
+            with cur.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
+                for chunk in copy:
+                    buffer.write(chunk)
+            buffer.seek(0)
+            frame = pd.read_csv(buffer, header=None)
+        else:
+            cur.execute(sql)
+            frame = pd.DataFrame(cur.fetchall())
+    return {"seconds": time.perf_counter() - started, "rows": len(frame)}
+
+
+@dataclass(frozen=True)
+class FitParams:
+    k_values: tuple[int, ...]
+    chosen_k: int
+    seed: int
+    sample_size: int  # rows the k-selection fits and silhouettes use
+    sample_n_init: int = 1  # k-means++ starts per k on the sample
+    working_memory: int = 64  # MB, silhouette chunks
+
+
+def sklearn_floor(x: np.ndarray, params: FitParams) -> dict:
+    """The bare fits, with the default thread pools and with one thread; the faster counts.
+
+    On two shared cores OpenMP threads that wait on a busy sibling can be slower than one.
+    """
+    default = _sklearn_fits(x, params)
+    with threadpool_limits(limits=1):
+        single = _sklearn_fits(x, params)
+    best = min(default, single, key=lambda r: r["seconds"])
+    return {**best, "default_threads": default, "one_thread": single}
+
+
+def _sklearn_fits(x: np.ndarray, params: FitParams) -> dict:
+    """Seconds of the bare fits the engine needs: for each k a K-Means fit and a silhouette
+    on the seeded sample, then one K-Means fit of the chosen k on every row started from the
+    sample's centres."""
+    rng = np.random.default_rng(params.seed)
+    n = len(x)
+    sample = x[np.sort(rng.choice(n, size=min(params.sample_size, n), replace=False))]
+    centres = None
+    started = time.perf_counter()
+    with config_context(working_memory=params.working_memory):
+        for k in params.k_values:
+            if k >= len(sample):
+                break
+            model = KMeans(n_clusters=k, n_init=params.sample_n_init, random_state=params.seed).fit(
+                sample
+            )
+            silhouette_score(sample, model.labels_)
+            if k == params.chosen_k:
+                centres = model.cluster_centers_
+    k_selection = time.perf_counter() - started
+    started = time.perf_counter()
+    if len(sample) < n:
+        init = centres if centres is not None else "k-means++"
+        KMeans(n_clusters=params.chosen_k, init=init, n_init=1, random_state=params.seed).fit(x)
+    fit = time.perf_counter() - started
+    return {"seconds": k_selection + fit, "k_selection": k_selection, "fit": fit}
+
+
+# --- labels --------------------------------------------------------------------------------
+
+
+@dataclass
+class Labels:
+    """Every customer's segment and reason, ordered by id."""
+
+    ids: np.ndarray
+    segment_ids: np.ndarray  # float, NaN for none
+    reasons: np.ndarray  # object
+
+    def changed_from(self, other: "Labels") -> np.ndarray:
+        """Positions of rows whose segment or reason differ from other's (same ids)."""
+        if not np.array_equal(self.ids, other.ids):
+            raise ValueError("label sets cover different customers")
+        a, b = self.segment_ids, other.segment_ids
+        seg_diff = ~((a == b) | (np.isnan(a) & np.isnan(b)))
+        return np.flatnonzero(seg_diff | (self.reasons != other.reasons))
+
+
+def labels_read() -> Labels:
+    table = Customer._meta.db_table
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT id, segment_id, segment_reason FROM {table} ORDER BY id")
+        rows = cur.fetchall()
+    frame = pd.DataFrame(rows, columns=["id", "segment_id", "reason"])
+    return Labels(
+        ids=frame["id"].to_numpy(np.int64),
+        segment_ids=frame["segment_id"].to_numpy(dtype=float, na_value=np.nan),
+        reasons=frame["reason"].to_numpy(dtype=object),
+    )
+
+
+def _labels_write(labels: Labels, rows: np.ndarray) -> None:
+    """The best bulk write of labels' rows `rows` onto crm_customer."""
+    table = Customer._meta.db_table
+    ids = labels.ids[rows]
+    seg = labels.segment_ids[rows]
+    reasons = labels.reasons[rows]
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            cur.execute(
+                "CREATE TEMP TABLE bench_labels (id bigint PRIMARY KEY, segment_id bigint, "
+                "segment_reason text NOT NULL) ON COMMIT DROP"
+            )
+            frame = pd.DataFrame(
+                {"id": ids, "segment_id": pd.array(seg, dtype="Int64"), "reason": reasons}
+            )
+            buffer = io.StringIO()
+            frame.to_csv(buffer, index=False, header=False, na_rep="\\N")
+            copy_sql = "COPY bench_labels FROM STDIN WITH (FORMAT csv, NULL '\\N')"
+            with cur.cursor.copy(copy_sql) as copy:
+                copy.write(buffer.getvalue())
+            cur.execute(
+                f"UPDATE {table} AS c SET segment_id = t.segment_id, "
+                "segment_reason = t.segment_reason FROM bench_labels AS t WHERE c.id = t.id"
+            )
+            cur.execute("DROP TABLE bench_labels")
+        else:
+            seg_values = [None if np.isnan(s) else int(s) for s in seg]
+            connection.connection.executemany(
+                f"UPDATE {table} SET segment_id = ?, segment_reason = ? WHERE id = ?",
+                zip(seg_values, reasons.tolist(), ids.tolist(), strict=True),
+            )
+
+
+def label_write_floor(*, before: Labels, after: Labels) -> dict:
+    """Seconds to switch every customer from `before` to `after` labels (only changed rows),
+    measured inside a transaction that is rolled back: the table is left as it was."""
+    changed = after.changed_from(before)
+    current = labels_read()
+    with transaction.atomic():
+        # Put the table in the `before` state first (untimed), then time the switch.
+        _labels_write(before, before.changed_from(current) if len(current.ids) else changed)
+        seconds, _ = _timed(_labels_write, after, changed)
+        transaction.set_rollback(True)
+    return {"seconds": seconds, "rows_changed": len(changed), "rows_total": len(after.ids)}

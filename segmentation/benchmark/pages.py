@@ -1,0 +1,139 @@
+"""Page latency through the Django test client, logged in as a staff user."""
+
+import statistics
+import time
+from collections.abc import Callable
+
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import NoReverseMatch, reverse
+
+from crm.models import Customer
+from segmentation.models import Segment
+
+BENCH_USER = "bench-owner"
+# The staff pages' url names as the project may name them; the first that resolves is used.
+CUSTOMER_PAGE_NAMES = ("crm:customer_detail", "crm:customer", "customer_detail")
+DASHBOARD_NAMES = ("dashboard", "crm:dashboard", "segmentation:dashboard", "pages:dashboard")
+SEGMENT_PAGE_NAMES = (
+    "segmentation:segment_detail",
+    "segmentation:segment",
+    "segment_detail",
+    "crm:segment_detail",
+)
+REQUESTS = 20
+
+
+def _reverse_first(names: tuple[str, ...], *args) -> str | None:
+    for name in names:
+        try:
+            return reverse(name, args=args)
+        except NoReverseMatch:
+            continue
+    return None
+
+
+def staff_client() -> Client:
+    user, _ = get_user_model().objects.get_or_create(
+        username=BENCH_USER, defaults={"is_staff": True, "is_superuser": True}
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def page_urls() -> dict[str, list[str]]:
+    """Each page to time and the URLs its requests rotate through (absent pages are left out).
+
+    Customer pages rotate over 20 repeat buyers with 5-30 purchases, the same kind of
+    customer at every size; the search looks for a common last name.
+    """
+    customers = list(
+        Customer.objects.filter(purchase_count__range=(5, 30))
+        .order_by("id")
+        .values_list("id", "name")[:REQUESTS]
+    ) or list(Customer.objects.order_by("id").values_list("id", "name")[:REQUESTS])
+    pages: dict[str, list[str]] = {}
+    changelist = reverse("admin:crm_customer_changelist")
+    pages["admin_changelist"] = [changelist]
+    if customers:
+        term = customers[0][1].split()[-1] if customers[0][1] else "example"
+        pages["admin_search"] = [f"{changelist}?q={term}"]
+        pages["admin_customer"] = [
+            reverse("admin:crm_customer_change", args=[pk]) for pk, _ in customers
+        ]
+        staff = [_reverse_first(CUSTOMER_PAGE_NAMES, pk) for pk, _ in customers]
+        if all(staff):
+            pages["customer_page"] = staff
+    dashboard = _reverse_first(DASHBOARD_NAMES)
+    if dashboard:
+        pages["dashboard"] = [dashboard]
+    segment = (
+        Segment.objects.active().filter(kind=Segment.Kind.CLUSTER).order_by("-size", "id").first()
+    )
+    if segment:
+        url = _reverse_first(SEGMENT_PAGE_NAMES, segment.pk) or reverse(
+            "admin:segmentation_segment_change", args=[segment.pk]
+        )
+        pages["segment_page"] = [url]
+    return pages
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def latency_summary(samples: list[float]) -> dict:
+    if not samples:
+        return {"n": 0, "median": None, "p95": None}
+    return {
+        "n": len(samples),
+        "median": statistics.median(samples),
+        "p95": _percentile(samples, 0.95),
+        "min": min(samples),
+        "max": max(samples),
+    }
+
+
+def timed_get(client: Client, url: str) -> float:
+    started = time.perf_counter()
+    response = client.get(url)
+    seconds = time.perf_counter() - started
+    if response.status_code != 200:
+        raise RuntimeError(f"GET {url} answered {response.status_code}, expected 200")
+    return seconds
+
+
+def pages_measure(
+    pages: dict[str, list[str]], *, requests: int = REQUESTS, client: Client | None = None
+) -> dict[str, dict]:
+    """Median and p95 of `requests` GETs per page, after one untimed warm-up request."""
+    client = client or staff_client()
+    out = {}
+    for page, urls in pages.items():
+        timed_get(client, urls[0])
+        samples = [timed_get(client, urls[i % len(urls)]) for i in range(requests)]
+        out[page] = {"url": urls[0], **latency_summary(samples)}
+    return out
+
+
+def pages_measure_while(
+    pages: dict[str, list[str]],
+    running: Callable[[], bool],
+    *,
+    requests: int = REQUESTS,
+    client: Client | None = None,
+) -> dict[str, list[float]]:
+    """Request the pages in turn while running() is true; the samples taken meanwhile."""
+    client = client or staff_client()
+    samples: dict[str, list[float]] = {page: [] for page in pages}
+    i = 0
+    while running() and min(len(s) for s in samples.values()) < requests:
+        for page, urls in pages.items():
+            if not running():
+                break
+            samples[page].append(timed_get(client, urls[i % len(urls)]))
+        i += 1
+    return samples

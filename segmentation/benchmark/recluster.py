@@ -1,0 +1,122 @@
+"""Timed reclusters through the real service, each in its own process (like a worker)."""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from django.apps import apps
+from django.conf import settings
+from django.db import connection, transaction
+
+from crm.models import Customer
+from segmentation.models import SegmentationRun
+
+PHASES = (
+    "feature_query",
+    "transfer",
+    "preprocessing",
+    "k_selection",
+    "fit",
+    "naming_explanation",
+    "matching",
+    "label_write",
+    "history_write",
+)
+RESULT_PREFIX = "BENCH-RESULT "
+
+
+def segmentation_reset() -> None:
+    """Forget every run, segment and label, as before the first run (bench databases only)."""
+    models = list(apps.get_app_config("segmentation").get_models())
+    table = Customer._meta.db_table
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            tables = ", ".join(m._meta.db_table for m in models)
+            cur.execute(f"TRUNCATE {tables} CASCADE")
+            cur.execute(
+                f"UPDATE {table} SET segment_id = NULL, segment_reason = '' "
+                "WHERE segment_id IS NOT NULL OR segment_reason <> ''"
+            )
+            # Leave no dead rows behind for the next run to trip over (autovacuum would).
+            cur.execute(f"VACUUM (ANALYZE) {table}")
+        else:
+            with transaction.atomic():
+                cur.execute(
+                    f"UPDATE {table} SET segment_id = NULL, segment_reason = '' "
+                    "WHERE segment_id IS NOT NULL OR segment_reason <> ''"
+                )
+                cur.execute("PRAGMA defer_foreign_keys=ON")
+                for model in models:
+                    cur.execute(f"DELETE FROM {model._meta.db_table}")
+
+
+def recluster_once() -> dict:
+    """Run one recluster in this process through the service; its figures as a dict."""
+    from segmentation.services import segmentation_run_execute
+
+    process = psutil.Process()
+    rss_before = process.memory_info().rss
+    run = SegmentationRun.objects.create(trigger=SegmentationRun.Trigger.COMMAND)
+    started = time.perf_counter()
+    segmentation_run_execute(run=run)
+    wall = time.perf_counter() - started
+    run.refresh_from_db()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    timings = {k: float(v) for k, v in (run.timings or {}).items() if isinstance(v, int | float)}
+    return {
+        "run_id": run.pk,
+        "status": run.status,
+        "error": run.error,
+        "seconds": wall,
+        "timings": timings,
+        "phases_total": sum(timings.get(p, 0.0) for p in PHASES),
+        "method": run.method,
+        "k": run.k,
+        "params": run.params,
+        "n_customers": run.n_customers,
+        "n_clustered": run.n_clustered,
+        "n_moved": run.n_moved,
+        "silhouette": run.silhouette,
+        "confidence": run.confidence,
+        "rss_after_imports_mb": rss_before / 2**20,
+        "peak_rss_mb": peak_kb / 1024,
+    }
+
+
+def bench_command(*args: str) -> list[str]:
+    return [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "bench", *args]
+
+
+def bench_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("DEBUG", "0")
+    env.update(overrides)
+    return env
+
+
+def recluster_start(env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `manage.py bench --recluster-once` in a child process."""
+    return subprocess.Popen(
+        bench_command("--recluster-once"),
+        env=env or bench_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def recluster_result(process: subprocess.Popen) -> dict:
+    out, err = process.communicate()
+    for line in out.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX) :])
+    raise RuntimeError(f"the recluster process failed (exit {process.returncode}):\n{err[-3000:]}")
+
+
+def recluster_in_child(env: dict[str, str] | None = None) -> dict:
+    return recluster_result(recluster_start(env))

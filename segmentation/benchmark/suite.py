@@ -1,0 +1,268 @@
+"""The whole benchmark: data, reclusters, floors, the naive pipeline, pages, ratios."""
+
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dj_database_url
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+
+from segmentation.benchmark import floors, matrix, naive, pages
+from segmentation.benchmark.generate import DatasetSpec, database_guard, dataset_ensure
+from segmentation.benchmark.pages import REQUESTS
+from segmentation.benchmark.recluster import (
+    RESULT_PREFIX,
+    bench_command,
+    bench_env,
+    recluster_in_child,
+    recluster_once,
+    recluster_result,
+    recluster_start,
+    segmentation_reset,
+)
+from segmentation.benchmark.report import database_version, machine_info
+from segmentation.models import SegmentationRun
+
+TARGET_FLOORS = 1.5
+TARGET_NAIVE = 20
+TARGET_PAGES = 2.0
+SMALL_CUSTOMERS = 1000
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    spec: DatasetSpec
+    reuse: bool = False
+    runs: int = 3
+    naive_subset: int = 2000
+    pages: bool = True
+    naive: bool = True
+    requests: int = REQUESTS
+    small_database_url: str | None = None
+
+
+def database_prepare() -> None:
+    """Refuse foreign data, then bring the schema up to date (quietly)."""
+    database_guard()
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def small_database_url() -> str:
+    """A sibling database for the 1k-customer page timings, created if missing."""
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        name = f"{db['NAME']}_1k"
+        with connection.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+            if cur.fetchone() is None:
+                cur.execute(f"CREATE DATABASE {connection.ops.quote_name(name)}")
+        user = db.get("USER") or ""
+        auth = f"{user}:{db['PASSWORD']}@" if db.get("PASSWORD") else (f"{user}@" if user else "")
+        host = db.get("HOST") or "localhost"
+        port = f":{db['PORT']}" if db.get("PORT") else ""
+        return f"postgres://{auth}{host}{port}/{name}"
+    path = Path(db["NAME"])
+    suffix = path.suffix or ".sqlite3"
+    return f"sqlite:///{path.with_name(f'{path.stem}_1k{suffix}')}"
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _runs_summary(runs: list[dict]) -> dict:
+    ok = [r for r in runs if r["status"] == "succeeded"]
+    phases = {}
+    for r in ok:
+        for phase, seconds in r["timings"].items():
+            phases.setdefault(phase, []).append(seconds)
+    return {
+        "runs": runs,
+        "median_seconds": _median([r["seconds"] for r in ok]),
+        "median_timings": {p: statistics.median(v) for p, v in phases.items()},
+        "peak_rss_mb": max((r["peak_rss_mb"] for r in runs), default=0.0),
+        "failed": [r for r in runs if r["status"] != "succeeded"],
+    }
+
+
+def _ratio(value: float | None, target: float, *, at_most: bool) -> dict | None:
+    if value is None:
+        return None
+    met = value <= target if at_most else value >= target
+    return {"value": value, "target": f"{'<=' if at_most else '>='} {target}", "met": met}
+
+
+def pages_during_recluster(urls: dict[str, list[str]], *, requests: int, log) -> dict:
+    """Page latency while reclusters run in a child process (up to three back to back)."""
+    samples: dict[str, list[float]] = {page: [] for page in urls}
+    runs = []
+    client = pages.staff_client()
+    for _ in range(3):
+        last = SegmentationRun.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        process = recluster_start()
+        # Start timing once the run is really under way, not while the child imports.
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            if SegmentationRun.objects.filter(id__gt=last, status="running").exists():
+                break
+            time.sleep(0.05)
+        got = pages.pages_measure_while(
+            urls, lambda p=process: p.poll() is None, requests=requests, client=client
+        )
+        for page, values in got.items():
+            samples[page].extend(values)
+        runs.append(recluster_result(process))
+        if min(len(v) for v in samples.values()) >= requests:
+            break
+        log(f"  {min(len(v) for v in samples.values())} requests per page so far; another run")
+    return {
+        "pages": {page: pages.latency_summary(values) for page, values in samples.items()},
+        "reclusters": [{k: r[k] for k in ("seconds", "status", "n_moved")} for r in runs],
+    }
+
+
+def pages_small(options: BenchOptions, *, log) -> dict:
+    """The page timings on a sibling database holding SMALL_CUSTOMERS customers."""
+    url = options.small_database_url or small_database_url()
+    spec = options.spec
+    args = [
+        "--pages-only",
+        "--customers",
+        str(SMALL_CUSTOMERS),
+        "--purchases-per-customer",
+        str(spec.purchases_per_customer),
+        "--seed",
+        str(spec.seed),
+        "--requests",
+        str(options.requests),
+        "--reuse",
+    ]
+    log(f"pages at {SMALL_CUSTOMERS:,} customers (database {dj_database_url.parse(url)['NAME']})")
+    process = subprocess.Popen(
+        bench_command(*args),
+        env=bench_env(DATABASE_URL=url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return recluster_result(process)
+
+
+def pages_only(options: BenchOptions, *, log) -> dict:
+    """Ensure the dataset and a finished run, then time the pages (for the small database)."""
+    database_prepare()
+    dataset_ensure(options.spec, reuse=options.reuse, log=log)
+    if not SegmentationRun.objects.filter(status="succeeded").exists():
+        recluster_once()
+    return pages.pages_measure(pages.page_urls(), requests=options.requests)
+
+
+def bench_run(options: BenchOptions, *, log: Callable[[str], None] = print) -> dict:
+    """Run the whole benchmark on the configured (bench-owned) database; the results dict."""
+    settings.DEBUG = False  # no query log: measure what production runs
+    database_prepare()
+    spec = options.spec
+    log(f"dataset: {spec.customers:,} customers x {spec.purchases_per_customer} purchases")
+    started = time.perf_counter()
+    marker, reused = dataset_ensure(spec, reuse=options.reuse, log=log)
+    log(f"  {'reused' if reused else 'generated'} in {time.perf_counter() - started:.1f} s")
+    results: dict = {
+        "machine": machine_info(),
+        "database": {"vendor": connection.vendor, "version": database_version()},
+        "dataset": {**marker, "reused": reused},
+        "recluster": {},
+        "floors": {},
+        "ratios": {},
+        "pages": {},
+    }
+
+    log(f"recluster, cold (no previous segments), {options.runs} run(s)")
+    cold = []
+    for i in range(options.runs):
+        segmentation_reset()
+        before_cold = floors.labels_read()
+        cold.append(recluster_in_child())
+        log(f"  run {i + 1}: {cold[-1]['seconds']:.2f} s ({cold[-1]['status']})")
+    after_cold = floors.labels_read()
+    results["recluster"]["cold"] = _runs_summary(cold)
+    last = cold[-1]
+    if last["status"] != "succeeded":
+        raise RuntimeError(f"the recluster did not succeed: {last['status']} {last['error']}")
+
+    log(f"recluster, warm (rerun on unchanged data), {options.runs} run(s)")
+    warm = []
+    for i in range(options.runs):
+        before_warm = floors.labels_read()
+        warm.append(recluster_in_child())
+        log(f"  run {i + 1}: {warm[-1]['seconds']:.2f} s, {warm[-1]['n_moved']} moved")
+    after_warm = floors.labels_read()
+    results["recluster"]["warm"] = _runs_summary(warm)
+
+    log("floors")
+    results["floors"]["aggregate"] = floors.aggregate_floor()
+    results["floors"]["pull"] = floors.pull_floor()
+    x, fit_params = matrix.feature_matrix(last)
+    results["floors"]["sklearn"] = {
+        **floors.sklearn_floor(x, fit_params),
+        "rows": len(x),
+        "columns": int(x.shape[1]),
+        "params": fit_params.__dict__,
+    }
+    results["floors"]["label_write_cold"] = floors.label_write_floor(
+        before=before_cold, after=after_cold
+    )
+    results["floors"]["label_write_warm"] = floors.label_write_floor(
+        before=before_warm, after=after_warm
+    )
+    base = results["floors"]["aggregate"]["seconds"] + results["floors"]["sklearn"]["seconds"]
+    for case in ("cold", "warm"):
+        floor_sum = base + results["floors"][f"label_write_{case}"]["seconds"]
+        results["floors"][f"sum_{case}"] = floor_sum
+        median = results["recluster"][case]["median_seconds"]
+        results["ratios"][f"end_to_end_over_floors_{case}"] = _ratio(
+            median / floor_sum if median else None, TARGET_FLOORS, at_most=True
+        )
+
+    if options.naive:
+        log(f"naive pipeline on {options.naive_subset:,} customers")
+        results["naive"] = naive.naive_pipeline(
+            subset=options.naive_subset, k_values=fit_params.k_values, seed=fit_params.seed
+        )
+        median = results["recluster"]["cold"]["median_seconds"]
+        results["ratios"]["naive_over_end_to_end"] = _ratio(
+            results["naive"]["scaled_seconds"] / median if median else None,
+            TARGET_NAIVE,
+            at_most=False,
+        )
+
+    if options.pages:
+        log("pages")
+        urls = pages.page_urls()
+        big = pages.pages_measure(urls, requests=options.requests)
+        results["pages"][f"{spec.customers}"] = big
+        log("pages while a recluster runs")
+        during = pages_during_recluster(urls, requests=options.requests, log=log)
+        results["pages"]["during_recluster"] = during["pages"]
+        results["recluster"]["during_pages"] = during["reclusters"]
+        small = pages_small(options, log=log)
+        results["pages"][f"{SMALL_CUSTOMERS}"] = small
+        for page, figures in big.items():
+            if page in small and small[page]["median"]:
+                results["ratios"][f"page_{page}_{spec.customers}_over_{SMALL_CUSTOMERS}"] = _ratio(
+                    figures["median"] / small[page]["median"], TARGET_PAGES, at_most=True
+                )
+            busy = during["pages"].get(page, {})
+            if busy.get("median"):
+                results["ratios"][f"page_{page}_during_recluster_over_idle"] = _ratio(
+                    busy["median"] / figures["median"], TARGET_PAGES, at_most=True
+                )
+    results["ratios"] = {k: v for k, v in results["ratios"].items() if v is not None}
+    return results
+
+
+__all__ = ["RESULT_PREFIX", "BenchOptions", "bench_run", "pages_only"]
