@@ -1,0 +1,367 @@
+"""Admin for segmentation runs (with "Recluster now"), segments and membership history."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
+
+from segmentation import selectors, services
+from segmentation.models import (
+    Segment,
+    SegmentationRun,
+    SegmentMembershipChange,
+    SegmentSnapshot,
+    SegmentTransition,
+)
+
+# The worker check: a Celery ping with a short timeout, run in a thread the page waits for at
+# most PING_WAIT seconds (a dead broker can make the client block on connect), and cached.
+PING_TIMEOUT = 1.0
+PING_WAIT = 1.5
+PING_CACHE_SECONDS = 30
+_PING_KEY = "segmentation:worker-ping"
+_ping_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="celery-ping")
+_ping_lock = threading.Lock()
+_ping_future = None
+
+
+def _ping() -> str:
+    from config.celery import app
+
+    try:
+        replies = app.control.ping(timeout=PING_TIMEOUT)
+    except Exception as exc:
+        return f"the task queue is unreachable ({type(exc).__name__})"
+    if replies:
+        return f"{len(replies)} worker{'s' if len(replies) != 1 else ''} alive"
+    return "no worker is answering"
+
+
+def worker_status() -> str:
+    """A short sentence on whether a Celery worker answers; never blocks for long."""
+    global _ping_future
+    cached = cache.get(_PING_KEY)
+    if cached:
+        return cached
+    with _ping_lock:
+        if _ping_future is None or _ping_future.done():
+            _ping_future = _ping_pool.submit(_ping)
+        future = _ping_future
+    try:
+        status = future.result(timeout=PING_WAIT)
+    except FutureTimeout:
+        return "the task queue is not answering (checking in the background)"
+    cache.set(_PING_KEY, status, PING_CACHE_SECONDS)
+    return status
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+
+
+def segmentation_status() -> dict:
+    """What the status line above the runs says."""
+    last = selectors.segmentation_run_last_finished()
+    last_ok = SegmentationRun.objects.latest_succeeded()
+    active = selectors.segmentation_run_active()
+    return {
+        "last_run": last,
+        "last_succeeded": last_ok,
+        "last_succeeded_ago": timesince(last_ok.finished_at) if last_ok else None,
+        "last_succeeded_duration": _duration(last_ok.duration_seconds) if last_ok else None,
+        "active_run": active,
+        "worker": worker_status(),
+    }
+
+
+class TransitionInline(admin.TabularInline):
+    model = SegmentTransition
+    fields = ("count", "from_segment", "to_segment")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name = "move"
+    verbose_name_plural = "What moved in this run"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("from_segment", "to_segment")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class SnapshotInline(admin.TabularInline):
+    model = SegmentSnapshot
+    fields = ("segment", "size", "revenue", "avg_rating", "nps")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "Segments after this run"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("segment").order_by("-size")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SegmentationRun)
+class SegmentationRunAdmin(admin.ModelAdmin):
+    change_list_template = "admin/segmentation/segmentationrun/change_list.html"
+    list_display = (
+        "__str__",
+        "trigger",
+        "created_at",
+        "duration",
+        "progress_display",
+        "method",
+        "k",
+        "confidence_note",
+        "silhouette_display",
+        "n_customers",
+        "n_moved",
+    )
+    list_filter = ("status", "trigger", "method")
+    inlines = (TransitionInline, SnapshotInline)
+    fieldsets = (
+        (None, {"fields": ("status", "trigger", "phase", "progress", "error")}),
+        ("When", {"fields": ("created_at", "started_at", "finished_at", "duration")}),
+        (
+            "Model",
+            {
+                "fields": (
+                    "method",
+                    "k",
+                    "confidence",
+                    "confidence_note",
+                    "silhouette",
+                    "davies_bouldin",
+                    "calinski_harabasz",
+                    "fidelity",
+                    "sizes",
+                )
+            },
+        ),
+        (
+            "Customers",
+            {
+                "fields": (
+                    "n_customers",
+                    "n_clustered",
+                    "n_prospects",
+                    "n_opted_out",
+                    "n_pinned",
+                    "n_moved",
+                    "missing_display",
+                )
+            },
+        ),
+        ("Details", {"fields": ("timings_display", "params", "reference_time", "task_id")}),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f for fs in self.fieldsets for f in fs[1]["fields"]]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # runs are records: the admin shows them, only the service writes them
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="duration")
+    def duration(self, obj: SegmentationRun) -> str:
+        return _duration(obj.duration_seconds)
+
+    @admin.display(description="progress")
+    def progress_display(self, obj: SegmentationRun) -> str:
+        if obj.status in (SegmentationRun.Status.PENDING, SegmentationRun.Status.RUNNING):
+            return f"{obj.phase or 'waiting'} {obj.progress}%"
+        return "-"
+
+    @admin.display(description="silhouette", ordering="silhouette")
+    def silhouette_display(self, obj: SegmentationRun) -> str:
+        return "-" if obj.silhouette is None else f"{obj.silhouette:.2f}"
+
+    @admin.display(description="timings")
+    def timings_display(self, obj: SegmentationRun) -> str:
+        timings = obj.timings or {}
+        total = sum(v for v in timings.values() if isinstance(v, int | float)) or 1
+        return format_html(
+            "<table>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{} s</td><td>{}%</td></tr>",
+                (
+                    (name, f"{secs:.2f}", f"{100 * secs / total:.0f}")
+                    for name, secs in timings.items()
+                    if isinstance(secs, int | float)
+                ),
+            ),
+        )
+
+    @admin.display(description="missing data")
+    def missing_display(self, obj: SegmentationRun) -> str:
+        if not obj.missing:
+            return "-"
+        return format_html_join(
+            "",
+            "<div>{}: {} missing, {}</div>",
+            (
+                (name, info.get("missing", "?"), info.get("policy", ""))
+                for name, info in obj.missing.items()
+                if isinstance(info, dict)
+            ),
+        )
+
+    def get_urls(self):
+        custom = [
+            path(
+                "recluster/",
+                self.admin_site.admin_view(self.recluster_view),
+                name="segmentation_segmentationrun_recluster",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def recluster_view(self, request: HttpRequest):
+        """POST: request a run now (the service records it as skipped if one is busy)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        run = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+        if run.status == SegmentationRun.Status.SKIPPED:
+            messages.warning(request, f"Not started: {run.error}")
+        else:
+            messages.success(request, f"Run #{run.pk} is queued; this page shows its progress.")
+        return HttpResponseRedirect(reverse("admin:segmentation_segmentationrun_changelist"))
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "segmentation_status": segmentation_status()}
+        return super().changelist_view(request, extra_context=extra_context)
+
+
+class SegmentForm(forms.ModelForm):
+    class Meta:
+        model = Segment
+        fields = ("name", "description")
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        clash = Segment.objects.active().filter(name=name).exclude(pk=self.instance.pk)
+        if self.instance.is_active and clash.exists():
+            raise forms.ValidationError("Another active segment already has this name.")
+        return name
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    form = SegmentForm
+    list_display = (
+        "name",
+        "kind",
+        "size",
+        "share_display",
+        "revenue",
+        "fidelity_display",
+        "is_active",
+        "members",
+    )
+    list_filter = ("is_active", "kind")
+    search_fields = ("name", "auto_name")
+    fields = (
+        "name",
+        "description",
+        "kind",
+        "auto_name",
+        "name_is_custom",
+        "profile",
+        "rules_display",
+        "fidelity",
+        "size",
+        "share_customers",
+        "revenue",
+        "share_revenue",
+        "members",
+        "is_active",
+        "created_at",
+        "retired_at",
+        "created_by_run",
+        "last_run",
+    )
+    readonly_fields = tuple(f for f in fields if f not in ("name", "description"))
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # segments are retired, never deleted: history and offers point at them
+
+    @admin.display(description="customers", ordering="share_customers")
+    def share_display(self, obj: Segment) -> str:
+        return f"{100 * obj.share_customers:.1f}%"
+
+    @admin.display(description="fidelity", ordering="fidelity")
+    def fidelity_display(self, obj: Segment) -> str:
+        return "-" if obj.fidelity is None else f"{100 * obj.fidelity:.0f}%"
+
+    @admin.display(description="rules")
+    def rules_display(self, obj: Segment) -> str:
+        if not obj.rules:
+            return "-"
+        return format_html(
+            "<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((r,) for r in obj.rules))
+        )
+
+    @admin.display(description="members")
+    def members(self, obj: Segment) -> str:
+        try:
+            url = reverse("admin:crm_customer_changelist")
+        except NoReverseMatch:  # the customer admin is not installed
+            return f"{obj.size} customers"
+        url += f"?segment__id__exact={obj.pk}"
+        return format_html('<a href="{}">{} customers</a>', url, obj.size)
+
+    def save_model(self, request, obj: Segment, form, change: bool) -> None:
+        services.segment_update(
+            segment=obj, name=form.cleaned_data["name"], description=obj.description
+        )
+
+
+@admin.register(SegmentMembershipChange)
+class SegmentMembershipChangeAdmin(admin.ModelAdmin):
+    list_display = ("changed_at", "customer", "from_segment", "to_segment", "run", "reason")
+    list_select_related = ("customer", "from_segment", "to_segment", "run")
+    list_filter = ("run",)
+    raw_id_fields = ("customer",)
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,150 @@
+"""The segmentation admin: runs with "Recluster now", the status line, segments, history."""
+
+import time
+
+import pytest
+from django.urls import reverse
+
+from segmentation import admin as segmentation_admin
+from segmentation import services
+from segmentation.models import Segment, SegmentationRun, SegmentTransition
+from tests.factories import SegmentationRunFactory, SegmentFactory
+
+RUNS = "admin:segmentation_segmentationrun_changelist"
+RECLUSTER = "admin:segmentation_segmentationrun_recluster"
+
+
+@pytest.fixture(autouse=True)
+def no_broker(monkeypatch):
+    """The admin pages ask whether a worker is alive; here nobody answers, instantly."""
+    monkeypatch.setattr(segmentation_admin, "_ping", lambda: "no worker is answering")
+    segmentation_admin.cache.delete(segmentation_admin._PING_KEY)
+
+
+def test_run_list_shows_when_segments_were_last_computed_and_the_worker(staff_client):
+    SegmentationRunFactory(status=SegmentationRun.Status.SUCCEEDED, confidence_note="low: 34")
+
+    response = staff_client.get(reverse(RUNS))
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Segments last computed" in body
+    assert "Worker: no worker is answering" in body
+    assert "Recluster now" in body
+    assert "low: 34" in body
+
+
+def test_recluster_now_requests_a_run(
+    staff_client, monkeypatch, django_capture_on_commit_callbacks
+):
+    requested = []
+    monkeypatch.setattr(services, "_run_enqueue", requested.append)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(reverse(RECLUSTER), follow=True)
+
+    run = SegmentationRun.objects.get()
+    assert run.trigger == SegmentationRun.Trigger.MANUAL
+    assert run.status == SegmentationRun.Status.PENDING
+    assert requested == [run.pk]
+    assert f"Run #{run.pk} is queued" in response.content.decode()
+
+
+def test_recluster_now_while_a_run_is_busy_says_it_was_skipped(staff_client, monkeypatch):
+    monkeypatch.setattr(services, "_run_enqueue", lambda run_id: None)
+    staff_client.post(reverse(RECLUSTER))
+
+    response = staff_client.post(reverse(RECLUSTER), follow=True)
+
+    assert "Not started" in response.content.decode()
+    assert SegmentationRun.objects.filter(status=SegmentationRun.Status.SKIPPED).count() == 1
+
+
+def test_recluster_now_needs_a_post(staff_client):
+    assert staff_client.get(reverse(RECLUSTER)).status_code == 405
+    assert not SegmentationRun.objects.exists()
+
+
+def test_recluster_now_checks_the_csrf_token(alice, client):
+    from django.test import Client
+
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(alice)
+
+    assert csrf_client.post(reverse(RECLUSTER)).status_code == 403
+    assert not SegmentationRun.objects.exists()
+
+
+def test_non_staff_cannot_recluster(client, bob, monkeypatch):
+    monkeypatch.setattr(services, "_run_enqueue", lambda run_id: None)
+    client.force_login(bob)
+
+    response = client.post(reverse(RECLUSTER))
+
+    assert response.status_code == 302
+    assert "login" in response["Location"]
+    assert not SegmentationRun.objects.exists()
+
+
+def test_run_page_shows_the_transition_table_and_timings(staff_client):
+    run = SegmentationRunFactory(timings={"fit": 1.5, "label_write": 0.5})
+    loyal = SegmentFactory(name="Loyal")
+    at_risk = SegmentFactory(name="At risk")
+    SegmentTransition.objects.create(run=run, from_segment=loyal, to_segment=at_risk, count=12)
+
+    response = staff_client.get(reverse("admin:segmentation_segmentationrun_change", args=[run.pk]))
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "What moved in this run" in body
+    assert "Loyal" in body and "At risk" in body and ">12<" in body.replace(" ", "")
+    assert "label_write" in body
+
+
+def test_renaming_a_segment_in_the_admin_marks_the_name_custom(staff_client):
+    segment = SegmentFactory(name="Champions", auto_name="Champions")
+    url = reverse("admin:segmentation_segment_change", args=[segment.pk])
+
+    response = staff_client.post(url, {"name": "Best friends", "description": "Call them."})
+
+    assert response.status_code == 302
+    segment.refresh_from_db()
+    assert (segment.name, segment.name_is_custom) == ("Best friends", True)
+    assert segment.description_is_custom
+
+
+def test_renaming_a_segment_to_an_active_name_is_refused(staff_client):
+    SegmentFactory(name="Loyal")
+    segment = SegmentFactory(name="Champions")
+    url = reverse("admin:segmentation_segment_change", args=[segment.pk])
+
+    response = staff_client.post(url, {"name": "Loyal", "description": ""})
+
+    assert response.status_code == 200
+    assert "already has this name" in response.content.decode()
+    segment.refresh_from_db()
+    assert segment.name == "Champions"
+
+
+def test_segment_list_links_members_to_the_customer_list(staff_client):
+    segment = SegmentFactory(name="Loyal", size=7)
+
+    response = staff_client.get(reverse("admin:segmentation_segment_changelist"))
+
+    assert f"?segment__id__exact={segment.pk}" in response.content.decode()
+    assert Segment.objects.count() == 1
+
+
+def test_worker_status_never_waits_long_for_a_dead_broker(monkeypatch):
+    def hang():
+        time.sleep(5)
+        return "late"
+
+    monkeypatch.setattr(segmentation_admin, "_ping", hang)
+    monkeypatch.setattr(segmentation_admin, "_ping_future", None)
+    started = time.perf_counter()
+
+    status = segmentation_admin.worker_status()
+
+    assert time.perf_counter() - started < segmentation_admin.PING_WAIT + 0.5
+    assert "not answering" in status
