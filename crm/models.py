@@ -122,6 +122,8 @@ class Customer(models.Model):
             models.Index(
                 fields=["is_archived", "created_at"], name="customer_archived_created_idx"
             ),
+            # Exact search on the shop's own id, whatever the source.
+            models.Index(fields=["external_id"], name="customer_external_id_idx"),
         ]
 
     def __str__(self) -> str:

@@ -36,19 +36,23 @@ def customer_search(*, queryset: QuerySet[Customer], term: str) -> QuerySet[Cust
 
     Prefix search, not substring: it stays an index lookup at a million customers on both
     databases. A term with "@" searches e-mails; one made of digits, spaces and + - ( )
-    searches phones (and external ids, exactly); anything else searches names and e-mails.
+    searches phones; anything else searches names and e-mails. Any term also finds the
+    customer whose external id it is, exactly.
     """
     term = " ".join(term.split())
     if not term:
         return queryset
     lowered = term.lower()
     queryset = queryset.alias(name_lower=Lower("name"), email_lower=Lower("email"))
+    by_external_id = Q(external_id=term)
     if "@" in term:
-        return queryset.filter(~Q(email=""), _prefix_q("email_lower", lowered))
+        return queryset.filter((~Q(email="") & _prefix_q("email_lower", lowered)) | by_external_id)
     if re.fullmatch(r"[+\d][\d\s()+-]*", term):
-        return queryset.filter(_prefix_q("phone", term) | Q(external_id=term))
+        return queryset.filter(_prefix_q("phone", term) | by_external_id)
     return queryset.filter(
-        _prefix_q("name_lower", lowered) | (~Q(email="") & _prefix_q("email_lower", lowered))
+        _prefix_q("name_lower", lowered)
+        | (~Q(email="") & _prefix_q("email_lower", lowered))
+        | by_external_id
     )
 
 

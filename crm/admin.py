@@ -1,0 +1,566 @@
+"""The owner's daily admin: customers (search, filters, inlines, timeline), CSV import/export."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db import connection
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.urls import NoReverseMatch, path, reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+
+from crm import selectors
+from crm.admin_forms import ImportUploadForm, TagNamesForm
+from crm.exports import csv_lines, customer_rows, purchase_rows
+from crm.importers import customers_import, purchases_import
+from crm.models import Customer, Feedback, Offer, OfferResponse, Purchase, Tag
+from crm.services import customer_stats_refresh, customers_tag
+
+# -- a paginator that never counts a million rows ----------------------------------------------
+
+
+class LargeTablePaginator(Paginator):
+    """Counts at most COUNT_CAP rows (one bounded query); beyond that, estimates.
+
+    A COUNT(*) over a million customers costs more than the whole rest of the page. Above
+    the cap the count shown is PostgreSQL's planner estimate for an unfiltered list (or the
+    highest id on SQLite), and "more than COUNT_CAP" for a filtered one.
+    """
+
+    COUNT_CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        capped = queryset.order_by().values("pk")[: self.COUNT_CAP + 1].count()
+        if capped <= self.COUNT_CAP:
+            self.is_estimate = False
+            return capped
+        self.is_estimate = True
+        if not queryset.query.where:
+            estimate = self._table_estimate(queryset.model)
+            if estimate:
+                return max(estimate, capped)
+        return capped
+
+    is_estimate = False
+
+    @staticmethod
+    def _table_estimate(model) -> int:
+        table = connection.ops.quote_name(model._meta.db_table)
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    [model._meta.db_table],
+                )
+            else:
+                cursor.execute(f"SELECT max(id) FROM {table}")
+            row = cursor.fetchone()
+        return int(row[0] or 0) if row else 0
+
+
+class LargeTableAdmin(admin.ModelAdmin):
+    """Changelist settings that keep a page fast at a million rows."""
+
+    paginator = LargeTablePaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 50
+
+
+# -- CSV import pages (upload -> preview -> confirm) -------------------------------------------
+
+IMPORT_DIR_NAME = "imports"
+IMPORT_MAX_AGE_SECONDS = 24 * 3600
+
+
+def _import_dir() -> Path:
+    directory = Path(settings.VAR_DIR) / IMPORT_DIR_NAME
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _import_dir_prune() -> None:
+    """Forget uploads nobody confirmed within a day."""
+    limit = time.time() - IMPORT_MAX_AGE_SECONDS
+    for stale in _import_dir().glob("*.upload"):
+        if stale.stat().st_mtime < limit:
+            stale.unlink(missing_ok=True)
+
+
+class CsvImportMixin:
+    """Adds import/ (upload and preview) and import/<token>/ (confirm) to a ModelAdmin.
+
+    The uploaded file is kept under VAR_DIR/imports/ and named by a random token; the session
+    holds the token and the options, so the confirmation re-reads the same file from the
+    server and never trusts data sent back by the browser.
+    """
+
+    import_kind = ""  # "customers" or "purchases"
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="{}_{}_import".format(*info),
+            ),
+            path(
+                "import/<uuid:token>/",
+                self.admin_site.admin_view(self.import_confirm_view),
+                name="{}_{}_import_confirm".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def _import_check_permission(self, request) -> None:
+        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+            raise PermissionDenied
+
+    def _import_run(self, stored: dict, *, dry_run: bool):
+        options = stored["options"]
+        path_ = _import_dir() / f"{stored['token']}.upload"
+        if self.import_kind == "customers":
+            return customers_import(
+                source=path_,
+                dry_run=dry_run,
+                only_valid=options["only_valid"],
+                mapping=options["mapping"],
+            )
+        return purchases_import(
+            source=path_,
+            dry_run=dry_run,
+            only_valid=options["only_valid"],
+            mapping=options["mapping"],
+            preset=options.get("preset", ""),
+            create_customers=options.get("create_customers", False),
+        )
+
+    def _import_context(self, request, **extra):
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "kind": self.import_kind,
+            "title": f"Import {self.import_kind} from CSV",
+            **extra,
+        }
+
+    def import_view(self, request):
+        self._import_check_permission(request)
+        if request.method == "POST":
+            form = ImportUploadForm(request.POST, request.FILES, kind=self.import_kind)
+            if form.is_valid():
+                _import_dir_prune()
+                token = uuid.uuid4()
+                with open(_import_dir() / f"{token}.upload", "wb") as out:
+                    for chunk in form.cleaned_data["file"].chunks():
+                        out.write(chunk)
+                options = {
+                    "only_valid": form.cleaned_data["only_valid"],
+                    "mapping": form.cleaned_data["mapping"],
+                    "preset": form.cleaned_data.get("preset", ""),
+                    "create_customers": form.cleaned_data.get("create_customers", False),
+                }
+                stored = {
+                    "token": str(token),
+                    "kind": self.import_kind,
+                    "filename": form.cleaned_data["file"].name,
+                    "options": options,
+                }
+                request.session[f"crm_import:{token}"] = stored
+                report = self._import_run(stored, dry_run=True)
+                return render(
+                    request,
+                    "admin/crm/import_preview.html",
+                    self._import_context(request, report=report, stored=stored),
+                )
+        else:
+            form = ImportUploadForm(kind=self.import_kind)
+        return render(
+            request, "admin/crm/import_form.html", self._import_context(request, form=form)
+        )
+
+    def import_confirm_view(self, request, token):
+        self._import_check_permission(request)
+        key = f"crm_import:{token}"
+        stored = request.session.get(key)
+        upload = _import_dir() / f"{token}.upload"
+        changelist = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+        if request.method != "POST" or not stored or stored["kind"] != self.import_kind:
+            messages.error(request, "This import has expired or belongs to another session.")
+            return HttpResponseRedirect(changelist)
+        if "cancel" in request.POST or not upload.exists():
+            upload.unlink(missing_ok=True)
+            request.session.pop(key, None)
+            messages.info(request, "Import cancelled; nothing was written.")
+            return HttpResponseRedirect(changelist)
+        report = self._import_run(stored, dry_run=False)
+        if not report.written:
+            return render(
+                request,
+                "admin/crm/import_preview.html",
+                self._import_context(request, report=report, stored=stored),
+            )
+        upload.unlink(missing_ok=True)
+        request.session.pop(key, None)
+        messages.success(request, " ".join(report.summary()))
+        return HttpResponseRedirect(changelist)
+
+
+def _csv_response(lines, *, name: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.csv"'
+    return response
+
+
+# -- changelist filters: each one an index lookup ---------------------------------------------
+
+
+class TagFilter(admin.SimpleListFilter):
+    """By tag, through a subquery on the tag links (no JOIN + DISTINCT over customers)."""
+
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request, model_admin):
+        return list(Tag.objects.values_list("pk", "name"))
+
+    def queryset(self, request, queryset):
+        if self.value():
+            links = Customer.tags.through.objects.filter(tag_id=self.value())
+            return queryset.filter(pk__in=links.values("customer_id"))
+        return queryset
+
+
+class HasPurchasedFilter(admin.SimpleListFilter):
+    """On the denormalised purchase_count (indexed), not on the purchases table."""
+
+    title = "has purchased"
+    parameter_name = "purchased"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No (prospects)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(purchase_count__gt=0)
+        if self.value() == "no":
+            return queryset.filter(purchase_count=0)
+        return queryset
+
+
+# -- customers ---------------------------------------------------------------------------------
+
+INLINE_LIMIT = 10
+
+
+class LatestInlineFormSet(BaseInlineFormSet):
+    """Shows only the latest INLINE_LIMIT rows: a customer page stays small at any history."""
+
+    def get_queryset(self):
+        if not hasattr(self, "_latest_queryset"):
+            queryset = super().get_queryset()
+            ids = list(queryset.values_list("pk", flat=True)[:INLINE_LIMIT])
+            self._latest_queryset = queryset.filter(pk__in=ids)
+        return self._latest_queryset
+
+
+class PurchaseInline(admin.TabularInline):
+    model = Purchase
+    formset = LatestInlineFormSet
+    fields = ("purchased_at", "kind", "amount", "currency", "product", "category", "channel")
+    ordering = ("-purchased_at", "-id")
+    extra = 1
+    show_change_link = True
+    verbose_name_plural = f"purchases (latest {INLINE_LIMIT}; add one here)"
+
+
+class FeedbackInline(admin.TabularInline):
+    model = Feedback
+    formset = LatestInlineFormSet
+    fields = ("created_at", "rating", "nps", "comment", "source", "purchase")
+    raw_id_fields = ("purchase",)
+    ordering = ("-created_at", "-id")
+    extra = 1
+    show_change_link = True
+    verbose_name_plural = f"feedback (latest {INLINE_LIMIT}; add one here)"
+
+
+@admin.register(Customer)
+class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
+    import_kind = "customers"
+    list_display = (
+        "__str__",
+        "email",
+        "phone",
+        "segment",
+        "purchase_count",
+        "total_spent",
+        "last_purchase_at",
+        "marketing_consent",
+        "created_at",
+    )
+    list_select_related = ("segment",)
+    # Only indexed columns are sortable (see the indexes on Customer).
+    sortable_by = ("total_spent", "last_purchase_at", "created_at")
+    list_filter = (
+        TagFilter,
+        ("created_at", admin.DateFieldListFilter),
+        HasPurchasedFilter,
+        "marketing_consent",
+        "segment",
+        "is_archived",
+    )
+    # The search itself is crm.selectors.customer_search (prefix, index-backed); this only
+    # switches the search box on.
+    search_fields = ("name",)
+    search_help_text = (
+        "Start of a name, an e-mail (with @) or a phone number; an external id exactly."
+    )
+    # Extend with more admin actions by name (e.g. segment pinning).
+    actions = ["tag_selected", "export_selected_csv"]
+    autocomplete_fields = ("tags",)
+    inlines = (PurchaseInline, FeedbackInline)
+    readonly_fields = (
+        "segment_link",
+        "segment_reason",
+        "segment_pinned",
+        "purchase_count",
+        "total_spent",
+        "first_purchase_at",
+        "last_purchase_at",
+        "all_purchases",
+        "timeline",
+        "segment_history",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("name", "email", "phone", "tags", "notes")}),
+        (
+            "Details",
+            {
+                "fields": (
+                    ("birth_date", "age"),
+                    "annual_income",
+                    ("city", "country"),
+                    ("external_source", "external_id"),
+                )
+            },
+        ),
+        ("Consent", {"fields": ("marketing_consent", "profiling_opt_out", "is_archived")}),
+        (
+            "Purchases",
+            {
+                "fields": (
+                    ("purchase_count", "total_spent"),
+                    ("first_purchase_at", "last_purchase_at"),
+                    "all_purchases",
+                )
+            },
+        ),
+        ("Segment", {"fields": ("segment_link", "segment_reason", "segment_pinned")}),
+        ("Timeline", {"fields": ("timeline",)}),
+        ("Segment history", {"fields": ("segment_history",), "classes": ("collapse",)}),
+        ("Record", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+
+    def get_search_results(self, request, queryset, search_term):
+        return selectors.customer_search(queryset=queryset, term=search_term), False
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:  # the add page: nothing to show yet
+            return ("segment_link", "segment_reason", "segment_pinned")
+        return self.readonly_fields
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return self.fieldsets[:3]
+        return self.fieldsets
+
+    @admin.display(description="segment")
+    def segment_link(self, obj):
+        if not obj.segment_id or obj.segment is None:
+            return "—"
+        try:
+            return format_html('<a href="{}">{}</a>', obj.segment.get_absolute_url(), obj.segment)
+        except NoReverseMatch:
+            return str(obj.segment)
+
+    @admin.display(description="all purchases")
+    def all_purchases(self, obj):
+        url = reverse("admin:crm_purchase_changelist") + f"?customer__id__exact={obj.pk}"
+        feedback = reverse("admin:crm_feedback_changelist") + f"?customer__id__exact={obj.pk}"
+        return format_html(
+            '<a href="{}">All {} purchases →</a> · <a href="{}">All feedback →</a>',
+            url,
+            obj.purchase_count,
+            feedback,
+        )
+
+    @admin.display(description="latest purchases and feedback")
+    def timeline(self, obj):
+        entries = selectors.customer_timeline(customer=obj)
+        return render_to_string("admin/crm/customer/timeline.html", {"entries": entries})
+
+    @admin.display(description="segment changes (latest 20)")
+    def segment_history(self, obj):
+        changes = list(selectors.customer_segment_history(customer=obj))
+        if not changes:
+            return "No segment change yet."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    timezone.localtime(c.changed_at).strftime("%Y-%m-%d %H:%M"),
+                    c.from_segment or "—",
+                    c.to_segment or "—",
+                    c.reason,
+                )
+                for c in changes
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>When</th><th>From</th><th>To</th><th>Why</th></tr>"
+            "</thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    def save_related(self, request, form, formsets, change):
+        """Inline purchases were added, changed or deleted: refresh the stored statistics."""
+        super().save_related(request, form, formsets, change)
+        customer_stats_refresh(customer_ids=[form.instance.pk])
+
+    @admin.action(description="Add tags to the selected customers")
+    def tag_selected(self, request, queryset):
+        if "apply" in request.POST:
+            form = TagNamesForm(request.POST)
+            if form.is_valid():
+                try:
+                    count = customers_tag(
+                        customers=queryset, tag_names=form.cleaned_data["tag_names"]
+                    )
+                except ValidationError as exc:
+                    self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+                    return None
+                names = ", ".join(form.cleaned_data["tag_names"])
+                self.message_user(request, f"Tagged {count:,} customer(s) with {names}.")
+                return None
+        else:
+            form = TagNamesForm()
+        return render(
+            request,
+            "admin/crm/customer/tag_selected.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Add tags",
+                "form": form,
+                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across", "0"),
+                "action": "tag_selected",
+                "count": len(request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)),
+            },
+        )
+
+    @admin.action(description="Export the selected customers as CSV")
+    def export_selected_csv(self, request, queryset):
+        return _csv_response(csv_lines(customer_rows(queryset)), name="customers")
+
+
+# -- purchases, feedback, tags, offers ---------------------------------------------------------
+
+
+@admin.register(Purchase)
+class PurchaseAdmin(CsvImportMixin, LargeTableAdmin):
+    import_kind = "purchases"
+    list_display = (
+        "purchased_at",
+        "customer",
+        "kind",
+        "amount",
+        "currency",
+        "product",
+        "channel",
+        "external_order_id",
+    )
+    list_select_related = ("customer",)
+    list_filter = ("kind", "channel", ("purchased_at", admin.DateFieldListFilter))
+    sortable_by = ("purchased_at",)
+    raw_id_fields = ("customer",)
+    search_fields = ("=external_order_id",)
+    search_help_text = "An order id, exactly."
+    actions = ["export_selected_csv"]
+
+    def save_model(self, request, obj, form, change):
+        previous = None
+        if change:
+            previous = Purchase.objects.filter(pk=obj.pk).values_list("customer_id", flat=True)
+            previous = previous.first()
+        super().save_model(request, obj, form, change)
+        customer_stats_refresh(customer_ids={obj.customer_id, previous} - {None})
+
+    def delete_model(self, request, obj):
+        customer_id = obj.customer_id
+        super().delete_model(request, obj)
+        customer_stats_refresh(customer_ids=[customer_id])
+
+    def delete_queryset(self, request, queryset):
+        customer_ids = set(queryset.values_list("customer_id", flat=True))
+        super().delete_queryset(request, queryset)
+        customer_stats_refresh(customer_ids=customer_ids)
+
+    @admin.action(description="Export the selected purchases as CSV")
+    def export_selected_csv(self, request, queryset):
+        return _csv_response(csv_lines(purchase_rows(queryset)), name="purchases")
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(LargeTableAdmin):
+    list_display = ("created_at", "customer", "rating", "nps", "source", "short_comment")
+    list_select_related = ("customer",)
+    list_filter = ("source", "rating", ("created_at", admin.DateFieldListFilter))
+    sortable_by = ("created_at",)
+    raw_id_fields = ("customer", "purchase")
+
+    @admin.display(description="comment")
+    def short_comment(self, obj):
+        return (obj.comment[:80] + "…") if len(obj.comment) > 80 else obj.comment
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    search_fields = ("name",)
+    list_display = ("name",)
+
+
+@admin.register(Offer)
+class OfferAdmin(admin.ModelAdmin):
+    list_display = ("title", "channel", "starts_on", "ends_on", "discount_percent", "is_active")
+    list_filter = ("is_active", "channel")
+    search_fields = ("title",)
+    filter_horizontal = ("segments",)
+
+
+@admin.register(OfferResponse)
+class OfferResponseAdmin(LargeTableAdmin):
+    list_display = ("offer", "customer", "segment", "outcome", "presented_at", "responded_at")
+    list_select_related = ("offer", "customer", "segment")
+    list_filter = ("outcome", "offer")
+    raw_id_fields = ("customer", "offer", "segment")
+    sortable_by = ("presented_at",)

@@ -1,0 +1,78 @@
+"""Forms of the admin's CSV import pages and bulk actions (shape only; services decide)."""
+
+from django import forms
+
+from crm.importers import CUSTOMER_COLUMNS, PRESETS, PURCHASE_COLUMNS, parse_mapping
+
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+
+
+class ImportUploadForm(forms.Form):
+    """Upload a CSV file for a preview; nothing is written until the preview is confirmed."""
+
+    file = forms.FileField(
+        help_text="UTF-8 CSV, comma-separated, with a header row; .csv.gz accepted."
+    )
+    only_valid = forms.BooleanField(
+        required=False,
+        label="Import only the valid rows",
+        help_text="Otherwise nothing is imported while any row has an error.",
+    )
+    mapping = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        label="Column mapping",
+        help_text="One per line: our_column=Column in your file (e.g. email=E-mail address).",
+    )
+
+    def __init__(self, *args, kind: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+        self.known = CUSTOMER_COLUMNS if kind == "customers" else PURCHASE_COLUMNS
+        if kind == "purchases":
+            self.fields["preset"] = forms.ChoiceField(
+                required=False,
+                choices=[("", "None (our column names)")]
+                + [(p.name, f"{p.name}: {p.description}") for p in PRESETS.values()],
+            )
+            self.fields["create_customers"] = forms.BooleanField(
+                required=False,
+                label="Create missing customers",
+                help_text="Create the customers the file names that do not exist yet.",
+            )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_UPLOAD_BYTES:
+            raise forms.ValidationError(
+                f"The file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB; "
+                "use the import command instead."
+            )
+        return upload
+
+    def clean_mapping(self):
+        lines = [ln.strip() for ln in self.cleaned_data["mapping"].splitlines() if ln.strip()]
+        try:
+            mapping = parse_mapping(lines)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        unknown = sorted(set(mapping) - set(self.known))
+        if unknown:
+            raise forms.ValidationError(
+                f"Unknown column(s): {', '.join(unknown)}. Ours are: {', '.join(self.known)}."
+            )
+        return mapping
+
+
+class TagNamesForm(forms.Form):
+    """Tags to add to the selected customers."""
+
+    tag_names = forms.CharField(
+        label="Tags", help_text="Comma-separated; missing tags are created.", max_length=500
+    )
+
+    def clean_tag_names(self):
+        names = [n.strip() for n in self.cleaned_data["tag_names"].split(",") if n.strip()]
+        if not names:
+            raise forms.ValidationError("Give at least one tag name.")
+        return names
