@@ -1,0 +1,103 @@
+"""Customer, purchase, feedback and tag services: validation and side effects."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from crm.models import Customer, Feedback
+from crm.services import (
+    customer_create,
+    customer_stats_refresh,
+    customer_update,
+    customers_tag,
+    feedback_submit,
+    purchase_record,
+)
+from tests.factories import CustomerFactory, PurchaseFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_customer_create_refuses_an_email_taken_in_another_case():
+    CustomerFactory(email="ann@example.com")
+
+    with pytest.raises(ValidationError) as error:
+        customer_create(name="Ann", email="ANN@example.com")
+    assert "already has the e-mail" in str(error.value.message_dict["email"])
+    assert Customer.objects.count() == 1
+
+
+def test_customer_create_validates_and_tags():
+    customer = customer_create(name="Ann", email="ann@example.com", tag_names=["vip"])
+    assert list(customer.tags.values_list("name", flat=True)) == ["vip"]
+
+    with pytest.raises(ValidationError) as error:
+        customer_create(name="Old", age=200)
+    assert "age" in error.value.message_dict
+
+
+def test_customer_update_changes_only_the_given_fields():
+    customer = CustomerFactory(city="Paris", phone="+331")
+    customer_update(customer=customer, city="Lyon")
+
+    customer.refresh_from_db()
+    assert (customer.city, customer.phone) == ("Lyon", "+331")
+    with pytest.raises(ValidationError):
+        customer_update(customer=customer, total_spent=Decimal("1"))
+
+
+def test_purchase_record_refreshes_the_customer_statistics():
+    customer = CustomerFactory()
+    purchase_record(customer=customer, amount=Decimal("30"))
+    purchase_record(customer=customer, amount=Decimal("5"), kind="refund")
+
+    assert customer.purchase_count == 1 and customer.total_spent == Decimal("25.00")
+    with pytest.raises(ValidationError) as error:
+        purchase_record(customer=customer, amount=Decimal("-1"))
+    assert "negative" in str(error.value)
+    with pytest.raises(ValidationError):
+        purchase_record(
+            customer=customer, amount=Decimal("1"), purchased_at=timezone.now() + timedelta(days=3)
+        )
+
+
+def test_feedback_submit_requires_a_score_in_range():
+    customer = CustomerFactory()
+    feedback = feedback_submit(customer=customer, nps=9, comment="  Great  ")
+    assert (feedback.nps, feedback.rating, feedback.comment) == (9, None, "Great")
+    assert feedback.source == Feedback.Source.STAFF
+
+    for kwargs, field in (({}, "rating"), ({"rating": 6}, "rating"), ({"nps": 11}, "nps")):
+        with pytest.raises(ValidationError) as error:
+            feedback_submit(customer=customer, **kwargs)
+        assert field in error.value.message_dict
+    other_purchase = PurchaseFactory()
+    with pytest.raises(ValidationError) as error:
+        feedback_submit(customer=customer, rating=3, purchase=other_purchase)
+    assert "purchase" in error.value.message_dict
+    assert Feedback.objects.count() == 1
+
+
+def test_customers_tag_tags_a_whole_queryset_once():
+    customers = CustomerFactory.create_batch(3)
+    customers_tag(customers=Customer.objects.all(), tag_names=["vip", " vip ", "spring"])
+    count = customers_tag(customers=[customers[0].pk], tag_names=["vip"])
+
+    assert count == 1
+    for customer in customers:
+        assert sorted(customer.tags.values_list("name", flat=True)) == ["spring", "vip"]
+    with pytest.raises(ValidationError):
+        customers_tag(customers=customers, tag_names=[" "])
+
+
+def test_stats_refresh_counts_sales_and_subtracts_refunds():
+    customer = CustomerFactory()
+    PurchaseFactory(customer=customer, amount=Decimal("40"))
+    PurchaseFactory(customer=customer, amount=Decimal("10"), kind="refund")
+
+    assert customer_stats_refresh(customer_ids=[customer.pk]) == 1
+    customer.refresh_from_db()
+    assert customer.purchase_count == 1 and customer.total_spent == Decimal("30.00")
