@@ -8,6 +8,12 @@ from tests.factories import UserFactory
 pytest_plugins = ["tests.workers"]
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """The production hasher takes most of a second per user on a small machine."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def alice(db):
     """The owner: a staff superuser who runs the business."""
