@@ -96,12 +96,18 @@ def min_segment_size(n: int) -> int:
 
 
 def quintile_scores(values: np.ndarray, *, higher_is_better: bool) -> np.ndarray:
-    """Scores 1..5 by the share of customers strictly worse. Equal values share the lowest
-    rank of their tie, hence the same score whatever the row order, and the many customers
-    who bought exactly once all score 1 on frequency."""
+    """Scores 1..5 by rank, with deterministic tie rules: equal values share the average of
+    their ranks (so the same score whatever the row order), except that the worst value
+    always scores 1 and the best always 5. The many customers who bought exactly once thus
+    score 1 on frequency, and everyone who bought today scores 5 on recency."""
     n = len(values)
-    ranks = rankdata(values if higher_is_better else -values, method="min")
-    return np.minimum(5, 1 + np.floor(5 * (ranks - 1) / n)).astype(np.int64)
+    v = values if higher_is_better else -values
+    ranks = rankdata(v, method="average")
+    scores = np.clip(1 + np.floor(5 * (ranks - 0.5) / n), 1, 5).astype(np.int64)
+    if n:
+        scores[v == v.max()] = 5
+        scores[v == v.min()] = 1
+    return scores
 
 
 def rfm_group_index(r: np.ndarray, fm: np.ndarray) -> np.ndarray:
@@ -137,7 +143,7 @@ def rfm_clustering(
         k=len(present),
         method="rfm",
         group_names=[RFM_GROUPS[i] for i in present],
-        notes=["quintile scores, ties share the lower score; FM = mean of F and M, rounded up"],
+        notes=["quintile scores (ties share one; worst value 1, best 5); FM = (F + M) / 2 up"],
     )
 
 

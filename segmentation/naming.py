@@ -107,14 +107,18 @@ def _score(pct: float) -> int:
     return int(min(5, 1 + np.floor(5 * pct)))
 
 
-def _share_below(sorted_values: np.ndarray, value: float) -> float:
-    """Share of customers strictly below value (as RFM scoring ranks ties)."""
-    return float(np.searchsorted(sorted_values, value, side="left") / len(sorted_values))
-
-
-def _share_above(sorted_values: np.ndarray, value: float) -> float:
-    n = len(sorted_values)
-    return float((n - np.searchsorted(sorted_values, value, side="right")) / n)
+def _position(sorted_values: np.ndarray, value: float, *, higher_is_better: bool = True) -> float:
+    """Where value sits among all customers, 0 (worst) .. 1 (best), with RFM scoring's tie
+    rules: the middle of its tie, except that the worst value is 0 and the best is 1."""
+    if value <= sorted_values[0]:
+        pos = 0.0
+    elif value >= sorted_values[-1]:
+        pos = 1.0
+    else:
+        lo = np.searchsorted(sorted_values, value, side="left")
+        hi = np.searchsorted(sorted_values, value, side="right")
+        pos = float((lo + hi) / 2 / len(sorted_values))
+    return pos if higher_is_better else 1.0 - pos
 
 
 def number(x: float) -> str:
@@ -187,12 +191,13 @@ def segment_profiles(
         rated = np.isfinite(cols["rating_mean"][idx]) | np.isfinite(cols["nps_mean"][idx])
         rated_share = float(rated.mean()) if len(idx) else 0.0
         pct = {
-            # Recency counts the customers who bought longer ago: higher is better.
-            "recency": _share_above(sorted_cols["recency_days"], med["recency_days"]),
-            "frequency": _share_below(sorted_cols["frequency"], med["frequency"]),
-            "monetary_total": _share_below(sorted_cols["monetary_total"], med["monetary_total"]),
-            "avg_order_value": _share_below(sorted_cols["avg_order_value"], med["avg_order_value"]),
-            "tenure_days": _share_below(sorted_cols["tenure_days"], med["tenure_days"]),
+            "recency": _position(
+                sorted_cols["recency_days"], med["recency_days"], higher_is_better=False
+            ),
+            "frequency": _position(sorted_cols["frequency"], med["frequency"]),
+            "monetary_total": _position(sorted_cols["monetary_total"], med["monetary_total"]),
+            "avg_order_value": _position(sorted_cols["avg_order_value"], med["avg_order_value"]),
+            "tenure_days": _position(sorted_cols["tenure_days"], med["tenure_days"]),
             "satisfaction": _satisfaction(med),
         }
         spend_ratio = med["monetary_total"] / overall_spend if overall_spend > 0 else float("nan")
@@ -290,10 +295,11 @@ def _unique_names(drafts: list[dict]) -> tuple[dict[int, str], dict[int, str]]:
         base = d["candidates"][-1]
         keeper = taken[base]
         diffs = []
-        for dim, higher, lower in CONTRASTS:
+        for i, (dim, higher, lower) in enumerate(CONTRASTS):
             a, b = d["pct"][dim], keeper["pct"][dim]
             if np.isfinite(a) and np.isfinite(b) and a != b:
-                diffs.append((-abs(a - b), dim, higher if a > b else lower))
+                # Biggest difference first; on a tie, the order of CONTRASTS.
+                diffs.append((-round(abs(a - b), 6), i, higher if a > b else lower))
         options = [f"{base}, {word}" for _, _, word in sorted(diffs)]
         options += [f"{base} {i}" for i in range(2, len(drafts) + 2)]
         name = next(o for o in options if o not in taken)
