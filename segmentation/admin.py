@@ -7,13 +7,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from django import forms
 from django.contrib import admin, messages
 from django.core.cache import cache
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
-from segmentation import selectors, services
+from segmentation import selectors
 from segmentation.models import (
     Segment,
     SegmentationRun,
@@ -31,6 +31,13 @@ _PING_KEY = "segmentation:worker-ping"
 _ping_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="celery-ping")
 _ping_lock = threading.Lock()
 _ping_future = None
+
+
+def _services():
+    # Imported on use: the services module loads scikit-learn, which pages never need.
+    from segmentation import services
+
+    return services
 
 
 def _ping() -> str:
@@ -250,7 +257,7 @@ class SegmentationRunAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_view_permission(request):
             raise PermissionDenied
-        run = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+        run = _services().segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
         if run.status == SegmentationRun.Status.SKIPPED:
             messages.warning(request, f"Not started: {run.error}")
         else:
@@ -344,7 +351,7 @@ class SegmentAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">{} customers</a>', url, obj.size)
 
     def save_model(self, request, obj: Segment, form, change: bool) -> None:
-        services.segment_update(
+        _services().segment_update(
             segment=obj, name=form.cleaned_data["name"], description=obj.description
         )
 
@@ -365,3 +372,51 @@ class SegmentMembershipChangeAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+# Customer admin actions (listed in crm.admin.CustomerAdmin.actions).
+PIN_ACTION_LIMIT = 1000
+
+
+def _pin_targets(modeladmin, request, queryset) -> list | None:
+    customers = list(queryset.select_related("segment")[: PIN_ACTION_LIMIT + 1])
+    if len(customers) > PIN_ACTION_LIMIT:
+        modeladmin.message_user(
+            request,
+            f"Select at most {PIN_ACTION_LIMIT:,} customers to pin or unpin at once.",
+            messages.ERROR,
+        )
+        return None
+    return customers
+
+
+@admin.action(description="Pin the selected customers to their current segment")
+def customers_pin(modeladmin, request, queryset) -> None:
+    customers = _pin_targets(modeladmin, request, queryset)
+    if customers is None:
+        return
+    pinned, problems = 0, []
+    for customer in customers:
+        try:
+            _services().segment_pin(customer=customer)
+            pinned += 1
+        except ValidationError as exc:
+            problems.extend(exc.messages)
+    if pinned:
+        modeladmin.message_user(request, f"Pinned {pinned:,} customer(s); runs leave them be.")
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        modeladmin.message_user(request, "; ".join(problems[:3]) + more, messages.WARNING)
+
+
+@admin.action(description="Unpin the selected customers (the next run places them)")
+def customers_unpin(modeladmin, request, queryset) -> None:
+    customers = _pin_targets(modeladmin, request, queryset)
+    if customers is None:
+        return
+    count = 0
+    for customer in customers:
+        if customer.segment_pinned:
+            _services().segment_unpin(customer=customer)
+            count += 1
+    modeladmin.message_user(request, f"Unpinned {count:,} customer(s).")

@@ -1,4 +1,8 @@
-"""Segmentation writes: the run lifecycle, the one-transaction switch of every label, and pins."""
+"""Segmentation writes: the run lifecycle, the one-transaction switch of every label, and pins.
+
+Imports the engine (scikit-learn) at module level, so a worker pays for it once at start
+rather than inside every run; web code that only needs pins imports this module lazily.
+"""
 
 import dataclasses
 import io
@@ -20,6 +24,7 @@ from django.utils import timezone
 
 from crm.models import Customer
 from segmentation import selectors
+from segmentation.engine import EngineConfig, EngineRejected, segment_customers
 from segmentation.models import (
     Segment,
     SegmentationRun,
@@ -234,8 +239,6 @@ def segmentation_run_execute(
     except _RunAlreadyFinished:
         pass
     except Exception as exc:
-        from segmentation.engine import EngineRejected
-
         run.timings = _jsonable(timings)
         if isinstance(exc, EngineRejected | SegmentationCheckFailed):
             reason = getattr(exc, "reason", "") or str(exc)
@@ -278,15 +281,11 @@ class _Plan:
     extra: dict = field(default_factory=dict)
 
 
-def _engine_config():
-    from segmentation.engine import EngineConfig
-
+def _engine_config() -> EngineConfig:
     return EngineConfig(**getattr(settings, "SEGMENTATION_ENGINE", {}))
 
 
 def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> _Plan:
-    from segmentation.engine import segment_customers
-
     reporter("features", 0)
     features = selectors.customer_features(reference_time=run.reference_time)
     timings.update(features.timings)

@@ -1,12 +1,19 @@
 """Celery entry points for segmentation: thin wrappers around the services."""
 
 from celery import shared_task
+from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import OperationalError
 
 from segmentation.models import SegmentationRun
 
 MAX_RETRIES = 3
+
+
+@worker_process_init.connect
+def _engine_preload(**kwargs) -> None:
+    """Load scikit-learn when a worker process starts, not inside the first run it executes."""
+    import segmentation.services  # noqa: F401
 
 
 @shared_task(
