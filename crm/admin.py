@@ -26,6 +26,7 @@ from crm.exports import csv_lines, customer_rows, purchase_rows
 from crm.importers import customers_import, purchases_import
 from crm.models import Customer, Feedback, Offer, OfferResponse, Purchase, Tag
 from crm.services import customer_stats_refresh, customers_tag
+from segmentation.admin import customers_pin, customers_unpin
 
 # -- a paginator that never counts a million rows ----------------------------------------------
 
@@ -332,7 +333,7 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
         "Start of a name, an e-mail (with @) or a phone number; an external id exactly."
     )
     # Extend with more admin actions by name (e.g. segment pinning).
-    actions = ["tag_selected", "export_selected_csv"]
+    actions = ["tag_selected", "export_selected_csv", customers_pin, customers_unpin]
     autocomplete_fields = ("tags",)
     inlines = (PurchaseInline, FeedbackInline)
     readonly_fields = (

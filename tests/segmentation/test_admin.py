@@ -148,3 +148,33 @@ def test_worker_status_never_waits_long_for_a_dead_broker(monkeypatch):
 
     assert time.perf_counter() - started < segmentation_admin.PING_WAIT + 0.5
     assert "not answering" in status
+
+
+def test_customer_pin_and_unpin_actions_call_the_services(staff_client):
+    from django.contrib.admin import helpers
+
+    from crm.models import Customer
+    from tests.factories import CustomerFactory
+
+    segment = SegmentFactory(name="Loyal", is_active=True)
+    placed = CustomerFactory(segment=segment)
+    unplaced = CustomerFactory()
+    url = reverse("admin:crm_customer_changelist")
+    selected = [str(placed.pk), str(unplaced.pk)]
+
+    response = staff_client.post(
+        url, {"action": "customers_pin", helpers.ACTION_CHECKBOX_NAME: selected}, follow=True
+    )
+
+    body = response.content.decode()
+    assert "Pinned 1 customer(s)" in body
+    assert "has no segment yet" in body
+    placed.refresh_from_db()
+    assert placed.segment_pinned and placed.segment == segment
+    assert not Customer.objects.get(pk=unplaced.pk).segment_pinned
+
+    staff_client.post(url, {"action": "customers_unpin", helpers.ACTION_CHECKBOX_NAME: selected})
+
+    placed.refresh_from_db()
+    assert not placed.segment_pinned
+    assert placed.segment_changes.count() == 1  # the unpin (pinning in place moved nobody)
