@@ -153,6 +153,7 @@ def test_high_value_customers_just_moved_to_an_at_risk_segment_are_listed_by_spe
     moved(latest, "3000", loyal, at_risk, now_in=loyal)  # pinned back since
     moved(latest, "4000", loyal, champions)
     moved(previous, "5000", loyal, at_risk)  # an older run
+    moved(latest, "6000", None, at_risk)  # a first assignment, not a move
 
     items = customers_newly_at_risk(now=NOW)
 
@@ -171,7 +172,7 @@ def test_no_successful_run_means_nobody_newly_at_risk():
 def test_today_runs_the_same_number_of_queries_for_few_and_many_items(
     django_assert_max_num_queries,
 ):
-    segment = SegmentFactory(name="At risk")
+    segment, loyal = SegmentFactory(name="At risk"), SegmentFactory(name="Loyal")
     offer = OfferFactory(holdout_share=Decimal("0"))
     offer.segments.add(segment)
     run = SegmentationRunFactory()
@@ -179,7 +180,9 @@ def test_today_runs_the_same_number_of_queries_for_few_and_many_items(
         customer = _buyer([120, 100, 80, 60, 40], segment=segment)
         _buyer([3 + i], segment=segment)
         FeedbackFactory(customer=customer, rating=1)
-        SegmentMembershipChange.objects.create(customer=customer, run=run, to_segment=segment)
+        SegmentMembershipChange.objects.create(
+            customer=customer, run=run, from_segment=loyal, to_segment=segment
+        )
     customer_stats_refresh()
 
     with django_assert_max_num_queries(16):
