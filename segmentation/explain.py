@@ -25,7 +25,7 @@ MAX_DEPTH = 3
 DASH = "\u2013"  # en dash for ranges such as "bought 3-5 times"
 # The tree is fitted on at most this many customers (a seeded, id-hashed sample); fidelity
 # is still measured on everyone.
-TREE_SAMPLE = 100_000
+TREE_SAMPLE = 50_000
 # Leaves smaller than this share of the fit sample are not worth a rule.
 MIN_LEAF_SHARE = 0.002
 
@@ -229,9 +229,11 @@ def surrogate_explanation(
         members = np.flatnonzero(labels == label)
         if len(members) and positive:
             member_leaf = ovr.apply(x[members])
+            sentences = np.empty(ovr.tree_.node_count, dtype=object)
+            for leaf in positive:
+                sentences[leaf] = f"In {names[label]} because {ovr_paths[leaf]}."
             good = np.isin(member_leaf, positive)
-            sentences = {leaf: f"In {names[label]} because {ovr_paths[leaf]}." for leaf in positive}
-            reasons[members[good]] = [sentences[leaf] for leaf in member_leaf[good]]
+            reasons[members[good]] = sentences[member_leaf[good]]
 
     if exact_reasons is not None:
         reasons = exact_reasons

@@ -156,7 +156,10 @@ def raw_sorted(raw: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     dupes = int((sorted_ids[1:] == sorted_ids[:-1]).sum()) if len(ids) > 1 else 0
     if dupes:
         raise EngineRejected(f"{dupes} duplicate customer ids")
-    frame = raw.iloc[order].reset_index(drop=True)
+    if len(ids) > 1 and (ids[1:] > ids[:-1]).all():
+        frame = raw.reset_index(drop=True)  # already in order, as the contract asks: no copy
+    else:
+        frame = raw.iloc[order].reset_index(drop=True)
     return frame, order
 
 
@@ -305,12 +308,16 @@ def model_features(raw: pd.DataFrame) -> Features:
     columns += list(indicators)
     if not np.isfinite(model).all():
         raise EngineRejected("non-finite values remain in the model features after cleaning")
+    # The same fixed transforms as stable_matrix(plain), already computed above.
+    stable = np.empty((n, len(STABLE_COLUMNS)), dtype=np.float64)
+    for j, key in enumerate(STABLE_COLUMNS):
+        stable[:, j] = transformed[key]
     return Features(
         customer_ids=ids,
         plain=plain,
         model=model,
         model_columns=columns,
-        stable=stable_matrix(plain),
+        stable=stable,
         kept=kept,
         missing=missing,
         cleaning=cleaning,
