@@ -12,15 +12,11 @@ from crm.models import Customer
 from segmentation.models import Segment
 
 BENCH_USER = "bench-owner"
-# The staff pages' url names as the project may name them; the first that resolves is used.
-CUSTOMER_PAGE_NAMES = ("crm:customer_detail", "crm:customer", "customer_detail")
-DASHBOARD_NAMES = ("dashboard", "crm:dashboard", "segmentation:dashboard", "pages:dashboard")
-SEGMENT_PAGE_NAMES = (
-    "segmentation:segment_detail",
-    "segmentation:segment",
-    "segment_detail",
-    "crm:segment_detail",
-)
+# The staff pages' url names; a page whose name does not resolve is left out.
+CUSTOMER_PAGE_NAMES = ("crm:customer_detail",)
+DASHBOARD_NAMES = ("crm:dashboard",)
+TODAY_NAMES = ("crm:today",)
+SEGMENT_PAGE_NAMES = ("segmentation:segment_detail",)
 REQUESTS = 20
 
 
@@ -65,9 +61,10 @@ def page_urls() -> dict[str, list[str]]:
         staff = [_reverse_first(CUSTOMER_PAGE_NAMES, pk) for pk, _ in customers]
         if all(staff):
             pages["customer_page"] = staff
-    dashboard = _reverse_first(DASHBOARD_NAMES)
-    if dashboard:
-        pages["dashboard"] = [dashboard]
+    for page, names in (("dashboard", DASHBOARD_NAMES), ("today", TODAY_NAMES)):
+        url = _reverse_first(names)
+        if url:
+            pages[page] = [url]
     segment = (
         Segment.objects.active().filter(kind=Segment.Kind.CLUSTER).order_by("-size", "id").first()
     )

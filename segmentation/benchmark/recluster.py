@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import psutil
 from django.apps import apps
@@ -92,9 +93,28 @@ def bench_command(*args: str) -> list[str]:
     return [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "bench", *args]
 
 
+def database_url(name: str | None = None) -> str:
+    """A DATABASE_URL for this connection's database (or another one on the same server)."""
+    db = connection.settings_dict
+    name = name or str(db["NAME"])
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{Path(name).resolve()}"
+    if connection.vendor != "postgresql":
+        raise RuntimeError(f"the bench supports PostgreSQL and SQLite, not {connection.vendor}")
+    user = quote(db.get("USER") or "", safe="")
+    password = quote(db.get("PASSWORD") or "", safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = db.get("HOST") or "localhost"
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{auth}{host}{port}/{quote(name, safe='')}"
+
+
 def bench_env(**overrides: str) -> dict[str, str]:
+    """Environment for a child process: the same database as this one unless overridden
+    (never whatever the shell's DATABASE_URL or VAR_DIR would pick), no DEBUG query log."""
     env = dict(os.environ)
-    env.setdefault("DEBUG", "0")
+    env["DEBUG"] = "0"
+    env["DATABASE_URL"] = database_url()
     env.update(overrides)
     return env
 

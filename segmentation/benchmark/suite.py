@@ -19,6 +19,7 @@ from segmentation.benchmark.recluster import (
     RESULT_PREFIX,
     bench_command,
     bench_env,
+    database_url,
     recluster_in_child,
     recluster_once,
     recluster_result,
@@ -44,6 +45,7 @@ class BenchOptions:
     naive: bool = True
     requests: int = REQUESTS
     small_database_url: str | None = None
+    small_customers: int = SMALL_CUSTOMERS
 
 
 def database_prepare() -> None:
@@ -54,21 +56,16 @@ def database_prepare() -> None:
 
 def small_database_url() -> str:
     """A sibling database for the 1k-customer page timings, created if missing."""
-    db = connection.settings_dict
+    name = connection.settings_dict["NAME"]
     if connection.vendor == "postgresql":
-        name = f"{db['NAME']}_1k"
+        name = f"{name}_1k"
         with connection.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
             if cur.fetchone() is None:
                 cur.execute(f"CREATE DATABASE {connection.ops.quote_name(name)}")
-        user = db.get("USER") or ""
-        auth = f"{user}:{db['PASSWORD']}@" if db.get("PASSWORD") else (f"{user}@" if user else "")
-        host = db.get("HOST") or "localhost"
-        port = f":{db['PORT']}" if db.get("PORT") else ""
-        return f"postgres://{auth}{host}{port}/{name}"
-    path = Path(db["NAME"])
-    suffix = path.suffix or ".sqlite3"
-    return f"sqlite:///{path.with_name(f'{path.stem}_1k{suffix}')}"
+        return database_url(name)
+    path = Path(name)
+    return database_url(str(path.with_name(f"{path.stem}_1k{path.suffix or '.sqlite3'}")))
 
 
 def _median(values: list[float]) -> float | None:
@@ -127,13 +124,13 @@ def pages_during_recluster(urls: dict[str, list[str]], *, requests: int, log) ->
 
 
 def pages_small(options: BenchOptions, *, log) -> dict:
-    """The page timings on a sibling database holding SMALL_CUSTOMERS customers."""
+    """The page timings on a sibling database holding options.small_customers customers."""
     url = options.small_database_url or small_database_url()
     spec = options.spec
     args = [
         "--pages-only",
         "--customers",
-        str(SMALL_CUSTOMERS),
+        str(options.small_customers),
         "--purchases-per-customer",
         str(spec.purchases_per_customer),
         "--seed",
@@ -142,7 +139,8 @@ def pages_small(options: BenchOptions, *, log) -> dict:
         str(options.requests),
         "--reuse",
     ]
-    log(f"pages at {SMALL_CUSTOMERS:,} customers (database {dj_database_url.parse(url)['NAME']})")
+    name = dj_database_url.parse(url)["NAME"]
+    log(f"pages at {options.small_customers:,} customers (database {name})")
     process = subprocess.Popen(
         bench_command(*args),
         env=bench_env(DATABASE_URL=url),
@@ -250,12 +248,12 @@ def bench_run(options: BenchOptions, *, log: Callable[[str], None] = print) -> d
         results["pages"]["during_recluster"] = during["pages"]
         results["recluster"]["during_pages"] = during["reclusters"]
         small = pages_small(options, log=log)
-        results["pages"][f"{SMALL_CUSTOMERS}"] = small
+        results["pages"][f"{options.small_customers}"] = small
         for page, figures in big.items():
             if page in small and small[page]["median"]:
-                results["ratios"][f"page_{page}_{spec.customers}_over_{SMALL_CUSTOMERS}"] = _ratio(
-                    figures["median"] / small[page]["median"], TARGET_PAGES, at_most=True
-                )
+                results["ratios"][
+                    f"page_{page}_{spec.customers}_over_{options.small_customers}"
+                ] = _ratio(figures["median"] / small[page]["median"], TARGET_PAGES, at_most=True)
             busy = during["pages"].get(page, {})
             if busy.get("median"):
                 results["ratios"][f"page_{page}_during_recluster_over_idle"] = _ratio(

@@ -7,9 +7,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from segmentation.benchmark import report
-from segmentation.benchmark.generate import BenchRefused, DatasetSpec
+from segmentation.benchmark.generate import BenchRefused, DatasetSpec, dataset_ensure
 from segmentation.benchmark.recluster import RESULT_PREFIX, recluster_once
-from segmentation.benchmark.suite import BenchOptions, bench_run, pages_only
+from segmentation.benchmark.suite import BenchOptions, bench_run, database_prepare, pages_only
 
 
 class Command(BaseCommand):
@@ -33,6 +33,12 @@ class Command(BaseCommand):
         parser.add_argument("--runs", type=int, default=3, help="Reclusters per case (median).")
         parser.add_argument("--naive-subset", type=int, default=2000)
         parser.add_argument("--requests", type=int, default=20, help="Requests per page.")
+        parser.add_argument(
+            "--small-customers",
+            type=int,
+            default=1000,
+            help="Customers in the small database the page latencies are compared with.",
+        )
         parser.add_argument("--skip-pages", action="store_true")
         parser.add_argument("--skip-naive", action="store_true")
         parser.add_argument(
@@ -41,6 +47,9 @@ class Command(BaseCommand):
             "database named <name>_1k, created if missing).",
         )
         parser.add_argument("--results-dir", default=str(Path(settings.BASE_DIR) / "bench-results"))
+        parser.add_argument(
+            "--generate-only", action="store_true", help="Only generate (or keep) the data."
+        )
         # Used by the bench itself to run pieces in child processes.
         parser.add_argument("--recluster-once", action="store_true", help="(internal)")
         parser.add_argument("--pages-only", action="store_true", help="(internal)")
@@ -67,9 +76,15 @@ class Command(BaseCommand):
             naive=not opts["skip_naive"],
             requests=max(1, opts["requests"]),
             small_database_url=opts["small_database_url"],
+            small_customers=max(1, opts["small_customers"]),
         )
         log = self.stderr.write if opts["pages_only"] else self.stdout.write
         try:
+            if opts["generate_only"]:
+                database_prepare()
+                marker, reused = dataset_ensure(options.spec, reuse=options.reuse, log=log)
+                self.stdout.write(f"{'reused' if reused else 'generated'}: {json.dumps(marker)}")
+                return
             if opts["pages_only"]:
                 result = pages_only(options, log=log)
                 self.stdout.write(RESULT_PREFIX + json.dumps(result, default=str))
