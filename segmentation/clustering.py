@@ -22,7 +22,7 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 from threadpoolctl import threadpool_limits
 
-from segmentation.features import EngineRejected
+from segmentation.features import EngineRejected, stable_sample
 
 RFM_GROUPS = (
     "Champions",
@@ -69,27 +69,6 @@ class Clustering:
     silhouette_by_k: dict[int, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     group_names: list[str] | None = None  # RFM scoring: the group name of each label
-
-
-def stable_sample(customer_ids: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Sorted positions of a seeded sample chosen by hashing customer ids.
-
-    Hashing ids (rather than drawing positions) keeps the same customers in the sample when
-    others are added or removed, so small data changes barely move the chosen k and centres.
-    """
-    n = len(customer_ids)
-    if n <= size:
-        return np.arange(n)
-    with np.errstate(over="ignore"):
-        z = customer_ids.astype(np.uint64) ^ np.uint64((seed * 0x2545F4914F6CDD1D) % 2**64)
-        z = z + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    # The `size` smallest hashes, in linear time. splitmix64 is a bijection on 64-bit
-    # integers, so distinct ids never share a hash and the choice is unique.
-    picked = np.argpartition(z, size - 1)[:size]
-    return np.sort(picked)
 
 
 def min_segment_size(n: int) -> int:

@@ -199,3 +199,19 @@ def test_one_customer_with_a_thousand_times_the_income_stays_within_the_clip():
     income = f.model[:, f.model_columns.index("log_income")]
     assert income.max() == pytest.approx(features.Z_CLIP * features.WEIGHTS["log_income"])
     assert np.abs(f.model).max() <= features.Z_CLIP
+
+
+def test_large_runs_take_their_scaling_from_a_fixed_sample_close_to_the_full_one(monkeypatch):
+    from tests.segmentation.synthetic import random_frame
+
+    frame = random_frame(5_000, seed=3)
+    full = model_features(frame).model
+    monkeypatch.setattr(features, "SCALE_SAMPLE", 1_000)
+
+    sampled = model_features(frame).model
+    shuffled = model_features(frame.sample(frac=1.0, random_state=1)).model
+
+    assert np.abs(sampled - full).max() < 0.5
+    assert np.median(np.abs(sampled - full)) < 0.05
+    assert not np.array_equal(sampled, full)  # the sample was really used
+    assert np.array_equal(shuffled, sampled)  # and it does not depend on row order
