@@ -172,10 +172,11 @@ def raw_sorted(raw: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     absent = [c for c in RAW_COLUMNS if c not in raw.columns]
     if absent:
         raise ValueError(f"raw frame lacks columns: {', '.join(absent)}")
-    ids = pd.to_numeric(raw["customer_id"], errors="coerce").to_numpy(dtype=float)
-    if len(ids) and not np.isfinite(ids).all():
-        raise EngineRejected(f"customer_id missing for {int((~np.isfinite(ids)).sum())} rows")
-    ids = ids.astype(np.int64)
+    id_column = pd.to_numeric(raw["customer_id"], errors="coerce")
+    absent_ids = int(id_column.isna().sum())
+    if absent_ids:
+        raise EngineRejected(f"customer_id missing for {absent_ids} rows")
+    ids = id_column.to_numpy(dtype=np.int64)
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     dupes = int((sorted_ids[1:] == sorted_ids[:-1]).sum()) if len(ids) > 1 else 0
@@ -189,7 +190,9 @@ def raw_sorted(raw: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
-    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, copy=True)
+    # Nullable integers, Decimals from SQL sums and None all become float64 with NaN.
+    values = pd.to_numeric(frame[name], errors="coerce")
+    return values.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
 
 
 def plain_features(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:

@@ -215,3 +215,29 @@ def test_large_runs_take_their_scaling_from_a_fixed_sample_close_to_the_full_one
     assert np.median(np.abs(sampled - full)) < 0.05
     assert not np.array_equal(sampled, full)  # the sample was really used
     assert np.array_equal(shuffled, sampled)  # and it does not depend on row order
+
+
+def test_database_types_nullable_integers_and_decimals_are_read_as_floats():
+    from decimal import Decimal
+
+    frame = tiny()
+    frame["customer_id"] = frame["customer_id"].astype("Int64")
+    frame["rating_count"] = pd.array([0, None, 0], dtype="Int64")  # ids 3, 1, 2
+    frame["monetary_total"] = pd.Series(
+        [Decimal("50.00"), Decimal("200.00"), Decimal("90.50")], dtype=object
+    )
+
+    f = model_features(frame)
+
+    assert f.plain["monetary_total"].tolist() == [200.0, 90.5, 50.0]
+    assert f.plain["rating_count"].tolist() == [0.0, 0.0, 0.0]  # None counts as no ratings
+    assert math.isnan(f.plain["rating_mean"].iloc[0])  # so id 1's 4.5 is not trusted
+    assert f.customer_ids.dtype == np.int64
+
+
+def test_a_missing_customer_id_rejects_the_run():
+    frame = tiny()
+    frame["customer_id"] = pd.array([1, None, 3], dtype="Int64")
+
+    with pytest.raises(EngineRejected, match="customer_id missing for 1 rows"):
+        model_features(frame)
