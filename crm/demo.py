@@ -170,6 +170,11 @@ def demo_seed(*, customers: int, seed: int, progress: Progress | None = None) ->
         _insert(Customer.tags.through, tag_rows)
         offers = _offers()
         _sequences_reset([Customer, Purchase])
+        if connection.vendor == "postgresql":
+            # Fresh planner statistics, or the statistics refresh below picks a slow plan.
+            with connection.cursor() as cursor:
+                for model in (Customer, Purchase, Feedback):
+                    cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
         say("refreshing purchase statistics")
         # One statement for everyone is faster than batches of ids when the table was empty.
         customer_stats_refresh(customer_ids=people.ids.tolist() if had_customers else None)
@@ -418,7 +423,7 @@ def _insert(
     *,
     progress: Progress | None = None,
 ) -> None:
-    """INSERT rows in batches; columns not given get the field's default.
+    """INSERT rows in batches (COPY on PostgreSQL); columns not given get the field's default.
 
     Values must already be in the driver's form (see _datetimes); defaults are prepared by
     the field. Faster than bulk_create at hundreds of thousands of rows because no model
@@ -446,6 +451,13 @@ def _insert(
         ", ".join(["%s"] * len(names)),
     )
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # COPY is several times faster than INSERT batches on PostgreSQL.
+            table = connection.ops.quote_name(model._meta.db_table)
+            with cursor.cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+                for row in zip(*values, strict=True):
+                    copy.write_row(row)
+            return
         for start in range(0, rows, BATCH_SIZE):
             batch = list(zip(*(v[start : start + BATCH_SIZE] for v in values), strict=True))
             cursor.executemany(sql, batch)

@@ -71,7 +71,7 @@ class Stack:
     def output(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_ready(self, timeout: float = 90) -> None:
+    def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while READY_LINE not in self.lines:
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -194,14 +194,17 @@ def test_a_restart_keeps_data_and_login_and_a_killed_parent_takes_its_children(
 
 
 def _get(url: str) -> int:
-    with urllib.request.urlopen(url, timeout=10) as response:
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+        url, timeout=10
+    ) as response:
         return response.status
 
 
 def _log_in(base_url: str, username: str, password: str) -> str:
     """Log in through the admin form; returns the path the browser ends on."""
     opener = urllib.request.build_opener(
-        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        urllib.request.ProxyHandler({}),
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
     )
     with opener.open(f"{base_url}/admin/login/", timeout=10) as response:
         page = response.read().decode()

@@ -23,6 +23,7 @@ from crm.demo import demo_seed
 from crm.models import Customer
 
 WEB_START_TIMEOUT = 60
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 WORKER_START_TIMEOUT = 30
 WORKER_NAME = "crm@%h"
 CHANGE_PASSWORD_HINT = ".venv/bin/python manage.py changepassword {username}"
@@ -149,7 +150,8 @@ class Command(BaseCommand):
         while time.monotonic() < deadline and not self.stopping:
             self.check_children()
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:
+                # No proxy: a user's http_proxy must not stand between us and 127.0.0.1.
+                with _direct.open(url, timeout=10) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):
