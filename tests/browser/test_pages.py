@@ -1,0 +1,200 @@
+"""The staff pages in a real browser: headless Chromium driven by Playwright against the
+live test server. Screenshots land in screenshots/ (not versioned)."""
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.urls import reverse
+
+from crm.models import Customer, Feedback, OfferResponse
+from crm.offers import offer_holds_out
+from tests.factories import UserFactory
+from tests.pages_data import shop_create
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+# meanwhile are still plain synchronous calls.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(settings.BASE_DIR) / "screenshots"
+PASSWORD = "a long and correct passphrase"
+
+# Every chart on the dashboard: drawn by Chart.js, with data points, and pixels on the canvas.
+CHARTS_DRAWN = """
+() => Array.from(document.querySelectorAll("canvas")).map((canvas) => {
+  const chart = Chart.getChart(canvas);
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let painted = 0;
+  for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] > 0) painted++; }
+  return {
+    id: canvas.id,
+    points: chart ? chart.data.datasets.reduce((n, d) => n + d.data.length, 0) : 0,
+    painted: painted,
+  };
+})
+"""
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"Chromium is needed at {CHROMIUM} (apt-get install chromium).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+@pytest.fixture
+def owner(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return UserFactory(username="owner", is_staff=True, is_superuser=True, password=PASSWORD)
+
+
+def _shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def _log_in(page, live_server) -> None:
+    page.goto(f"{live_server.url}{reverse('crm:today')}")
+    assert "/admin/login/" in page.url  # anonymous: sent to the login form
+    page.fill("#id_username", "owner")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+
+def _kpi(page, name: str) -> str:
+    return page.locator(f'[data-kpi="{name}"]').inner_text().strip()
+
+
+def test_owner_works_through_the_morning_in_the_browser(page, live_server, owner):
+    shop = shop_create(customers=40)
+    customer = next(
+        c
+        for c in (shop.regular, shop.unhappy, shop.newcomer)
+        if not offer_holds_out(offer=shop.offer, customer_id=c.pk)
+    )
+
+    _log_in(page, live_server)
+    assert page.locator("h1").inner_text() == "Today"
+    overdue = page.locator("#today-overdue")
+    assert "Rita Regular" in overdue.inner_text()
+    assert "Una Unhappy" in page.locator("#today-unhappy").inner_text()
+    _shot(page, "01-today")
+
+    page.click("nav.mainnav >> text=Dashboard")
+    page.wait_for_selector("#chart-transitions")
+    assert _kpi(page, "customers") == "40"
+    charts = {c["id"]: c for c in page.evaluate(CHARTS_DRAWN)}
+    assert set(charts) == {
+        "chart-sizes",
+        "chart-scatter",
+        "chart-revenue",
+        "chart-satisfaction",
+        "chart-transitions",
+    }
+    for chart in charts.values():
+        assert chart["points"] > 0, chart
+        assert chart["painted"] > 500, chart
+    assert charts["chart-scatter"]["points"] == 40
+    ratings_before = page.locator(".kpi", has_text="Average rating").inner_text()
+    _shot(page, "02-dashboard")
+
+    page.click("a.segcard >> text=Loyal regulars")
+    page.wait_for_selector("#members table")
+    assert page.locator("h1").inner_text().strip() == "Loyal regulars"
+    members = Customer.objects.filter(segment=shop.loyal).count()
+    assert page.locator("#members tbody tr").count() == members
+    drawn = page.evaluate(CHARTS_DRAWN)
+    assert all(c["points"] > 0 for c in drawn), drawn
+    _shot(page, "03-segment")
+
+    page.click(f"#members a:text-is('{customer.name}')")
+    page.wait_for_selector("#offers")
+    assert page.locator("h1").inner_text().strip() == customer.name
+    assert _kpi(page, "offers-accepted") == "0"
+    feedback_before = int(_kpi(page, "feedback-count"))
+    offer = page.locator(f'#offers li[data-offer="{shop.offer.pk}"]')
+    assert "Loyalty thank-you" in offer.inner_text()
+    _shot(page, "04-customer")
+
+    offer.locator("button", has_text="Accepted").click()
+    page.wait_for_selector(".message.success")
+    assert _kpi(page, "offers-accepted") == "1"
+    assert "Accepted" in page.locator(f'#offers tr[data-response="{shop.offer.pk}"]').inner_text()
+    assert OfferResponse.objects.get(offer=shop.offer, customer=customer).outcome == "accepted"
+
+    page.select_option("#id_rating", "5")
+    page.fill("#id_nps", "10")
+    page.fill("#id_comment", "Lovely service, <b>thank you</b>!")
+    page.click("#feedback button[type=submit]")
+    page.wait_for_selector(".message.success")
+    assert int(_kpi(page, "feedback-count")) == feedback_before + 1
+    assert "Lovely service, <b>thank you</b>!" in page.locator("#feedback").inner_text()
+    assert Feedback.objects.filter(customer=customer, rating=5, nps=10).exists()
+    _shot(page, "05-customer-after")
+
+    page.click("nav.mainnav >> text=Dashboard")
+    page.wait_for_selector("#chart-sizes")
+    assert page.locator(".kpi", has_text="Average rating").inner_text() != ratings_before
+
+
+def test_a_bad_feedback_shows_the_error_in_the_browser(page, live_server, owner):
+    shop = shop_create(customers=10)
+    _log_in(page, live_server)
+    page.goto(f"{live_server.url}{reverse('crm:customer_detail', args=[shop.newcomer.pk])}")
+    page.fill("#id_nps", "42")
+    page.click("#feedback button[type=submit]")
+    page.wait_for_selector("#feedback .errorlist")
+    assert "less than or equal to 10" in page.locator("#feedback .errorlist").inner_text()
+    assert not Feedback.objects.filter(customer=shop.newcomer).exists()
+    _shot(page, "06-feedback-error")
+
+
+def test_the_pages_fit_a_phone_screen(browser, live_server, owner):
+    shop = shop_create(customers=10)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    try:
+        _log_in(page, live_server)
+        for name, url in (
+            ("07-phone-today", reverse("crm:today")),
+            ("08-phone-customer", reverse("crm:customer_detail", args=[shop.regular.pk])),
+        ):
+            page.goto(f"{live_server.url}{url}")
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{name} scrolls sideways by {overflow}px"
+            _shot(page, name)
+    finally:
+        context.close()
