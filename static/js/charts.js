@@ -159,6 +159,11 @@
     }, anyValue(rating), "Ratings per segment appear once customers have given feedback.");
 
     var moves = d.transitions;
+    var movesCanvas = document.getElementById("chart-transitions");
+    if (movesCanvas) {
+      // One bar per segment of origin: the chart grows with them instead of stretching one.
+      movesCanvas.parentNode.style.height = Math.max(180, 70 * moves.labels.length + 110) + "px";
+    }
     draw("chart-transitions", {
       type: "bar",
       data: {
