@@ -54,6 +54,9 @@ MIN_SEGMENT_SHARE = 0.005
 # Several k-means++ starts on the sample make the chosen optimum (and so the labels) less
 # sensitive to small data changes; they are cheap at sample size.
 SAMPLE_N_INIT = 4
+# Silhouette margin within which the previous run's k is kept (hysteresis against daily
+# flip-flopping between two almost equally good k).
+K_STICKINESS = 0.02
 # Ward linkage keeps an n*(n-1)/2 distance matrix: 5,000 customers is ~100 MB.
 AGGLOMERATIVE_MAX = 5_000
 # Silhouette computes distances in chunks of this many MB instead of one n x n block
@@ -230,11 +233,14 @@ def kmeans_k_choice(
     k_max: int,
     seed: int,
     sample_size: int,
+    previous_k: int | None = None,
 ) -> KChoice:
     """Fit K-Means for each k on a sample and keep the best silhouette.
 
     A k whose solution has a segment below ``min_segment_size`` is skipped unless every k
-    has one; on (rounded) silhouette ties the smaller k wins, being simpler to act on.
+    has one; on (rounded) silhouette ties the smaller k wins, being simpler to act on. The
+    previous run's k is kept while its silhouette is within K_STICKINESS of the best, so
+    that two nearly equal scores do not reshuffle every segment from one day to the next.
     """
     n = len(x)
     sample = stable_sample(customer_ids, sample_size, seed)
@@ -273,6 +279,17 @@ def kmeans_k_choice(
     notes = []
     if rejected:
         notes.append(f"k with a segment under {floor} sampled customers skipped: {rejected}")
+    if (
+        previous_k is not None
+        and previous_k != k
+        and previous_k in valid
+        and scores[previous_k] >= scores[k] - K_STICKINESS
+    ):
+        notes.append(
+            f"kept the previous run's k={previous_k} (silhouette {scores[previous_k]:.3f}, "
+            f"best k={k} {scores[k]:.3f}, within {K_STICKINESS})"
+        )
+        k = previous_k
     return KChoice(
         k=k,
         centres=fits[k].cluster_centers_,

@@ -212,6 +212,7 @@ def _segment_customers(
             k_max=config.k_max,
             seed=config.seed,
             sample_size=config.sample_size,
+            previous_k=len(previous) or None,
         )
         lap("k_selection")
         report("fit", 45)

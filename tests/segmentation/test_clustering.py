@@ -145,3 +145,23 @@ def test_quality_scores_are_computed_on_the_sample():
         None,
         None,
     )
+
+
+def test_the_previous_k_is_kept_only_while_its_silhouette_is_nearly_as_good(monkeypatch):
+    frame, _ = planted_frame(per_group=100, seed=6)
+    f = model_features(frame)
+    args = {"customer_ids": f.customer_ids, "k_min": 2, "k_max": 8, "seed": 42}
+    fresh = clustering.kmeans_k_choice(f.model, sample_size=1_000, **args)
+    assert fresh.k == 4
+    scores = fresh.silhouette_by_k
+    gap = scores[4] - scores[5]
+
+    monkeypatch.setattr(clustering, "K_STICKINESS", gap + 0.001)
+    kept = clustering.kmeans_k_choice(f.model, sample_size=1_000, previous_k=5, **args)
+    monkeypatch.setattr(clustering, "K_STICKINESS", gap - 0.001)
+    dropped = clustering.kmeans_k_choice(f.model, sample_size=1_000, previous_k=5, **args)
+
+    assert gap > 0.001
+    assert kept.k == 5
+    assert "kept the previous run's k=5" in kept.notes[-1]
+    assert dropped.k == 4
