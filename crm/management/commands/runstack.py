@@ -151,7 +151,7 @@ class Command(BaseCommand):
             self.check_children()
             try:
                 # No proxy: a user's http_proxy must not stand between us and 127.0.0.1.
-                with _direct.open(url, timeout=10) as response:
+                with _direct.open(_probe_request(url), timeout=10) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -208,6 +208,15 @@ class Command(BaseCommand):
         if "broker" in by_name:
             stop([by_name["broker"]], timeout=5)
         self.say("Stopped.")
+
+
+def _probe_request(url: str) -> urllib.request.Request:
+    """A request the site answers with 200 also in production (allowed host, behind TLS)."""
+    hosts = [h for h in settings.ALLOWED_HOSTS if h != "*" and not h.startswith(".")]
+    headers = {"X-Forwarded-Proto": "https"} if settings.PRODUCTION else {}
+    if hosts:
+        headers["Host"] = hosts[0]
+    return urllib.request.Request(url, headers=headers)
 
 
 def _env_int(name: str, default: int, *, low: int, high: int) -> int:
