@@ -33,6 +33,8 @@ from crm.services import customer_stats_refresh
 Progress = Callable[[int], None]
 
 BATCH_SIZE = 1000
+# bulk_update writes one CASE WHEN per row and field: small batches keep it linear.
+UPDATE_BATCH_SIZE = 100
 PROGRESS_EVERY = 5000
 MAX_ERRORS = 1000  # kept in the report; the count of invalid rows is always exact
 PREVIEW_ROWS = 20
@@ -131,6 +133,7 @@ class ImportReport:
     rows: int = 0
     created: int = 0
     updated: int = 0
+    unchanged: int = 0
     customers_created: int = 0
     zero_value_orders: int = 0
     invalid_rows: int = 0
@@ -160,6 +163,8 @@ class ImportReport:
         if self.ok:
             lines.append(f"{noun.capitalize()} {verb} created: {self.created:,}.")
             lines.append(f"{noun.capitalize()} {verb} updated: {self.updated:,}.")
+            if self.unchanged:
+                lines.append(f"{noun.capitalize()} already up to date: {self.unchanged:,}.")
             if self.kind == "purchases":
                 lines.append(f"Customers {verb} created: {self.customers_created:,}.")
                 lines.append(f"Total amount of the orders: {self.total_amount:,.2f}.")
@@ -590,15 +595,16 @@ def _write_customers(records: list[_CustomerRecord], report: ImportReport) -> No
     update_fields: set[str] = set()
     for record in records:
         if record.instance is not None:
-            for name, value in record.fields.items():
-                setattr(record.instance, name, value)
+            if not _assign(record.instance, record.fields):
+                report.unchanged += 1
+                continue
             record.instance.updated_at = timezone.now()  # bulk_update skips auto_now
             update_fields.update(record.fields)
             changed.append(record.instance)
     created = Customer.objects.bulk_create(new, batch_size=BATCH_SIZE)
     if changed and update_fields:
         Customer.objects.bulk_update(
-            changed, sorted(update_fields | {"updated_at"}), batch_size=BATCH_SIZE
+            changed, sorted(update_fields | {"updated_at"}), batch_size=UPDATE_BATCH_SIZE
         )
     report.created, report.updated = len(created), len(changed)
     new_iter = iter(created)
@@ -608,6 +614,16 @@ def _write_customers(records: list[_CustomerRecord], report: ImportReport) -> No
         links.extend((customer.pk, name) for name in record.tags)
     if links:
         _tag_links_create(links)
+
+
+def _assign(instance, values: dict) -> bool:
+    """Set the values on the instance; True when any of them differed."""
+    changed = False
+    for name, value in values.items():
+        if getattr(instance, name) != value:
+            setattr(instance, name, value)
+            changed = True
+    return changed
 
 
 def _tag_links_create(links: list[tuple[int, str]]) -> None:
@@ -797,12 +813,24 @@ class _PurchaseLineParser:
         self.date_format = date_format
         self.report = report
         self.latest = timezone.now() + timedelta(days=1)
+        # Real exports repeat the same dates, ids and emails on many lines: parse each once.
         self.dates: dict[str, datetime] = {}
+        self.external_ids: dict[str, str] = {}
+        self.valid_emails: set[str] = set()
+        self.valid_currencies: set[str] = set()
+        self.limits = {
+            "product": Purchase._meta.get_field("product").max_length,
+            "category": Purchase._meta.get_field("category").max_length,
+            "order_id": Purchase._meta.get_field("external_order_id").max_length,
+        }
 
     def line(self, row: _Row, *, orders: dict[str, _Order], bad_orders: set[str]) -> None:
         values, report = row.values, self.report
         email = values.get("customer_email", "")
-        external_id = _external_id(values.get("customer_external_id", ""))
+        raw_external_id = values.get("customer_external_id", "")
+        external_id = self.external_ids.get(raw_external_id)
+        if external_id is None:
+            external_id = self.external_ids[raw_external_id] = _external_id(raw_external_id)
         order_id = values.get("order_id", "")
         if not email and not external_id:
             report.skipped["no customer on the line"] += 1
@@ -811,9 +839,10 @@ class _PurchaseLineParser:
             report.skipped[f"cancelled order (order id starts with '{self.cancel_prefix}')"] += 1
             return
         problems: list[tuple[str, str]] = []
-        for column, value in values.items():
-            if problem := _encoding_problem(value):
-                problems.append((column, problem))
+        if _BAD_BYTES.search("".join(values.values())):
+            for column, value in values.items():
+                if problem := _encoding_problem(value):
+                    problems.append((column, problem))
         quantity = Decimal(1)
         if self.by_lines and not problems:
             try:
@@ -850,11 +879,13 @@ class _PurchaseLineParser:
                     self.dates[raw_date] = moment
             if moment is not None and moment > self.latest:
                 problems.append(("purchased_at", f"{raw_date} is in the future"))
-            if email:
+            if email and email not in self.valid_emails:
                 try:
                     validate_email(email)
                 except ValidationError:
                     problems.append(("customer_email", f"'{email}' is not an e-mail address"))
+                else:
+                    self.valid_emails.add(email)
         fields = {}
         for column, choices in (("channel", _CHANNELS), ("kind", _KINDS)):
             value = values.get(column, "").lower()
@@ -863,10 +894,14 @@ class _PurchaseLineParser:
                 problems.append((column, f"'{values[column]}' is not one of: {allowed}"))
             fields[column] = choices.get(value, "")
         currency = (values.get("currency") or self.default_currency).upper()
-        if not re.fullmatch(r"[A-Z]{3}", currency):
-            problems.append(("currency", f"'{values['currency']}' is not a 3-letter currency code"))
-        for column in ("product", "category", "order_id"):
-            limit = 100 if column == "order_id" else Purchase._meta.get_field(column).max_length
+        if currency not in self.valid_currencies:
+            if re.fullmatch(r"[A-Z]{3}", currency):
+                self.valid_currencies.add(currency)
+            else:
+                problems.append(
+                    ("currency", f"'{values['currency']}' is not a 3-letter currency code")
+                )
+        for column, limit in self.limits.items():
             if len(values.get(column, "")) > limit:
                 problems.append((column, f"longer than {limit} characters"))
         customer_key = ("email", email.lower()) if email else ("external", external_id)
@@ -1002,9 +1037,10 @@ def _write_purchases(
             )
         else:
             touched.add(purchase.customer_id)
-            for name, value in values.items():
-                setattr(purchase, name, value)
-            changed.append(purchase)
+            if _assign(purchase, values):
+                changed.append(purchase)
+            else:
+                report.unchanged += 1
     Purchase.objects.bulk_create(new, batch_size=BATCH_SIZE)
     if changed:
         Purchase.objects.bulk_update(
@@ -1019,7 +1055,7 @@ def _write_purchases(
                 "category",
                 "channel",
             ],
-            batch_size=BATCH_SIZE,
+            batch_size=UPDATE_BATCH_SIZE,
         )
     report.created, report.updated = len(new), len(changed)
     customer_stats_refresh(customer_ids=touched)
