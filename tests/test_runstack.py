@@ -20,8 +20,11 @@ import psutil
 import pytest
 from celery import Celery
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError
 
-pytestmark = pytest.mark.slow
+from crm.management.commands.runstack import Command, _env_int
+from tests.factories import UserFactory
 
 READY_LINE = "Press Ctrl-C to stop."
 DEMO_CUSTOMERS = 60
@@ -138,11 +141,13 @@ def first_start(var_dir):
             stack.kill()
 
 
+@pytest.mark.slow
 def test_the_stack_serves_the_login_page_and_static_files(first_start):
     assert first_start["login_page"] == 200, first_start["output"]
     assert first_start["static"] == 200
 
 
+@pytest.mark.slow
 def test_the_first_start_seeds_demo_data_and_prints_a_working_login(first_start):
     assert f"Loading demo data ({DEMO_CUSTOMERS} customers)" in first_start["output"]
     assert "Login: admin" in first_start["output"]
@@ -150,6 +155,7 @@ def test_the_first_start_seeds_demo_data_and_prints_a_working_login(first_start)
     assert first_start["logged_in_at"] == "/admin/"
 
 
+@pytest.mark.slow
 def test_the_stack_runs_a_broker_a_web_server_a_worker_and_beat(first_start):
     commands = "\n".join(first_start["commands"])
     assert re.search(r"(valkey|redis)-server", commands), commands
@@ -160,12 +166,14 @@ def test_the_stack_runs_a_broker_a_web_server_a_worker_and_beat(first_start):
     assert first_start["health"]["customers"] == DEMO_CUSTOMERS
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_process_of_the_stack(first_start):
     assert first_start["returncode"] == 0, first_start["output"]
     assert len(first_start["descendants"]) >= 4
     assert first_start["survivors"] == [], first_start["output"]
 
 
+@pytest.mark.slow
 def test_a_restart_keeps_data_and_login_and_a_killed_parent_takes_its_children(
     first_start, var_dir
 ):
@@ -222,3 +230,70 @@ def _log_in(base_url: str, username: str, password: str) -> str:
     )
     with opener.open(request, timeout=10) as response:
         return urllib.parse.urlparse(response.url).path
+
+
+def _login(monkeypatch, username: str = "", password: str = "") -> list[str]:
+    monkeypatch.setenv("DJANGO_SUPERUSER_USERNAME", username)
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", password)
+    return Command().login_ensure()
+
+
+def test_the_first_login_is_admin_with_a_random_password_that_works(db, monkeypatch):
+    lines = _login(monkeypatch)
+
+    password = next(line for line in lines if line.startswith("Password: ")).split()[1]
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser and admin.is_staff
+    assert admin.check_password(password)
+    assert len(password) >= 16
+
+
+def test_an_existing_admin_keeps_its_password(db, monkeypatch):
+    admin = UserFactory(username="admin", is_staff=True, is_superuser=True, password="old pass 1")
+
+    lines = _login(monkeypatch)
+
+    admin.refresh_from_db()
+    assert admin.check_password("old pass 1")
+    assert not any(line.startswith("Password:") for line in lines)
+    assert "changepassword admin" in " ".join(lines)
+
+
+def test_no_admin_is_added_when_the_owner_already_has_a_superuser(db, monkeypatch):
+    UserFactory(username="owner", is_staff=True, is_superuser=True)
+
+    lines = _login(monkeypatch)
+
+    assert not get_user_model().objects.filter(username="admin").exists()
+    assert "owner" in lines[0]
+
+
+def test_the_login_from_the_environment_is_created_once(db, monkeypatch):
+    _login(monkeypatch, "maria", "plum tree lantern 42")
+    user = get_user_model().objects.get(username="maria")
+    assert user.is_superuser and user.check_password("plum tree lantern 42")
+
+    lines = _login(monkeypatch, "maria", "another passphrase 77")
+
+    user.refresh_from_db()
+    assert user.check_password("plum tree lantern 42")
+    assert "existing user" in lines[0]
+
+
+def test_a_weak_or_half_given_login_from_the_environment_is_refused(db, monkeypatch):
+    with pytest.raises(CommandError, match="too weak"):
+        _login(monkeypatch, "maria", "123")
+    with pytest.raises(CommandError, match="both"):
+        _login(monkeypatch, "maria", "")
+    assert not get_user_model().objects.exists()
+
+
+def test_numeric_settings_of_the_stack_are_checked(monkeypatch):
+    monkeypatch.setenv("PORT", "80a")
+    with pytest.raises(CommandError, match="PORT must be a whole number"):
+        _env_int("PORT", 8000, low=1, high=65535)
+    monkeypatch.setenv("PORT", "70000")
+    with pytest.raises(CommandError, match="between 1 and 65535"):
+        _env_int("PORT", 8000, low=1, high=65535)
+    monkeypatch.delenv("PORT")
+    assert _env_int("PORT", 8000, low=1, high=65535) == 8000
