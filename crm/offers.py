@@ -8,9 +8,9 @@ from datetime import date, datetime
 import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
-from scipy.stats import beta as beta_distribution
+from scipy.special import betaincinv
 
 from crm.models import Customer, Offer, OfferResponse
 
@@ -21,7 +21,7 @@ _HASH_SPACE = 2**64
 RANKING_METHOD = (
     "Offers are ranked by expected value: the acceptance rate seen in this customer's segment "
     "(a Beta posterior, sampled once per customer per day so that new offers still get a "
-    "chance) times what an acceptance is worth (the segment's average order value minus the "
+    "chance) times what an acceptance is worth (the segment's typical order value minus the "
     "offer's cost)."
 )
 
@@ -100,7 +100,9 @@ def offer_present(
             "its dates."
         )
     target_ids = set(offer.segments.values_list("pk", flat=True))
-    eligible = Customer.objects.active().exclude(offer_responses__offer=offer)
+    eligible = Customer.objects.active().exclude(
+        Exists(OfferResponse.objects.filter(offer=offer, customer_id=OuterRef("pk")))
+    )
     if segment is not None:
         if target_ids and segment.pk not in target_ids:
             raise ValidationError(f"“{offer}” does not target the segment “{segment}”.")
@@ -241,15 +243,23 @@ class RankedOffer:
     acceptance_high: float
     accepted: int  # in the customer's segment
     presented: int  # treated customers of the segment (presented, accepted or declined)
-    order_value: float  # the segment's average order value
+    order_value: float  # the segment's typical order value (segment_order_value)
     cost_per_acceptance: float
     value_per_acceptance: float
     explanation: str
 
 
-def segment_order_value(*, segment_id: int) -> float:
-    """Average order value of the segment's current members (total spent / purchases)."""
-    totals = Customer.objects.filter(segment_id=segment_id, purchase_count__gt=0).aggregate(
+def segment_order_value(*, segment) -> float:
+    """What a typical order of the segment is worth.
+
+    The median average order value of its members as recorded by the last segmentation run
+    (``profile_values["avg_order_value"]``, no query); when the run did not record it, total
+    spent / purchases over the current members (one aggregate query).
+    """
+    recorded = (segment.profile_values or {}).get("avg_order_value")
+    if isinstance(recorded, int | float) and recorded > 0:
+        return float(recorded)
+    totals = Customer.objects.filter(segment_id=segment.pk, purchase_count__gt=0).aggregate(
         spent=Sum("total_spent"), orders=Sum("purchase_count")
     )
     if not totals["orders"]:
@@ -280,9 +290,10 @@ def offers_ranked_for_customer(
     and offers whose control group the customer belongs to. Each offer's acceptance rate in
     the customer's segment has the posterior Beta(1 + accepted, 1 + not accepted), where a
     presentation with no answer counts as not accepted; one rate is drawn from it and
-    multiplied by the value of an acceptance (the segment's average order value minus the
-    offer's cost per acceptance). Without ``rng`` the draw is seeded by customer and day, so
-    the page is stable within a day. Three queries; none when the customer has no segment.
+    multiplied by the value of an acceptance (``segment_order_value`` minus the offer's cost
+    per acceptance). Without ``rng`` the draw is seeded by customer and day, so
+    the page is stable within a day. Two to four queries (the segment when not loaded, its
+    order value when the last run did not record it); none when the customer has no segment.
     """
     if customer.segment_id is None:
         return []
@@ -311,30 +322,53 @@ def offers_ranked_for_customer(
         .annotate(treated=Count("pk"), accepted=Count("pk", filter=Q(outcome="accepted")))
         .order_by()
     }
-    order_value = segment_order_value(segment_id=customer.segment_id)
-    rng = rng or daily_rng(customer_id=customer.pk, on=today)
+    order_value = segment_order_value(segment=customer.segment)
+    evidence = [
+        OfferEvidence(
+            offer=offer,
+            accepted=stats.get(offer.pk, {}).get("accepted", 0),
+            presented=stats.get(offer.pk, {}).get("treated", 0),
+            order_value=order_value,
+            cost_per_acceptance=offer_cost_per_acceptance(offer=offer, order_value=order_value),
+        )
+        for offer in offers
+    ]
+    return offers_ranked(evidence, rng=rng or daily_rng(customer_id=customer.pk, on=today))
+
+
+@dataclass(frozen=True)
+class OfferEvidence:
+    """What is known about one offer in one segment, for ranking."""
+
+    offer: Offer
+    accepted: int
+    presented: int  # presented, accepted or declined
+    order_value: float
+    cost_per_acceptance: float
+
+
+def offers_ranked(evidence: list[OfferEvidence], *, rng: np.random.Generator) -> list[RankedOffer]:
+    """Thompson sampling over offers: rank by a draw of Beta(1 + accepted, 1 + not accepted)
+    times the value of an acceptance. No database access."""
     scored = []
-    for offer in offers:
-        row = stats.get(offer.pk, {"treated": 0, "accepted": 0})
-        a, b = 1 + row["accepted"], 1 + row["treated"] - row["accepted"]
+    for e in evidence:
+        a, b = 1 + e.accepted, 1 + e.presented - e.accepted
         sampled = float(rng.beta(a, b))
-        cost = offer_cost_per_acceptance(offer=offer, order_value=order_value)
-        value = order_value - cost
-        low, high = (float(x) for x in beta_distribution.ppf([0.05, 0.95], a, b))
+        value = e.order_value - e.cost_per_acceptance
         mean = a / (a + b)
         scored.append(
             {
-                "offer": offer,
+                "offer": e.offer,
                 "score": sampled * value,
                 "expected_value": mean * value,
                 "sampled_rate": sampled,
                 "acceptance_mean": mean,
-                "acceptance_low": low,
-                "acceptance_high": high,
-                "accepted": row["accepted"],
-                "presented": row["treated"],
-                "order_value": order_value,
-                "cost_per_acceptance": cost,
+                "acceptance_low": float(betaincinv(a, b, 0.05)),
+                "acceptance_high": float(betaincinv(a, b, 0.95)),
+                "accepted": e.accepted,
+                "presented": e.presented,
+                "order_value": e.order_value,
+                "cost_per_acceptance": e.cost_per_acceptance,
                 "value_per_acceptance": value,
             }
         )

@@ -11,9 +11,11 @@ from django.utils import timezone
 from crm.models import OfferResponse
 from crm.offers import (
     RANKING_METHOD,
+    OfferEvidence,
     holdout_draw,
     offer_present,
     offer_response_record,
+    offers_ranked,
     offers_ranked_for_customer,
 )
 from tests.factories import CustomerFactory, OfferFactory, OfferResponseFactory, SegmentFactory
@@ -169,11 +171,23 @@ def _history(offer, segment, *, accepted: int, declined: int):
 
 
 def _first_choices(customer, draws: int) -> dict[int, int]:
+    """How often each offer comes first over many days' draws (the database read once)."""
+    ranked = offers_ranked_for_customer(customer=customer)
+    evidence = [
+        OfferEvidence(
+            offer=r.offer,
+            accepted=r.accepted,
+            presented=r.presented,
+            order_value=r.order_value,
+            cost_per_acceptance=r.cost_per_acceptance,
+        )
+        for r in ranked
+    ]
     rng = np.random.default_rng(20240601)
     firsts: dict[int, int] = {}
     for _ in range(draws):
-        ranked = offers_ranked_for_customer(customer=customer, rng=rng)
-        firsts[ranked[0].offer.pk] = firsts.get(ranked[0].offer.pk, 0) + 1
+        first = offers_ranked(evidence, rng=rng)[0].offer.pk
+        firsts[first] = firsts.get(first, 0) + 1
     return firsts
 
 
@@ -230,6 +244,19 @@ def test_ranking_values_an_acceptance_at_the_segment_order_value_minus_the_cost(
     assert "accepted by 3 of 4 customers of this segment" in ranked.explanation.lower()
     assert ranked.acceptance_low < 4 / 6 < ranked.acceptance_high
     assert "Beta posterior" in RANKING_METHOD
+
+
+def test_ranking_uses_the_order_value_the_segmentation_run_recorded():
+    segment = SegmentFactory(profile_values={"avg_order_value": 80.0, "frequency": 3})
+    customer = CustomerFactory(segment=segment, purchase_count=1, total_spent=Decimal("999"))
+    offer = OfferFactory(holdout_share=Decimal("0"), discount_percent=Decimal("25"))
+    offer.segments.add(segment)
+
+    (ranked,) = offers_ranked_for_customer(customer=customer)
+
+    assert ranked.order_value == 80.0
+    assert ranked.value_per_acceptance == pytest.approx(60.0)
+    assert "not yet presented in this segment" in ranked.explanation.lower()
 
 
 def test_ranking_is_stable_within_a_day_and_leaves_out_answered_closed_and_held_out_offers():
