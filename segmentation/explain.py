@@ -104,17 +104,49 @@ def condition_text(column: str, lo: float | None, hi: float | None, unknown_ok: 
     return text
 
 
-def _leaf_paths(tree: DecisionTreeClassifier, columns: list[str], has_nan: set[str]) -> dict:
-    """leaf node id -> rule text (conditions merged per feature, in tree order)."""
+def _uniform_class(tree: DecisionTreeClassifier) -> dict[int, int]:
+    """node -> the majority class shared by every leaf below it, or -1 when they differ."""
     t = tree.tree_
+    out: dict[int, int] = {}
+
+    def visit(node: int) -> int:
+        left, right = t.children_left[node], t.children_right[node]
+        if left == right:
+            out[node] = int(np.argmax(t.value[node, 0, :]))
+        else:
+            a, b = visit(left), visit(right)
+            out[node] = a if a == b and a >= 0 else -1
+        return out[node]
+
+    visit(0)
+    return out
+
+
+def _leaves_under(tree: DecisionTreeClassifier, node: int) -> list[int]:
+    t = tree.tree_
+    left, right = t.children_left[node], t.children_right[node]
+    if left == right:
+        return [node]
+    return _leaves_under(tree, left) + _leaves_under(tree, right)
+
+
+def _leaf_paths(tree: DecisionTreeClassifier, columns: list[str], has_nan: set[str]) -> dict:
+    """leaf node id -> rule text (conditions merged per feature, in tree order).
+
+    A subtree whose leaves all predict the same segment reads as one rule: its split
+    changes nothing, so it is left out of the text."""
+    t = tree.tree_
+    uniform = _uniform_class(tree)
     missing_left = getattr(t, "missing_go_to_left", None)
     out: dict[int, str] = {}
     stack: list[tuple[int, list[tuple[str, str, float, bool]]]] = [(0, [])]
     while stack:
         node, path = stack.pop()
         left, right = t.children_left[node], t.children_right[node]
-        if left == right:
-            out[node] = _merged(path, has_nan)
+        if left == right or uniform[node] >= 0:
+            text = _merged(path, has_nan)
+            for leaf in _leaves_under(tree, node):
+                out[leaf] = text
             continue
         col = columns[t.feature[node]]
         thr = float(t.threshold[node])
@@ -196,7 +228,8 @@ def surrogate_explanation(
     majority = {leaf: int(classes[np.argmax(tree.tree_.value[leaf, 0, :])]) for leaf in leaves}
     rules: dict[int, list[str]] = {label: [] for label in range(k)}
     for leaf in leaves:
-        rules[majority[leaf]].append(paths[leaf])
+        if paths[leaf] not in rules[majority[leaf]]:
+            rules[majority[leaf]].append(paths[leaf])
 
     # Reason table: one sentence per (leaf, label) pair.
     leaf_index = np.full(tree.tree_.node_count, -1, dtype=np.int64)
@@ -225,7 +258,7 @@ def surrogate_explanation(
         positive = [
             leaf for leaf in sorted(ovr_paths) if np.argmax(ovr.tree_.value[leaf, 0, :]) == 1
         ]
-        rules[label] = [ovr_paths[leaf] for leaf in positive]
+        rules[label] = list(dict.fromkeys(ovr_paths[leaf] for leaf in positive))
         members = np.flatnonzero(labels == label)
         if len(members) and positive:
             member_leaf = ovr.apply(x[members])

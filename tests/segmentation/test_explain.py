@@ -108,3 +108,20 @@ def test_conditions_read_like_sentences():
     assert short_summary({"frequency": 9.0, "recency_days": 12.0}) == (
         "bought 9 times, last 12 days ago"
     )
+
+
+def test_splits_that_change_nothing_are_left_out_of_the_rules():
+    frame = plain_frame(n=3_000, seed=5)
+    labels = (frame["recency_days"] > 200).to_numpy().astype(int)
+    # 10% noise: the tree keeps splitting impure nodes, but every leaf on each side of the
+    # first split still has the same majority, so those deeper splits say nothing.
+    noise = np.random.default_rng(5).random(len(labels)) < 0.10
+    labels[noise] = 1 - labels[noise]
+
+    result = explained(frame, labels)
+
+    assert result.rules == {
+        0: ["last purchase ≤ 200 days ago"],
+        1: ["last purchase > 200 days ago"],
+    }
+    assert 0.8 <= result.fidelity <= 0.9
