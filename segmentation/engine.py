@@ -44,16 +44,17 @@ class EngineConfig:
     # to say anything stable, and silhouette on so few points swings with one customer;
     # quintile scores still mean something (10 customers per quintile at 50).
     small_threshold: int = 50
-    # Measured on this 2-core machine, one thread, final fit started from the sample's
-    # centres (k 4-6, 13 features): at 1,000,000 customers Lloyd took 2.0-2.2 s and MiniBatch
-    # 0.44-0.49 s (labels agreeing at ARI 0.97-0.99); at 300,000 0.29-0.33 s against
-    # 0.19-0.21 s, and below that both are a fraction of a second. MiniBatch is slower when
-    # it also has to choose k from scratch on all rows, which is not what we do.
+    # Measured on this 2-core machine, one thread, the final fit started from the sample's
+    # centres (k 4-6, 13 features), CPU seconds: at 1,000,000 customers Lloyd 0.31-0.51 and
+    # MiniBatch 0.17 (wall 0.9-2.2 s against 0.4-0.5 s on the busy machine; labels agree at
+    # ARI 0.97-0.99); at 300,000 0.10-0.11 against 0.08-0.10, a tie, so below 500,000 the
+    # exact Lloyd fit is kept. MiniBatch is only slower when it also chooses k on all rows,
+    # which is not what happens here.
     minibatch_threshold: int = 500_000
     sample_size: int = 10_000  # silhouette / k-selection sample
     # Fewer than 10 customers cannot fill five R/F/M quintiles with two customers each.
     min_customers: int = 10
-    # Additive: centroid distance above which a cluster is a new segment (see matching).
+    # Centroid distance above which a cluster is a new segment (see matching).
     match_threshold: float = matching.MATCH_THRESHOLD
 
 
