@@ -284,3 +284,24 @@ def test_everything_stored_as_json_is_strict_json():
                    allow_nan=False)  # fmt: skip
     json.dumps({"params": result.params, "missing": result.missing}, allow_nan=False)
     assert pd.Series(result.reasons).str.len().gt(0).all()
+
+
+def test_planted_segments_keep_their_ids_when_one_percent_of_customers_change_behaviour():
+    frame, truth = planted_frame(per_group=150, seed=21)
+    first = segment_customers(frame, previous=[])
+    changed = frame.copy()
+    lapsed = np.flatnonzero(truth == list(PLANTED).index("lapsed"))[:6]  # 1% of 600
+    changed.loc[lapsed, ["frequency", "monetary_total", "recency_days", "tenure_days"]] = [
+        15, 1_800.0, 3.0, 500.0,
+    ]  # fmt: skip  # they came back as champions
+
+    second = segment_customers(changed, previous=as_previous(first))
+
+    assert second.k == first.k == 4
+    assert sorted(s.segment_id for s in second.segments) == [100, 101, 102, 103]
+    id_of = {s.label: s.segment_id for s in second.segments}
+    new_ids = np.array([id_of[label] for label in second.labels])
+    moved = np.flatnonzero(new_ids != first.labels + 100)
+    assert moved.tolist() == sorted(lapsed.tolist())
+    champions = first.labels[np.flatnonzero(truth == 0)[0]] + 100
+    assert (new_ids[lapsed] == champions).all()
