@@ -2,6 +2,7 @@
 
 import io
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -160,7 +161,10 @@ def customer_features(*, reference_time: datetime) -> FeatureFrame:
     columns = FEATURE_COLUMNS + EXTRA_COLUMNS
     sql, params = _feature_sql(reference_time=reference_time, vendor=connection.vendor)
     started = time.perf_counter()
-    with transaction.atomic(), connection.cursor() as cur:
+    # PostgreSQL: a transaction scopes the planner settings. Not SQLite: there BEGIN takes the
+    # write lock (IMMEDIATE mode) and a read needs no transaction.
+    scope = transaction.atomic() if connection.vendor == "postgresql" else nullcontext()
+    with scope, connection.cursor() as cur:
         if connection.vendor == "postgresql":
             saved = _planner_settings_set(cur, _PLANNER_SETTINGS)
             buffer = io.BytesIO()
