@@ -141,29 +141,34 @@ class DemoSummary:
     offers: int
 
 
-def demo_seed(*, customers: int, seed: int, progress: Progress | None = None) -> DemoSummary:
+def demo_seed(
+    *, customers: int, seed: int, today: date | None = None, progress: Progress | None = None
+) -> DemoSummary:
     """Insert `customers` demo customers with purchases, feedback and tags, plus a few offers.
 
     One transaction; bulk inserts in batches of BATCH_SIZE; refreshes the customers' purchase
-    statistics. The same seed gives the same data on the same day (dates are relative to
-    today, purchases never after the start of today, UTC).
+    statistics. The same seed and `today` (default: today, UTC) give the same data; dates are
+    relative to `today`, and no purchase is later than its start nor in the future.
     """
     if customers < 0:
         raise ValueError("The number of customers cannot be negative.")
     say = progress or (lambda message: None)
     rng = np.random.default_rng(seed)
-    today = datetime.combine(timezone.now().date(), datetime.min.time())  # naive UTC
+    today_utc = timezone.now().astimezone(UTC).date()
+    if today is None or today > today_utc:
+        today = today_utc
+    start_of_today = datetime.combine(today, datetime.min.time())  # naive UTC
     with transaction.atomic():
         had_customers = Customer.objects.exists()
         first_customer_id = _next_id(Customer)
         first_purchase_id = _next_id(Purchase)
-        people = _customers(rng, customers, first_customer_id, today)
+        people = _customers(rng, customers, first_customer_id, start_of_today)
         say(f"{customers} customers")
         _insert(Customer, people.columns, progress=say)
-        purchases = _purchases(rng, people, first_purchase_id, today)
+        purchases = _purchases(rng, people, first_purchase_id, start_of_today)
         say(f"{purchases.count} purchases")
         _insert(Purchase, purchases.columns, progress=say)
-        feedback = _feedback(rng, people, purchases, today)
+        feedback = _feedback(rng, people, purchases, start_of_today)
         say(f"{len(feedback['customer_id'])} feedback entries")
         _insert(Feedback, feedback)
         tag_rows = _tags(rng, people)

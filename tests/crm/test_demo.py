@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -56,16 +56,25 @@ def test_demo_refreshes_the_purchase_statistics_of_customers(db):
 
 
 def test_demo_is_deterministic_for_a_seed(db):
-    demo_seed(customers=150, seed=11)
+    day = date(2026, 3, 14)
+    demo_seed(customers=150, seed=11, today=day)
     first = _snapshot()
     Customer.objects.all().delete()
 
-    demo_seed(customers=150, seed=11)
+    demo_seed(customers=150, seed=11, today=day)
     assert _snapshot() == first
 
     Customer.objects.all().delete()
-    demo_seed(customers=150, seed=12)
+    demo_seed(customers=150, seed=12, today=day)
     assert _snapshot() != first
+
+
+def test_demo_dates_end_before_the_given_day(db):
+    demo_seed(customers=100, seed=1, today=date(2025, 1, 10))
+
+    last = Purchase.objects.aggregate(last=Max("purchased_at"))["last"]
+    assert last < datetime(2025, 1, 10, tzinfo=UTC)
+    assert last > datetime(2024, 12, 1, tzinfo=UTC)
 
 
 def test_demo_adds_feedback_tags_offers_ages_and_incomes(db):
