@@ -6,7 +6,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import (
-    Avg,
     Case,
     Count,
     DecimalField,
@@ -395,7 +394,7 @@ class SegmentResults:
 def _feedback_figures():
     return {
         "ratings": Count("rating"),
-        "avg_rating": Avg("rating"),
+        "rating_sum": Sum("rating"),
         "nps_answers": Count("nps"),
         "promoters": Count("pk", filter=Q(nps__gte=9)),
         "detractors": Count("pk", filter=Q(nps__lte=6)),
@@ -447,9 +446,6 @@ def segment_results(
             )
         )
 
-    feedback = Feedback.objects.filter(customer__segment=segment)
-    satisfaction = feedback.aggregate(**_feedback_figures())
-
     window_start = now - timedelta(days=retention_days)
     retention = Customer.objects.filter(
         segment=segment, first_purchase_at__lt=window_start
@@ -457,13 +453,28 @@ def segment_results(
         base=Count("pk"), retained=Count("pk", filter=Q(last_purchase_at__gte=window_start))
     )
 
-    trend_start = timezone.localtime(now).replace(day=1) - timedelta(days=31 * (months - 1))
-    trend_start = trend_start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    # One pass over the members' feedback, by month; the all-time figures are the sums.
+    local = timezone.localtime(now)
+    year, month = divmod(local.year * 12 + local.month - 1 - (months - 1), 12)
+    trend_start = local.replace(
+        year=year, month=month + 1, day=1, hour=0, minute=0, second=0, microsecond=0
+    )
+    monthly = list(
+        Feedback.objects.filter(customer__segment=segment, created_at__lte=now)
+        .annotate(month=TruncMonth("created_at"))
+        .values("month")
+        .annotate(**_feedback_figures())
+        .order_by("month")
+    )
+    satisfaction = {
+        key: sum(row[key] or 0 for row in monthly)
+        for key in ("ratings", "rating_sum", "nps_answers", "promoters", "detractors")
+    }
     trend = [
         SatisfactionPoint(
             month=row["month"],
             ratings=row["ratings"],
-            avg_rating=row["avg_rating"],
+            avg_rating=row["rating_sum"] / row["ratings"] if row["ratings"] else None,
             nps_answers=row["nps_answers"],
             nps=nps_value(
                 promoters=row["promoters"],
@@ -471,11 +482,8 @@ def segment_results(
                 answers=row["nps_answers"],
             ),
         )
-        for row in feedback.filter(created_at__gte=trend_start, created_at__lte=now)
-        .annotate(month=TruncMonth("created_at"))
-        .values("month")
-        .annotate(**_feedback_figures())
-        .order_by("month")
+        for row in monthly
+        if row["month"] >= trend_start
     ]
     snapshots = list(
         SegmentSnapshot.objects.filter(segment=segment)
@@ -490,7 +498,11 @@ def segment_results(
         acceptance_interval=wilson_interval(counts["accepted"], counts["presented"]),
         offers=offers,
         ratings=satisfaction["ratings"],
-        avg_rating=satisfaction["avg_rating"],
+        avg_rating=(
+            satisfaction["rating_sum"] / satisfaction["ratings"]
+            if satisfaction["ratings"]
+            else None
+        ),
         nps_answers=satisfaction["nps_answers"],
         promoters=satisfaction["promoters"],
         detractors=satisfaction["detractors"],

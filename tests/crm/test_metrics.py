@@ -211,7 +211,8 @@ def test_segment_results_give_acceptance_over_all_offers_and_per_offer(members):
 
 
 def test_segment_satisfaction_trend_is_monthly_with_snapshots_oldest_first(members):
-    segment, _ = members
+    segment, (r1, *_) = members
+    FeedbackFactory(customer=r1, rating=2, nps=None, created_at=NOW - timedelta(days=400))
     older = SegmentationRunFactory(finished_at=NOW - timedelta(days=7))
     newer = SegmentationRunFactory(finished_at=NOW)
     SegmentSnapshot.objects.create(run=newer, segment=segment, size=4, avg_rating=3.3, nps=40)
@@ -227,6 +228,9 @@ def test_segment_satisfaction_trend_is_monthly_with_snapshots_oldest_first(membe
     assert this_month.avg_rating == pytest.approx(4.5)
     assert this_month.nps == pytest.approx(100.0)
     assert [s.run_id for s in results.snapshots] == [older.pk, newer.pk]
+    # The year-old rating counts in the all-time average, not in the 12-month trend.
+    assert results.ratings == 4
+    assert results.avg_rating == pytest.approx(12 / 4)
 
 
 def test_statistics_helpers_handle_empty_groups():

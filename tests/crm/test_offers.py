@@ -36,8 +36,11 @@ def test_holdout_is_a_stable_share_of_customers_and_never_presented():
     offer = OfferFactory(holdout_share=Decimal("0.1"))
     offer.segments.add(segment)
 
-    result = offer_present(offer=offer, segment=segment)
+    when = timezone.now() - timedelta(minutes=3)
+    result = offer_present(offer=offer, segment=segment, now=when)
 
+    assert set(OfferResponse.objects.values_list("presented_at", flat=True)) == {when}
+    assert not OfferResponse.objects.filter(responded_at__isnull=False).exists()
     held = set(
         OfferResponse.objects.filter(offer=offer, outcome=Outcome.HOLDOUT).values_list(
             "customer_id", flat=True
