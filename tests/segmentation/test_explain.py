@@ -125,3 +125,33 @@ def test_splits_that_change_nothing_are_left_out_of_the_rules():
         1: ["last purchase > 200 days ago"],
     }
     assert 0.8 <= result.fidelity <= 0.9
+
+
+def test_a_proxy_at_the_root_is_dropped_for_a_more_faithful_tree():
+    from segmentation import explain
+    from segmentation.features import model_features
+    from tests.segmentation.synthetic import random_frame
+
+    f = model_features(random_frame(3_000, seed=0))
+    plain = f.plain
+    # One-time buyers' first purchase is their last: tenure is a proxy for recency, and a
+    # greedy tree that opens with it cannot recover within three levels.
+    labels = (plain["recency_days"] > 200).to_numpy().astype(int) + (plain["frequency"] > 3)
+    columns = [c for c in explain.TREE_COLUMNS if c not in explain.OPTIONAL]
+    x = plain[columns].to_numpy(dtype=np.float32)
+    greedy = explain._fit(x, labels, 1)
+    assert columns[greedy.tree_.feature[0]] == "tenure_days"
+    assert (greedy.predict(x) == labels).mean() < 0.95
+
+    result = surrogate_explanation(
+        plain,
+        labels,
+        customer_ids=f.customer_ids,
+        kept=[],
+        names=["a", "b", "c"],
+        summaries=["x", "y", "z"],
+        seed=1,
+    )
+
+    assert result.fidelity > 0.99
+    assert "tenure_days" not in result.columns
