@@ -54,6 +54,8 @@ class SegmentationRun(models.Model):
     # Touched at every progress step; a pending/running run whose heartbeat is older than the
     # task's hard time limit belongs to a worker that died and is recovered by the next run.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Times the run's worker died mid-run (its task is then redelivered and starts over).
+    worker_losses = models.PositiveSmallIntegerField(default=0)
 
     method = models.CharField(max_length=15, choices=Method.choices, blank=True)
     k = models.PositiveSmallIntegerField(null=True, blank=True)

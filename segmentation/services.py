@@ -40,6 +40,8 @@ FINISHED = {Status.SUCCEEDED, Status.FAILED, Status.REJECTED, Status.SKIPPED}
 # A pending or running run without a heartbeat for this long past the task's hard time limit
 # belongs to a worker that died: the next trigger recovers its slot.
 STALE_GRACE_SECONDS = 60
+# A run whose worker died this many times (each death redelivers its task) is failed.
+MAX_WORKER_LOSSES = 2
 
 SPECIAL_SEGMENTS = {
     Segment.Kind.PROSPECTS: {
@@ -224,14 +226,31 @@ def segmentation_run_execute(
     if run.status in FINISHED:
         return run
     if not _run_claim(run):
+        run.refresh_from_db()
         return run
+    if run.status == Status.RUNNING:
+        # Still "running" yet executed again: the task was redelivered because its worker
+        # died mid-run (hard time limit, out of memory, restart). Nothing was written, since
+        # the write is one transaction; start over, but not forever.
+        run.worker_losses += 1
+        if run.worker_losses >= MAX_WORKER_LOSSES:
+            run.save(update_fields=["worker_losses"])
+            _run_finish(
+                run,
+                status=Status.FAILED,
+                error=f"Gave up: the worker stopped {run.worker_losses} times during this run "
+                "(time limit or memory). Earlier labels are unchanged.",
+            )
+            run.refresh_from_db()
+            return run
     now = timezone.now()
     run.status = Status.RUNNING
     run.started_at = run.started_at or now
     run.reference_time = run.reference_time or now
     run.heartbeat_at = now
     run.error = ""
-    run.save(update_fields=["status", "started_at", "reference_time", "heartbeat_at", "error"])
+    fields = ["status", "started_at", "reference_time", "heartbeat_at", "error", "worker_losses"]
+    run.save(update_fields=fields)
     reporter = _Progress(run, progress)
     timings: dict[str, float] = {}
     try:

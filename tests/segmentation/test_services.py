@@ -370,3 +370,26 @@ def test_two_concurrent_triggers_give_one_run_and_one_skipped(monkeypatch):
 
     assert sorted(statuses) == [Status.PENDING, Status.SKIPPED]
     assert SegmentationRun.objects.count() == 2
+
+
+def test_a_run_redelivered_after_its_worker_died_starts_over_once(shop):
+    run = SegmentationRun.objects.create(
+        status=Status.RUNNING, active_slot=1, started_at=timezone.now()
+    )
+
+    run = services.segmentation_run_execute(run=run)
+
+    assert run.status == Status.SUCCEEDED, run.error
+    assert run.worker_losses == 1
+
+
+def test_a_run_whose_worker_keeps_dying_is_given_up(shop):
+    run = SegmentationRun.objects.create(status=Status.RUNNING, active_slot=1, worker_losses=1)
+    before = segmentation_state()
+
+    run = services.segmentation_run_execute(run=run)
+
+    assert run.status == Status.FAILED
+    assert "Gave up" in run.error
+    assert run.active_slot is None
+    assert segmentation_state() == before
