@@ -181,7 +181,19 @@ class SegmentationRunAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Details", {"fields": ("timings_display", "params", "reference_time", "task_id")}),
+        (
+            "Details",
+            {
+                "fields": (
+                    "timings_display",
+                    "params",
+                    "reference_time",
+                    "task_id",
+                    "heartbeat_at",
+                    "worker_losses",
+                )
+            },
+        ),
     )
 
     def get_readonly_fields(self, request, obj=None):
