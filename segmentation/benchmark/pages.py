@@ -5,7 +5,9 @@ import time
 from collections.abc import Callable
 
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import NoReverseMatch, reverse
 
 from crm.models import Customer
@@ -113,6 +115,26 @@ def pages_measure(
         timed_get(client, urls[0])
         samples = [timed_get(client, urls[i % len(urls)]) for i in range(requests)]
         out[page] = {"url": urls[0], **latency_summary(samples)}
+    return out
+
+
+def pages_queries(
+    pages: dict[str, list[str]], *, client: Client | None = None, top: int = 3
+) -> dict[str, dict]:
+    """For one request per page: how many queries it ran, their total time and the slowest,
+    to tell which query makes a page grow with the data."""
+    client = client or staff_client()
+    out = {}
+    for page, urls in pages.items():
+        with CaptureQueriesContext(connection) as captured:
+            timed_get(client, urls[0])
+        queries = [(float(q["time"]), q["sql"]) for q in captured.captured_queries]
+        queries.sort(key=lambda q: -q[0])
+        out[page] = {
+            "queries": len(queries),
+            "query_seconds": sum(t for t, _ in queries),
+            "slowest": [{"seconds": t, "sql": sql[:400]} for t, sql in queries[:top]],
+        }
     return out
 
 

@@ -138,4 +138,10 @@ def summary_lines(results: dict) -> list[str]:
                 f"page {page} at {scale}: median {_fmt_s(figures.get('median'))}, "
                 f"p95 {_fmt_s(figures.get('p95'))} (n={figures.get('n')})"
             )
+    for page, figures in results.get("page_queries", {}).items():
+        slowest = figures["slowest"][0] if figures["slowest"] else None
+        lines.append(
+            f"page {page} queries: {figures['queries']} taking {_fmt_s(figures['query_seconds'])}"
+            + (f"; slowest {_fmt_s(slowest['seconds'])}: {slowest['sql'][:120]}" if slowest else "")
+        )
     return lines

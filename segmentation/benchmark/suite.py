@@ -243,6 +243,7 @@ def bench_run(options: BenchOptions, *, log: Callable[[str], None] = print) -> d
         urls = pages.page_urls()
         big = pages.pages_measure(urls, requests=options.requests)
         results["pages"][f"{spec.customers}"] = big
+        results["page_queries"] = pages.pages_queries(urls)
         log("pages while a recluster runs")
         during = pages_during_recluster(urls, requests=options.requests, log=log)
         results["pages"]["during_recluster"] = during["pages"]
