@@ -379,7 +379,7 @@ def _labels_stage(plan: _Plan) -> None:
     Clustered customers come from the engine; prospects, opted-out and archived customers
     are added in SQL. Pinned customers are left out: their rows are never touched.
     """
-    result, raw = plan.result, plan.raw
+    result = plan.result
     ids = np.asarray(result.customer_ids, dtype=np.int64)
     labels = np.asarray(result.labels, dtype=np.int64)
     reasons = np.asarray(result.reasons, dtype=object)
@@ -387,7 +387,6 @@ def _labels_stage(plan: _Plan) -> None:
         keep = ~np.isin(ids, np.fromiter(plan.pins.keys(), dtype=np.int64))
         ids, labels, reasons = ids[keep], labels[keep], reasons[keep]
     reasons = np.array([str(r)[:REASON_MAX] for r in reasons], dtype=object)
-    del raw
     customer = Customer._meta.db_table
     prospect = SPECIAL_SEGMENTS[Segment.Kind.PROSPECTS]["reason"]
     opted_out = SPECIAL_SEGMENTS[Segment.Kind.OPTED_OUT]["reason"]
