@@ -42,7 +42,9 @@ class Stack:
         env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("DATABASE_URL", "CELERY_", "DJANGO_SUPERUSER_", "DEBUG"))
+            if not key.startswith(
+                ("DATABASE_URL", "CELERY_", "DJANGO_SUPERUSER_", "DEBUG", "DJANGO_ALLOW_ASYNC")
+            )
         }
         env.update(
             VAR_DIR=str(var_dir),

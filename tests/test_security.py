@@ -171,12 +171,13 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     assert "SECRET_KEY must be set" in result.stderr
 
 
+# Not passed on to the subprocesses. DJANGO_ALLOW_ASYNC_UNSAFE: the browser tests set it in
+# this process, and no deployment has it.
+_NOT_INHERITED = {"DEBUG", "SECRET_KEY", "DJANGO_ENV", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+
+
 def _clean_environ() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DEBUG", "SECRET_KEY", "DJANGO_ENV", "ALLOWED_HOSTS"}
-    }
+    return {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
 
 
 def _settings_with(env: dict[str, str], tmp_path) -> list:
