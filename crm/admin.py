@@ -39,7 +39,7 @@ class LargeTablePaginator(Paginator):
     highest id on SQLite), and "more than COUNT_CAP" for a filtered one.
     """
 
-    COUNT_CAP = 10_000
+    COUNT_CAP = 2_000
 
     @cached_property
     def count(self) -> int:
@@ -267,6 +267,8 @@ class HasPurchasedFilter(admin.SimpleListFilter):
 # -- customers ---------------------------------------------------------------------------------
 
 INLINE_LIMIT = 10
+# A search matching more customers than this shows this many of them: refine it.
+SEARCH_LIMIT = 2_000
 
 
 class LatestInlineFormSet(BaseInlineFormSet):
@@ -381,7 +383,13 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
     )
 
     def get_search_results(self, request, queryset, search_term):
-        return selectors.customer_search(queryset=queryset, term=search_term), False
+        if not search_term.strip():
+            return queryset, False
+        # The matches are found through the search indexes first (at most SEARCH_LIMIT),
+        # then filtered and ordered. Without this fence the planner may walk the whole
+        # created_at index looking for rare matches in display order.
+        matches = selectors.customer_search(queryset=Customer.objects.all(), term=search_term)
+        return queryset.filter(pk__in=matches.order_by().values("pk")[:SEARCH_LIMIT]), False
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:  # the add page: nothing to show yet
