@@ -310,6 +310,17 @@ def test_customer_page_shows_only_the_latest_purchases_with_a_link_to_all(staff_
     assert f"?customer__id__exact={customer.pk}" in response.content.decode()
 
 
+def test_all_purchases_link_lists_only_that_customers_purchases(staff_client):
+    ann, bob = CustomerFactory(), CustomerFactory()
+    mine = PurchaseFactory(customer=ann)
+    PurchaseFactory(customer=bob)
+
+    response = staff_client.get(
+        reverse("admin:crm_purchase_changelist"), {"customer__id__exact": ann.pk}
+    )
+    assert list(response.context["cl"].result_list) == [mine]
+
+
 def test_tag_action_tags_the_selected_customers(staff_client):
     chosen, other = CustomerFactory(), CustomerFactory()
     url = reverse(CHANGELIST)
