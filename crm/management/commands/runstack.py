@@ -164,13 +164,22 @@ class Command(BaseCommand):
         """Wait until the worker answers a ping, so the banner is the last thing printed."""
         from config.celery import app
 
+        worker = WORKER_NAME.replace("%h", socket.gethostname())
         deadline = time.monotonic() + WORKER_START_TIMEOUT
+        problem = ""
         while time.monotonic() < deadline and not self.stopping:
             self.check_children()
-            if app.control.ping(destination=[WORKER_NAME.replace("%h", socket.gethostname())]):
-                return
+            try:
+                if app.control.ping(destination=[worker], timeout=1):
+                    return
+            except Exception as error:  # an unreachable broker: say so, keep the web running
+                problem = f" ({error})"
+                time.sleep(1)
         if not self.stopping:
-            self.stderr.write(f"The Celery worker did not answer in {WORKER_START_TIMEOUT} s.")
+            self.stderr.write(
+                f"The Celery worker did not answer in {WORKER_START_TIMEOUT} s{problem}; "
+                "background tasks will wait until it does."
+            )
 
     def banner(self, url: str, login: list[str]) -> None:
         rule = "=" * 72
