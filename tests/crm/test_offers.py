@@ -290,3 +290,23 @@ def test_a_customer_without_a_segment_has_no_ranked_offers(django_assert_num_que
     customer = CustomerFactory(segment=None)
     with django_assert_num_queries(0):
         assert offers_ranked_for_customer(customer=customer) == []
+
+
+def test_rows_written_meanwhile_by_another_presentation_are_counted_not_duplicated():
+    from crm.offers import _insert
+
+    offer = OfferFactory(holdout_share=Decimal("0"))
+    first, second = CustomerFactory.create_batch(2)
+    OfferResponseFactory(offer=offer, customer=first, outcome=Outcome.ACCEPTED)
+    counts = {"presented": 0, "held_out": 0, "already": 0}
+
+    _insert(
+        offer=offer,
+        presented_at=timezone.now(),
+        rows=[(first.pk, None, Outcome.PRESENTED), (second.pk, None, Outcome.HOLDOUT)],
+        counts=counts,
+    )
+
+    assert counts == {"presented": 0, "held_out": 1, "already": 1}
+    assert OfferResponse.objects.get(customer=first).outcome == Outcome.ACCEPTED
+    assert OfferResponse.objects.get(customer=second).outcome == Outcome.HOLDOUT
