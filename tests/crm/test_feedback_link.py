@@ -8,7 +8,7 @@ import pytest
 from django.core import signing
 from django.core.cache import cache
 from django.test import Client
-from django.urls import include, path, reverse
+from django.urls import include, path, resolve, reverse
 from django.utils import timezone
 
 from crm import feedback_link
@@ -233,3 +233,10 @@ def test_link_feedback_reaches_the_next_segmentation_features(client, customer):
     row = frame.set_index("customer_id").loc[customer.pk]
     assert row["rating_mean"] == 2.0
     assert row["nps_mean"] == 3.0
+
+
+def test_the_site_serves_the_feedback_page_at_feedback_slash(customer):
+    token = feedback_token_make(customer=customer)
+    match = resolve(f"/feedback/{token}/", urlconf="config.urls")
+    assert match.view_name == "feedback:submit"
+    assert match.kwargs == {"token": token}
