@@ -137,6 +137,8 @@ class OfferFigures:
 
 @dataclass(frozen=True)
 class OfferResults:
+    """``offer_results``: the offer's figures over all segments and per segment."""
+
     offer: Offer
     total: OfferFigures
     segments: list[OfferFigures] = field(default_factory=list)
@@ -315,7 +317,8 @@ def offer_results(*, offer: Offer, window_days: int | None = None) -> OfferResul
     (presented, whatever they answered: intention to treat) with the held-out ones over the
     ``window_days`` (default ``offer.attribution_days``) days after presentation: difference
     of repeat-purchase rates (normal approximation) and of revenue per customer (Welch), both
-    with 95% intervals. Two queries.
+    with 95% intervals. Presentations younger than the window count what happened so far;
+    both groups were presented at the same moment, so the comparison stays fair. Two queries.
     """
     window_days = window_days or offer.attribution_days
     sums = _offer_sums(offer=offer, window_days=window_days)
@@ -351,12 +354,16 @@ def offer_results(*, offer: Offer, window_days: int | None = None) -> OfferResul
 
 @dataclass(frozen=True)
 class SegmentOfferFigures:
+    """One offer's figures restricted to one segment."""
+
     offer: Offer
     figures: OfferFigures
 
 
 @dataclass(frozen=True)
 class SatisfactionPoint:
+    """One calendar month (local time) of a segment's feedback."""
+
     month: datetime
     ratings: int
     avg_rating: float | None

@@ -22,6 +22,8 @@ UNHAPPY_UNANSWERED = Q(answered_at__isnull=True) & (Q(rating__lte=2) | Q(nps__lt
 
 
 class Kind:
+    """Which Today list an item belongs to."""
+
     OVERDUE = "overdue"
     UNHAPPY = "unhappy"
     WELCOME = "welcome"
@@ -29,6 +31,8 @@ class Kind:
 
 
 class Action:
+    """The suggested action of an item."""
+
     CONTACT = "contact"  # get in touch (with the suggested offer, when there is one)
     ANSWER_FEEDBACK = "answer_feedback"  # answer, then feedback_mark_answered
     PRESENT_OFFER = "present_offer"  # offer_response_record(outcome="presented")
@@ -56,6 +60,8 @@ class TodayItem:
 
 @dataclass(frozen=True)
 class Today:
+    """The four Today lists (``today_overview``)."""
+
     overdue: list[TodayItem]
     unhappy: list[TodayItem]
     welcome: list[TodayItem]
