@@ -112,13 +112,15 @@ def offer_present(
         if not target_ids:
             raise ValidationError(f"“{offer}” has no target segment: choose the customers.")
         eligible = eligible.filter(segment_id__in=target_ids)
-    if customers is not None:
-        ids = (
-            customers.values("pk")
-            if isinstance(customers, QuerySet)
-            else [c.pk if isinstance(c, Customer) else int(c) for c in customers]
-        )
-        eligible = eligible.filter(pk__in=ids)
+    parts = [eligible]
+    if isinstance(customers, QuerySet):
+        parts = [eligible.filter(pk__in=customers.values("pk"))]
+    elif customers is not None:
+        chosen = sorted({c.pk if isinstance(c, Customer) else int(c) for c in customers})
+        # In slices, so a long list stays under the databases' limits on query parameters.
+        parts = [
+            eligible.filter(pk__in=chosen[i : i + _BATCH]) for i in range(0, len(chosen), _BATCH)
+        ]
 
     share = float(offer.holdout_share)
     counts = {"presented": 0, "held_out": 0, "already": 0}
@@ -126,11 +128,12 @@ def offer_present(
         # Read every eligible id first (16 bytes a customer), then insert: one pass over the
         # segment instead of a NOT EXISTS query per page that rescans what is left.
         ids, segment_ids = array("q"), array("q")
-        for customer_id, segment_id in (
-            eligible.order_by("pk").values_list("pk", "segment_id").iterator(chunk_size=10_000)
-        ):
-            ids.append(customer_id)
-            segment_ids.append(-1 if segment_id is None else segment_id)
+        for part in parts:
+            for customer_id, segment_id in (
+                part.order_by("pk").values_list("pk", "segment_id").iterator(chunk_size=10_000)
+            ):
+                ids.append(customer_id)
+                segment_ids.append(-1 if segment_id is None else segment_id)
         for start in range(0, len(ids), _BATCH):
             _insert(
                 offer=offer,

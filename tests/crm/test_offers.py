@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from crm.models import OfferResponse
+from crm.models import Customer, OfferResponse
 from crm.offers import (
     RANKING_METHOD,
     OfferEvidence,
@@ -67,8 +67,8 @@ def test_holdout_does_not_depend_on_order_or_repetition():
     offer = OfferFactory(holdout_share=Decimal("0.25"))
     offer.segments.add(segment)
 
-    # In two halves, the second given in reverse order, then again in full.
-    offer_present(offer=offer, customers=list(reversed(customers[60:])))
+    # In two halves, the second given in reverse order (as ids), then again in full.
+    offer_present(offer=offer, customers=[c.pk for c in reversed(customers[60:])])
     offer_present(offer=offer, customers=customers[:60])
     again = offer_present(offer=offer, segment=segment)
 
@@ -93,6 +93,10 @@ def test_presenting_skips_archived_customers_and_other_segments():
 
     assert result.presented == 4
     assert not OfferResponse.objects.filter(customer=customers[0]).exists()
+
+    chosen = OfferFactory(holdout_share=Decimal("0"))
+    picked = offer_present(offer=chosen, customers=Customer.objects.filter(name__isnull=False))
+    assert picked.presented == 7  # everyone not archived, whatever the segment
 
 
 def test_presenting_a_closed_offer_or_to_a_segment_not_targeted_is_refused():
