@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connection
+from django.db.models import Exists, OuterRef
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import render
@@ -240,11 +241,22 @@ class TagFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         return list(Tag.objects.values_list("pk", "name"))
 
+    # Up to this many members the tagged ids are read first; beyond, the list is walked in
+    # display order and each row probed on the (customer, tag) index. Each plan is fast on
+    # its side, on SQLite (which has no cost model for this) as on PostgreSQL.
+    SMALL_TAG = 5_000
+
     def queryset(self, request, queryset):
-        if self.value():
-            links = Customer.tags.through.objects.filter(tag_id=self.value())
+        if not self.value():
+            return queryset
+        try:
+            tag_id = int(self.value())
+        except ValueError:
+            return queryset.none()
+        links = Customer.tags.through.objects.filter(tag_id=tag_id)
+        if links.values("pk")[: self.SMALL_TAG + 1].count() <= self.SMALL_TAG:
             return queryset.filter(pk__in=links.values("customer_id"))
-        return queryset
+        return queryset.filter(Exists(links.filter(customer_id=OuterRef("pk"))))
 
 
 class HasPurchasedFilter(admin.SimpleListFilter):
@@ -262,6 +274,33 @@ class HasPurchasedFilter(admin.SimpleListFilter):
         if self.value() == "no":
             return queryset.filter(purchase_count=0)
         return queryset
+
+
+class BooleanIndexFilter(admin.SimpleListFilter):
+    """Yes/no on a boolean column, written `col IN (true)` so SQLite uses the index.
+
+    (Django writes `WHERE col` for `col=True` on SQLite, which no index serves.)
+    """
+
+    field = ""
+
+    def lookups(self, request, model_admin):
+        return [("1", "Yes"), ("0", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("0", "1"):
+            return queryset.filter(**{f"{self.field}__in": [self.value() == "1"]})
+        return queryset
+
+
+class ConsentFilter(BooleanIndexFilter):
+    parameter_name = field = "marketing_consent"
+    title = "marketing consent"
+
+
+class ArchivedFilter(BooleanIndexFilter):
+    parameter_name = field = "is_archived"
+    title = "archived"
 
 
 # -- customers ---------------------------------------------------------------------------------
@@ -324,9 +363,9 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
         TagFilter,
         ("created_at", admin.DateFieldListFilter),
         HasPurchasedFilter,
-        "marketing_consent",
+        ConsentFilter,
         "segment",
-        "is_archived",
+        ArchivedFilter,
     )
     # The search itself is crm.selectors.customer_search (prefix, index-backed); this only
     # switches the search box on.
