@@ -114,7 +114,7 @@ def test_a_tiny_bench_run_reports_every_phase_floor_and_ratio(small_database_cle
         purchases_per_customer=4,
         runs=1,
         naive_subset=100,
-        requests=3,
+        requests=2,
         small_customers=120,
         results_dir=str(tmp_path),
     )
