@@ -26,10 +26,12 @@ try:  # the engine's silhouettes of several labelings in one pass over the dista
 except ImportError:  # pragma: no cover - an engine without it
     one_pass_silhouettes = None
 
+# The outer aggregates read every column: with a bare count(*) PostgreSQL drops the unused
+# sum/min/max and counts groups from the narrowest index, which is no floor at all.
 AGGREGATE_SQL = (
-    "SELECT count(*) FROM ("
-    "SELECT customer_id, count(*), sum(amount), min(purchased_at), max(purchased_at) "
-    "FROM {purchase} GROUP BY customer_id) AS per_customer"
+    "SELECT count(*), sum(n), sum(total), max(first_at), max(last_at) FROM ("
+    "SELECT customer_id, count(*) AS n, sum(amount) AS total, min(purchased_at) AS first_at, "
+    "max(purchased_at) AS last_at FROM {purchase} GROUP BY customer_id) AS per_customer"
 )
 
 
