@@ -113,6 +113,13 @@ class Customer(models.Model):
             models.Index(fields=["last_purchase_at", "id"], name="customer_last_purchase_idx"),
             models.Index(fields=["first_purchase_at", "id"], name="customer_first_purchase_idx"),
             models.Index(fields=["segment", "id"], name="customer_segment_idx"),
+            # A segment's members sorted by spend or by last purchase on the segment page.
+            models.Index(
+                fields=["segment", "total_spent", "id"], name="customer_segment_spent_idx"
+            ),
+            models.Index(
+                fields=["segment", "last_purchase_at", "id"], name="customer_segment_last_idx"
+            ),
             models.Index(Lower("name"), name="customer_name_lower_idx"),
             models.Index(fields=["phone"], name="customer_phone_idx"),
             # The admin changelist filters, each followed by its default ordering column.

@@ -125,22 +125,28 @@ def _movements(segment: Segment, run: SegmentationRun | None) -> dict:
     )
     into = [f for f in flows if f.to_segment_id == segment.pk and f.from_segment_id != segment.pk]
     out_of = [f for f in flows if f.from_segment_id == segment.pk and f.to_segment_id != segment.pk]
-    # A few of the customers behind the numbers; unordered, so the query stops early.
+    into = sorted(into, key=lambda f: -f.count)
+    out_of = sorted(out_of, key=lambda f: -f.count)
+    # A few customers behind the biggest flow each way, read through the (run, to_segment)
+    # index and unordered, so the query stops at the first matches.
     changes = SegmentMembershipChange.objects.filter(run=run).order_by()
-    movers_in = list(
-        changes.filter(to_segment=segment)
-        .exclude(from_segment=segment)
-        .select_related("customer", "from_segment")[:MOVERS_SHOWN]
-    )
-    movers_out = list(
-        changes.filter(from_segment=segment)
-        .exclude(to_segment=segment)
-        .select_related("customer", "to_segment")[:MOVERS_SHOWN]
-    )
+    movers_in = movers_out = []
+    if into:
+        movers_in = list(
+            changes.filter(to_segment=segment, from_segment=into[0].from_segment_id).select_related(
+                "customer"
+            )[:MOVERS_SHOWN]
+        )
+    if out_of:
+        movers_out = list(
+            changes.filter(to_segment=out_of[0].to_segment_id, from_segment=segment).select_related(
+                "customer"
+            )[:MOVERS_SHOWN]
+        )
     return {
         "run": run,
-        "into": sorted(into, key=lambda f: -f.count),
-        "out_of": sorted(out_of, key=lambda f: -f.count),
+        "into": into,
+        "out_of": out_of,
         "in_count": sum(f.count for f in into),
         "out_count": sum(f.count for f in out_of),
         "movers_in": movers_in,

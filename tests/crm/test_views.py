@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
+from crm import dashboard
 from crm.models import Feedback, Offer, OfferResponse, Purchase
 from crm.offers import offer_holds_out
 from tests.factories import CustomerFactory, OfferFactory
@@ -212,15 +213,17 @@ def test_dashboard_charts_carry_real_data(staff_client, shop):
     }
 
 
-def test_dashboard_scatter_reads_a_bounded_sample_of_a_big_shop(staff_client, shop, settings):
+def test_dashboard_scatter_reads_a_bounded_reproducible_sample_of_a_big_shop(shop):
     customers_add(shop, 100)
-    from crm import dashboard
-
-    ids = dashboard.customer_sample_ids(size=50, seed=1)
-    assert len(ids) == 50
-    assert ids == dashboard.customer_sample_ids(size=50, seed=1)
+    ranges = dashboard.customer_sample_ranges(size=50, blocks=5, seed=1)
+    assert len(ranges) == 5
+    assert all(last - first + 1 == 10 for first, last in ranges)
+    assert ranges == dashboard.customer_sample_ranges(size=50, blocks=5, seed=1)
+    assert ranges != dashboard.customer_sample_ranges(size=50, blocks=5, seed=2)
+    assert dashboard.customer_sample_ranges(size=2000, seed=1) is None  # 110 fit in one
     data = dashboard.chart_recency_monetary(segments=[shop.loyal, shop.at_risk], seed=1)
-    assert data["sampled"] is False  # 110 customers fit in one sample of 2,000
+    assert data["sampled"] is False
+    assert sum(len(d["data"]) for d in data["datasets"]) == 110
 
 
 def test_dashboard_kpis_follow_a_new_purchase_at_once(staff_client, shop):
