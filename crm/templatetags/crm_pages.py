@@ -19,6 +19,19 @@ def money(value) -> str:
 
 
 @register.filter
+def money_short(value) -> str:
+    """A headline amount that fits a card: 60.9 M, 130,404, 95.50."""
+    if value is None or value == "":
+        return "\u2014"
+    amount = Decimal(value)
+    if abs(amount) >= 1_000_000:
+        return f"{amount / 1_000_000:,.1f} M"
+    if abs(amount) >= 10_000:
+        return f"{amount:,.0f}"
+    return f"{amount:,.2f}"
+
+
+@register.filter
 def percent(value, digits: int = 1) -> str:
     """0.1234 -> 12.3%."""
     if value is None or value == "":
