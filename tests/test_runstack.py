@@ -136,6 +136,7 @@ def first_start(var_dir):
             "static": _get(f"{stack.url}/static/admin/css/base.css"),
             "descendants": stack.descendants(),
             "health": stack.health_check(),
+            "first_run": _first_run_outcome(var_dir / "db.sqlite3"),
         }
         seen["commands"] = [" ".join(p.cmdline()) for p in seen["descendants"]]
         password = re.search(r"^Password: (\S+)$", stack.output, re.MULTILINE)
@@ -178,6 +179,13 @@ def test_the_stack_runs_a_broker_a_web_server_a_worker_and_beat(first_start):
 
 
 @pytest.mark.slow
+def test_the_first_start_segments_the_demo_customers_at_once(first_start):
+    status, segments = first_start["first_run"]
+    assert status == "succeeded", first_start["output"]
+    assert segments >= 2
+
+
+@pytest.mark.slow
 def test_ctrl_c_stops_every_process_of_the_stack(first_start):
     assert first_start["returncode"] == 0, first_start["output"]
     assert len(first_start["descendants"]) >= 4
@@ -210,6 +218,27 @@ def test_a_restart_keeps_data_and_login_and_a_killed_parent_takes_its_children(
         for process in children:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
+
+
+def _first_run_outcome(database: Path, timeout: float = 60) -> tuple[str, int]:
+    """Wait for the first segmentation run the stack queues; its status and active segments."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(database, timeout=10)) as connection:
+            row = connection.execute(
+                "SELECT status FROM segmentation_segmentationrun ORDER BY id LIMIT 1"
+            ).fetchone()
+            status = row[0] if row else ""
+            if status not in ("", "pending", "running"):
+                (segments,) = connection.execute(
+                    "SELECT count(*) FROM segmentation_segment WHERE is_active"
+                ).fetchone()
+                return status, segments
+        time.sleep(0.5)
+    return status, 0
 
 
 def _get(url: str) -> int:

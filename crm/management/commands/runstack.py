@@ -61,9 +61,10 @@ class Command(BaseCommand):
         exit_code = 0
         try:
             self.start_children(port=port, web_workers=web_workers, concurrency=concurrency)
-            url = f"http://127.0.0.1:{port}/admin/"
+            url = f"http://127.0.0.1:{port}/"
             self.wait_for_web(f"http://127.0.0.1:{port}/admin/login/")
             self.wait_for_worker()
+            self.first_segmentation_request()
             self.banner(url, login)
             exit_code = self.supervise()
         except ProcessError as error:
@@ -180,6 +181,16 @@ class Command(BaseCommand):
                 f"The Celery worker did not answer in {WORKER_START_TIMEOUT} s{problem}; "
                 "background tasks will wait until it does."
             )
+
+    def first_segmentation_request(self) -> None:
+        """Segment the customers at once on a first start instead of waiting for the schedule."""
+        from segmentation.models import SegmentationRun
+        from segmentation.services import segmentation_run_request
+
+        if SegmentationRun.objects.exists() or not Customer.objects.exists():
+            return
+        run = segmentation_run_request(trigger=SegmentationRun.Trigger.COMMAND)
+        self.say(f"First segmentation queued (run #{run.pk}); segments appear in a few seconds.")
 
     def banner(self, url: str, login: list[str]) -> None:
         rule = "=" * 72
