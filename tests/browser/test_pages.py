@@ -13,10 +13,6 @@ from crm.offers import offer_holds_out
 from tests.factories import UserFactory
 from tests.pages_data import shop_create
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
-# meanwhile are still plain synchronous calls.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -49,16 +45,22 @@ CHARTS_DRAWN = """
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"Chromium is needed at {CHROMIUM} (apt-get install chromium).")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    # Playwright's sync API keeps an event loop running in this thread, and Django refuses
+    # ORM calls under a running loop unless told otherwise. The ORM calls these tests make
+    # are plain synchronous ones, so allow them, for this module only: the browser and the
+    # setting both end with it and never reach other tests or their subprocesses.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
 
 
 @pytest.fixture
