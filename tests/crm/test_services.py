@@ -101,3 +101,28 @@ def test_stats_refresh_counts_sales_and_subtracts_refunds():
     assert customer_stats_refresh(customer_ids=[customer.pk]) == 1
     customer.refresh_from_db()
     assert customer.purchase_count == 1 and customer.total_spent == Decimal("30.00")
+
+
+def test_stats_refresh_of_everyone_matches_the_per_customer_refresh():
+    buyer, refunded_only, stale = CustomerFactory.create_batch(3)
+    first = timezone.now() - timedelta(days=30)
+    last = timezone.now() - timedelta(days=2)
+    PurchaseFactory(customer=buyer, amount=Decimal("40.50"), purchased_at=first)
+    PurchaseFactory(customer=buyer, amount=Decimal("9.50"), purchased_at=last)
+    PurchaseFactory(customer=buyer, amount=Decimal("5"), kind="refund", purchased_at=last)
+    PurchaseFactory(customer=refunded_only, amount=Decimal("7"), kind="refund")
+    # Statistics left over from purchases that no longer exist must be cleared.
+    Customer.objects.filter(pk=stale.pk).update(
+        purchase_count=3, total_spent=Decimal("99"), last_purchase_at=last
+    )
+
+    assert customer_stats_refresh() == 3
+
+    buyer.refresh_from_db()
+    assert (buyer.purchase_count, buyer.total_spent) == (2, Decimal("45.00"))
+    assert (buyer.first_purchase_at, buyer.last_purchase_at) == (first, last)
+    refunded_only.refresh_from_db()
+    assert (refunded_only.purchase_count, refunded_only.total_spent) == (0, Decimal("-7.00"))
+    assert refunded_only.last_purchase_at is None
+    stale.refresh_from_db()
+    assert (stale.purchase_count, stale.total_spent, stale.last_purchase_at) == (0, 0, None)
