@@ -144,7 +144,7 @@ class Customer(models.Model):
         )
 
     def get_absolute_url(self) -> str:
-        return reverse("admin:crm_customer_change", args=[self.pk])
+        return reverse("crm:customer_detail", args=[self.pk])
 
     @property
     def age_years(self) -> int | None:

@@ -96,7 +96,7 @@ def customers_overdue(
     Rhythm = mean days between purchases = (last - first purchase) / (purchases - 1), from
     the denormalised columns, for customers with at least ``min_purchases`` purchases (two
     intervals, so one lucky repeat is not a rhythm). Overdue when the days since the last
-    purchase exceed ``factor`` x the rhythm; customers silent for more than
+    purchase exceed ``factor`` x the rhythm (at least a day); customers silent for more than
     ``max_days_since`` days are lost rather than overdue and left out. The database walks
     the total-spent index from the top and stops at ``limit`` matches.
     """
@@ -114,12 +114,16 @@ def customers_overdue(
             since=Value(now.timestamp()) - last,
             late=(Value(now.timestamp()) - last) * (F("purchase_count") - 1),
             allowed=Value(factor) * (last - first),
+            # Several purchases on one day are one visit, not a rhythm of "every 0 days".
+            span=last - first,
+            one_day_each=(F("purchase_count") - 1) * Value(86400.0),
         )
         .filter(
             intervals__gte=min_purchases - 1,
             since__gte=0,
             since__lte=max_days_since * 86400.0,
             late__gt=F("allowed"),
+            span__gte=F("one_day_each"),
         )
         .select_related("segment")
         .order_by("-total_spent", "-id")[:limit]

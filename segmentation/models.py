@@ -163,7 +163,7 @@ class Segment(models.Model):
         return self.name
 
     def get_absolute_url(self) -> str:
-        return reverse("admin:segmentation_segment_change", args=[self.pk])
+        return reverse("segmentation:segment_detail", args=[self.pk])
 
 
 class SegmentSnapshot(models.Model):

@@ -50,6 +50,7 @@ def test_overdue_customers_are_those_late_by_their_own_rhythm_biggest_spenders_f
     on_time = _buyer([105, 85, 65, 45, 25])  # every 20 days, 25 since: 1.25x
     _buyer([100, 50])  # two purchases are not a rhythm yet
     _buyer([900, 800, 700, 600, 500])  # silent for more than a year: lost, not overdue
+    _buyer([30, 30, 30])  # three purchases on one day are one visit, not a rhythm
     _buyer([120, 100, 80, 60, 40], is_archived=True)
     customer_stats_refresh()
 
