@@ -179,6 +179,9 @@ FEEDBACK_LINK_RATE_PER_IP = (env_int("FEEDBACK_LINK_RATE_PER_IP", 30), 600)
 FEEDBACK_LINK_RATE_PER_TOKEN = (env_int("FEEDBACK_LINK_RATE_PER_TOKEN", 10), 3600)
 FEEDBACK_LINK_CLIENT_IP_HEADER = os.environ.get("FEEDBACK_LINK_CLIENT_IP_HEADER", "REMOTE_ADDR")
 
+# Presenting an offer to a segment bigger than this runs as a background task.
+OFFER_PRESENT_INLINE_MAX = env_int("OFFER_PRESENT_INLINE_MAX", 5000)
+
 # Celery: an embedded Valkey on a unix socket under var/ (started by `make run` and the
 # tests) unless CELERY_BROKER_URL points at a Redis server.
 EMBEDDED_BROKER_SOCKET = VAR_DIR / "valkey.sock"

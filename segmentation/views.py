@@ -1,5 +1,6 @@
 """Segment pages: the list, one segment with its members, movements, offers and results."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -243,6 +244,17 @@ def segment_offer_present(request, pk: int):
         messages.error(request, "Choose one of the open offers for this segment.")
         return redirect("segmentation:segment_detail", pk=segment.pk)
     offer = form.cleaned_data["offer"]
+    if segment.size > settings.OFFER_PRESENT_INLINE_MAX:
+        # Tens of thousands of rows: too long for a web request, the worker does it.
+        from crm.tasks import offer_present_to_segment
+
+        offer_present_to_segment.delay_on_commit(offer.pk, segment.pk)
+        messages.info(
+            request,
+            f"“{offer}” is being presented to the {segment.size:,} customers of {segment} "
+            "in the background; its results appear here in a minute or two.",
+        )
+        return redirect(f"{reverse('segmentation:segment_detail', args=[segment.pk])}#offers")
     try:
         done = offer_services.offer_present(offer=offer, segment=segment)
     except ValidationError as error:

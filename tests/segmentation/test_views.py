@@ -221,3 +221,23 @@ def test_recluster_now_queues_a_run_and_says_so(staff_client, shop):
     run = SegmentationRun.objects.order_by("-pk").first()
     assert run.trigger == SegmentationRun.Trigger.MANUAL
     assert f"Segmentation run #{run.pk} queued" in response.content.decode()
+
+
+def test_presenting_to_a_large_segment_is_left_to_the_worker(
+    staff_client, shop, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    from crm import tasks
+
+    settings.OFFER_PRESENT_INLINE_MAX = 0
+    queued = []
+    monkeypatch.setattr(tasks.offer_present_to_segment, "delay", lambda *a: queued.append(a))
+    url = reverse("segmentation:segment_offer_present", args=[shop.loyal.pk])
+    shop.loyal.size = Customer.objects.filter(segment=shop.loyal).count()
+    shop.loyal.save(update_fields=["size"])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(url, {"offer": shop.offer.pk}, follow=True)
+
+    assert queued == [(shop.offer.pk, shop.loyal.pk)]
+    assert "in the background" in response.content.decode()
+    assert not OfferResponse.objects.exists()
