@@ -6,6 +6,9 @@ from django.urls import include, path
 admin.site.site_header = "Customer CRM"
 admin.site.site_title = "Customer CRM"
 admin.site.index_title = "Customers, segments and offers"
+admin.site.site_url = "/"
+# The customer list has many columns; the app list is one click away on the admin home.
+admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
     path("admin/", admin.site.urls),
