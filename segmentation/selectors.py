@@ -12,22 +12,11 @@ from django.db import connection, transaction
 from django.db.models import Count, Q, QuerySet
 
 from crm.models import Customer, Feedback, Purchase
+from segmentation.features import RAW_COLUMNS
 from segmentation.models import Segment, SegmentationRun, SegmentTransition
 
-# Columns the engine consumes (segmentation.engine.RAW_COLUMNS), in this order.
-FEATURE_COLUMNS = [
-    "customer_id",
-    "frequency",
-    "monetary_total",
-    "recency_days",
-    "tenure_days",
-    "rating_mean",
-    "rating_count",
-    "nps_mean",
-    "nps_count",
-    "age",
-    "income",
-]
+# Columns the engine consumes, in its order (pure module: numpy and pandas only).
+FEATURE_COLUMNS = list(RAW_COLUMNS)
 # Extra columns the service needs for per-segment figures (NPS is promoters minus detractors).
 EXTRA_COLUMNS = ["nps_promoters", "nps_detractors"]
 _INT_COLUMNS = ("customer_id", "frequency", "rating_count", "nps_count", *EXTRA_COLUMNS)
