@@ -115,11 +115,12 @@ def segmentation_runs_recover_stale() -> int:
     return recovered
 
 
-def segmentation_run_request(*, trigger: str) -> SegmentationRun:
+def segmentation_run_request(*, trigger: str, enqueue: bool = True) -> SegmentationRun:
     """Create a run and enqueue it after commit; if a run is in progress, record a skipped run.
 
     Side effects: one SegmentationRun row (pending, or skipped); the Celery task
-    `segmentation_run_execute` on commit. Stale runs of dead workers are failed first.
+    `segmentation_run_execute` on commit, unless ``enqueue`` is False (the caller executes
+    the run itself, as `recluster --sync` does). Stale runs of dead workers are failed first.
     """
     segmentation_runs_recover_stale()
     now = timezone.now()
@@ -138,7 +139,8 @@ def segmentation_run_request(*, trigger: str) -> SegmentationRun:
             finished_at=now,
             error=f"Skipped: {what} at the time.",
         )
-    transaction.on_commit(lambda: _run_enqueue(run.pk))
+    if enqueue:
+        transaction.on_commit(lambda: _run_enqueue(run.pk))
     return run
 
 

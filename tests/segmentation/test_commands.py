@@ -9,10 +9,15 @@ from segmentation.models import SegmentationRun
 from tests.segmentation.shops import shop_build
 
 
-def test_recluster_sync_runs_here_and_prints_a_summary(db, capsys):
+def test_recluster_sync_runs_here_without_a_broker_and_prints_a_summary(
+    db, capsys, monkeypatch, django_capture_on_commit_callbacks
+):
     shop = shop_build()
+    queued = []
+    monkeypatch.setattr(services, "_run_enqueue", queued.append)
 
-    call_command("recluster", "--sync")
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("recluster", "--sync")
 
     out = capsys.readouterr().out
     run = SegmentationRun.objects.get()
@@ -22,6 +27,7 @@ def test_recluster_sync_runs_here_and_prints_a_summary(db, capsys):
     assert "clustered 60" in out
     assert "timings:" in out
     assert not Customer.objects.filter(pk__in=shop.buyers, segment=None).exists()
+    assert queued == []  # run here, not also handed to a worker
 
 
 def test_recluster_without_sync_queues_a_run(

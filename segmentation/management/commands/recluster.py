@@ -15,7 +15,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, sync: bool = False, **options):
-        run = services.segmentation_run_request(trigger=SegmentationRun.Trigger.COMMAND)
+        # --sync runs here: no worker or broker is needed, so nothing is enqueued.
+        run = services.segmentation_run_request(
+            trigger=SegmentationRun.Trigger.COMMAND, enqueue=not sync
+        )
         if run.status == SegmentationRun.Status.SKIPPED:
             raise CommandError(run.error)
         if not sync:
