@@ -116,3 +116,18 @@ class PresentOfferForm(forms.Form):
     def __init__(self, *args, offers=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["offer"].queryset = offers if offers is not None else Offer.objects.none()
+
+
+class SegmentPinForm(forms.Form):
+    """Put a customer in a segment of the owner's choice and keep them there."""
+
+    segment = forms.ModelChoiceField(queryset=None, empty_label=None, label="Pin to")
+
+    def __init__(self, *args, **kwargs):
+        from segmentation.models import Segment
+
+        super().__init__(*args, **kwargs)
+        # "Opted out of profiling" follows the customer's choice, not the owner's.
+        self.fields["segment"].queryset = (
+            Segment.objects.active().exclude(kind=Segment.Kind.OPTED_OUT).order_by("name")
+        )

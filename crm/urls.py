@@ -16,6 +16,8 @@ urlpatterns = [
         name="customer_offer_record",
     ),
     path("customers/<int:pk>/feedback/", views.customer_feedback_add, name="customer_feedback_add"),
+    path("customers/<int:pk>/pin/", views.customer_segment_pin, name="customer_segment_pin"),
+    path("customers/<int:pk>/unpin/", views.customer_segment_unpin, name="customer_segment_unpin"),
     path(
         "customers/<int:pk>/feedback/<int:feedback_pk>/answered/",
         views.feedback_answered,

@@ -14,7 +14,7 @@ from django_tables2 import RequestConfig
 from crm import dashboard as dash
 from crm import offers as offer_services
 from crm.feedback_link import feedback_link_url
-from crm.forms import FeedbackForm, OfferForm, OfferOutcomeForm
+from crm.forms import FeedbackForm, OfferForm, OfferOutcomeForm, SegmentPinForm
 from crm.metrics import offer_results
 from crm.models import Customer, Feedback, Offer, OfferResponse
 from crm.services import feedback_submit
@@ -173,6 +173,7 @@ def _customer_page(request, customer: Customer, *, feedback_form=None, status=20
             "ranked": offer_services.offers_ranked_for_customer(customer=customer),
             "ranking_method": offer_services.RANKING_METHOD,
             "feedback_form": feedback_form or FeedbackForm(),
+            "pin_form": SegmentPinForm(initial={"segment": customer.segment_id}),
             "outcomes": OfferOutcomeForm.base_fields["outcome"].choices,
             "rhythm_days": rhythm_days,
             "average_order": average_order,
@@ -240,6 +241,37 @@ def customer_feedback_add(request, pk: int):
             messages.success(request, f"Feedback from {customer} recorded.")
             return redirect(f"{reverse('crm:customer_detail', args=[customer.pk])}#feedback")
     return _customer_page(request, customer, feedback_form=form, status=400)
+
+
+@require_POST
+def customer_segment_pin(request, pk: int):
+    from segmentation.services import segment_pin
+
+    customer = _customer_get(pk)
+    form = SegmentPinForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose one of the active segments.")
+    else:
+        try:
+            customer = segment_pin(customer=customer, segment=form.cleaned_data["segment"])
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            dash.pages_cache_bump()
+            messages.success(
+                request, f"{customer} is pinned to {customer.segment}: runs leave them there."
+            )
+    return redirect(f"{reverse('crm:customer_detail', args=[customer.pk])}#segment")
+
+
+@require_POST
+def customer_segment_unpin(request, pk: int):
+    from segmentation.services import segment_unpin
+
+    customer = segment_unpin(customer=_customer_get(pk))
+    dash.pages_cache_bump()
+    messages.success(request, f"{customer} is unpinned: the next run places them again.")
+    return redirect(f"{reverse('crm:customer_detail', args=[customer.pk])}#segment")
 
 
 # --- Offers ----------------------------------------------------------------------------------

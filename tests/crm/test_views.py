@@ -92,6 +92,8 @@ def test_page_redirects_anonymous_users_to_the_login(client, shop, page):
         ("crm:offer_edit", [999_999], "get"),
         ("crm:customer_feedback_add", [999_999], "post"),
         ("crm:feedback_answered", [999_999, 1], "post"),
+        ("crm:customer_segment_pin", [999_999], "post"),
+        ("crm:customer_segment_unpin", [999_999], "post"),
     ],
 )
 def test_unknown_ids_answer_404(staff_client, shop, name, args, method):
@@ -399,3 +401,37 @@ def test_bad_offer_input_shows_the_form_again_with_errors(staff_client, shop, da
     assert response.status_code == 400
     assert error in response.content.decode()
     assert not Offer.objects.filter(title="Spring").exists()
+
+
+def test_pinning_a_customer_to_another_segment_moves_them_and_unpinning_frees_them(
+    staff_client, shop
+):
+    customer = shop.regular
+    page = reverse("crm:customer_detail", args=[customer.pk])
+
+    response = staff_client.post(
+        reverse("crm:customer_segment_pin", args=[customer.pk]),
+        {"segment": shop.at_risk.pk},
+        follow=True,
+    )
+
+    customer.refresh_from_db()
+    assert (customer.segment, customer.segment_pinned) == (shop.at_risk, True)
+    assert response.redirect_chain[-1][0] == f"{page}#segment"
+    html = response.content.decode()
+    assert "pinned to At risk" in html
+    assert "Loyal regulars → <b>At risk</b>" in html  # the history shows the move
+
+    staff_client.post(reverse("crm:customer_segment_unpin", args=[customer.pk]))
+    customer.refresh_from_db()
+    assert (customer.segment, customer.segment_pinned) == (shop.at_risk, False)
+
+
+def test_pinning_to_a_segment_that_does_not_exist_is_refused_with_a_message(staff_client, shop):
+    url = reverse("crm:customer_segment_pin", args=[shop.regular.pk])
+
+    response = staff_client.post(url, {"segment": 999_999}, follow=True)
+
+    assert "Choose one of the active segments." in response.content.decode()
+    shop.regular.refresh_from_db()
+    assert (shop.regular.segment, shop.regular.segment_pinned) == (shop.loyal, False)
