@@ -179,6 +179,21 @@ FEEDBACK_LINK_RATE_PER_IP = (env_int("FEEDBACK_LINK_RATE_PER_IP", 30), 600)
 FEEDBACK_LINK_RATE_PER_TOKEN = (env_int("FEEDBACK_LINK_RATE_PER_TOKEN", 10), 3600)
 FEEDBACK_LINK_CLIENT_IP_HEADER = os.environ.get("FEEDBACK_LINK_CLIENT_IP_HEADER", "REMOTE_ADDR")
 
+# Segmentation engine overrides (segmentation.engine.EngineConfig): the range of k tried,
+# and the method ("auto", "rfm", "kmeans", "minibatch" or "agglomerative").
+SEGMENTATION_ENGINE = {
+    key: value
+    for key, value in {
+        "k_min": os.environ.get("SEGMENTATION_K_MIN"),
+        "k_max": os.environ.get("SEGMENTATION_K_MAX"),
+        "method": os.environ.get("SEGMENTATION_METHOD"),
+    }.items()
+    if value
+}
+for _key in ("k_min", "k_max"):
+    if _key in SEGMENTATION_ENGINE:
+        SEGMENTATION_ENGINE[_key] = int(SEGMENTATION_ENGINE[_key])
+
 # Presenting an offer to a segment bigger than this runs as a background task.
 OFFER_PRESENT_INLINE_MAX = env_int("OFFER_PRESENT_INLINE_MAX", 5000)
 
