@@ -56,7 +56,6 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_filters",
     "django_tables2",
-    "import_export",
     "django_celery_beat",
     "axes",
     "crm",
