@@ -8,7 +8,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
@@ -17,7 +16,6 @@ from crm.models import Customer, Feedback
 # A dedicated salt: a value signed elsewhere in the project can never pass as a link token.
 SALT = "crm.feedback_link.v1"
 DEFAULT_MAX_AGE_DAYS = 30
-COMMENT_MAX_LENGTH = 2000
 
 
 class FeedbackLinkError(Exception):
@@ -108,10 +106,6 @@ def feedback_link_submit(
     """
     from crm import services
 
-    if len(comment) > COMMENT_MAX_LENGTH:
-        raise ValidationError(
-            {"comment": f"Please keep the comment under {COMMENT_MAX_LENGTH} characters."}
-        )
     with transaction.atomic():
         link = feedback_token_read(token=token)
         feedback = services.feedback_submit(

@@ -4,9 +4,8 @@ from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
 from crm.models import Offer, OfferResponse
+from crm.services import FEEDBACK_COMMENT_MAX
 from segmentation.models import Segment
-
-COMMENT_MAX = 2000
 
 
 class FeedbackForm(forms.Form):
@@ -30,8 +29,8 @@ class FeedbackForm(forms.Form):
     comment = forms.CharField(
         label="Comment",
         required=False,
-        max_length=COMMENT_MAX,
-        widget=forms.Textarea(attrs={"rows": 3, "maxlength": COMMENT_MAX}),
+        max_length=FEEDBACK_COMMENT_MAX,
+        widget=forms.Textarea(attrs={"rows": 3, "maxlength": FEEDBACK_COMMENT_MAX}),
     )
 
     def clean(self):

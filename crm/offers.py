@@ -36,6 +36,42 @@ TREATED_OUTCOMES = (
 # --- Holdout ---------------------------------------------------------------------------------
 
 
+OFFER_EDITABLE_FIELDS = frozenset(
+    {
+        "title",
+        "description",
+        "channel",
+        "starts_on",
+        "ends_on",
+        "discount_percent",
+        "fixed_cost",
+        "holdout_share",
+        "attribution_days",
+        "is_active",
+    }
+)
+
+
+@transaction.atomic
+def offer_save(*, offer: Offer | None = None, segments: Iterable = (), **fields) -> Offer:
+    """Create an offer (or update ``offer``) and set the segments it targets.
+
+    Side effects: one Offer row written, its target segments replaced. Raises
+    ValidationError for unknown fields or values the model refuses (e.g. a window that
+    ends before it starts).
+    """
+    unknown = set(fields) - OFFER_EDITABLE_FIELDS
+    if unknown:
+        raise ValidationError(f"Offers have no editable field {', '.join(sorted(unknown))}.")
+    offer = offer or Offer()
+    for name, value in fields.items():
+        setattr(offer, name, value)
+    offer.full_clean()
+    offer.save()
+    offer.segments.set(segments)
+    return offer
+
+
 def holdout_draw(offer_id: int, customer_id: int) -> float:
     """A number in [0, 1) fixed for ever by (offer, customer): the holdout lottery ticket.
 

@@ -11,13 +11,13 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
 from crm.feedback_link import (
-    COMMENT_MAX_LENGTH,
     FeedbackLinkError,
     feedback_link_submit,
     feedback_token_read,
     rate_limit_exceeded,
     token_key,
 )
+from crm.services import FEEDBACK_COMMENT_MAX
 
 RATING_CHOICES = [(str(n), str(n)) for n in range(1, 6)]
 NPS_CHOICES = [(str(n), str(n)) for n in range(11)]
@@ -44,10 +44,10 @@ class PublicFeedbackForm(forms.Form):
     )
     comment = forms.CharField(
         label="Anything you would like to tell us?",
-        max_length=COMMENT_MAX_LENGTH,
+        max_length=FEEDBACK_COMMENT_MAX,
         required=False,
         strip=True,
-        widget=forms.Textarea(attrs={"rows": 5, "maxlength": COMMENT_MAX_LENGTH}),
+        widget=forms.Textarea(attrs={"rows": 5, "maxlength": FEEDBACK_COMMENT_MAX}),
     )
 
     def clean(self):

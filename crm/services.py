@@ -222,6 +222,10 @@ def purchase_record(
     return purchase
 
 
+# Longest feedback comment accepted, whoever writes it (staff pages, the public link).
+FEEDBACK_COMMENT_MAX = 2000
+
+
 @transaction.atomic
 def feedback_submit(
     *,
@@ -235,7 +239,8 @@ def feedback_submit(
     """Record a customer's rating (1-5) and/or NPS score (0-10) with an optional comment.
 
     Side effects: inserts one Feedback row. Raises ValidationError when no score is given,
-    a score is out of range, or the purchase belongs to another customer.
+    a score is out of range, the comment is longer than FEEDBACK_COMMENT_MAX, or the
+    purchase belongs to another customer.
     """
     errors = {}
     if rating is None and nps is None:
@@ -244,6 +249,9 @@ def feedback_submit(
         errors["rating"] = f"The rating must be a whole number from 1 to 5 (got {rating!r})."
     if nps is not None and not (isinstance(nps, int) and 0 <= nps <= 10):
         errors["nps"] = f"The NPS score must be a whole number from 0 to 10 (got {nps!r})."
+    comment = comment.strip()
+    if len(comment) > FEEDBACK_COMMENT_MAX:
+        errors["comment"] = f"Please keep the comment under {FEEDBACK_COMMENT_MAX} characters."
     if purchase is not None and purchase.customer_id != customer.pk:
         errors["purchase"] = "This purchase belongs to another customer."
     if source not in Feedback.Source.values:
@@ -254,7 +262,7 @@ def feedback_submit(
         customer=customer,
         rating=rating,
         nps=nps,
-        comment=comment.strip(),
+        comment=comment,
         source=source,
         purchase=purchase,
     )

@@ -2,7 +2,6 @@
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.db.models import Avg, Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -325,10 +324,15 @@ def _offer_form(request, *, offer: Offer | None):
     form = OfferForm(request.POST or None, instance=offer)
     if request.method == "POST":
         if form.is_valid():
-            with transaction.atomic():
-                saved = form.save()
-            dash.pages_cache_bump()
-            messages.success(request, f"Offer “{saved}” saved.")
-            return redirect("crm:offer_detail", pk=saved.pk)
+            fields = dict(form.cleaned_data)
+            segments = fields.pop("segments")
+            try:
+                saved = offer_services.offer_save(offer=offer, segments=segments, **fields)
+            except ValidationError as error:
+                form.add_error(None, error)
+            else:
+                dash.pages_cache_bump()
+                messages.success(request, f"Offer “{saved}” saved.")
+                return redirect("crm:offer_detail", pk=saved.pk)
         return render(request, "crm/offer_form.html", {"form": form, "offer": offer}, status=400)
     return render(request, "crm/offer_form.html", {"form": form, "offer": offer})

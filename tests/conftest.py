@@ -1,6 +1,7 @@
 """Fixtures shared by every test: personas and a logged-in staff client."""
 
 import pytest
+from django.core.cache import cache
 
 from tests.factories import UserFactory
 
@@ -12,6 +13,14 @@ pytest_plugins = ["tests.workers"]
 def _fast_password_hashing(settings):
     """The production hasher takes most of a second per user on a small machine."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Pages cache their figures and the feedback link counts hits: no test sees another's."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from decimal import Decimal
 
 import pytest
 from django.core import signing
-from django.core.cache import cache
 from django.test import Client
 from django.urls import include, path, resolve, reverse
 from django.utils import timezone
@@ -26,13 +25,6 @@ from tests.factories import CustomerFactory, FeedbackFactory, PurchaseFactory
 # The public pages alone, so these tests do not depend on the staff pages' URLs.
 urlpatterns = [path("feedback/", include("crm.public_urls"))]
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -8,13 +8,14 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from crm.models import Customer, OfferResponse
+from crm.models import Customer, Offer, OfferResponse
 from crm.offers import (
     RANKING_METHOD,
     OfferEvidence,
     holdout_draw,
     offer_present,
     offer_response_record,
+    offer_save,
     offers_ranked,
     offers_ranked_for_customer,
 )
@@ -314,3 +315,23 @@ def test_rows_written_meanwhile_by_another_presentation_are_counted_not_duplicat
     assert counts == {"presented": 0, "held_out": 1, "already": 1}
     assert OfferResponse.objects.get(customer=first).outcome == Outcome.ACCEPTED
     assert OfferResponse.objects.get(customer=second).outcome == Outcome.HOLDOUT
+
+
+def test_offer_save_creates_and_updates_an_offer_with_its_segments():
+    loyal, lapsed = SegmentFactory(name="Loyal"), SegmentFactory(name="Lapsed")
+
+    offer = offer_save(title="Spring thank-you", discount_percent=Decimal("10"), segments=[loyal])
+    offer_save(offer=offer, title="Spring thank-you (extended)", segments=[loyal, lapsed])
+
+    offer.refresh_from_db()
+    assert offer.title == "Spring thank-you (extended)"
+    assert set(offer.segments.all()) == {loyal, lapsed}
+
+
+def test_offer_save_refuses_a_window_that_ends_before_it_starts_and_unknown_fields():
+    today = timezone.localdate()
+    with pytest.raises(ValidationError):
+        offer_save(title="Backwards", starts_on=today, ends_on=today - timedelta(days=1))
+    with pytest.raises(ValidationError, match="no editable field"):
+        offer_save(title="Odd", price=Decimal("3"))
+    assert not Offer.objects.exists()

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from crm.models import Customer, Feedback
 from crm.services import (
+    FEEDBACK_COMMENT_MAX,
     customer_create,
     customer_stats_refresh,
     customer_update,
@@ -126,3 +127,13 @@ def test_stats_refresh_of_everyone_matches_the_per_customer_refresh():
     assert refunded_only.last_purchase_at is None
     stale.refresh_from_db()
     assert (stale.purchase_count, stale.total_spent, stale.last_purchase_at) == (0, 0, None)
+
+
+def test_feedback_submit_refuses_an_overlong_comment_and_writes_nothing():
+    customer = CustomerFactory()
+
+    with pytest.raises(ValidationError, match="under 2000 characters"):
+        feedback_submit(customer=customer, rating=4, comment="x" * (FEEDBACK_COMMENT_MAX + 1))
+    assert not Feedback.objects.exists()
+    feedback_submit(customer=customer, rating=4, comment="x" * FEEDBACK_COMMENT_MAX)
+    assert Feedback.objects.count() == 1

@@ -19,18 +19,6 @@ pytestmark = pytest.mark.django_db
 MAX_QUERIES = {"segment": 30, "segments": 10}
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def shop():
     return shop_create(customers=10)
