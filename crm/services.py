@@ -269,6 +269,22 @@ def feedback_submit(
 
 
 @transaction.atomic
+def feedback_mark_answered(*, feedback: Feedback, when: datetime | None = None) -> Feedback:
+    """Mark feedback as answered by the owner (it leaves the Today list).
+
+    Idempotent: already answered feedback keeps its first answer time. Side effect: sets
+    Feedback.answered_at. Raises ValidationError for a time in the future.
+    """
+    now = timezone.now()
+    when = when or now
+    if when > now + timedelta(minutes=5):
+        raise ValidationError("Feedback cannot be answered in the future.")
+    Feedback.objects.filter(pk=feedback.pk, answered_at__isnull=True).update(answered_at=when)
+    feedback.refresh_from_db(fields=["answered_at"])
+    return feedback
+
+
+@transaction.atomic
 def customers_tag(*, customers: Iterable[Customer | int], tag_names: Iterable[str]) -> int:
     """Add tags to customers (a queryset, instances or ids); missing tags are created.
 

@@ -3,8 +3,6 @@
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.db.models import Count, Exists, F, FloatField, Func, OuterRef, Q, Value
 from django.utils import timezone
 
@@ -34,7 +32,7 @@ class Action:
     """The suggested action of an item."""
 
     CONTACT = "contact"  # get in touch (with the suggested offer, when there is one)
-    ANSWER_FEEDBACK = "answer_feedback"  # answer, then feedback_mark_answered
+    ANSWER_FEEDBACK = "answer_feedback"  # answer, then crm.services.feedback_mark_answered
     PRESENT_OFFER = "present_offer"  # offer_response_record(outcome="presented")
 
 
@@ -43,8 +41,8 @@ class TodayItem:
     """One thing to act on: the customer, why, and the suggested action.
 
     Link to the customer with ``customer.pk``; for ``Action.ANSWER_FEEDBACK`` the action is
-    on ``feedback`` (``feedback_mark_answered``), for ``Action.PRESENT_OFFER`` on ``offer``
-    (``offer_response_record``); ``Action.CONTACT`` may carry an ``offer`` to mention.
+    on ``feedback`` (``crm.services.feedback_mark_answered``), for ``Action.PRESENT_OFFER``
+    on ``offer`` (``offer_response_record``); ``Action.CONTACT`` may carry an ``offer`` to mention.
     """
 
     kind: str
@@ -298,22 +296,6 @@ def customers_newly_at_risk(
             )
         )
     return items
-
-
-@transaction.atomic
-def feedback_mark_answered(*, feedback: Feedback, when: datetime | None = None) -> Feedback:
-    """Mark feedback as answered by the owner (it leaves the Today list).
-
-    Idempotent: already answered feedback keeps its first answer time. Side effect: sets
-    Feedback.answered_at. Raises ValidationError for a time in the future.
-    """
-    now = timezone.now()
-    when = when or now
-    if when > now + timedelta(minutes=5):
-        raise ValidationError("Feedback cannot be answered in the future.")
-    Feedback.objects.filter(pk=feedback.pk, answered_at__isnull=True).update(answered_at=when)
-    feedback.refresh_from_db(fields=["answered_at"])
-    return feedback
 
 
 def _suggested_offers(customers: list[Customer], *, now: datetime) -> dict[int, Offer]:

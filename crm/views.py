@@ -16,9 +16,9 @@ from crm.feedback_link import feedback_link_url
 from crm.forms import FeedbackForm, OfferForm, OfferOutcomeForm, SegmentPinForm
 from crm.metrics import offer_results
 from crm.models import Customer, Feedback, Offer, OfferResponse
-from crm.services import feedback_submit
+from crm.services import feedback_mark_answered, feedback_submit
 from crm.tables import OfferTable
-from crm.today import feedback_mark_answered, today_overview
+from crm.today import today_overview
 from segmentation.models import SegmentMembershipChange
 
 RECENT_ROWS = 20

@@ -8,13 +8,12 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from crm.models import OfferResponse
-from crm.services import customer_stats_refresh
+from crm.services import customer_stats_refresh, feedback_mark_answered
 from crm.today import (
     Action,
     customers_due_welcome,
     customers_newly_at_risk,
     customers_overdue,
-    feedback_mark_answered,
     feedback_unhappy_unanswered,
     segment_is_at_risk,
     today_overview,
