@@ -71,8 +71,10 @@ def _client_ip(request: HttpRequest) -> str:
 
 def _page(request, template: str, context: dict, *, status: int = 200) -> HttpResponse:
     response = render(request, template, context, status=status)
-    # The token is in the URL: keep it out of Referer headers and search engines.
-    response["Referrer-Policy"] = "no-referrer"
+    # The token is in the URL: keep it out of Referer headers sent to other sites and out of
+    # search engines. Not "no-referrer": with it browsers send "Origin: null" on the form's
+    # POST, which Django's CSRF check rightly refuses.
+    response["Referrer-Policy"] = "same-origin"
     response["X-Robots-Tag"] = "noindex, nofollow"
     return response
 

@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
+from crm.feedback_link import feedback_link_url
 from crm.models import Customer, Feedback, OfferResponse
 from crm.offers import offer_holds_out
 from tests.factories import UserFactory
@@ -180,6 +181,30 @@ def test_a_bad_feedback_shows_the_error_in_the_browser(page, live_server, owner)
     assert "less than or equal to 10" in page.locator("#feedback .errorlist").inner_text()
     assert not Feedback.objects.filter(customer=shop.newcomer).exists()
     _shot(page, "06-feedback-error")
+
+
+def test_a_customer_sends_feedback_through_the_link_once(browser, live_server):
+    shop = shop_create(customers=10)
+    link = f"{live_server.url}{feedback_link_url(customer=shop.newcomer)}"
+    # The customer's own browser: no login, no cookies of the owner.
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(link)
+        page.check("input[name=rating][value='2']")
+        page.fill("textarea[name=comment]", "Delivery was <b>late</b>")
+        page.click("button[type=submit]")
+        page.wait_for_load_state("networkidle")
+        assert page.locator("h1").inner_text() == "Thank you!", page.content()[:500]
+        _shot(page, "07-feedback-link-thanks")
+
+        page.goto(link)
+        assert page.locator("h1").inner_text() == "Sorry"  # a link works once
+    finally:
+        context.close()
+    feedback = Feedback.objects.get(customer=shop.newcomer)
+    assert (feedback.rating, feedback.source) == (2, Feedback.Source.LINK)
+    assert feedback.comment == "Delivery was <b>late</b>"
 
 
 def test_the_pages_fit_a_phone_screen(browser, live_server, owner):

@@ -44,7 +44,7 @@ def test_a_valid_link_shows_the_form_to_anyone_without_any_customer_data(client,
     assert "How did we do?" in body
     assert 'name="rating"' in body and 'name="nps"' in body
     assert "Zelda" not in body and "zelda@example.com" not in body
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "same-origin"
     assert "no-store" in response["Cache-Control"]
 
 
