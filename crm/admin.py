@@ -356,7 +356,7 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
         "marketing_consent",
         "created_at",
     )
-    list_select_related = ("segment",)
+    list_select_related = ("membership__segment",)
     # Only indexed columns are sortable (see the indexes on Customer).
     sortable_by = ("total_spent", "last_purchase_at", "created_at")
     list_filter = (
@@ -364,7 +364,7 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
         ("created_at", admin.DateFieldListFilter),
         HasPurchasedFilter,
         ConsentFilter,
-        "segment",
+        ("membership__segment", admin.RelatedFieldListFilter),
         ArchivedFilter,
     )
     # The search itself is crm.selectors.customer_search (prefix, index-backed); this only

@@ -267,7 +267,7 @@ def chart_recency_monetary(
     if cached is None:
         ranges = customer_sample_ranges(seed=seed)
         buyers = Customer.objects.filter(
-            last_purchase_at__isnull=False, total_spent__gt=0, segment__isnull=False
+            last_purchase_at__isnull=False, total_spent__gt=0, membership__segment__isnull=False
         )
         if ranges is not None:
             within = Q()
@@ -275,9 +275,9 @@ def chart_recency_monetary(
                 within |= Q(pk__range=(first, last))
             buyers = buyers.filter(within)
         rows = list(
-            buyers.order_by().values_list("segment_id", "last_purchase_at", "total_spent")[
-                :SCATTER_SAMPLE
-            ]
+            buyers.order_by().values_list(
+                "membership__segment_id", "last_purchase_at", "total_spent"
+            )[:SCATTER_SAMPLE]
         )
         cached = (rows, ranges is not None)
         cache.set(key, cached, KPI_CACHE_SECONDS)

@@ -80,7 +80,7 @@ def customer_rows(queryset: QuerySet[Customer]) -> Iterator[list[Any]]:
     """The header, then one row per customer, read in chunks (tags prefetched per chunk)."""
     yield list(CUSTOMER_EXPORT_COLUMNS)
     rows = (
-        queryset.select_related("segment")
+        queryset.select_related("membership__segment")
         .prefetch_related("tags")
         .order_by("pk")
         .iterator(chunk_size=CHUNK_SIZE)
@@ -110,7 +110,7 @@ def customer_rows(queryset: QuerySet[Customer]) -> Iterator[list[Any]]:
                 c.total_spent,
                 c.first_purchase_at,
                 c.last_purchase_at,
-                c.segment.name if c.segment_id and c.segment else "",
+                c.segment.name if c.segment else "",
             )
         ]
 

@@ -455,7 +455,7 @@ def segment_results(
 
     window_start = now - timedelta(days=retention_days)
     retention = Customer.objects.filter(
-        segment=segment, first_purchase_at__lt=window_start
+        membership__segment=segment, first_purchase_at__lt=window_start
     ).aggregate(
         base=Count("pk"), retained=Count("pk", filter=Q(last_purchase_at__gte=window_start))
     )
@@ -467,7 +467,7 @@ def segment_results(
         year=year, month=month + 1, day=1, hour=0, minute=0, second=0, microsecond=0
     )
     monthly = list(
-        Feedback.objects.filter(customer__segment=segment, created_at__lte=now)
+        Feedback.objects.filter(customer__membership__segment=segment, created_at__lte=now)
         .annotate(month=TruncMonth("created_at"))
         .values("month")
         .annotate(**_feedback_figures())

@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -70,23 +71,6 @@ class Customer(models.Model):
     first_purchase_at = models.DateTimeField(null=True, blank=True)
     last_purchase_at = models.DateTimeField(null=True, blank=True)
 
-    # Current segment, written in bulk by each segmentation run. No database FK constraint:
-    # it doubles the cost of rewriting a million labels, and segments are never deleted.
-    segment = models.ForeignKey(
-        "segmentation.Segment",
-        null=True,
-        blank=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        # customer_segment_idx (segment, id) serves every lookup; a second index on the
-        # column would only slow the bulk rewrite of labels down.
-        db_index=False,
-        related_name="customers",
-    )
-    segment_reason = models.CharField(max_length=300, blank=True)
-    # A pinned customer keeps their segment whatever the runs compute.
-    segment_pinned = models.BooleanField(default=False)
-
     objects = CustomerQuerySet.as_manager()
 
     class Meta:
@@ -112,14 +96,6 @@ class Customer(models.Model):
             models.Index(fields=["total_spent", "id"], name="customer_total_spent_idx"),
             models.Index(fields=["last_purchase_at", "id"], name="customer_last_purchase_idx"),
             models.Index(fields=["first_purchase_at", "id"], name="customer_first_purchase_idx"),
-            models.Index(fields=["segment", "id"], name="customer_segment_idx"),
-            # A segment's members sorted by spend or by last purchase on the segment page.
-            models.Index(
-                fields=["segment", "total_spent", "id"], name="customer_segment_spent_idx"
-            ),
-            models.Index(
-                fields=["segment", "last_purchase_at", "id"], name="customer_segment_last_idx"
-            ),
             models.Index(Lower("name"), name="customer_name_lower_idx"),
             models.Index(fields=["phone"], name="customer_phone_idx"),
             # The admin changelist filters, each followed by its default ordering column.
@@ -145,6 +121,35 @@ class Customer(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("crm:customer_detail", args=[self.pk])
+
+    # The current segment lives in segmentation.Membership (see why there); these read it.
+    # Lists select_related("membership__segment") to read it without a query per customer.
+    @property
+    def current_membership(self):
+        try:
+            return self.membership
+        except ObjectDoesNotExist:
+            return None
+
+    @property
+    def segment(self):
+        membership = self.current_membership
+        return membership.segment if membership else None
+
+    @property
+    def segment_id(self) -> int | None:
+        membership = self.current_membership
+        return membership.segment_id if membership else None
+
+    @property
+    def segment_reason(self) -> str:
+        membership = self.current_membership
+        return membership.reason if membership else ""
+
+    @property
+    def segment_pinned(self) -> bool:
+        membership = self.current_membership
+        return bool(membership and membership.pinned)
 
     @property
     def age_years(self) -> int | None:

@@ -143,11 +143,11 @@ def offer_present(
     if segment is not None:
         if target_ids and segment.pk not in target_ids:
             raise ValidationError(f"“{offer}” does not target the segment “{segment}”.")
-        eligible = eligible.filter(segment=segment)
+        eligible = eligible.filter(membership__segment=segment)
     elif customers is None:
         if not target_ids:
             raise ValidationError(f"“{offer}” has no target segment: choose the customers.")
-        eligible = eligible.filter(segment_id__in=target_ids)
+        eligible = eligible.filter(membership__segment_id__in=target_ids)
     parts = [eligible]
     if isinstance(customers, QuerySet):
         parts = [eligible.filter(pk__in=customers.values("pk"))]
@@ -166,7 +166,9 @@ def offer_present(
         ids, segment_ids = array("q"), array("q")
         for part in parts:
             for customer_id, segment_id in (
-                part.order_by("pk").values_list("pk", "segment_id").iterator(chunk_size=10_000)
+                part.order_by("pk")
+                .values_list("pk", "membership__segment_id")
+                .iterator(chunk_size=10_000)
             ):
                 ids.append(customer_id)
                 segment_ids.append(-1 if segment_id is None else segment_id)
@@ -327,9 +329,9 @@ def segment_order_value(*, segment) -> float:
     recorded = (segment.profile_values or {}).get("avg_order_value")
     if isinstance(recorded, int | float) and recorded > 0:
         return float(recorded)
-    totals = Customer.objects.filter(segment_id=segment.pk, purchase_count__gt=0).aggregate(
-        spent=Sum("total_spent"), orders=Sum("purchase_count")
-    )
+    totals = Customer.objects.filter(
+        membership__segment_id=segment.pk, purchase_count__gt=0
+    ).aggregate(spent=Sum("total_spent"), orders=Sum("purchase_count"))
     if not totals["orders"]:
         return 0.0
     return max(float(totals["spent"] or 0) / totals["orders"], 0.0)

@@ -123,7 +123,7 @@ def customers_overdue(
             late__gt=F("allowed"),
             span__gte=F("one_day_each"),
         )
-        .select_related("segment")
+        .select_related("membership__segment")
         .order_by("-total_spent", "-id")[:limit]
     )
     offers = _suggested_offers(customers, now=now)
@@ -175,7 +175,7 @@ def feedback_unhappy_unanswered(*, limit: int = DEFAULT_LIMIT) -> list[TodayItem
     """
     rows = (
         Feedback.objects.filter(UNHAPPY_UNANSWERED, customer__is_archived=False)
-        .select_related("customer", "customer__segment")
+        .select_related("customer", "customer__membership__segment")
         .order_by("-created_at", "-id")[:limit]
     )
     items = []
@@ -213,7 +213,7 @@ def customers_due_welcome(
         Customer.objects.active()
         .filter(first_purchase_at__gte=now - timedelta(days=days), first_purchase_at__lte=now)
         .exclude(Exists(OfferResponse.objects.filter(customer_id=OuterRef("pk"))))
-        .select_related("segment")
+        .select_related("membership__segment")
         .order_by("first_purchase_at", "id")[:limit]
     )
     offers = _suggested_offers(customers, now=now)
@@ -263,12 +263,14 @@ def customers_newly_at_risk(
     risky_ids = [s.pk for s in risky]
     changes = (
         SegmentMembershipChange.objects.filter(
-            run=run, to_segment_id__in=risky_ids, customer__segment_id=F("to_segment_id")
+            run=run,
+            to_segment_id__in=risky_ids,
+            customer__membership__segment_id=F("to_segment_id"),
         )
         .exclude(from_segment_id__in=risky_ids)
         .exclude(from_segment__isnull=True)
         .filter(customer__is_archived=False)
-        .select_related("customer", "customer__segment", "from_segment")
+        .select_related("customer", "customer__membership__segment", "from_segment")
         .order_by("-customer__total_spent", "-customer_id")
     )
     if min_total_spent is not None:

@@ -188,7 +188,7 @@ def _feedback_link(request, customer: Customer) -> str:
 
 
 def _customer_get(pk: int) -> Customer:
-    return get_object_or_404(Customer.objects.select_related("segment"), pk=pk)
+    return get_object_or_404(Customer.objects.select_related("membership__segment"), pk=pk)
 
 
 @require_GET

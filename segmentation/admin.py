@@ -359,7 +359,7 @@ class SegmentAdmin(admin.ModelAdmin):
             url = reverse("admin:crm_customer_changelist")
         except NoReverseMatch:  # the customer admin is not installed
             return f"{obj.size} customers"
-        url += f"?segment__id__exact={obj.pk}"
+        url += f"?membership__segment__id__exact={obj.pk}"
         return format_html('<a href="{}">{} customers</a>', url, obj.size)
 
     def save_model(self, request, obj: Segment, form, change: bool) -> None:
@@ -391,7 +391,7 @@ PIN_ACTION_LIMIT = 1000
 
 
 def _pin_targets(modeladmin, request, queryset) -> list | None:
-    customers = list(queryset.select_related("segment")[: PIN_ACTION_LIMIT + 1])
+    customers = list(queryset.select_related("membership__segment")[: PIN_ACTION_LIMIT + 1])
     if len(customers) > PIN_ACTION_LIMIT:
         modeladmin.message_user(
             request,

@@ -166,6 +166,46 @@ class Segment(models.Model):
         return reverse("segmentation:segment_detail", args=[self.pk])
 
 
+class Membership(models.Model):
+    """A customer's current segment, why, and whether the owner pinned them there.
+
+    Its own narrow table rather than columns on the customer: a run may rewrite every label,
+    and a customer row carries a dozen and a half indexes (search, filters, page sorts) that
+    each rewrite would update too; a row here has two. Customers without a row have no
+    segment yet.
+    """
+
+    customer = models.OneToOneField(
+        "crm.Customer", primary_key=True, on_delete=models.CASCADE, related_name="membership"
+    )
+    # No database FK constraint: it would double the cost of rewriting a million labels,
+    # and segments are never deleted. membership_segment_idx serves every lookup.
+    segment = models.ForeignKey(
+        Segment,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="memberships",
+    )
+    reason = models.CharField(max_length=300, blank=True)
+    # A pinned customer keeps their segment whatever the runs compute.
+    pinned = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["segment", "customer"], name="membership_segment_idx"),
+            # The few pinned customers, read by every run.
+            models.Index(
+                fields=["customer"], condition=models.Q(pinned=True), name="membership_pinned_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} in {self.segment_id or '-'}"
+
+
 class SegmentSnapshot(models.Model):
     """One segment's figures as of one run: the history behind the trend charts."""
 

@@ -13,7 +13,7 @@ from django.db.models import Count, Q, QuerySet
 
 from crm.models import Customer, Feedback, Purchase
 from segmentation.features import RAW_COLUMNS
-from segmentation.models import Segment, SegmentationRun, SegmentTransition
+from segmentation.models import Membership, Segment, SegmentationRun, SegmentTransition
 
 # Columns the engine consumes, in its order (pure module: numpy and pandas only).
 FEATURE_COLUMNS = list(RAW_COLUMNS)
@@ -203,18 +203,15 @@ class CustomerCounts:
 def customer_counts() -> CustomerCounts:
     """Counts the run records besides the clustered customers (one query)."""
     figures = Customer.objects.active().aggregate(
-        total=Count("id"),
-        opted_out=Count("id", filter=Q(profiling_opt_out=True)),
-        pinned=Count("id", filter=Q(segment_pinned=True)),
+        total=Count("id"), opted_out=Count("id", filter=Q(profiling_opt_out=True))
     )
-    return CustomerCounts(**figures)
+    return CustomerCounts(**figures, pinned=len(pinned_segments()))
 
 
 def pinned_segments() -> dict[int, int | None]:
     """Pinned (not archived) customers and the segment they are pinned to."""
-    return dict(
-        Customer.objects.active().filter(segment_pinned=True).values_list("id", "segment_id")
-    )
+    pinned = Membership.objects.filter(pinned=True, customer__is_archived=False)
+    return dict(pinned.values_list("customer_id", "segment_id"))
 
 
 def previous_segments() -> list:

@@ -97,7 +97,7 @@ TABLE_COLUMNS = (
 
 def _members(request, segment: Segment, *, columns=TABLE_COLUMNS) -> tuple[CustomerFilter, object]:
     """The segment's members through the page's filters (None columns: every column)."""
-    members = Customer.objects.filter(segment=segment)
+    members = Customer.objects.filter(membership__segment=segment)
     if columns:
         members = members.only(*columns)
     filterset = CustomerFilter(request.GET or None, queryset=members)

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from crm.models import Customer, Feedback, Offer, OfferResponse, Purchase, Tag
-from segmentation.models import Segment, SegmentationRun
+from segmentation.models import Membership, Segment, SegmentationRun
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -39,6 +39,21 @@ class CustomerFactory(factory.django.DjangoModelFactory):
     city = "London"
     country = "United Kingdom"
     marketing_consent = True
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        # segment, segment_reason and segment_pinned live in segmentation.Membership.
+        label = {
+            "segment": kwargs.pop("segment", None),
+            "reason": kwargs.pop("segment_reason", ""),
+            "pinned": kwargs.pop("segment_pinned", False),
+        }
+        customer = super()._create(model_class, *args, **kwargs)
+        if label["segment"] is not None or label["reason"] or label["pinned"]:
+            Membership.objects.create(customer=customer, **label)
+        else:  # known to have none, as select_related("membership") would tell
+            Customer.membership.related.set_cached_value(customer, None)
+        return customer
 
 
 class PurchaseFactory(factory.django.DjangoModelFactory):

@@ -10,6 +10,7 @@ from django.utils import timezone
 from crm.models import Customer, Feedback, Offer, OfferResponse, Purchase
 from crm.services import customer_stats_refresh
 from segmentation.models import (
+    Membership,
     Segment,
     SegmentationRun,
     SegmentMembershipChange,
@@ -127,11 +128,19 @@ def customers_add(shop: Shop, n: int) -> None:
                 name=f"Customer {i:05d}",
                 email=f"customer{i:05d}@example.com",
                 city="Lyon" if i % 3 else "Porto",
-                segment=segments[i % 2],
-                segment_reason=f"In {segments[i % 2].name} because of the rules.",
                 created_at=shop.now - timedelta(days=400),
             )
             for i in range(start, start + n)
+        ]
+    )
+    Membership.objects.bulk_create(
+        [
+            Membership(
+                customer=c,
+                segment=segments[i % 2],
+                reason=f"In {segments[i % 2].name} because of the rules.",
+            )
+            for i, c in enumerate(created, start=start)
         ]
     )
     shop.next_index = start + n
@@ -157,11 +166,11 @@ def figures_refresh(shop: Shop) -> None:
     customer_stats_refresh()
     total = Customer.objects.count()
     revenue = {s.pk: Decimal("0") for s in (shop.loyal, shop.at_risk)}
-    for segment_id, spent in Customer.objects.values_list("segment_id", "total_spent"):
+    for segment_id, spent in Customer.objects.values_list("membership__segment_id", "total_spent"):
         revenue[segment_id] += spent
     all_revenue = sum(revenue.values()) or Decimal("1")
     for s in (shop.loyal, shop.at_risk):
-        s.size = Customer.objects.filter(segment=s).count()
+        s.size = Customer.objects.filter(membership__segment=s).count()
         s.share_customers = s.size / total
         s.revenue = revenue[s.pk]
         s.share_revenue = float(revenue[s.pk] / all_revenue)
@@ -186,16 +195,18 @@ def respond(shop: Shop, customer: Customer, outcome: str) -> OfferResponse:
 
 
 def _customer(*, name: str, segment: Segment, index: int) -> Customer:
-    return Customer.objects.create(
+    customer = Customer.objects.create(
         name=name,
         email=f"{name.split()[0].lower()}@example.com",
         phone=f"+4420700{index:05d}",
         city="London",
-        segment=segment,
-        segment_reason=f"In {segment.name} because of the rules.",
         marketing_consent=True,
         created_at=timezone.now() - timedelta(days=500),
     )
+    Membership.objects.create(
+        customer=customer, segment=segment, reason=f"In {segment.name} because of the rules."
+    )
+    return customer
 
 
 def _sale(customer: Customer, when: datetime, amount: str) -> Purchase:

@@ -20,6 +20,7 @@ from sklearn.metrics import silhouette_score
 from threadpoolctl import threadpool_limits
 
 from crm.models import Customer, Purchase
+from segmentation.models import Membership
 
 try:  # the engine's silhouettes of several labelings in one pass over the distances
     from segmentation.clustering import silhouettes as one_pass_silhouettes
@@ -165,9 +166,12 @@ class Labels:
 
 
 def labels_read() -> Labels:
-    table = Customer._meta.db_table
+    customer, membership = Customer._meta.db_table, Membership._meta.db_table
     with connection.cursor() as cur:
-        cur.execute(f"SELECT id, segment_id, segment_reason FROM {table} ORDER BY id")
+        cur.execute(
+            f"SELECT c.id, m.segment_id, COALESCE(m.reason, '') FROM {customer} c "
+            f"LEFT JOIN {membership} m ON m.customer_id = c.id ORDER BY c.id"
+        )
         rows = cur.fetchall()
     frame = pd.DataFrame(rows, columns=["id", "segment_id", "reason"])
     return Labels(
@@ -178,8 +182,8 @@ def labels_read() -> Labels:
 
 
 def _labels_write(labels: Labels, rows: np.ndarray) -> None:
-    """The best bulk write of labels' rows `rows` onto crm_customer."""
-    table = Customer._meta.db_table
+    """The best bulk write of labels' rows `rows` onto the memberships (rows that exist)."""
+    table = Membership._meta.db_table
     ids = labels.ids[rows]
     seg = labels.segment_ids[rows]
     reasons = labels.reasons[rows]
@@ -198,14 +202,14 @@ def _labels_write(labels: Labels, rows: np.ndarray) -> None:
             with cur.cursor.copy(copy_sql) as copy:
                 copy.write(buffer.getvalue())
             cur.execute(
-                f"UPDATE {table} AS c SET segment_id = t.segment_id, "
-                "segment_reason = t.segment_reason FROM bench_labels AS t WHERE c.id = t.id"
+                f"UPDATE {table} AS m SET segment_id = t.segment_id, "
+                "reason = t.segment_reason FROM bench_labels AS t WHERE m.customer_id = t.id"
             )
             cur.execute("DROP TABLE bench_labels")
         else:
             seg_values = [None if np.isnan(s) else int(s) for s in seg]
             connection.connection.executemany(
-                f"UPDATE {table} SET segment_id = ?, segment_reason = ? WHERE id = ?",
+                f"UPDATE {table} SET segment_id = ?, reason = ? WHERE customer_id = ?",
                 zip(seg_values, reasons.tolist(), ids.tolist(), strict=True),
             )
 

@@ -15,7 +15,7 @@ from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 
 from crm.models import Customer, Feedback, Purchase
-from segmentation.models import Segment
+from segmentation.models import Membership, Segment
 
 
 def naive_pipeline(*, subset: int, k_values: tuple[int, ...], seed: int) -> dict:
@@ -73,8 +73,8 @@ def naive_pipeline(*, subset: int, k_values: tuple[int, ...], seed: int) -> dict
         labels = dict(zip(features.index, best[1] if best else np.zeros(len(x), int), strict=True))
         for customer in customers:
             label = int(labels.get(customer.id, 0))
-            customer.segment_id = segment_ids[label] if label < len(segment_ids) else None
-            customer.save()
+            segment_id = segment_ids[label] if label < len(segment_ids) else None
+            Membership(customer_id=customer.id, segment_id=segment_id).save()
         transaction.set_rollback(True)
     seconds = time.perf_counter() - started
     n = len(customers)

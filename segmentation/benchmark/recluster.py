@@ -14,7 +14,6 @@ from django.apps import apps
 from django.conf import settings
 from django.db import connection, transaction
 
-from crm.models import Customer
 from segmentation.models import SegmentationRun
 
 PHASES = (
@@ -34,23 +33,12 @@ RESULT_PREFIX = "BENCH-RESULT "
 def segmentation_reset() -> None:
     """Forget every run, segment and label, as before the first run (bench databases only)."""
     models = list(apps.get_app_config("segmentation").get_models())
-    table = Customer._meta.db_table
     with connection.cursor() as cur:
         if connection.vendor == "postgresql":
             tables = ", ".join(m._meta.db_table for m in models)
             cur.execute(f"TRUNCATE {tables} CASCADE")
-            cur.execute(
-                f"UPDATE {table} SET segment_id = NULL, segment_reason = '' "
-                "WHERE segment_id IS NOT NULL OR segment_reason <> ''"
-            )
-            # Leave no dead rows behind for the next run to trip over (autovacuum would).
-            cur.execute(f"VACUUM (ANALYZE) {table}")
         else:
             with transaction.atomic():
-                cur.execute(
-                    f"UPDATE {table} SET segment_id = NULL, segment_reason = '' "
-                    "WHERE segment_id IS NOT NULL OR segment_reason <> ''"
-                )
                 cur.execute("PRAGMA defer_foreign_keys=ON")
                 for model in models:
                     cur.execute(f"DELETE FROM {model._meta.db_table}")

@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db.models import Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from crm.models import Customer, Feedback, Purchase
@@ -68,6 +70,6 @@ def labels() -> dict[int, tuple[int | None, str]]:
     return {
         pk: (segment_id, reason)
         for pk, segment_id, reason in Customer.objects.values_list(
-            "pk", "segment_id", "segment_reason"
+            "pk", "membership__segment_id", Coalesce("membership__reason", Value(""))
         )
     }

@@ -131,7 +131,7 @@ def test_segment_list_links_members_to_the_customer_list(staff_client):
 
     response = staff_client.get(reverse("admin:segmentation_segment_changelist"))
 
-    assert f"?segment__id__exact={segment.pk}" in response.content.decode()
+    assert f"?membership__segment__id__exact={segment.pk}" in response.content.decode()
     assert Segment.objects.count() == 1
 
 

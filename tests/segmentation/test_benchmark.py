@@ -143,4 +143,6 @@ def test_a_tiny_bench_run_reports_every_phase_floor_and_ratio(small_database_cle
         assert f"page_{page}_300_over_120" in ratios
         assert f"page_{page}_during_recluster_over_idle" in ratios
     # Nothing was written back: labels are those of the last recluster.
-    assert not Customer.objects.filter(purchase_count__gt=0, segment__isnull=True).exists()
+    assert not Customer.objects.filter(
+        purchase_count__gt=0, membership__segment__isnull=True
+    ).exists()

@@ -26,7 +26,7 @@ def test_recluster_sync_runs_here_without_a_broker_and_prints_a_summary(
     assert f"Run #{run.pk}: Succeeded" in out
     assert "clustered 60" in out
     assert "timings:" in out
-    assert not Customer.objects.filter(pk__in=shop.buyers, segment=None).exists()
+    assert not Customer.objects.filter(pk__in=shop.buyers, membership__segment=None).exists()
     assert queued == []  # run here, not also handed to a worker
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from crm.models import Purchase
 from segmentation import selectors
+from segmentation.models import Membership
 from tests.factories import (
     CustomerFactory,
     FeedbackFactory,
@@ -147,9 +148,7 @@ def test_features_of_an_empty_shop_are_an_empty_frame_with_the_columns(db):
 
 def test_customer_counts_count_active_opted_out_and_pinned(shop):
     segment = SegmentFactory()
-    shop["once"].segment = segment
-    shop["once"].segment_pinned = True
-    shop["once"].save()
+    Membership.objects.create(customer=shop["once"], segment=segment, pinned=True)
     counts = selectors.customer_counts()
     assert counts == selectors.CustomerCounts(total=6, opted_out=1, pinned=1)
     assert selectors.pinned_segments() == {shop["once"].pk: segment.pk}

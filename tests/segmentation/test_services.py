@@ -12,6 +12,7 @@ from django.utils import timezone
 from crm.models import Customer, Purchase
 from segmentation import services
 from segmentation.models import (
+    Membership,
     Segment,
     SegmentationRun,
     SegmentMembershipChange,
@@ -216,8 +217,9 @@ def test_too_few_customers_are_rejected_and_previous_labels_stay(db, buyers):
 def test_identical_customers_give_a_clear_outcome_and_keep_previous_labels(db):
     previous = SegmentFactory(name="Earlier segment")
     at = timezone.now() - timedelta(days=5)
-    customers = Customer.objects.bulk_create(
-        Customer(name=f"twin {i}", segment=previous, segment_reason="earlier") for i in range(60)
+    customers = Customer.objects.bulk_create(Customer(name=f"twin {i}") for i in range(60))
+    Membership.objects.bulk_create(
+        Membership(customer=c, segment=previous, reason="earlier") for c in customers
     )
     Purchase.objects.bulk_create(
         Purchase(customer=c, amount=Decimal("20"), purchased_at=at) for c in customers

@@ -22,7 +22,7 @@ def test_task_executes_a_requested_run_and_labels_appear(db, monkeypatch):
 
     assert tasks.segmentation_run_execute.apply(args=[run.pk]).get() == Status.SUCCEEDED
 
-    assert not Customer.objects.filter(pk__in=shop.buyers, segment=None).exists()
+    assert not Customer.objects.filter(pk__in=shop.buyers, membership__segment=None).exists()
 
 
 def test_task_for_a_finished_run_changes_nothing(db):
@@ -97,5 +97,5 @@ def test_a_real_worker_runs_the_requested_run_and_labels_appear(live_celery_work
         time.sleep(0.3)
     assert run.status == Status.SUCCEEDED, f"{run.status} {run.error}\n{live_celery_worker.log()}"
     assert run.task_id
-    assert not Customer.objects.filter(pk__in=shop.buyers, segment=None).exists()
+    assert not Customer.objects.filter(pk__in=shop.buyers, membership__segment=None).exists()
     assert run.n_clustered == len(shop.buyers)
