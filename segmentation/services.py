@@ -472,9 +472,7 @@ def _labels_stage(plan: _Plan) -> None:
     if own_transaction:
         raw_conn.execute("BEGIN DEFERRED")
     try:
-        raw_conn.executemany(
-            f"INSERT INTO {REASONS_TABLE} (id, reason) VALUES (?, ?)", reason_rows
-        )
+        raw_conn.executemany(f"INSERT INTO {REASONS_TABLE} (id, reason) VALUES (?, ?)", reason_rows)
         raw_conn.executemany(
             f"INSERT INTO {LABELS_TABLE} (id, label, reason_id) VALUES (?, ?, ?)",
             zip(ids.tolist(), labels.tolist(), reason_ids.tolist(), strict=True),
@@ -656,21 +654,30 @@ def _history_write(run: SegmentationRun) -> int:
 
 
 def _labels_switch() -> int:
-    """One upsert that writes only the customers whose segment or reason changes."""
+    """Write only the labels that change: update the memberships whose segment or reason
+    changes, then add the customers who have none yet.
+
+    Not one upsert: ON CONFLICT locks every conflicting row even when its WHERE then skips
+    the update, which rewrote all million rows of a rerun that changes five.
+    """
     membership = Membership._meta.db_table
     with connection.cursor() as cur:
         cur.execute(
-            f"INSERT INTO {membership} (customer_id, segment_id, reason, pinned) "
-            f"SELECT n.id, n.segment_id, n.reason, {_false()} "
-            # "WHERE 1 = 1" lets SQLite's parser tell the upsert's ON CONFLICT from a join's ON.
-            f"FROM ({_new_labels_sql()}) n WHERE 1 = 1 "
-            "ON CONFLICT (customer_id) DO UPDATE "
-            "SET segment_id = excluded.segment_id, reason = excluded.reason "
-            f"WHERE NOT {membership}.pinned "
-            f"AND ({_distinct(f'{membership}.segment_id', 'excluded.segment_id')} "
-            f"OR {membership}.reason <> excluded.reason)"
+            f"UPDATE {membership} SET segment_id = n.segment_id, reason = n.reason "
+            f"FROM ({_new_labels_sql()}) n WHERE {membership}.customer_id = n.id "
+            f"AND NOT {membership}.pinned "
+            f"AND ({_distinct(f'{membership}.segment_id', 'n.segment_id')} "
+            f"OR {membership}.reason <> n.reason)"
         )
-        return cur.rowcount
+        changed = cur.rowcount
+        cur.execute(
+            f"INSERT INTO {membership} (customer_id, segment_id, reason, pinned) "
+            f"SELECT n.id, n.segment_id, n.reason, {_false()} FROM ({_new_labels_sql()}) n "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {membership} m WHERE m.customer_id = n.id) "
+            # A customer pinned meanwhile has a membership now: the pin wins.
+            "ON CONFLICT (customer_id) DO NOTHING"
+        )
+        return changed + cur.rowcount
 
 
 def _segment_figures_write(

@@ -4,6 +4,7 @@ import math
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from crm.models import Purchase
@@ -152,3 +153,33 @@ def test_customer_counts_count_active_opted_out_and_pinned(shop):
     counts = selectors.customer_counts()
     assert counts == selectors.CustomerCounts(total=6, opted_out=1, pinned=1)
     assert selectors.pinned_segments() == {shop["once"].pk: segment.pk}
+
+
+def _copy_binary(rows: list[tuple], columns: list[str], *, null_at: int | None = None) -> bytes:
+    """PostgreSQL's binary COPY output for rows of 8-byte fields (a NULL where asked)."""
+    out = bytearray(b"PGCOPY\n\xff\r\n\x00" + bytes(8))
+    for values in rows:
+        out += len(columns).to_bytes(2, "big")
+        for i, (name, value) in enumerate(zip(columns, values, strict=True)):
+            if i == null_at:
+                out += (-1).to_bytes(4, "big", signed=True)
+                continue
+            kind = ">i8" if name in selectors._INT_COLUMNS else ">f8"
+            out += (8).to_bytes(4, "big") + np.array([value], dtype=kind).tobytes()
+    return bytes(out + (-1).to_bytes(2, "big", signed=True))
+
+
+def test_binary_copy_rows_decode_to_the_features_and_a_null_is_refused():
+    columns = ["customer_id", "frequency", "monetary_total", "rating_mean"]
+    rows = [(7, 2, 120.5, math.nan), (9, 1, 40.0, 4.5)]
+    frame = selectors._binary_rows_frame(bytearray(_copy_binary(rows, columns)), columns)
+    assert frame["customer_id"].tolist() == [7, 9]
+    assert frame["monetary_total"].tolist() == [120.5, 40.0]
+    assert math.isnan(frame["rating_mean"][0]) and frame["rating_mean"][1] == 4.5
+    assert frame["customer_id"].dtype == np.int64
+
+    empty = selectors._binary_rows_frame(bytearray(_copy_binary([], columns)), columns)
+    assert empty.empty and list(empty.columns) == columns
+
+    with pytest.raises(ValueError, match="unexpected size"):
+        selectors._binary_rows_frame(bytearray(_copy_binary(rows, columns, null_at=2)), columns)
