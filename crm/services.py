@@ -62,12 +62,37 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
         "last_purchase_at": _purchase_stats(Max("purchased_at", filter=_sales_q()), name="last"),
     }
     if customer_ids is None:
-        return _customer_stats_refresh_all()
+        updated = _customer_stats_refresh_all()
+        _membership_figures_sync()
+        return updated
     ids = sorted(set(customer_ids))
     updated = 0
     for start in range(0, len(ids), _ID_BATCH):
-        updated += Customer.objects.filter(pk__in=ids[start : start + _ID_BATCH]).update(**values)
+        batch = ids[start : start + _ID_BATCH]
+        updated += Customer.objects.filter(pk__in=batch).update(**values)
+        _membership_figures_sync(batch)
     return updated
+
+
+def _membership_figures_sync(customer_ids: list[int] | None = None) -> None:
+    """Copy total_spent and last_purchase_at to the customers' segment memberships, which
+    carry them for the segment page's sorted member lists (see segmentation.Membership)."""
+    from segmentation.models import Membership
+
+    table = Membership._meta.db_table
+    differs = "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
+    sql = (
+        f"UPDATE {table} SET total_spent = c.total_spent, last_purchase_at = c.last_purchase_at "
+        f"FROM {Customer._meta.db_table} c WHERE c.id = {table}.customer_id "
+        f"AND ({table}.total_spent <> c.total_spent "
+        f"OR {table}.last_purchase_at {differs} c.last_purchase_at)"
+    )
+    params: list[int] = []
+    if customer_ids is not None:
+        sql += f" AND c.id IN ({', '.join(['%s'] * len(customer_ids))})"
+        params = list(customer_ids)
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
 
 
 def _sales_q() -> Q:

@@ -53,6 +53,26 @@ class CustomerTable(tables.Table):
         return f"{value:,.2f}"
 
 
+class SegmentMemberTable(CustomerTable):
+    """One segment's members. Spend and last purchase sort on the membership's copies,
+    through its (segment, figure) indexes: the customer's own indexes would walk past every
+    other segment's customers first."""
+
+    total_spent = tables.Column(
+        verbose_name="Total spent",
+        order_by=("membership__total_spent", "membership__customer"),
+        attrs=NUM,
+    )
+    last_purchase_at = tables.DateTimeColumn(
+        verbose_name="Last purchase",
+        format="j M Y",
+        order_by=("membership__last_purchase_at", "membership__customer"),
+    )
+
+    class Meta(CustomerTable.Meta):  # django-tables2 does not inherit Meta by itself
+        pass
+
+
 class OfferTable(tables.Table):
     """Offers with their headline results (annotated by the list selector in one query)."""
 

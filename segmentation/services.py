@@ -671,8 +671,10 @@ def _labels_switch() -> int:
         )
         changed = cur.rowcount
         cur.execute(
-            f"INSERT INTO {membership} (customer_id, segment_id, reason, pinned) "
-            f"SELECT n.id, n.segment_id, n.reason, {_false()} FROM ({_new_labels_sql()}) n "
+            f"INSERT INTO {membership} "
+            "(customer_id, segment_id, reason, pinned, total_spent, last_purchase_at) "
+            f"SELECT n.id, n.segment_id, n.reason, {_false()}, c.total_spent, c.last_purchase_at "
+            f"FROM ({_new_labels_sql()}) n JOIN {Customer._meta.db_table} c ON c.id = n.id "
             f"WHERE NOT EXISTS (SELECT 1 FROM {membership} m WHERE m.customer_id = n.id) "
             # A customer pinned meanwhile has a membership now: the pin wins.
             "ON CONFLICT (customer_id) DO NOTHING"
@@ -872,7 +874,10 @@ def _membership_locked(customer: Customer) -> Membership:
     # instead of both inserting a membership.
     list(Customer.objects.select_for_update().filter(pk=customer.pk).values_list("pk"))
     membership = Membership.objects.select_for_update().filter(customer_id=customer.pk).first()
-    return membership or Membership(customer_id=customer.pk)
+    if membership is None:
+        figures = Customer.objects.values("total_spent", "last_purchase_at").get(pk=customer.pk)
+        membership = Membership(customer_id=customer.pk, **figures)
+    return membership
 
 
 def _customer_fresh(customer: Customer) -> Customer:

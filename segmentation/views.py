@@ -20,7 +20,7 @@ from crm.filters import CustomerFilter
 from crm.forms import PresentOfferForm
 from crm.metrics import segment_results
 from crm.models import Customer, Feedback, Offer, OfferResponse
-from crm.tables import CustomerTable
+from crm.tables import SegmentMemberTable
 from segmentation.models import (
     Segment,
     SegmentationRun,
@@ -190,7 +190,7 @@ def _segment_get(pk: int) -> Segment:
 def segment_detail(request, pk: int):
     segment = _segment_get(pk)
     filterset, members = _members(request, segment)
-    table = CustomerTable(members)
+    table = SegmentMemberTable(members)
     RequestConfig(
         request, paginate={"paginator_class": LazyPaginator, "per_page": MEMBERS_PER_PAGE}
     ).configure(table)

@@ -50,7 +50,12 @@ class CustomerFactory(factory.django.DjangoModelFactory):
         }
         customer = super()._create(model_class, *args, **kwargs)
         if label["segment"] is not None or label["reason"] or label["pinned"]:
-            Membership.objects.create(customer=customer, **label)
+            Membership.objects.create(
+                customer=customer,
+                total_spent=customer.total_spent,
+                last_purchase_at=customer.last_purchase_at,
+                **label,
+            )
         else:  # known to have none, as select_related("membership") would tell
             Customer.membership.related.set_cached_value(customer, None)
         return customer
