@@ -60,13 +60,13 @@ class SegmentMemberTable(CustomerTable):
 
     total_spent = tables.Column(
         verbose_name="Total spent",
-        order_by=("membership__total_spent", "membership__customer"),
+        order_by=("membership__total_spent", "membership__customer_id"),
         attrs=NUM,
     )
     last_purchase_at = tables.DateTimeColumn(
         verbose_name="Last purchase",
         format="j M Y",
-        order_by=("membership__last_purchase_at", "membership__customer"),
+        order_by=("membership__last_purchase_at", "membership__customer_id"),
     )
 
     class Meta(CustomerTable.Meta):  # django-tables2 does not inherit Meta by itself
