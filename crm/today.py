@@ -164,7 +164,9 @@ class _Epoch(Func):
         )
 
     def as_postgresql(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)")
+        # date_part is float8; EXTRACT is numeric since PostgreSQL 14, several times slower
+        # in the arithmetic of every row this filter walks.
+        return self.as_sql(compiler, connection, template="date_part('epoch', %(expressions)s)")
 
 
 def feedback_unhappy_unanswered(*, limit: int = DEFAULT_LIMIT) -> list[TodayItem]:
