@@ -8,7 +8,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from crm.models import Customer, Feedback, Purchase
-from tests.factories import CustomerFactory
+from segmentation.models import Membership, SegmentMembershipChange
+from tests.factories import CustomerFactory, SegmentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -59,3 +60,14 @@ def test_emails_are_unique_whatever_their_case_but_blank_is_allowed_twice():
 
     with pytest.raises(IntegrityError), transaction.atomic():
         Customer.objects.create(name="Ann again", email="ann@example.COM")
+
+
+def test_deleting_a_customer_deletes_their_membership_and_segment_history():
+    # Neither table has a database FK constraint (see segmentation.Membership): Django's
+    # cascade is what keeps them clean.
+    segment = SegmentFactory()
+    customer = CustomerFactory(segment=segment, segment_reason="Buys often.")
+    SegmentMembershipChange.objects.create(customer=customer, to_segment=segment)
+    customer.delete()
+    assert not Membership.objects.exists()
+    assert not SegmentMembershipChange.objects.exists()
