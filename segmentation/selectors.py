@@ -208,15 +208,18 @@ def customer_features(*, reference_time: datetime) -> FeatureFrame:
     )
 
 
-def _binary_rows_frame(buffer: bytearray, columns: list[str]) -> pd.DataFrame:
-    """The feature query's binary COPY output as a frame, decoded by numpy in one pass.
+def _binary_rows_frame(
+    buffer: bytearray, columns: list[str], int_columns=_INT_COLUMNS
+) -> pd.DataFrame:
+    """A query's binary COPY output as a frame, decoded by numpy in one pass.
 
-    Every row has len(columns) non-NULL 8-byte fields (see _feature_sql), so a row is a
-    fixed-size record: a field count, then a length and a big-endian value per field.
+    Every row has len(columns) non-NULL 8-byte fields (int8 for ``int_columns``, float8
+    otherwise; see _feature_sql), so a row is a fixed-size record: a field count, then a
+    length and a big-endian value per field.
     """
     fields = [("fields", ">i2")]
     for name in columns:
-        fields += [(f"{name}__len", ">i4"), (name, ">i8" if name in _INT_COLUMNS else ">f8")]
+        fields += [(f"{name}__len", ">i4"), (name, ">i8" if name in int_columns else ">f8")]
     row = np.dtype(fields)
     signature = b"PGCOPY\n\xff\r\n\x00"
     if not buffer.startswith(signature):
@@ -233,6 +236,45 @@ def _binary_rows_frame(buffer: bytearray, columns: list[str]) -> pd.DataFrame:
     ):
         raise ValueError("The feature query returned a NULL or a field of unexpected width.")
     return pd.DataFrame({c: rows[c].astype(rows[c].dtype.newbyteorder("=")) for c in columns})
+
+
+def _int_columns(sql: str, columns: list[str]) -> dict[str, np.ndarray]:
+    """A query of int8 columns (no NULL) as numpy arrays: binary COPY on PostgreSQL."""
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            buffer = bytearray()
+            with cur.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT binary)") as copy:
+                for chunk in copy:
+                    buffer += chunk
+            frame = _binary_rows_frame(buffer, columns, int_columns=set(columns))
+            return {c: frame[c].to_numpy(np.int64) for c in columns}
+        cur.execute(sql)
+        rows = np.array(cur.fetchall(), dtype=np.int64).reshape(-1, len(columns))
+    return {c: np.ascontiguousarray(rows[:, i]) for i, c in enumerate(columns)}
+
+
+def customer_flags() -> dict[str, np.ndarray]:
+    """Every customer's id, is_archived and profiling_opt_out (0/1), sorted by id."""
+    return _int_columns(
+        f"SELECT CAST(id AS BIGINT), CAST(CASE WHEN is_archived THEN 1 ELSE 0 END AS BIGINT), "
+        "CAST(CASE WHEN profiling_opt_out THEN 1 ELSE 0 END AS BIGINT) "
+        f"FROM {Customer._meta.db_table} ORDER BY id",
+        ["id", "is_archived", "profiling_opt_out"],
+    )
+
+
+def memberships_current(*, reasons_table: str) -> dict[str, np.ndarray]:
+    """Every unpinned membership, sorted by customer: its segment (-1 for none) and its
+    reason as a number of ``reasons_table`` (id, reason; one row per text), -1000 when
+    not there."""
+    membership = Membership._meta.db_table
+    return _int_columns(
+        f"SELECT CAST(m.customer_id AS BIGINT), CAST(COALESCE(m.segment_id, -1) AS BIGINT), "
+        f"CAST(COALESCE(r.id, -1000) AS BIGINT) FROM {membership} m "
+        f"LEFT JOIN {reasons_table} r ON r.reason = m.reason WHERE NOT m.pinned "
+        "ORDER BY m.customer_id",
+        ["customer_id", "segment_id", "reason_id"],
+    )
 
 
 @dataclass(frozen=True)

@@ -407,83 +407,151 @@ def _label_rows_binary(ids: np.ndarray, labels: np.ndarray, reason_ids: np.ndarr
 
 
 def _labels_stage(plan: _Plan) -> None:
-    """Load every label to write into temp tables (not a shared write: the web goes on).
+    """Load the labels that change into temp tables (not a shared write: the web goes on).
 
-    Clustered customers come from the engine; prospects, opted-out and archived customers
-    are added in SQL. Pinned customers are left out: their rows are never touched. A reason
-    is one of a few sentences (one per rule of the surrogate tree), so customers get the
-    sentence's number and the sentences go to a small table of their own.
+    Every customer gets a label: clustered customers from the engine; the others by their
+    flags (archived, opted out, else a prospect). Pinned customers are left out. A reason is
+    one of a few sentences (one per rule of the surrogate tree), so customers get the
+    sentence's number and the sentences go to a small table of their own. Then only the
+    customers whose segment or reason differ from their current membership are staged: a
+    daily rerun moves a handful of a million, and the history and the switch join what is
+    staged. The segment a label will get is known from the engine's matching; _plan_write
+    checks that expectation before anything is written.
     """
     result = plan.result
     ids = np.asarray(result.customer_ids, dtype=np.int64)
     labels = np.asarray(result.labels, dtype=np.int64)
-    reasons = np.asarray(result.reasons, dtype=object)
-    if plan.pins:
-        keep = ~np.isin(ids, np.fromiter(plan.pins.keys(), dtype=np.int64))
-        ids, labels, reasons = ids[keep], labels[keep], reasons[keep]
-    reason_ids, sentences = pd.factorize(pd.Series(reasons, dtype=object).astype(str))
-    # Prospects, opted-out and archived customers: reason number = their label (negative).
-    reason_rows = [(i, str(text)[:REASON_MAX]) for i, text in enumerate(sentences)] + [
+    reasons = pd.Series(np.asarray(result.reasons, dtype=object), dtype=object)
+    reason_ids, sentences = pd.factorize(reasons.astype(str).str.slice(0, REASON_MAX))
+    # One number per distinct text (current reasons are matched to these by text).
+    number_of = {str(text): i for i, text in enumerate(sentences)}
+    special_reason = {}
+    for label, text in (
         (LABEL_PROSPECT, SPECIAL_SEGMENTS[Segment.Kind.PROSPECTS]["reason"]),
         (LABEL_OPTED_OUT, SPECIAL_SEGMENTS[Segment.Kind.OPTED_OUT]["reason"]),
         (LABEL_ARCHIVED, ""),
-    ]
-    customer = Customer._meta.db_table
-    membership = Membership._meta.db_table
-    others = (
-        f"INSERT INTO {LABELS_TABLE} (id, label, reason_id) "
-        f"SELECT c.id, CASE WHEN c.is_archived THEN {LABEL_ARCHIVED} "
-        f"WHEN c.profiling_opt_out THEN {LABEL_OPTED_OUT} ELSE {LABEL_PROSPECT} END, "
-        f"CASE WHEN c.is_archived THEN {LABEL_ARCHIVED} "
-        f"WHEN c.profiling_opt_out THEN {LABEL_OPTED_OUT} ELSE {LABEL_PROSPECT} END "
-        f"FROM {customer} c WHERE NOT EXISTS (SELECT 1 FROM {LABELS_TABLE} t WHERE t.id = c.id) "
-        f"AND NOT EXISTS (SELECT 1 FROM {membership} m WHERE m.customer_id = c.id AND m.pinned)"
-    )
-    creates = (
-        f"CREATE TEMP TABLE {LABELS_TABLE} "
-        "(id bigint PRIMARY KEY, label integer NOT NULL, reason_id integer NOT NULL)",
-        f"CREATE TEMP TABLE {REASONS_TABLE} (id integer PRIMARY KEY, reason text NOT NULL)",
-    )
+    ):
+        special_reason[label] = number_of.setdefault(text, label)
+    reason_rows = [(number, text) for text, number in number_of.items()]
+    everyone = selectors.customer_flags()
+    others = ~np.isin(everyone["id"], ids)
+    other_ids = everyone["id"][others]
+    other_labels = np.where(
+        everyone["is_archived"][others] == 1,
+        LABEL_ARCHIVED,
+        np.where(everyone["profiling_opt_out"][others] == 1, LABEL_OPTED_OUT, LABEL_PROSPECT),
+    ).astype(np.int64)
+    other_reasons = np.select(
+        [other_labels == label for label in special_reason], list(special_reason.values())
+    ).astype(np.int64)
+    ids = np.concatenate([ids, other_ids])
+    labels = np.concatenate([labels, other_labels])
+    reason_ids = np.concatenate([reason_ids.astype(np.int64), other_reasons])
+    if plan.pins:
+        keep = ~np.isin(ids, np.fromiter(plan.pins.keys(), dtype=np.int64))
+        ids, labels, reason_ids = ids[keep], labels[keep], reason_ids[keep]
+    # Segment sizes count these (pinned customers are counted where they are pinned).
+    plan.extra["other_counts"] = {
+        label: int((labels == label).sum()) for label in (LABEL_PROSPECT, LABEL_OPTED_OUT)
+    }
+
+    _temp_tables_create()
+    _rows_insert(REASONS_TABLE, ("id", "reason"), reason_rows)
+    expected = _expected_segments(plan)
+    current = selectors.memberships_current(reasons_table=REASONS_TABLE)
+    # Each customer's current membership, if any, next to the new label.
+    current_ids = np.append(current["customer_id"], -1)  # a sentinel for "not found"
+    position = np.searchsorted(current["customer_id"], ids)
+    found = current_ids[position] == ids
+    position[~found] = len(current["customer_id"])
+    current_segment = np.append(current["segment_id"], _NEW - 1)[position]
+    current_reason = np.append(current["reason_id"], -1000)[position]
+    expected_segment = pd.Series(labels).map(expected).fillna(_NEW).to_numpy(np.int64)
+    unchanged = found & (current_segment == expected_segment) & (current_reason == reason_ids)
+    # An archived customer never placed needs no row: no segment, no reason.
+    unchanged |= ~found & (labels == LABEL_ARCHIVED)
+    plan.extra["expected_segments"] = {
+        int(label): expected[int(label)] for label in np.unique(labels[unchanged]).tolist()
+    }
+    changed = ~unchanged
+    _labels_copy(ids[changed], labels[changed], reason_ids[changed])
+
+
+# The expected segment of a label the previous run did not have (never equal to a current one).
+_NEW = -2
+
+
+def _expected_segments(plan: _Plan) -> dict[int, int]:
+    """Engine label -> the segment id it will be written with, where already known (-1 for
+    none): clusters matched to an active segment keep it, the special labels keep theirs."""
+    active = dict(Segment.objects.active().values_list("pk", "kind"))  # a few dozen rows at most
+    expected = {
+        int(sr.label): int(sr.segment_id)
+        for sr in plan.result.segments
+        if sr.segment_id in active and active[sr.segment_id] == Segment.Kind.CLUSTER
+    }
+    for label, kind in (
+        (LABEL_PROSPECT, Segment.Kind.PROSPECTS),
+        (LABEL_OPTED_OUT, Segment.Kind.OPTED_OUT),
+    ):
+        special = sorted(pk for pk, k in active.items() if k == kind)
+        if special:
+            expected[label] = special[0]
+    expected[LABEL_ARCHIVED] = -1
+    return expected
+
+
+def _temp_tables_create() -> None:
+    creates = {
+        LABELS_TABLE: "(id bigint PRIMARY KEY, label integer NOT NULL, reason_id integer NOT NULL)",
+        REASONS_TABLE: "(id integer PRIMARY KEY, reason text NOT NULL)",
+    }
+    with connection.cursor() as cur:
+        for table, columns in creates.items():
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+            cur.execute(f"CREATE TEMP TABLE {table} {columns}")
+
+
+def _rows_insert(table: str, columns: tuple[str, ...], rows) -> None:
+    """Insert rows into a temp table. On SQLite in a deferred transaction of its own: writing
+    to a temp table takes no lock on the main database (BEGIN IMMEDIATE would)."""
+    placeholders = ", ".join(["%s"] * len(columns))
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
-            for table, create in zip((LABELS_TABLE, REASONS_TABLE), creates, strict=True):
-                cur.execute(f"DROP TABLE IF EXISTS {table}")
-                cur.execute(create)
-            cur.executemany(
-                f"INSERT INTO {REASONS_TABLE} (id, reason) VALUES (%s, %s)", reason_rows
-            )
-            with cur.cursor.copy(f"COPY {LABELS_TABLE} FROM STDIN WITH (FORMAT binary)") as copy:
-                copy.write(_COPY_BINARY_HEADER)
-                for start in range(0, len(ids), COPY_CHUNK):
-                    part = slice(start, start + COPY_CHUNK)
-                    copy.write(_label_rows_binary(ids[part], labels[part], reason_ids[part]))
-                copy.write(_COPY_BINARY_TRAILER)
-            cur.execute(others)
-            cur.execute(f"ANALYZE {LABELS_TABLE}")
+            cur.executemany(sql, rows)
         return
-    # SQLite: writing to a temp table takes no lock on the main database, so this runs in a
-    # deferred transaction of its own, before the short switch.
     connection.ensure_connection()
     raw_conn = connection.connection
-    for table, create in zip((LABELS_TABLE, REASONS_TABLE), creates, strict=True):
-        raw_conn.execute(f"DROP TABLE IF EXISTS {table}")
-        raw_conn.execute(create)
     own_transaction = not connection.in_atomic_block
     if own_transaction:
         raw_conn.execute("BEGIN DEFERRED")
     try:
-        raw_conn.executemany(f"INSERT INTO {REASONS_TABLE} (id, reason) VALUES (?, ?)", reason_rows)
-        raw_conn.executemany(
-            f"INSERT INTO {LABELS_TABLE} (id, label, reason_id) VALUES (?, ?, ?)",
-            zip(ids.tolist(), labels.tolist(), reason_ids.tolist(), strict=True),
-        )
-        raw_conn.execute(others)
+        raw_conn.executemany(sql.replace("%s", "?"), rows)
         if own_transaction:
             raw_conn.execute("COMMIT")
     except BaseException:
         if own_transaction:
             raw_conn.execute("ROLLBACK")
         raise
+
+
+def _labels_copy(ids: np.ndarray, labels: np.ndarray, reason_ids: np.ndarray) -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            with cur.cursor.copy(f"COPY {LABELS_TABLE} FROM STDIN WITH (FORMAT binary)") as copy:
+                copy.write(_COPY_BINARY_HEADER)
+                for start in range(0, len(ids), COPY_CHUNK):
+                    part = slice(start, start + COPY_CHUNK)
+                    copy.write(_label_rows_binary(ids[part], labels[part], reason_ids[part]))
+                copy.write(_COPY_BINARY_TRAILER)
+            cur.execute(f"ANALYZE {LABELS_TABLE}")
+        return
+    _rows_insert(
+        LABELS_TABLE,
+        ("id", "label", "reason_id"),
+        zip(ids.tolist(), labels.tolist(), reason_ids.tolist(), strict=True),
+    )
 
 
 def _plan_write(run: SegmentationRun, plan: _Plan, reporter: _Progress, timings: dict) -> None:
@@ -502,6 +570,12 @@ def _plan_write(run: SegmentationRun, plan: _Plan, reporter: _Progress, timings:
         if locked.status != Status.RUNNING:
             raise _RunAlreadyFinished(locked.status)
         segment_of_label = _segments_apply(run, plan)
+        for label, segment_id in plan.extra.get("expected_segments", {}).items():
+            if (segment_of_label.get(label) or -1) != segment_id:
+                # Unstaged customers were left out because of this expectation.
+                raise SegmentationCheckFailed(
+                    "The segments changed while the run was computing; nothing was written."
+                )
         _label_map_load(segment_of_label)
         t0 = time.perf_counter()
         n_moved = _history_write(run)
@@ -719,15 +793,9 @@ def _segment_figures_write(
     pinned_outside = {
         cid: sid for cid, sid in pins.items() if sid is not None and cid not in pinned_inside
     }
-    with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT label, COUNT(*) FROM {LABELS_TABLE} WHERE label < 0 AND label <> %s "
-            "GROUP BY label",
-            [LABEL_ARCHIVED],
-        )
-        for label, count in cur.fetchall():
-            sid = label_map[label]
-            sizes[sid] = sizes.get(sid, 0) + int(count)
+    for label, count in plan.extra.get("other_counts", {}).items():
+        sid = label_map[label]
+        sizes[sid] = sizes.get(sid, 0) + count
     for sid in pinned_outside.values():
         sizes[sid] = sizes.get(sid, 0) + 1
     total_customers = max(1, plan.counts.total)

@@ -395,3 +395,35 @@ def test_a_run_whose_worker_keeps_dying_is_given_up(shop):
     assert "Gave up" in run.error
     assert run.active_slot is None
     assert segmentation_state() == before
+
+
+def test_a_rerun_writes_exactly_what_changed_since_the_last_run(shop):
+    """A rerun stages only customers whose label differs; every kind of change still lands."""
+    run_now()
+    sizes_before = dict(Segment.objects.active().values_list("pk", "size"))
+    changed_reason = Membership.objects.exclude(segment=None).filter(pinned=False).first()
+    Membership.objects.filter(pk=changed_reason.pk).update(reason="An outdated reason.")
+    archived = Customer.objects.get(pk=shop.groups["lost"][0])
+    Customer.objects.filter(pk=archived.pk).update(is_archived=True)
+    newcomer = CustomerFactory()  # no purchase yet: a prospect
+
+    rerun = run_now()
+
+    assert rerun.status == Status.SUCCEEDED, rerun.error
+    now_labels = labels()
+    assert now_labels[changed_reason.customer_id][1] != "An outdated reason."
+    assert now_labels[changed_reason.customer_id][0] == changed_reason.segment_id
+    assert now_labels[archived.pk] == (None, "")
+    prospects = Segment.objects.get(kind=Segment.Kind.PROSPECTS, is_active=True)
+    assert now_labels[newcomer.pk][0] == prospects.pk
+    moved = set(
+        SegmentMembershipChange.objects.filter(run=rerun).values_list("customer_id", flat=True)
+    )
+    assert {archived.pk, newcomer.pk} <= moved
+    assert changed_reason.customer_id not in moved  # same segment: not a move
+    # Sizes count everyone, staged or not.
+    assert Segment.objects.get(pk=prospects.pk).size == sizes_before[prospects.pk] + 1
+    assert (
+        sum(Segment.objects.active().values_list("size", flat=True))
+        == Customer.objects.filter(is_archived=False).count()
+    )
