@@ -125,6 +125,14 @@ def var_dir():
     shutil.rmtree(directory, ignore_errors=True)
 
 
+def _command_lines(processes: list[psutil.Process]) -> list[str]:
+    lines = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            lines.append(" ".join(process.cmdline()))
+    return lines
+
+
 @pytest.fixture(scope="module")
 def first_start(var_dir):
     """Start on an empty VAR_DIR, look around, then stop with Ctrl-C (SIGINT)."""
@@ -135,10 +143,12 @@ def first_start(var_dir):
             "login_page": _get(f"{stack.url}/admin/login/"),
             "static": _get(f"{stack.url}/static/admin/css/base.css"),
             "descendants": stack.descendants(),
-            "health": stack.health_check(),
-            "first_run": _first_run_outcome(var_dir / "db.sqlite3"),
         }
-        seen["commands"] = [" ".join(p.cmdline()) for p in seen["descendants"]]
+        # Read at once: a short-lived child (a pool process replaced, a helper) may be gone
+        # by the time the checks below have run.
+        seen["commands"] = _command_lines(seen["descendants"])
+        seen["health"] = stack.health_check()
+        seen["first_run"] = _first_run_outcome(var_dir / "db.sqlite3")
         password = re.search(r"^Password: (\S+)$", stack.output, re.MULTILINE)
         seen["password"] = password and password.group(1)
         seen["logged_in_at"] = seen["password"] and _log_in(stack.url, "admin", seen["password"])
