@@ -4,6 +4,7 @@ from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
 from crm.models import Offer, OfferResponse
+from crm.offers import OFFER_EDITABLE_FIELDS
 from crm.services import FEEDBACK_COMMENT_MAX
 from segmentation.models import Segment
 
@@ -58,6 +59,7 @@ class DateInput(forms.DateInput):
 
 
 class OfferForm(forms.ModelForm):
+    field_order = ["title", "description", "segments"]  # then OFFER_EDITABLE_FIELDS' order
     segments = forms.ModelMultipleChoiceField(
         queryset=Segment.objects.active().order_by("-size", "id"),
         required=False,
@@ -66,19 +68,7 @@ class OfferForm(forms.ModelForm):
 
     class Meta:
         model = Offer
-        fields = [
-            "title",
-            "description",
-            "segments",
-            "channel",
-            "starts_on",
-            "ends_on",
-            "discount_percent",
-            "fixed_cost",
-            "holdout_share",
-            "attribution_days",
-            "is_active",
-        ]
+        fields = [*OFFER_EDITABLE_FIELDS, "segments"]
         widgets = {
             "starts_on": DateInput(),
             "ends_on": DateInput(),

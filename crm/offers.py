@@ -36,19 +36,18 @@ TREATED_OUTCOMES = (
 # --- Holdout ---------------------------------------------------------------------------------
 
 
-OFFER_EDITABLE_FIELDS = frozenset(
-    {
-        "title",
-        "description",
-        "channel",
-        "starts_on",
-        "ends_on",
-        "discount_percent",
-        "fixed_cost",
-        "holdout_share",
-        "attribution_days",
-        "is_active",
-    }
+# What staff may set on an offer (the form shows these, in this order, plus the segments).
+OFFER_EDITABLE_FIELDS = (
+    "title",
+    "description",
+    "channel",
+    "starts_on",
+    "ends_on",
+    "discount_percent",
+    "fixed_cost",
+    "holdout_share",
+    "attribution_days",
+    "is_active",
 )
 
 
@@ -60,7 +59,7 @@ def offer_save(*, offer: Offer | None = None, segments: Iterable = (), **fields)
     ValidationError for unknown fields or values the model refuses (e.g. a window that
     ends before it starts).
     """
-    unknown = set(fields) - OFFER_EDITABLE_FIELDS
+    unknown = set(fields) - set(OFFER_EDITABLE_FIELDS)
     if unknown:
         raise ValidationError(f"Offers have no editable field {', '.join(sorted(unknown))}.")
     offer = offer or Offer()
