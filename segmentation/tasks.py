@@ -1,19 +1,16 @@
 """Celery entry points for segmentation: thin wrappers around the services."""
 
 from celery import shared_task
-from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import OperationalError
 
 from segmentation.models import SegmentationRun
 
+# At module level on purpose: a worker loads the engine (scikit-learn) once when it imports
+# its tasks, not inside the first run it executes.
+from segmentation.services import runs
+
 MAX_RETRIES = 3
-
-
-@worker_process_init.connect
-def _engine_preload(**kwargs) -> None:
-    """Load scikit-learn when a worker process starts, not inside the first run it executes."""
-    import segmentation.services  # noqa: F401
 
 
 @shared_task(
@@ -29,12 +26,10 @@ def _engine_preload(**kwargs) -> None:
 )
 def segmentation_run_execute(self, run_id: int) -> str:
     """Compute and write one segmentation run; a run that already finished is left alone."""
-    from segmentation import services  # services imports this module to enqueue
-
     run = SegmentationRun.objects.filter(pk=run_id).first()
     if run is None:
         return "missing"
-    run = services.segmentation_run_execute(
+    run = runs.segmentation_run_execute(
         run=run, retry_on_operational_error=self.request.retries < MAX_RETRIES
     )
     return run.status
@@ -43,6 +38,4 @@ def segmentation_run_execute(self, run_id: int) -> str:
 @shared_task
 def segmentation_run_scheduled() -> int:
     """The daily run (django-celery-beat): request a run; the service skips it if one is busy."""
-    from segmentation import services
-
-    return services.segmentation_run_request(trigger=SegmentationRun.Trigger.SCHEDULE).pk
+    return runs.segmentation_run_request(trigger=SegmentationRun.Trigger.SCHEDULE).pk

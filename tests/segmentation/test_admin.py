@@ -6,7 +6,6 @@ import pytest
 from django.urls import reverse
 
 from segmentation import admin as segmentation_admin
-from segmentation import services
 from segmentation.models import Segment, SegmentationRun, SegmentTransition
 from tests.factories import SegmentationRunFactory, SegmentFactory
 
@@ -38,7 +37,7 @@ def test_recluster_now_requests_a_run(
     staff_client, monkeypatch, django_capture_on_commit_callbacks
 ):
     requested = []
-    monkeypatch.setattr(services, "_run_enqueue", requested.append)
+    monkeypatch.setattr("segmentation.services.runs._run_enqueue", requested.append)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = staff_client.post(reverse(RECLUSTER), follow=True)
@@ -51,7 +50,7 @@ def test_recluster_now_requests_a_run(
 
 
 def test_recluster_now_while_a_run_is_busy_says_it_was_skipped(staff_client, monkeypatch):
-    monkeypatch.setattr(services, "_run_enqueue", lambda run_id: None)
+    monkeypatch.setattr("segmentation.services.runs._run_enqueue", lambda run_id: None)
     staff_client.post(reverse(RECLUSTER))
 
     response = staff_client.post(reverse(RECLUSTER), follow=True)
@@ -76,7 +75,7 @@ def test_recluster_now_checks_the_csrf_token(alice, client):
 
 
 def test_non_staff_cannot_recluster(client, bob, monkeypatch):
-    monkeypatch.setattr(services, "_run_enqueue", lambda run_id: None)
+    monkeypatch.setattr("segmentation.services.runs._run_enqueue", lambda run_id: None)
     client.force_login(bob)
 
     response = client.post(reverse(RECLUSTER))

@@ -14,7 +14,7 @@ def test_recluster_sync_runs_here_without_a_broker_and_prints_a_summary(
 ):
     shop = shop_build()
     queued = []
-    monkeypatch.setattr(services, "_run_enqueue", queued.append)
+    monkeypatch.setattr("segmentation.services.runs._run_enqueue", queued.append)
 
     with django_capture_on_commit_callbacks(execute=True):
         call_command("recluster", "--sync")
@@ -34,7 +34,7 @@ def test_recluster_without_sync_queues_a_run(
     db, capsys, monkeypatch, django_capture_on_commit_callbacks
 ):
     queued = []
-    monkeypatch.setattr(services, "_run_enqueue", queued.append)
+    monkeypatch.setattr("segmentation.services.runs._run_enqueue", queued.append)
 
     with django_capture_on_commit_callbacks(execute=True):
         call_command("recluster")
@@ -51,7 +51,7 @@ def test_recluster_sync_with_nobody_to_cluster_fails_with_the_reason(db):
 
 
 def test_recluster_while_a_run_is_busy_says_so(db, monkeypatch):
-    monkeypatch.setattr(services, "_run_enqueue", lambda run_id: None)
+    monkeypatch.setattr("segmentation.services.runs._run_enqueue", lambda run_id: None)
     services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
 
     with pytest.raises(CommandError, match="Skipped"):

@@ -19,6 +19,7 @@ from segmentation.models import (
     SegmentSnapshot,
     SegmentTransition,
 )
+from segmentation.services import label_write
 from tests.factories import CustomerFactory, PurchaseFactory, SegmentFactory
 from tests.segmentation.shops import labels, shop_build
 
@@ -242,13 +243,13 @@ def test_failure_in_the_middle_of_writing_leaves_the_previous_segmentation_intac
         for pk in shop.groups["lost"]
     )
     before = segmentation_state()
-    real_switch = services._labels_switch
+    real_switch = label_write.labels_switch
 
     def switch_then_crash():
         assert real_switch() > 0  # labels were rewritten in the database...
         raise RuntimeError("disk full")  # ...and then the write fails
 
-    monkeypatch.setattr(services, "_labels_switch", switch_then_crash)
+    monkeypatch.setattr(label_write, "labels_switch", switch_then_crash)
 
     run = run_now()
 
@@ -299,7 +300,7 @@ def test_request_creates_a_pending_run_and_enqueues_it_after_commit(
 
 
 def test_request_while_a_run_is_in_progress_is_recorded_as_skipped(db, monkeypatch):
-    monkeypatch.setattr("segmentation.services._run_enqueue", lambda run_id: None)
+    monkeypatch.setattr("segmentation.services.runs._run_enqueue", lambda run_id: None)
     first = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
 
     second = services.segmentation_run_request(trigger=SegmentationRun.Trigger.SCHEDULE)
@@ -310,7 +311,7 @@ def test_request_while_a_run_is_in_progress_is_recorded_as_skipped(db, monkeypat
 
 
 def test_a_run_created_elsewhere_is_skipped_while_another_holds_the_slot(db, monkeypatch):
-    monkeypatch.setattr("segmentation.services._run_enqueue", lambda run_id: None)
+    monkeypatch.setattr("segmentation.services.runs._run_enqueue", lambda run_id: None)
     holder = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
 
     run = run_now()
@@ -320,7 +321,7 @@ def test_a_run_created_elsewhere_is_skipped_while_another_holds_the_slot(db, mon
 
 
 def test_a_run_whose_worker_died_is_recovered_by_the_next_trigger(db, monkeypatch):
-    monkeypatch.setattr("segmentation.services._run_enqueue", lambda run_id: None)
+    monkeypatch.setattr("segmentation.services.runs._run_enqueue", lambda run_id: None)
     dead = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
     SegmentationRun.objects.filter(pk=dead.pk).update(
         status=Status.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=2)
@@ -352,7 +353,7 @@ def test_an_unreachable_broker_fails_the_run_and_frees_the_slot(
 
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_triggers_give_one_run_and_one_skipped(monkeypatch):
-    monkeypatch.setattr("segmentation.services._run_enqueue", lambda run_id: None)
+    monkeypatch.setattr("segmentation.services.runs._run_enqueue", lambda run_id: None)
     barrier = threading.Barrier(2)
     statuses = []
 
@@ -427,3 +428,13 @@ def test_a_rerun_writes_exactly_what_changed_since_the_last_run(shop):
         sum(Segment.objects.active().values_list("size", flat=True))
         == Customer.objects.filter(is_archived=False).count()
     )
+
+
+def test_label_write_stand_ins_never_collide():
+    """Special labels, segment stand-ins and the no-reason number are told apart: a staged
+    label is "unchanged" only when its real segment and reason are."""
+    labels = {int(label) for label in label_write.Label}
+    slots = {int(slot) for slot in label_write.SegmentSlot}
+    assert len(labels) == len(label_write.Label) and max(labels) < 0
+    assert len(slots) == len(label_write.SegmentSlot) and max(slots) < 1  # real ids are > 0
+    assert label_write.NO_REASON < 0  # real reason numbers start at 0

@@ -16,7 +16,7 @@ Status = SegmentationRun.Status
 
 
 def test_task_executes_a_requested_run_and_labels_appear(db, monkeypatch):
-    monkeypatch.setattr(services, "_run_enqueue", lambda run_id: None)
+    monkeypatch.setattr("segmentation.services.runs._run_enqueue", lambda run_id: None)
     shop = shop_build()
     run = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
 
@@ -37,14 +37,14 @@ def test_task_for_a_deleted_run_does_nothing(db):
 
 
 def test_task_retries_on_database_errors_then_records_the_failure(db, monkeypatch):
-    monkeypatch.setattr(services, "_run_enqueue", lambda run_id: None)
+    monkeypatch.setattr("segmentation.services.runs._run_enqueue", lambda run_id: None)
     attempts = []
 
     def locked(*args, **kwargs):
         attempts.append(1)
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(services, "_plan_compute", locked)
+    monkeypatch.setattr("segmentation.services.runs._plan_compute", locked)
     run = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
 
     tasks.segmentation_run_execute.apply(args=[run.pk])
@@ -64,7 +64,7 @@ def test_task_declares_late_acks_and_time_limits():
 
 
 def test_scheduled_task_requests_a_run(db, monkeypatch):
-    monkeypatch.setattr(services, "_run_enqueue", lambda run_id: None)
+    monkeypatch.setattr("segmentation.services.runs._run_enqueue", lambda run_id: None)
 
     run_id = tasks.segmentation_run_scheduled.apply().get()
 

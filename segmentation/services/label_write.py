@@ -1,0 +1,598 @@
+"""The label write: every customer's new segment and reason, switched in one transaction.
+
+Vendor-aware on purpose: labels are staged in temp tables (binary COPY on PostgreSQL,
+executemany on SQLite), compared with the current memberships in numpy so that only the
+labels that change are written, then applied with set-based SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from django.db import connection, transaction
+from django.utils import timezone
+
+from crm.models import Customer
+from segmentation import selectors
+from segmentation.models import (
+    Membership,
+    Segment,
+    SegmentationRun,
+    SegmentMembershipChange,
+    SegmentSnapshot,
+    SegmentTransition,
+)
+from segmentation.palette import OPTED_OUT_COLOR, PROSPECTS_COLOR, SEGMENT_COLORS
+from segmentation.services.common import RunAlreadyFinished, SegmentationCheckFailed, jsonable
+
+if TYPE_CHECKING:  # the engine loads scikit-learn; this module only reads its result
+    from segmentation.engine import EngineConfig, EngineResult
+
+logger = logging.getLogger(__name__)
+
+REASON_MAX = Membership._meta.get_field("reason").max_length
+COPY_CHUNK = 100_000
+LABELS_TABLE = "segmentation_new_labels"
+REASONS_TABLE = "segmentation_new_reasons"
+MAP_TABLE = "segmentation_label_map"
+
+SPECIAL_SEGMENTS = {
+    Segment.Kind.PROSPECTS: {
+        "name": "Prospects / no purchase yet",
+        "description": "Customers who have not bought anything yet. Welcome them and make the "
+        "first purchase easy.",
+        "reason": "No purchase yet.",
+        "color": PROSPECTS_COLOR,
+    },
+    Segment.Kind.OPTED_OUT: {
+        "name": "Opted out of profiling",
+        "description": "Customers who asked not to be profiled. They are never clustered.",
+        "reason": "Opted out of profiling.",
+        "color": OPTED_OUT_COLOR,
+    },
+}
+
+
+class Label(IntEnum):
+    """Labels of the customers the engine does not see (the engine's own labels are >= 0)."""
+
+    PROSPECT = -1
+    OPTED_OUT = -2
+    ARCHIVED = -3  # archived customers leave every segment
+
+
+class SegmentSlot(IntEnum):
+    """Stand-ins for a segment id where a label's segment is compared (real ids are > 0).
+
+    Each differs from every real id and from the others, so a comparison can never call two
+    different situations "unchanged".
+    """
+
+    NONE = -1  # no segment at all: an archived customer
+    NOT_YET_CREATED = -2  # a cluster this run creates: differs from every current segment
+    NO_MEMBERSHIP = -3  # the customer has no membership row yet
+
+
+# The reason number of a customer with no membership row (real numbers are >= 0).
+NO_REASON = -1
+
+
+@dataclass
+class RunPlan:
+    """Everything a run computed, ready to be written in one transaction."""
+
+    raw: pd.DataFrame
+    result: EngineResult
+    counts: selectors.CustomerCounts
+    pins: dict[int, int | None]
+    config: EngineConfig
+
+
+@dataclass(frozen=True)
+class StagedLabels:
+    """What staging learnt and the write needs: how many customers got each special label,
+    and the segment each unstaged label was expected to keep (checked before writing)."""
+
+    other_counts: dict[Label, int]
+    expected_segments: dict[int, int]
+
+
+def labels_write(
+    *,
+    run: SegmentationRun,
+    plan: RunPlan,
+    progress: Callable[..., None],
+    timings: dict[str, float],
+    succeed: Callable[[int], None],
+) -> None:
+    """Stage the labels that change, then in one transaction: segments, history, the switch,
+    segment figures and snapshots, and ``succeed(n_moved)`` (the run's own success record).
+
+    Raises RunAlreadyFinished when another attempt finished the run meanwhile, and
+    SegmentationCheckFailed when the segments changed under the run; nothing is written then.
+    """
+    progress("writing", 0)
+    started = time.perf_counter()
+    staged = _labels_stage(plan)
+    staging = time.perf_counter() - started
+    progress("writing", 30)
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Check the history rows' foreign keys as they are inserted (timed there), not
+            # in the commit.
+            with connection.cursor() as cur:
+                cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        locked = SegmentationRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status != SegmentationRun.Status.RUNNING:
+            raise RunAlreadyFinished(locked.status)
+        segment_of_label = _segments_apply(run, plan)
+        for label, segment_id in staged.expected_segments.items():
+            if (segment_of_label.get(label) or SegmentSlot.NONE) != segment_id:
+                # Unstaged customers were left out because of this expectation.
+                raise SegmentationCheckFailed(
+                    "The segments changed while the run was computing; nothing was written."
+                )
+        _label_map_load(segment_of_label)
+        t0 = time.perf_counter()
+        n_moved = _history_write(run)
+        t1 = time.perf_counter()
+        labels_switch()
+        t2 = time.perf_counter()
+        _segment_figures_write(run, plan, staged, segment_of_label)
+        t3 = time.perf_counter()
+        timings["label_write"] = staging + (t2 - t1)
+        timings["history_write"] = (t1 - t0) + (t3 - t2)
+        succeed(n_moved)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cur:  # back to Django's default, for enclosing blocks
+                cur.execute("SET CONSTRAINTS ALL DEFERRED")
+        t4 = time.perf_counter()
+    # The commit makes the new labels durable: it belongs to the label write.
+    timings["label_write"] += time.perf_counter() - t4
+    SegmentationRun.objects.filter(pk=run.pk).update(timings=jsonable(timings))
+    progress("done", 100, stage="writing")
+
+
+def temp_tables_drop() -> None:
+    """Drop the staging tables (they are per connection; a failed run may leave them)."""
+    if connection.connection is None or connection.in_atomic_block:
+        return
+    try:
+        with connection.cursor() as cur:
+            for table in (LABELS_TABLE, REASONS_TABLE, MAP_TABLE):
+                cur.execute(f"DROP TABLE IF EXISTS {table}")
+    except Exception:  # the connection may be gone after a failure; the tables die with it
+        logger.debug("Could not drop the segmentation temp tables", exc_info=True)
+
+
+# --- staging -------------------------------------------------------------------------------
+
+# PostgreSQL's binary COPY format: a signature, flags and header extension, then the rows,
+# then a field count of -1.
+_COPY_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_BINARY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+_LABEL_ROW = np.dtype(
+    [
+        ("fields", ">i2"),
+        ("id_len", ">i4"),
+        ("id", ">i8"),
+        ("label_len", ">i4"),
+        ("label", ">i4"),
+        ("reason_len", ">i4"),
+        ("reason_id", ">i4"),
+    ]
+)
+
+
+def label_rows_binary(ids: np.ndarray, labels: np.ndarray, reason_ids: np.ndarray) -> bytes:
+    """(bigint, integer, integer) rows in the binary COPY format, built by numpy.
+
+    A million rows take milliseconds this way; as CSV text they take a second to write and
+    the server another to parse.
+    """
+    rows = np.empty(len(ids), dtype=_LABEL_ROW)
+    rows["fields"] = 3
+    rows["id_len"], rows["label_len"], rows["reason_len"] = 8, 4, 4
+    rows["id"], rows["label"], rows["reason_id"] = ids, labels, reason_ids
+    return rows.tobytes()
+
+
+def _labels_stage(plan: RunPlan) -> StagedLabels:
+    """Load the labels that change into temp tables (not a shared write: the web goes on).
+
+    Every customer gets a label: clustered customers from the engine; the others by their
+    flags (archived, opted out, else a prospect). Pinned customers are left out. A reason is
+    one of a few sentences (one per rule of the surrogate tree), so customers get the
+    sentence's number and the sentences go to a small table of their own. Then only the
+    customers whose segment or reason differ from their current membership are staged: a
+    daily rerun moves a handful of a million, and the history and the switch join what is
+    staged. The segment a label will get is known from the engine's matching; labels_write
+    checks that expectation before anything is written.
+    """
+    result = plan.result
+    ids = np.asarray(result.customer_ids, dtype=np.int64)
+    labels = np.asarray(result.labels, dtype=np.int64)
+    reasons = pd.Series(np.asarray(result.reasons, dtype=object), dtype=object)
+    reason_ids, sentences = pd.factorize(reasons.astype(str).str.slice(0, REASON_MAX))
+    # One number (>= 0) per distinct text; current reasons are matched to these by text.
+    number_of = {str(text): i for i, text in enumerate(sentences)}
+    special_reason: dict[Label, int] = {}
+    for label, text in (
+        (Label.PROSPECT, SPECIAL_SEGMENTS[Segment.Kind.PROSPECTS]["reason"]),
+        (Label.OPTED_OUT, SPECIAL_SEGMENTS[Segment.Kind.OPTED_OUT]["reason"]),
+        (Label.ARCHIVED, ""),
+    ):
+        special_reason[label] = number_of.setdefault(text, len(number_of))
+    reason_rows = [(number, text) for text, number in number_of.items()]
+    everyone = selectors.customer_flags()
+    others = ~np.isin(everyone["id"], ids)
+    other_ids = everyone["id"][others]
+    other_labels = np.where(
+        everyone["is_archived"][others] == 1,
+        Label.ARCHIVED,
+        np.where(everyone["profiling_opt_out"][others] == 1, Label.OPTED_OUT, Label.PROSPECT),
+    ).astype(np.int64)
+    other_reasons = np.select(
+        [other_labels == label for label in special_reason], list(special_reason.values())
+    ).astype(np.int64)
+    ids = np.concatenate([ids, other_ids])
+    labels = np.concatenate([labels, other_labels])
+    reason_ids = np.concatenate([reason_ids.astype(np.int64), other_reasons])
+    if plan.pins:
+        keep = ~np.isin(ids, np.fromiter(plan.pins.keys(), dtype=np.int64))
+        ids, labels, reason_ids = ids[keep], labels[keep], reason_ids[keep]
+    # Segment sizes count these (pinned customers are counted where they are pinned).
+    other_counts = {
+        label: int((labels == label).sum()) for label in (Label.PROSPECT, Label.OPTED_OUT)
+    }
+
+    _temp_tables_create()
+    _rows_insert(REASONS_TABLE, ("id", "reason"), reason_rows)
+    expected = _expected_segments(plan)
+    current = selectors.memberships_current(reasons_table=REASONS_TABLE)
+    # Each customer's current membership, if any, next to the new label.
+    position = np.searchsorted(current["customer_id"], ids)
+    padded_ids = np.append(current["customer_id"], -1)  # past the end: "not found"
+    found = padded_ids[position] == ids
+    position[~found] = len(current["customer_id"])
+    current_segment = np.append(current["segment_id"], SegmentSlot.NO_MEMBERSHIP)[position]
+    current_reason = np.append(current["reason_id"], NO_REASON)[position]
+    expected_segment = (
+        pd.Series(labels).map(expected).fillna(SegmentSlot.NOT_YET_CREATED).to_numpy(np.int64)
+    )
+    unchanged = found & (current_segment == expected_segment) & (current_reason == reason_ids)
+    # An archived customer never placed needs no row: no segment, no reason.
+    unchanged |= ~found & (labels == Label.ARCHIVED)
+    changed = ~unchanged
+    _labels_copy(ids[changed], labels[changed], reason_ids[changed])
+    return StagedLabels(
+        other_counts=other_counts,
+        expected_segments={
+            int(label): expected[int(label)] for label in np.unique(labels[unchanged]).tolist()
+        },
+    )
+
+
+def _expected_segments(plan: RunPlan) -> dict[int, int]:
+    """Engine label -> the segment id it will be written with, where already known
+    (SegmentSlot.NONE for none): clusters matched to an active segment keep it, the special
+    labels keep theirs."""
+    active = dict(Segment.objects.active().values_list("pk", "kind"))  # a few dozen rows at most
+    expected = {
+        int(sr.label): int(sr.segment_id)
+        for sr in plan.result.segments
+        if sr.segment_id in active and active[sr.segment_id] == Segment.Kind.CLUSTER
+    }
+    for label, kind in (
+        (Label.PROSPECT, Segment.Kind.PROSPECTS),
+        (Label.OPTED_OUT, Segment.Kind.OPTED_OUT),
+    ):
+        special = sorted(pk for pk, k in active.items() if k == kind)
+        if special:
+            expected[int(label)] = special[0]
+    expected[int(Label.ARCHIVED)] = int(SegmentSlot.NONE)
+    return expected
+
+
+def _temp_tables_create() -> None:
+    creates = {
+        LABELS_TABLE: "(id bigint PRIMARY KEY, label integer NOT NULL, reason_id integer NOT NULL)",
+        REASONS_TABLE: "(id integer PRIMARY KEY, reason text NOT NULL)",
+    }
+    with connection.cursor() as cur:
+        for table, columns in creates.items():
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+            cur.execute(f"CREATE TEMP TABLE {table} {columns}")
+
+
+def _rows_insert(table: str, columns: tuple[str, ...], rows) -> None:
+    """Insert rows into a temp table. On SQLite in a deferred transaction of its own: writing
+    to a temp table takes no lock on the main database (BEGIN IMMEDIATE would)."""
+    placeholders = ", ".join(["%s"] * len(columns))
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.executemany(sql, rows)
+        return
+    connection.ensure_connection()
+    raw_conn = connection.connection
+    own_transaction = not connection.in_atomic_block
+    if own_transaction:
+        raw_conn.execute("BEGIN DEFERRED")
+    try:
+        raw_conn.executemany(sql.replace("%s", "?"), rows)
+        if own_transaction:
+            raw_conn.execute("COMMIT")
+    except BaseException:
+        if own_transaction:
+            raw_conn.execute("ROLLBACK")
+        raise
+
+
+def _labels_copy(ids: np.ndarray, labels: np.ndarray, reason_ids: np.ndarray) -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            with cur.cursor.copy(f"COPY {LABELS_TABLE} FROM STDIN WITH (FORMAT binary)") as copy:
+                copy.write(_COPY_BINARY_HEADER)
+                for start in range(0, len(ids), COPY_CHUNK):
+                    part = slice(start, start + COPY_CHUNK)
+                    copy.write(label_rows_binary(ids[part], labels[part], reason_ids[part]))
+                copy.write(_COPY_BINARY_TRAILER)
+            cur.execute(f"ANALYZE {LABELS_TABLE}")
+        return
+    _rows_insert(
+        LABELS_TABLE,
+        ("id", "label", "reason_id"),
+        zip(ids.tolist(), labels.tolist(), reason_ids.tolist(), strict=True),
+    )
+
+
+# --- inside the write transaction ----------------------------------------------------------
+
+
+def _unique_name(name: str, taken: set[str]) -> str:
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate = f"{name} ({n})"
+        n += 1
+    taken.add(candidate)
+    return candidate
+
+
+def _segments_apply(run: SegmentationRun, plan: RunPlan) -> dict[int, int | None]:
+    """Create, update and retire Segment rows; return engine label -> segment id."""
+    result = plan.result
+    now = timezone.now()
+    active = {s.pk: s for s in Segment.objects.select_for_update().filter(is_active=True)}
+    specials: dict[str, Segment] = {}
+    for seg in active.values():
+        if seg.kind != Segment.Kind.CLUSTER and seg.kind not in specials:
+            specials[seg.kind] = seg
+    matched_ids = {
+        sr.segment_id
+        for sr in result.segments
+        if sr.segment_id in active and active[sr.segment_id].kind == Segment.Kind.CLUSTER
+    }
+    retired = [
+        s for s in active.values() if s.kind == Segment.Kind.CLUSTER and s.pk not in matched_ids
+    ]
+    for seg in retired:
+        seg.is_active, seg.retired_at, seg.last_run = False, now, run
+        seg.save(update_fields=["is_active", "retired_at", "last_run"])
+    # Names: the owner's custom names and the special segments' names are taken first; a
+    # proposed name that collides gets a number.
+    taken = {s.name for s in specials.values()}
+    taken |= {active[i].name for i in matched_ids if active[i].name_is_custom}
+    for kind, spec in SPECIAL_SEGMENTS.items():
+        if kind not in specials:
+            specials[kind] = Segment.objects.create(
+                kind=kind,
+                name=_unique_name(spec["name"], taken),
+                auto_name=spec["name"],
+                description=spec["description"],
+                auto_description=spec["description"],
+                color=spec["color"],
+                created_by_run=run,
+                last_run=run,
+            )
+    # Park renamed matched segments on a placeholder first: two of them may swap names.
+    for sid in matched_ids:
+        seg = active[sid]
+        if not seg.name_is_custom:
+            Segment.objects.filter(pk=sid).update(name=f"~{sid}~")
+    used_colors = {s.color for s in active.values() if s.pk in matched_ids and s.color}
+    free_colors = [c for c in SEGMENT_COLORS if c not in used_colors]
+    label_map: dict[int, int | None] = {}
+    for sr in sorted(result.segments, key=lambda s: (-s.size, s.label)):
+        seg = active[sr.segment_id] if sr.segment_id in matched_ids else None
+        if seg is None:
+            seg = Segment(kind=Segment.Kind.CLUSTER, created_by_run=run, created_at=now)
+        if not seg.name_is_custom:
+            seg.name = _unique_name(sr.name, taken)
+        seg.auto_name = sr.name[:100]
+        seg.auto_description = sr.description
+        if not seg.description_is_custom:
+            seg.description = sr.description
+        seg.profile = sr.profile
+        seg.profile_values = jsonable(sr.profile_values)
+        seg.rules = jsonable(list(sr.rules))
+        seg.rules_text = "\n".join(sr.rules)
+        seg.fidelity = result.fidelity
+        seg.centroid = jsonable(sr.centroid)
+        seg.last_run = run
+        if not seg.color:
+            fallback = SEGMENT_COLORS[sr.label % len(SEGMENT_COLORS)]
+            seg.color = free_colors.pop(0) if free_colors else fallback
+        seg.save()
+        label_map[int(sr.label)] = seg.pk
+    label_map[int(Label.PROSPECT)] = specials[Segment.Kind.PROSPECTS].pk
+    label_map[int(Label.OPTED_OUT)] = specials[Segment.Kind.OPTED_OUT].pk
+    label_map[int(Label.ARCHIVED)] = None
+    return label_map
+
+
+def _label_map_load(label_map: dict[int, int | None]) -> None:
+    with connection.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {MAP_TABLE}")
+        cur.execute(f"CREATE TEMP TABLE {MAP_TABLE} (label integer PRIMARY KEY, segment_id bigint)")
+        cur.executemany(
+            f"INSERT INTO {MAP_TABLE} (label, segment_id) VALUES (%s, %s)",
+            list(label_map.items()),
+        )
+
+
+def _false() -> str:
+    return "FALSE" if connection.vendor == "postgresql" else "0"
+
+
+def _distinct(a: str, b: str) -> str:
+    return f"{a} IS DISTINCT FROM {b}" if connection.vendor == "postgresql" else f"{a} IS NOT {b}"
+
+
+def _new_labels_sql() -> str:
+    return (
+        f"SELECT t.id, m.segment_id, r.reason FROM {LABELS_TABLE} t "
+        f"JOIN {MAP_TABLE} m ON m.label = t.label JOIN {REASONS_TABLE} r ON r.id = t.reason_id"
+    )
+
+
+def _history_write(run: SegmentationRun) -> int:
+    """One history row per customer whose segment changes (before the switch reads it)."""
+    membership = Membership._meta.db_table
+    changes = SegmentMembershipChange._meta.db_table
+    transitions = SegmentTransition._meta.db_table
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {changes} "
+            "(customer_id, run_id, from_segment_id, to_segment_id, changed_at, reason) "
+            f"SELECT n.id, %s, m.segment_id, n.segment_id, %s, n.reason "
+            f"FROM ({_new_labels_sql()}) n LEFT JOIN {membership} m ON m.customer_id = n.id "
+            f"WHERE NOT COALESCE(m.pinned, {_false()}) "
+            f"AND {_distinct('m.segment_id', 'n.segment_id')}",
+            [run.pk, timezone.now()],
+        )
+        moved = cur.rowcount
+        cur.execute(
+            f"INSERT INTO {transitions} (run_id, from_segment_id, to_segment_id, count) "
+            f"SELECT run_id, from_segment_id, to_segment_id, COUNT(*) FROM {changes} "
+            "WHERE run_id = %s GROUP BY run_id, from_segment_id, to_segment_id",
+            [run.pk],
+        )
+    return moved
+
+
+def labels_switch() -> int:
+    """Write only the labels that change: update the memberships whose segment or reason
+    changes, then add the customers who have none yet.
+
+    Not one upsert: ON CONFLICT locks every conflicting row even when its WHERE then skips
+    the update, which rewrote all million rows of a rerun that changes five.
+    """
+    membership = Membership._meta.db_table
+    with connection.cursor() as cur:
+        cur.execute(
+            f"UPDATE {membership} SET segment_id = n.segment_id, reason = n.reason "
+            f"FROM ({_new_labels_sql()}) n WHERE {membership}.customer_id = n.id "
+            f"AND NOT {membership}.pinned "
+            f"AND ({_distinct(f'{membership}.segment_id', 'n.segment_id')} "
+            f"OR {membership}.reason <> n.reason)"
+        )
+        changed = cur.rowcount
+        cur.execute(
+            f"INSERT INTO {membership} "
+            "(customer_id, segment_id, reason, pinned, total_spent, last_purchase_at) "
+            f"SELECT n.id, n.segment_id, n.reason, {_false()}, c.total_spent, c.last_purchase_at "
+            f"FROM ({_new_labels_sql()}) n JOIN {Customer._meta.db_table} c ON c.id = n.id "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {membership} m WHERE m.customer_id = n.id) "
+            # A customer pinned meanwhile has a membership now: the pin wins.
+            "ON CONFLICT (customer_id) DO NOTHING"
+        )
+        return changed + cur.rowcount
+
+
+def _segment_figures_write(
+    run: SegmentationRun, plan: RunPlan, staged: StagedLabels, label_map: dict[int, int | None]
+) -> None:
+    """Precompute each segment's size, revenue and shares, and snapshot them for this run."""
+    raw, result, pins = plan.raw, plan.result, plan.pins
+    seg_of = pd.Series(np.asarray(result.labels, dtype=np.int64)).map(label_map)
+    seg_of.index = raw.index
+    ids = raw["customer_id"]
+    if pins:
+        pinned = ids.isin(pins.keys())
+        seg_of[pinned] = ids[pinned].map(pins)
+    frame = pd.DataFrame(
+        {
+            "segment_id": seg_of,
+            "revenue": raw["monetary_total"],
+            "rating_sum": raw["rating_mean"].fillna(0) * raw["rating_count"],
+            "rating_count": raw["rating_count"],
+            "promoters": raw["nps_promoters"],
+            "detractors": raw["nps_detractors"],
+            "nps_count": raw["nps_count"],
+        }
+    ).dropna(subset=["segment_id"])
+    per = frame.groupby("segment_id").agg(
+        size=("revenue", "size"),
+        revenue=("revenue", "sum"),
+        rating_sum=("rating_sum", "sum"),
+        rating_count=("rating_count", "sum"),
+        promoters=("promoters", "sum"),
+        detractors=("detractors", "sum"),
+        nps_count=("nps_count", "sum"),
+    )
+    sizes = {int(k): int(v) for k, v in per["size"].items()}
+    # Customers outside the frame: prospects, opted out (pinned ones stay where they are).
+    pinned_inside = set(ids[ids.isin(pins.keys())].tolist()) if pins else set()
+    pinned_outside = {
+        cid: sid for cid, sid in pins.items() if sid is not None and cid not in pinned_inside
+    }
+    for label, count in staged.other_counts.items():
+        sid = label_map[int(label)]
+        sizes[sid] = sizes.get(sid, 0) + count
+    for sid in pinned_outside.values():
+        sizes[sid] = sizes.get(sid, 0) + 1
+    total_customers = max(1, plan.counts.total)
+    total_revenue = float(per["revenue"].clip(lower=0).sum()) or 1.0
+    snapshots = []
+    segments = list(Segment.objects.filter(is_active=True) | Segment.objects.filter(pk__in=sizes))
+    for seg in segments:
+        size = sizes.get(seg.pk, 0)
+        row = per.loc[seg.pk] if seg.pk in per.index else None
+        revenue = float(row["revenue"]) if row is not None else 0.0
+        seg.size = size
+        seg.share_customers = size / total_customers
+        seg.revenue = round(revenue, 2)
+        seg.share_revenue = max(revenue, 0.0) / total_revenue
+        if seg.is_active:
+            rating = nps = None
+            if row is not None and row["rating_count"] > 0:
+                rating = float(row["rating_sum"] / row["rating_count"])
+            if row is not None and row["nps_count"] > 0:
+                nps = float(100.0 * (row["promoters"] - row["detractors"]) / row["nps_count"])
+            snapshots.append(
+                SegmentSnapshot(
+                    run=run,
+                    segment=seg,
+                    size=size,
+                    revenue=seg.revenue,
+                    avg_rating=rating,
+                    nps=nps,
+                    profile_values=seg.profile_values,
+                )
+            )
+    Segment.objects.bulk_update(
+        segments, ["size", "share_customers", "revenue", "share_revenue"], batch_size=500
+    )
+    # Retired segments nobody is pinned to are empty now.
+    Segment.objects.filter(is_active=False, size__gt=0).exclude(pk__in=sizes).update(
+        size=0, share_customers=0, revenue=0, share_revenue=0
+    )
+    SegmentSnapshot.objects.bulk_create(snapshots)

@@ -1,0 +1,325 @@
+"""The run lifecycle: request a run, execute it (features -> engine -> label write), finish it.
+
+The only services module that loads the engine (scikit-learn); a worker pays for that once
+when it imports its tasks (segmentation.tasks), not inside every run.
+"""
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from segmentation import selectors
+from segmentation.engine import EngineConfig, EngineRejected, EngineResult, segment_customers
+from segmentation.models import SegmentationRun
+from segmentation.services.common import RunAlreadyFinished, SegmentationCheckFailed, jsonable
+from segmentation.services.label_write import RunPlan, labels_write, temp_tables_drop
+
+logger = logging.getLogger(__name__)
+
+Status = SegmentationRun.Status
+FINISHED = {Status.SUCCEEDED, Status.FAILED, Status.REJECTED, Status.SKIPPED}
+# A pending or running run without a heartbeat for this long past the task's hard time limit
+# belongs to a worker that died: the next trigger recovers its slot.
+STALE_GRACE_SECONDS = 60
+# A run whose worker died this many times (each death redelivers its task) is failed.
+MAX_WORKER_LOSSES = 2
+
+
+# --- requesting a run ----------------------------------------------------------------------
+
+
+def segmentation_runs_recover_stale() -> int:
+    """Fail pending/running runs whose worker stopped answering, freeing the slot they hold."""
+    limit = getattr(settings, "CELERY_TASK_TIME_LIMIT", 35 * 60) + STALE_GRACE_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=limit)
+    recovered = 0
+    for run in SegmentationRun.objects.filter(active_slot__isnull=False):
+        last_sign = run.heartbeat_at or run.created_at
+        if last_sign < cutoff:
+            _run_finish(
+                run,
+                status=Status.FAILED,
+                error=f"No sign of life from the worker since {last_sign:%Y-%m-%d %H:%M:%S} UTC "
+                "(it died or was never started); the slot was recovered by a later trigger.",
+            )
+            recovered += 1
+    return recovered
+
+
+def segmentation_run_request(*, trigger: str, enqueue: bool = True) -> SegmentationRun:
+    """Create a run and enqueue it after commit; if a run is in progress, record a skipped run.
+
+    Side effects: one SegmentationRun row (pending, or skipped); the Celery task
+    `segmentation_run_execute` on commit, unless ``enqueue`` is False (the caller executes
+    the run itself, as `recluster --sync` does). Stale runs of dead workers are failed first.
+    """
+    segmentation_runs_recover_stale()
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            run = SegmentationRun.objects.create(
+                trigger=trigger, status=Status.PENDING, active_slot=1, heartbeat_at=now
+            )
+    except IntegrityError:
+        holder = selectors.segmentation_run_active()
+        what = f"run #{holder.pk} was {holder.get_status_display().lower()}" if holder else "a run"
+        return SegmentationRun.objects.create(
+            trigger=trigger,
+            status=Status.SKIPPED,
+            started_at=now,
+            finished_at=now,
+            error=f"Skipped: {what} at the time.",
+        )
+    if enqueue:
+        transaction.on_commit(lambda: _run_enqueue(run.pk))
+    return run
+
+
+def _run_enqueue(run_id: int) -> None:
+    # At call time: segmentation.tasks imports this module to execute runs.
+    from segmentation.tasks import segmentation_run_execute as task
+
+    try:
+        result = task.delay(run_id)
+    except Exception as exc:  # the broker is down: say so on the run and free the slot
+        logger.exception("Could not enqueue segmentation run %s", run_id)
+        run = SegmentationRun.objects.get(pk=run_id)
+        _run_finish(run, status=Status.FAILED, error=f"Could not reach the task queue: {exc}")
+        return
+    SegmentationRun.objects.filter(pk=run_id, task_id="").update(task_id=result.id or "")
+
+
+# --- executing a run -----------------------------------------------------------------------
+
+
+class _Progress:
+    """Writes phase and percent to the run row in short transactions of their own."""
+
+    # Share of the whole run each stage covers (the engine's own percent is scaled into it).
+    STAGES = {"features": (0, 15), "engine": (15, 80), "writing": (80, 100)}
+
+    def __init__(self, run: SegmentationRun, callback: Callable[[str, int], None] | None):
+        self.run = run
+        self.callback = callback
+        self.last: tuple[str, int] | None = None
+
+    def __call__(self, phase: str, percent: int, *, stage: str | None = None) -> None:
+        low, high = self.STAGES.get(stage or phase, (0, 100))
+        overall = int(low + (high - low) * max(0, min(100, percent)) / 100)
+        if (phase, overall) == self.last:
+            return
+        self.last = (phase, overall)
+        if not connection.in_atomic_block:
+            SegmentationRun.objects.filter(pk=self.run.pk).update(
+                phase=phase[:40], progress=overall, heartbeat_at=timezone.now()
+            )
+        self.run.phase, self.run.progress = phase[:40], overall
+        if self.callback:
+            self.callback(phase, overall)
+
+    def engine(self, phase: str, percent: int) -> None:
+        self(phase, percent, stage="engine")
+
+
+def _run_claim(run: SegmentationRun) -> bool:
+    """Take the one-run slot for a run created without segmentation_run_request."""
+    if run.active_slot is not None:
+        return True
+    segmentation_runs_recover_stale()
+    try:
+        with transaction.atomic():
+            SegmentationRun.objects.filter(pk=run.pk).update(active_slot=1)
+    except IntegrityError:
+        holder = selectors.segmentation_run_active()
+        _run_finish(
+            run,
+            status=Status.SKIPPED,
+            error=f"Skipped: run #{holder.pk if holder else '?'} was in progress at the time.",
+        )
+        return False
+    run.active_slot = 1
+    return True
+
+
+def segmentation_run_execute(
+    *,
+    run: SegmentationRun,
+    progress: Callable[[str, int], None] | None = None,
+    retry_on_operational_error: bool = False,
+) -> SegmentationRun:
+    """Compute a new segmentation and switch every customer to it in one transaction.
+
+    Idempotent: a run that already finished is returned untouched. On failure or failed
+    sanity checks the run is marked FAILED/REJECTED with the reason and nothing else
+    changes. With retry_on_operational_error, a database OperationalError puts the run back
+    to pending (keeping its slot) and is re-raised, for the task to retry.
+    Side effects: the run row; Segment rows (created, updated, retired); every customer's
+    segment and reason; SegmentMembershipChange, SegmentTransition, SegmentSnapshot rows.
+    """
+    run.refresh_from_db()
+    if run.status in FINISHED:
+        return run
+    if not _run_claim(run):
+        run.refresh_from_db()
+        return run
+    if run.status == Status.RUNNING:
+        # Still "running" yet executed again: the task was redelivered because its worker
+        # died mid-run (hard time limit, out of memory, restart). Nothing was written, since
+        # the write is one transaction; start over, but not forever.
+        run.worker_losses += 1
+        if run.worker_losses >= MAX_WORKER_LOSSES:
+            run.save(update_fields=["worker_losses"])
+            _run_finish(
+                run,
+                status=Status.FAILED,
+                error=f"Gave up: the worker stopped {run.worker_losses} times during this run "
+                "(time limit or memory). Earlier labels are unchanged.",
+            )
+            run.refresh_from_db()
+            return run
+    now = timezone.now()
+    run.status = Status.RUNNING
+    run.started_at = run.started_at or now
+    run.reference_time = run.reference_time or now
+    run.heartbeat_at = now
+    run.error = ""
+    fields = ["status", "started_at", "reference_time", "heartbeat_at", "error", "worker_losses"]
+    run.save(update_fields=fields)
+    reporter = _Progress(run, progress)
+    timings: dict[str, float] = {}
+    try:
+        plan = _plan_compute(run, reporter, timings)
+        labels_write(
+            run=run,
+            plan=plan,
+            progress=reporter,
+            timings=timings,
+            succeed=lambda n_moved: _run_succeed(run, plan, n_moved=n_moved, timings=timings),
+        )
+    except RunAlreadyFinished:
+        pass
+    except Exception as exc:
+        run.timings = jsonable(timings)
+        if isinstance(exc, EngineRejected | SegmentationCheckFailed):
+            reason = getattr(exc, "reason", "") or str(exc)
+            _run_finish(run, status=Status.REJECTED, error=reason)
+        elif isinstance(exc, OperationalError) and retry_on_operational_error:
+            SegmentationRun.objects.filter(pk=run.pk).update(
+                status=Status.PENDING, phase="waiting to retry", error=f"Retrying after: {exc}"
+            )
+            raise
+        else:
+            logger.exception("Segmentation run %s failed", run.pk)
+            _run_finish(run, status=Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        temp_tables_drop()
+    run.refresh_from_db()
+    return run
+
+
+def _run_finish(run: SegmentationRun, *, status: str, error: str = "") -> None:
+    """Record a run's end without touching any segmentation data."""
+    now = timezone.now()
+    run.status, run.error, run.finished_at, run.active_slot = status, error[:5000], now, None
+    run.started_at = run.started_at or now
+    run.phase = "" if status == Status.SUCCEEDED else status
+    fields = ["status", "error", "finished_at", "active_slot", "started_at", "phase", "timings"]
+    SegmentationRun.objects.filter(pk=run.pk).update(
+        **{f: getattr(run, f) for f in fields}, heartbeat_at=now
+    )
+
+
+def _engine_config() -> EngineConfig:
+    return EngineConfig(**getattr(settings, "SEGMENTATION_ENGINE", {}))
+
+
+def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> RunPlan:
+    reporter("features", 0)
+    features = selectors.customer_features(reference_time=run.reference_time)
+    timings.update(features.timings)
+    raw = features.frame
+    counts = selectors.customer_counts()
+    pins = selectors.pinned_segments()
+    previous = selectors.previous_segments()
+    config = _engine_config()
+    SegmentationRun.objects.filter(pk=run.pk).update(
+        n_customers=counts.total,
+        n_clustered=len(raw),
+        n_opted_out=counts.opted_out,
+        n_pinned=counts.pinned,
+        n_prospects=max(0, counts.total - counts.opted_out - len(raw)),
+    )
+    reporter("features", 100)
+    if raw.empty:
+        raise SegmentationCheckFailed(
+            "No profiled customer has bought anything yet: there is nothing to cluster."
+        )
+    result = segment_customers(
+        raw[selectors.FEATURE_COLUMNS], previous=previous, config=config, progress=reporter.engine
+    )
+    timings.update({k: float(v) for k, v in result.timings.items()})
+    _result_check(raw, result)
+    return RunPlan(raw=raw, result=result, counts=counts, pins=pins, config=config)
+
+
+def _result_check(raw: pd.DataFrame, result: EngineResult) -> None:
+    """Our own checks on top of the engine's, before anything is written."""
+    if len(result.customer_ids) != len(raw) or not np.array_equal(
+        np.asarray(result.customer_ids, dtype=np.int64), raw["customer_id"].to_numpy(np.int64)
+    ):
+        raise SegmentationCheckFailed(
+            "The engine returned customers other than those it was given."
+        )
+    labels = np.asarray(result.labels)
+    known = {s.label for s in result.segments}
+    if len(labels) and not set(np.unique(labels).tolist()) <= known:
+        raise SegmentationCheckFailed("Some customers were given a cluster that has no segment.")
+    if len(known) < 2 or len(np.unique(labels)) < 2:
+        raise SegmentationCheckFailed(
+            "Only one cluster was found: nothing to tell customers apart."
+        )
+    names = [s.name for s in result.segments]
+    if len(set(names)) != len(names):
+        raise SegmentationCheckFailed("Two clusters were given the same name.")
+    for metric in ("silhouette", "davies_bouldin", "calinski_harabasz", "fidelity"):
+        value = getattr(result, metric)
+        if value is not None and not math.isfinite(value):
+            raise SegmentationCheckFailed(f"The {metric.replace('_', '-')} score is not a number.")
+
+
+def _run_succeed(run: SegmentationRun, plan: RunPlan, *, n_moved: int, timings: dict) -> None:
+    result = plan.result
+    now = timezone.now()
+    sizes = {s.name: int(s.size) for s in result.segments}
+    params = dict(jsonable(result.params))
+    params.setdefault("config", jsonable(dataclasses.asdict(plan.config)))
+    SegmentationRun.objects.filter(pk=run.pk).update(
+        status=Status.SUCCEEDED,
+        finished_at=now,
+        heartbeat_at=now,
+        active_slot=None,
+        phase="",
+        progress=100,
+        method=result.method,
+        k=result.k,
+        silhouette=result.silhouette,
+        davies_bouldin=result.davies_bouldin,
+        calinski_harabasz=result.calinski_harabasz,
+        fidelity=result.fidelity,
+        confidence=result.confidence,
+        confidence_note=result.confidence_note[:200],
+        sizes=sizes,
+        missing=jsonable(result.missing),
+        params=params,
+        timings=jsonable(timings),
+        n_moved=n_moved,
+        error="",
+    )
