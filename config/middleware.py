@@ -1,5 +1,9 @@
 """Every page needs a logged-in, active staff user unless its view is marked login_not_required."""
 
+import time
+
+from django.conf import settings
+from django.contrib.auth import logout
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 
 
@@ -17,3 +21,32 @@ class StaffRequiredMiddleware(LoginRequiredMiddleware):
         if not getattr(view_func, "login_required", True):
             return None
         return self.handle_no_permission(request, view_func)
+
+
+class SessionTimeoutMiddleware:
+    """Ends a session after SESSION_IDLE_SECONDS without a request, and SESSION_MAX_SECONDS
+    after it began however busy it is (a stolen or forgotten session does not live on).
+
+    The last-seen time is written at most once a minute, so a busy page does not save the
+    session on every request.
+    """
+
+    STARTED, SEEN = "session_started_at", "session_seen_at"
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.user.is_authenticated:
+            now = int(time.time())
+            session = request.session
+            started = session.setdefault(self.STARTED, now)
+            seen = session.get(self.SEEN, now)
+            if (
+                now - seen > settings.SESSION_IDLE_SECONDS
+                or now - started > settings.SESSION_MAX_SECONDS
+            ):
+                logout(request)  # flushes the session; the staff check then asks for a login
+            elif now - seen >= 60 or self.SEEN not in session:
+                session[self.SEEN] = now
+        return self.get_response(request)

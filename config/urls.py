@@ -3,6 +3,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from config.health import healthz
+
 admin.site.site_header = "Customer CRM"
 admin.site.site_title = "Customer CRM"
 admin.site.index_title = "Customers, segments and offers"
@@ -12,6 +14,8 @@ admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # For a monitor: no login, no data (config.health).
+    path("healthz", healthz, name="healthz"),
     # The public, unauthenticated page behind the feedback links sent to customers.
     path("feedback/", include("crm.public_urls")),
     path("", include("crm.urls")),

@@ -10,6 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
+from config.client_ip import client_ip
 from crm.feedback_link import (
     FeedbackLinkError,
     feedback_link_submit,
@@ -62,13 +63,6 @@ def _rate(name: str, default: tuple[int, int]) -> tuple[int, int]:
     return int(limit), int(window)
 
 
-def _client_ip(request: HttpRequest) -> str:
-    header = getattr(settings, "FEEDBACK_LINK_CLIENT_IP_HEADER", "REMOTE_ADDR")
-    value = request.META.get(header) or request.META.get("REMOTE_ADDR") or "unknown"
-    # X-Forwarded-For style headers list the client first.
-    return value.split(",")[0].strip()
-
-
 def _page(request, template: str, context: dict, *, status: int = 200) -> HttpResponse:
     response = render(request, template, context, status=status)
     # The token is in the URL: keep it out of Referer headers sent to other sites and out of
@@ -91,7 +85,7 @@ def feedback_submit(request: HttpRequest, token: str) -> HttpResponse:
     """Show the feedback form of a link and store one submission from it."""
     ip_limit, ip_window = _rate("FEEDBACK_LINK_RATE_PER_IP", (30, 600))
     if rate_limit_exceeded(
-        key=f"ip:{_client_ip(request)}", limit=ip_limit, window_seconds=ip_window
+        key=f"ip:{client_ip(request)}", limit=ip_limit, window_seconds=ip_window
     ):
         return _error(request, status=429, message="Too many attempts. Please try again later.")
     try:

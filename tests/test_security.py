@@ -6,6 +6,7 @@ import re
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from uuid import UUID
 
@@ -21,6 +22,8 @@ from tests.factories import UserFactory
 # Pages anyone may open without logging in. Everything else redirects to the login page.
 PUBLIC_URL_NAMES = {
     "admin:login",
+    # For a monitor: statuses only, no customer data.
+    "healthz",
     # The signed link customers receive to leave feedback, and its thank-you page.
     "feedback:submit",
     "feedback:thanks",
@@ -123,7 +126,8 @@ def test_the_login_page_is_open_to_anonymous_visitors(client, db):
 PRODUCTION_ENV = {"DJANGO_ENV": "production", "ALLOWED_HOSTS": "crm.example.com"}
 PRINT_SETTINGS = (
     "import django, json; django.setup(); from django.conf import settings as s; "
-    "print(json.dumps([s.DEBUG, s.ALLOWED_HOSTS, s.SECRET_KEY, s.SESSION_COOKIE_SECURE]))"
+    "print(json.dumps([s.DEBUG, s.ALLOWED_HOSTS, s.SECRET_KEY, s.SESSION_COOKIE_SECURE, "
+    "s.SESSION_COOKIE_NAME, s.CSRF_COOKIE_NAME]))"
 )
 
 
@@ -149,7 +153,9 @@ def test_production_takes_secret_key_debug_and_hosts_from_the_environment(tmp_pa
 
     values = _settings_with({**PRODUCTION_ENV, "SECRET_KEY": key}, tmp_path)
 
-    assert values == [False, ["crm.example.com"], key, True]
+    assert values[:4] == [False, ["crm.example.com"], key, True]
+    # __Host- cookies: HTTPS only and bound to this host, never to a parent domain.
+    assert values[4:] == ["__Host-sessionid", "__Host-csrftoken"]
 
 
 def test_debug_can_be_turned_off_in_development(tmp_path):
@@ -218,6 +224,86 @@ def test_the_right_password_logs_in_before_any_lockout(client, db):
 
 
 def test_weak_passwords_are_refused():
-    for weak in ("password", "12345678", "abc"):
+    for weak in ("password", "12345678", "abc", "kT7#vq2!Lm9"):  # the last: 11 characters
         with pytest.raises(ValidationError):
             validate_password(weak)
+
+
+def test_a_strong_password_of_twelve_characters_is_accepted():
+    validate_password("kT7#vq2!Lm9x")
+
+
+def test_one_address_cannot_cycle_through_user_names(client, db):
+    UserFactory(username="carol", is_staff=True, password="correct horse battery staple")
+    login = _login_path()
+
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        client.post(login, {"username": f"guess{attempt}", "password": "wrong"})
+    response = client.post(login, {"username": "carol", "password": "correct horse battery staple"})
+
+    assert response.status_code in (403, 429)
+    assert "_auth_user_id" not in client.session
+
+
+def test_lockouts_count_the_address_the_proxy_saw_not_what_the_client_claims(client, db, settings):
+    settings.CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    UserFactory(username="carol", is_staff=True, password="correct horse battery staple")
+    login = _login_path()
+
+    # The attacker forges a new left-hand address every time; the proxy appends the real one.
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        client.post(
+            login,
+            {"username": "carol", "password": "wrong"},
+            HTTP_X_FORWARDED_FOR=f"10.9.9.{attempt}, 203.0.113.7",
+        )
+    response = client.post(
+        login,
+        {"username": "carol", "password": "correct horse battery staple"},
+        HTTP_X_FORWARDED_FOR="10.9.9.99, 203.0.113.7",
+    )
+
+    assert response.status_code in (403, 429)
+
+
+def _age_session(client, *, idle: int = 0, since_login: int = 0) -> None:
+    session = client.session
+    now = int(time.time())
+    session["session_started_at"] = now - since_login
+    session["session_seen_at"] = now - idle
+    session.save()
+
+
+def test_a_session_left_idle_longer_than_the_timeout_must_log_in_again(staff_client, settings):
+    staff_client.get(reverse("crm:today"))
+    _age_session(staff_client, idle=settings.SESSION_IDLE_SECONDS + 5)
+
+    response = staff_client.get(reverse("crm:today"))
+
+    assert response.status_code == 302
+    assert response["Location"].split("?")[0] == _login_path()
+
+
+def test_a_busy_session_still_ends_at_its_maximum_age(staff_client, settings):
+    staff_client.get(reverse("crm:today"))
+    _age_session(staff_client, idle=10, since_login=settings.SESSION_MAX_SECONDS + 5)
+
+    response = staff_client.get(reverse("crm:today"))
+
+    assert response.status_code == 302
+
+
+def test_an_active_session_goes_on(staff_client, settings):
+    staff_client.get(reverse("crm:today"))
+    _age_session(staff_client, idle=settings.SESSION_IDLE_SECONDS - 60, since_login=3600)
+
+    assert staff_client.get(reverse("crm:today")).status_code == 200
+
+
+def test_pages_forbid_inline_and_foreign_scripts(staff_client):
+    policy = staff_client.get(reverse("crm:today"))["Content-Security-Policy"]
+
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";") if d.strip())
+    assert directives["script-src"] == "'self'"
+    assert directives["object-src"] == "'none'"
+    assert directives["frame-ancestors"] == "'none'"

@@ -1,0 +1,29 @@
+"""The client's address: REMOTE_ADDR, or behind a reverse proxy the header that proxy sets."""
+
+from ipaddress import ip_address
+
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The address the request came from, as far as this server can trust it.
+
+    With CLIENT_IP_HEADER set (e.g. HTTP_X_FORWARDED_FOR behind one reverse proxy), the
+    rightmost address in that header: the one our own proxy appended. Addresses to its left
+    were written by the client and can be anything, so they are never used.
+    """
+    header = settings.CLIENT_IP_HEADER
+    if header and header != "REMOTE_ADDR":
+        candidate = request.META.get(header, "").split(",")[-1].strip()
+        if _is_address(candidate):
+            return candidate
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ip_address(value)
+    except ValueError:
+        return False
+    return True
