@@ -209,6 +209,11 @@ for _key in ("k_min", "k_max"):
     if _key in SEGMENTATION_ENGINE:
         SEGMENTATION_ENGINE[_key] = int(SEGMENTATION_ENGINE[_key])
 
+# A running segmentation touches its heartbeat every RUN_HEARTBEAT_SECONDS; a run silent for
+# RUN_STALE_SECONDS belongs to a worker that died and its slot is freed by the next trigger.
+RUN_HEARTBEAT_SECONDS = env_int("RUN_HEARTBEAT_SECONDS", 30)
+RUN_STALE_SECONDS = env_int("RUN_STALE_SECONDS", 5 * 60)
+
 # Presenting an offer to a segment bigger than this runs as a background task.
 OFFER_PRESENT_INLINE_MAX = env_int("OFFER_PRESENT_INLINE_MAX", 5000)
 

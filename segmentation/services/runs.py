@@ -7,13 +7,16 @@ when it imports its tasks (segmentation.tasks), not inside every run.
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from segmentation import selectors
@@ -26,9 +29,11 @@ logger = logging.getLogger(__name__)
 
 Status = SegmentationRun.Status
 FINISHED = {Status.SUCCEEDED, Status.FAILED, Status.REJECTED, Status.SKIPPED}
-# A pending or running run without a heartbeat for this long past the task's hard time limit
-# belongs to a worker that died: the next trigger recovers its slot.
-STALE_GRACE_SECONDS = 60
+# A running run touches its heartbeat every RUN_HEARTBEAT_SECONDS (settings), from a thread
+# of its own, whatever phase it is in; a pending or running run silent for RUN_STALE_SECONDS
+# belongs to a worker that died or never came: the next trigger frees its slot.
+# Attempts to record a run's end when the database connection broke under it (a restart).
+FINISH_ATTEMPTS = 4
 # A run whose worker died this many times (each death redelivers its task) is failed.
 MAX_WORKER_LOSSES = 2
 
@@ -38,8 +43,7 @@ MAX_WORKER_LOSSES = 2
 
 def segmentation_runs_recover_stale() -> int:
     """Fail pending/running runs whose worker stopped answering, freeing the slot they hold."""
-    limit = getattr(settings, "CELERY_TASK_TIME_LIMIT", 35 * 60) + STALE_GRACE_SECONDS
-    cutoff = timezone.now() - timedelta(seconds=limit)
+    cutoff = timezone.now() - timedelta(seconds=settings.RUN_STALE_SECONDS)
     recovered = 0
     for run in SegmentationRun.objects.filter(active_slot__isnull=False):
         last_sign = run.heartbeat_at or run.created_at
@@ -196,14 +200,15 @@ def segmentation_run_execute(
     reporter = _Progress(run, progress)
     timings: dict[str, float] = {}
     try:
-        plan = _plan_compute(run, reporter, timings)
-        labels_write(
-            run=run,
-            plan=plan,
-            progress=reporter,
-            timings=timings,
-            succeed=lambda n_moved: _run_succeed(run, plan, n_moved=n_moved, timings=timings),
-        )
+        with _heartbeat(run.pk):
+            plan = _plan_compute(run, reporter, timings)
+            labels_write(
+                run=run,
+                plan=plan,
+                progress=reporter,
+                timings=timings,
+                succeed=lambda n_moved: _run_succeed(run, plan, n_moved=n_moved, timings=timings),
+            )
     except RunAlreadyFinished:
         pass
     except Exception as exc:
@@ -212,8 +217,11 @@ def segmentation_run_execute(
             reason = getattr(exc, "reason", "") or str(exc)
             _run_finish(run, status=Status.REJECTED, error=reason)
         elif isinstance(exc, OperationalError) and retry_on_operational_error:
-            SegmentationRun.objects.filter(pk=run.pk).update(
-                status=Status.PENDING, phase="waiting to retry", error=f"Retrying after: {exc}"
+            retry_note = f"Retrying after: {exc}"
+            _with_fresh_connection(
+                lambda: SegmentationRun.objects.filter(pk=run.pk).update(
+                    status=Status.PENDING, phase="waiting to retry", error=retry_note
+                )
             )
             raise
         else:
@@ -226,15 +234,63 @@ def segmentation_run_execute(
 
 
 def _run_finish(run: SegmentationRun, *, status: str, error: str = "") -> None:
-    """Record a run's end without touching any segmentation data."""
+    """Record a run's end without touching any segmentation data.
+
+    Also after the database restarted under the run: the broken connection is dropped and the
+    write tried again on a new one, so the slot is freed instead of held until it goes stale.
+    """
     now = timezone.now()
     run.status, run.error, run.finished_at, run.active_slot = status, error[:5000], now, None
     run.started_at = run.started_at or now
     run.phase = "" if status == Status.SUCCEEDED else status
     fields = ["status", "error", "finished_at", "active_slot", "started_at", "phase", "timings"]
-    SegmentationRun.objects.filter(pk=run.pk).update(
-        **{f: getattr(run, f) for f in fields}, heartbeat_at=now
+    _with_fresh_connection(
+        lambda: SegmentationRun.objects.filter(pk=run.pk).update(
+            **{f: getattr(run, f) for f in fields}, heartbeat_at=now
+        )
     )
+
+
+def _with_fresh_connection(write: Callable[[], object]) -> None:
+    """Run a small write; if the connection is broken, reconnect and try again a few times."""
+    for attempt in range(1, FINISH_ATTEMPTS + 1):
+        try:
+            write()
+            return
+        except (OperationalError, InterfaceError):
+            if attempt == FINISH_ATTEMPTS or connection.in_atomic_block:
+                raise
+            logger.warning("Database connection lost; reconnecting (attempt %s)", attempt)
+            connection.close()
+            time.sleep(0.5 * 2**attempt)
+
+
+@contextmanager
+def _heartbeat(run_id: int) -> Iterator[None]:
+    """Touch the run's heartbeat every RUN_HEARTBEAT_SECONDS while the block runs, from a thread
+    with its own database connection: the engine and the label write have long phases with
+    no progress step, and a live run must never look like a dead one."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.RUN_HEARTBEAT_SECONDS):
+                try:
+                    SegmentationRun.objects.filter(pk=run_id, status=Status.RUNNING).update(
+                        heartbeat_at=timezone.now()
+                    )
+                except Exception:  # SQLite busy with the run's own write: next beat
+                    logger.debug("Heartbeat of run %s skipped", run_id, exc_info=True)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"run-{run_id}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _engine_config() -> EngineConfig:

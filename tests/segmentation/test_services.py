@@ -1,6 +1,7 @@
 """Segmentation runs end to end on the real engine: labels, identities, history, pins, failures."""
 
 import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -19,7 +20,7 @@ from segmentation.models import (
     SegmentSnapshot,
     SegmentTransition,
 )
-from segmentation.services import label_write
+from segmentation.services import label_write, runs
 from tests.factories import CustomerFactory, PurchaseFactory, SegmentFactory
 from tests.segmentation.shops import labels, shop_build
 
@@ -438,3 +439,68 @@ def test_label_write_stand_ins_never_collide():
     assert len(labels) == len(label_write.Label) and max(labels) < 0
     assert len(slots) == len(label_write.SegmentSlot) and max(slots) < 1  # real ids are > 0
     assert label_write.NO_REASON < 0  # real reason numbers start at 0
+
+
+def test_a_run_silent_for_a_few_minutes_is_recovered_not_after_the_time_limit(db, monkeypatch):
+    monkeypatch.setattr("segmentation.services.runs._run_enqueue", lambda run_id: None)
+    dead = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+    SegmentationRun.objects.filter(pk=dead.pk).update(
+        status=Status.RUNNING, heartbeat_at=timezone.now() - timedelta(minutes=6)
+    )
+
+    fresh = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+
+    dead.refresh_from_db()
+    assert dead.status == Status.FAILED
+    assert fresh.status == Status.PENDING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_phase_keeps_the_heartbeat_going(shop, monkeypatch, settings):
+    settings.RUN_HEARTBEAT_SECONDS = 0.2
+    beats = []
+    real_compute = runs._plan_compute
+
+    def slow_compute(run, reporter, timings):
+        started = SegmentationRun.objects.get(pk=run.pk).heartbeat_at
+        time.sleep(1.0)  # a long engine phase: no progress step for a while
+        beats.append(SegmentationRun.objects.get(pk=run.pk).heartbeat_at > started)
+        return real_compute(run, reporter, timings)
+
+    monkeypatch.setattr(runs, "_plan_compute", slow_compute)
+
+    run = run_now()
+
+    assert run.status == Status.SUCCEEDED
+    assert beats == [True]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_restart_during_a_run_fails_it_and_frees_the_slot(shop, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("a server restart is a PostgreSQL event; SQLite has no server")
+
+    def restart_under_the_run(run, reporter, timings):
+        # What a restart does to the run's session: the server ends it.
+        connection.ensure_connection()
+        pid = connection.connection.info.backend_pid
+        other = connection.copy()
+        with other.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", [pid])
+        other.close()
+        with connection.cursor() as cur:
+            cur.execute("SELECT 1")  # the next statement finds the connection gone
+
+    monkeypatch.setattr(runs, "_plan_compute", restart_under_the_run)
+    run = SegmentationRun.objects.create(trigger=SegmentationRun.Trigger.COMMAND)
+
+    run = services.segmentation_run_execute(run=run)
+
+    assert run.status == Status.FAILED
+    assert run.active_slot is None
+    assert (
+        services.segmentation_run_request(
+            trigger=SegmentationRun.Trigger.COMMAND, enqueue=False
+        ).status
+        == Status.PENDING
+    )
