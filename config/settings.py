@@ -231,21 +231,34 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 35 * 60)
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_TRACK_STARTED = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# A frozen or absent broker must not hang a web request that enqueues a task.
-CELERY_BROKER_CONNECTION_TIMEOUT = 3
-CELERY_BROKER_CONNECTION_MAX_RETRIES = 2
+# The worker and beat ride out a broker outage of any length: they keep reconnecting.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# A frozen or absent broker must not hang a web request that enqueues a task: one connect
+# of at most 2 s and one quick retry, then the request says the queue is down.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "socket_timeout": 5,
-    "socket_connect_timeout": 3,
-    "max_retries": 2,
+    "socket_timeout": 2,
+    "socket_connect_timeout": 2,
+    "max_retries": 1,
     "interval_start": 0,
     "interval_step": 0.5,
     "interval_max": 1,
     # Longer than the hard time limit so a long recluster is not redelivered mid-run.
     "visibility_timeout": 2 * 3600,
 }
-CELERY_REDIS_SOCKET_TIMEOUT = 5
-CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 3
+# The result backend (the same Redis): give up quickly too, instead of 20 retries a second apart.
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "retry_policy": {"timeout": 2.0, "max_retries": 1, "interval_start": 0, "interval_step": 0.2}
+}
+CELERY_REDIS_SOCKET_TIMEOUT = 2
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = False
 

@@ -277,6 +277,8 @@ def segmentation_run_start(request):
     run = segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
     if run.status == SegmentationRun.Status.SKIPPED:
         messages.warning(request, f"Not started: {run.error}")
+    elif run.status == SegmentationRun.Status.FAILED:
+        messages.error(request, f"Not started: {run.error}")
     else:
         messages.success(
             request,

@@ -84,6 +84,9 @@ def segmentation_run_request(*, trigger: str, enqueue: bool = True) -> Segmentat
         )
     if enqueue:
         transaction.on_commit(lambda: _run_enqueue(run.pk))
+        if not connection.in_atomic_block:
+            # Enqueued already (or failed to, with the broker down): report what happened.
+            run.refresh_from_db()
     return run
 
 
