@@ -95,6 +95,7 @@ def purchases_import(
     customers, missing = _resolve_customers(valid, source=source_name)
     if missing and not create_customers:
         valid = _orders_with_known_customers(valid, missing=missing, report=report)
+        missing = set()  # left out (with only_valid) or the import stops: none to create
     report.preview = [_preview(o) for o in valid[:PREVIEW_ROWS]]
     report.note_left_out()
     if not report.ok:
