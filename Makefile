@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
+# The browser tests drive Debian's Chromium at this path.
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install run test lint format check bench clean
+.PHONY: install chromium run test lint format check bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -32,7 +34,21 @@ run: $(RUN_STAMP)
 bench: install
 	$(BIN)/python manage.py bench $(BENCH_ARGS)
 
-test: install
+# Installs Chromium for the browser tests when it is missing: with apt-get as root,
+# otherwise stops at once with the command to run.
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "Chromium is missing at $(CHROMIUM); installing it with apt-get."; \
+			apt-get update && apt-get install -y chromium; \
+		else \
+			echo "The browser tests need Chromium at $(CHROMIUM). Install it with:" >&2; \
+			echo "    sudo apt-get install -y chromium" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+test: install chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -164,6 +164,7 @@ def broker_start(socket_path: Path, *, timeout: float = 15.0, **spawn_kwargs) ->
         raise ProcessError(
             f"A broker already answers on {socket_path}: is the stack already running?"
         )
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
     socket_path.unlink(missing_ok=True)
     process = spawn(broker_command(socket_path), **spawn_kwargs)
     deadline = time.monotonic() + timeout

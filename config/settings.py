@@ -1,46 +1,38 @@
 """One settings module, driven by the environment (see README, "Configuration")."""
 
-import os
+import hashlib
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from config.env import env_bool, env_choice, env_int, env_list, env_str
+
+# Importing this module reads the environment and nothing else: no folder, no file is created
+# here. What writes under VAR_DIR makes its folder (runstack, the broker, the SQLite backend,
+# the import uploads).
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
-
-
-def env_bool(name: str, default: bool = False) -> bool:
-    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
+VAR_DIR = Path(env_str("VAR_DIR") or BASE_DIR / "var")
 
 # "development" (the default: a laptop, `make run`) or "production".
-DJANGO_ENV = os.environ.get("DJANGO_ENV", "development")
+DJANGO_ENV = env_choice("DJANGO_ENV", "development", ("development", "production"))
 PRODUCTION = DJANGO_ENV == "production"
 
 DEBUG = env_bool("DEBUG", default=not PRODUCTION)
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
+# Development only: `make run` (runstack) writes a random key here on its first start, so
+# sessions survive restarts. Without the file (tests, a bare `manage.py`), a key derived from
+# this checkout's VAR_DIR: stable across restarts, never accepted in production.
+DEV_SECRET_KEY_FILE = VAR_DIR / "secret_key"
+
+SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     if PRODUCTION:
         raise ImproperlyConfigured("SECRET_KEY must be set when DJANGO_ENV=production.")
-    # Development only: a random key kept under var/ so sessions survive restarts.
-    _key_file = VAR_DIR / "secret_key"
-    if not _key_file.exists():
-        from django.core.management.utils import get_random_secret_key
-
-        _key_file.write_text(get_random_secret_key())
-        _key_file.chmod(0o600)
-    SECRET_KEY = _key_file.read_text().strip()
+    if DEV_SECRET_KEY_FILE.is_file():
+        SECRET_KEY = DEV_SECRET_KEY_FILE.read_text().strip()
+    else:
+        SECRET_KEY = "development-" + hashlib.sha256(str(VAR_DIR).encode()).hexdigest()
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -101,11 +93,13 @@ TEMPLATES = [
 ]
 
 # Database: SQLite under var/ unless DATABASE_URL says otherwise (PostgreSQL in production).
-DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
 DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("CONN_MAX_AGE", 0))
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("CONN_MAX_AGE", 0, low=0))
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend, plus: it creates the database file's folder (VAR_DIR) when missing.
+    DATABASES["default"]["ENGINE"] = "config.sqlite3"
     DATABASES["default"]["OPTIONS"] = {
         # IMMEDIATE takes the write lock at BEGIN, so two writers queue on busy_timeout
         # instead of one failing with "database is locked" when it upgrades its lock.
@@ -133,7 +127,7 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, low=1)
 AXES_COOLOFF_TIME = 1  # hours
 # Locked per user name at an address, and per address across user names, so one address
 # cannot try user names forever.
@@ -146,15 +140,14 @@ LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "admin:login"
 
 LANGUAGE_CODE = "en"
-TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Made by collectstatic, or by runstack in development: WhiteNoise warns while it is missing.
 STATIC_ROOT = VAR_DIR / "staticfiles"
-# WhiteNoise warns on every request while the directory is missing (before collectstatic).
-STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -167,67 +160,64 @@ STORAGES = {
 }
 
 # The currency purchases are recorded in unless an import says otherwise.
-DEFAULT_CURRENCY = os.environ.get("DEFAULT_CURRENCY", "EUR")
+DEFAULT_CURRENCY = env_str("DEFAULT_CURRENCY", "EUR")
 
 # Cache: per-process memory by default. Rate limits (the public feedback page) count per
 # process then; with several web workers in production point CACHE_URL at a shared Redis,
 # e.g. redis://127.0.0.1:6379/1.
-if os.environ.get("CACHE_URL"):
+if CACHE_URL := env_str("CACHE_URL"):
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": os.environ["CACHE_URL"],
+            "LOCATION": CACHE_URL,
         }
     }
 
 # Feedback links sent to customers: days a link stays valid; (requests, seconds) allowed per
 # client IP on the page and per link for submissions; the request header holding the
 # client's address (behind a reverse proxy, e.g. HTTP_X_REAL_IP set by the proxy).
-FEEDBACK_LINK_MAX_AGE_DAYS = env_int("FEEDBACK_LINK_MAX_AGE_DAYS", 30)
-FEEDBACK_LINK_RATE_PER_IP = (env_int("FEEDBACK_LINK_RATE_PER_IP", 30), 600)
-FEEDBACK_LINK_RATE_PER_TOKEN = (env_int("FEEDBACK_LINK_RATE_PER_TOKEN", 10), 3600)
+FEEDBACK_LINK_MAX_AGE_DAYS = env_int("FEEDBACK_LINK_MAX_AGE_DAYS", 30, low=1)
+FEEDBACK_LINK_RATE_PER_IP = (env_int("FEEDBACK_LINK_RATE_PER_IP", 30, low=1), 600)
+FEEDBACK_LINK_RATE_PER_TOKEN = (env_int("FEEDBACK_LINK_RATE_PER_TOKEN", 10, low=1), 3600)
 
 # The request header holding the client's address, for lockouts and rate limits. Empty:
 # the connection's address (REMOTE_ADDR). Behind one reverse proxy, the header it sets, e.g.
 # HTTP_X_FORWARDED_FOR (its rightmost address is used: the one the proxy appended).
-CLIENT_IP_HEADER = os.environ.get(
-    "CLIENT_IP_HEADER", os.environ.get("FEEDBACK_LINK_CLIENT_IP_HEADER", "")
-)
+# FEEDBACK_LINK_CLIENT_IP_HEADER is its older name.
+CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", env_str("FEEDBACK_LINK_CLIENT_IP_HEADER"))
 
 # Segmentation engine overrides (segmentation.engine.EngineConfig): the range of k tried,
 # and the method ("auto", "rfm", "kmeans", "minibatch" or "agglomerative").
+# Unset variables leave the engine's own defaults (0 and "" mean unset).
 SEGMENTATION_ENGINE = {
     key: value
     for key, value in {
-        "k_min": os.environ.get("SEGMENTATION_K_MIN"),
-        "k_max": os.environ.get("SEGMENTATION_K_MAX"),
-        "method": os.environ.get("SEGMENTATION_METHOD"),
+        "k_min": env_int("SEGMENTATION_K_MIN", 0, low=0),
+        "k_max": env_int("SEGMENTATION_K_MAX", 0, low=0),
+        "method": env_str("SEGMENTATION_METHOD"),
     }.items()
     if value
 }
-for _key in ("k_min", "k_max"):
-    if _key in SEGMENTATION_ENGINE:
-        SEGMENTATION_ENGINE[_key] = int(SEGMENTATION_ENGINE[_key])
 
 # A running segmentation touches its heartbeat every RUN_HEARTBEAT_SECONDS; a run silent for
 # RUN_STALE_SECONDS belongs to a worker that died and its slot is freed by the next trigger.
-RUN_HEARTBEAT_SECONDS = env_int("RUN_HEARTBEAT_SECONDS", 30)
-RUN_STALE_SECONDS = env_int("RUN_STALE_SECONDS", 5 * 60)
+RUN_HEARTBEAT_SECONDS = env_int("RUN_HEARTBEAT_SECONDS", 30, low=1)
+RUN_STALE_SECONDS = env_int("RUN_STALE_SECONDS", 5 * 60, low=60)
 
 # Presenting an offer to a segment bigger than this runs as a background task.
-OFFER_PRESENT_INLINE_MAX = env_int("OFFER_PRESENT_INLINE_MAX", 5000)
+OFFER_PRESENT_INLINE_MAX = env_int("OFFER_PRESENT_INLINE_MAX", 5000, low=0)
 
 # Celery: an embedded Valkey on a unix socket under var/ (started by `make run` and the
 # tests) unless CELERY_BROKER_URL points at a Redis server.
 EMBEDDED_BROKER_SOCKET = VAR_DIR / "valkey.sock"
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", f"redis+socket://{EMBEDDED_BROKER_SOCKET}")
-CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", f"redis+socket://{EMBEDDED_BROKER_SOCKET}")
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 30 * 60)
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 35 * 60)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 30 * 60, low=1)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 35 * 60, low=1)
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_TRACK_STARTED = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -264,8 +254,8 @@ CELERY_TASK_ALWAYS_EAGER = False
 
 # Sessions end after SESSION_IDLE_MINUTES without a request and SESSION_MAX_HOURS after the
 # login, whatever happens in between (config.middleware.SessionTimeoutMiddleware).
-SESSION_IDLE_SECONDS = env_int("SESSION_IDLE_MINUTES", 30) * 60
-SESSION_MAX_SECONDS = env_int("SESSION_MAX_HOURS", 12) * 3600
+SESSION_IDLE_SECONDS = env_int("SESSION_IDLE_MINUTES", 30, low=1) * 60
+SESSION_MAX_SECONDS = env_int("SESSION_MAX_HOURS", 12, low=1) * 3600
 SESSION_COOKIE_AGE = SESSION_MAX_SECONDS
 
 # Content-Security-Policy: scripts only from this site (no inline script anywhere); inline
@@ -299,15 +289,16 @@ if PRODUCTION:
     # __Host- cookies: HTTPS only, this host only, whole site (no Domain attribute allowed).
     SESSION_COOKIE_NAME = "__Host-sessionid"
     CSRF_COOKIE_NAME = "__Host-csrftoken"
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, low=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from crm.importers.columns import CUSTOMER_CSV_COLUMNS, CUSTOMER_EXPORT_COLUMNS
 from crm.models import Customer, Purchase
 
 CHUNK_SIZE = 2000
@@ -18,30 +19,6 @@ CHUNK_SIZE = 2000
 # Cells a spreadsheet would run as a formula (CSV injection, OWASP).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
-CUSTOMER_EXPORT_COLUMNS = (
-    "id",
-    "name",
-    "email",
-    "phone",
-    "external_source",
-    "external_id",
-    "birth_date",
-    "age",
-    "annual_income",
-    "city",
-    "country",
-    "tags",
-    "notes",
-    "marketing_consent",
-    "profiling_opt_out",
-    "is_archived",
-    "created_at",
-    "purchase_count",
-    "total_spent",
-    "first_purchase_at",
-    "last_purchase_at",
-    "segment",
-)
 PURCHASE_EXPORT_COLUMNS = (
     "id",
     "customer_email",
@@ -85,34 +62,9 @@ def customer_rows(queryset: QuerySet[Customer]) -> Iterator[list[Any]]:
         .order_by("pk")
         .iterator(chunk_size=CHUNK_SIZE)
     )
-    for c in rows:
-        yield [
-            csv_cell(v)
-            for v in (
-                c.pk,
-                c.name,
-                c.email,
-                c.phone,
-                c.external_source,
-                c.external_id,
-                c.birth_date,
-                c.age,
-                c.annual_income,
-                c.city,
-                c.country,
-                "; ".join(t.name for t in c.tags.all()),
-                c.notes,
-                c.marketing_consent,
-                c.profiling_opt_out,
-                c.is_archived,
-                c.created_at,
-                c.purchase_count,
-                c.total_spent,
-                c.first_purchase_at,
-                c.last_purchase_at,
-                c.segment.name if c.segment else "",
-            )
-        ]
+    getters = [column.read for column in CUSTOMER_CSV_COLUMNS]
+    for customer in rows:
+        yield [csv_cell(read(customer)) for read in getters]
 
 
 def purchase_rows(queryset: QuerySet[Purchase]) -> Iterator[list[Any]]:

@@ -1,14 +1,23 @@
 """Fixtures shared by every test: personas and a logged-in staff client."""
 
 import time
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 
 from tests.factories import UserFactory
 
 # Real Celery worker and broker fixtures: live_celery_worker, celery_broker_url.
 pytest_plugins = ["tests.workers"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _static_root():
+    """WhiteNoise warns on each request while STATIC_ROOT is missing (settings make no folder;
+    collectstatic, or runstack in development, does)."""
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError
 
-from crm.management.commands.runstack import Command, _env_int
+from crm.management.commands.runstack import Command, _env_int, _var_dir_prepare
 from tests.factories import UserFactory
 
 READY_LINE = "Press Ctrl-C to stop."
@@ -347,3 +347,19 @@ def test_numeric_settings_of_the_stack_are_checked(monkeypatch):
         _env_int("PORT", 8000, low=1, high=65535)
     monkeypatch.delenv("PORT")
     assert _env_int("PORT", 8000, low=1, high=65535) == 8000
+
+
+def test_the_first_start_writes_a_private_development_key_that_restarts_keep(
+    tmp_path, settings, monkeypatch
+):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    settings.VAR_DIR = tmp_path / "var"
+    settings.DEV_SECRET_KEY_FILE = settings.VAR_DIR / "secret_key"
+
+    _var_dir_prepare()
+    key = settings.DEV_SECRET_KEY_FILE.read_text()
+    _var_dir_prepare()
+
+    assert len(key) >= 50
+    assert settings.DEV_SECRET_KEY_FILE.stat().st_mode & 0o777 == 0o600
+    assert settings.DEV_SECRET_KEY_FILE.read_text() == key

@@ -14,10 +14,12 @@ import urllib.request
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.core.management.utils import get_random_secret_key
 
+from config.env import env_int, env_str
 from config.processes import ProcessError, broker_start, spawn, stop
 from crm.demo import demo_seed
 from crm.models import Customer
@@ -42,6 +44,7 @@ class Command(BaseCommand):
         concurrency = _env_int("CELERY_WORKER_CONCURRENCY", 2, low=1, high=64)
         demo_customers = _env_int("DEMO_CUSTOMERS", 2000, low=0, high=10_000_000)
         _port_free_or_fail(port)
+        _var_dir_prepare()
 
         self.say("Migrating the database…")
         call_command("migrate", interactive=False, verbosity=0)
@@ -82,8 +85,8 @@ class Command(BaseCommand):
     def login_ensure(self) -> list[str]:
         """Create the login on the first start; never change an existing user."""
         user_model = get_user_model()
-        username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "")
-        password = os.environ.get("DJANGO_SUPERUSER_PASSWORD", "")
+        username = env_str("DJANGO_SUPERUSER_USERNAME")
+        password = env_str("DJANGO_SUPERUSER_PASSWORD")
         if bool(username) != bool(password):
             raise CommandError(
                 "Set both DJANGO_SUPERUSER_USERNAME and DJANGO_SUPERUSER_PASSWORD, or neither."
@@ -98,7 +101,7 @@ class Command(BaseCommand):
                 raise CommandError(
                     "DJANGO_SUPERUSER_PASSWORD is too weak: " + " ".join(error.messages)
                 ) from error
-            email = os.environ.get("DJANGO_SUPERUSER_EMAIL", "")
+            email = env_str("DJANGO_SUPERUSER_EMAIL")
             user_model.objects.create_superuser(username, email, password)
             return [f"Login: {username} (password from DJANGO_SUPERUSER_PASSWORD)"]
         if user_model.objects.filter(username="admin").exists():
@@ -121,7 +124,7 @@ class Command(BaseCommand):
     def start_children(self, *, port: int, web_workers: int, concurrency: int) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         cwd = settings.BASE_DIR
-        if not os.environ.get("CELERY_BROKER_URL"):
+        if not env_str("CELERY_BROKER_URL"):
             socket_path = settings.EMBEDDED_BROKER_SOCKET
             self.say(f"Starting the embedded broker on {socket_path}…")
             self.children.append(("broker", broker_start(socket_path, env=env, cwd=cwd)))
@@ -240,16 +243,23 @@ def _probe_request(url: str) -> urllib.request.Request:
 
 
 def _env_int(name: str, default: int, *, low: int, high: int) -> int:
-    raw = os.environ.get(name, "")
-    if not raw:
-        return default
     try:
-        value = int(raw)
-    except ValueError:
-        raise CommandError(f"{name} must be a whole number, not {raw!r}.") from None
-    if not low <= value <= high:
-        raise CommandError(f"{name} must be between {low} and {high}, not {value}.")
-    return value
+        return env_int(name, default, low=low, high=high)
+    except ImproperlyConfigured as error:
+        raise CommandError(str(error)) from None
+
+
+def _var_dir_prepare() -> None:
+    """Make VAR_DIR, the development secret key (so sessions survive restarts) and, with
+    DEBUG on, the static folder WhiteNoise looks at (collectstatic makes it otherwise)."""
+    settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+    key_file = settings.DEV_SECRET_KEY_FILE
+    if not settings.PRODUCTION and not env_str("SECRET_KEY") and not key_file.exists():
+        # The children (web, worker, beat) read the file when they load their settings.
+        key_file.touch(mode=0o600)
+        key_file.write_text(get_random_secret_key())
+    if settings.DEBUG:
+        settings.STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 
 def _port_free_or_fail(port: int) -> None:

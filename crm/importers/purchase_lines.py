@@ -1,0 +1,272 @@
+"""Validate the lines of a purchase file one by one and group them into orders."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.utils import timezone
+
+from crm.importers.reading import BAD_BYTES, Row, encoding_problem
+from crm.importers.report import ImportReport
+from crm.importers.values import parse_datetime, parse_decimal, parse_external_id
+from crm.models import Purchase
+
+PURCHASE_COLUMNS = (
+    "customer_email",
+    "customer_external_id",
+    "customer_name",
+    "customer_country",
+    "order_id",
+    "amount",
+    "quantity",
+    "unit_price",
+    "purchased_at",
+    "currency",
+    "product",
+    "category",
+    "channel",
+    "kind",
+)
+
+_CHANNELS = {c.value: c.value for c in Purchase.Channel} | {
+    c.label.lower(): c.value for c in Purchase.Channel
+}
+_KINDS = {c.value: c.value for c in Purchase.Kind} | {
+    c.label.lower(): c.value for c in Purchase.Kind
+}
+
+Problems = list[tuple[str, str]]  # (column, message) for one line
+
+
+@dataclass
+class Order:
+    row: int
+    customer_key: tuple[str, str]  # ("email", lowered) or ("external", id)
+    purchased_at: datetime
+    amount: Decimal
+    lines: int
+    product: str
+    category: str
+    currency: str
+    channel: str
+    kind: str
+    order_id: str
+    customer_name: str = ""
+    customer_country: str = ""
+    customer_email: str = ""
+    amount_column: str = "amount"
+
+
+class PurchaseLineParser:
+    """Validates one line and adds it to its order."""
+
+    def __init__(self, *, columns, default_currency, cancel_prefix, date_format, report):
+        self.columns = columns
+        self.by_lines = "amount" not in columns
+        self.amount_column = "unit_price" if self.by_lines else "amount"
+        self.default_currency = default_currency
+        self.cancel_prefix = cancel_prefix
+        self.date_format = date_format
+        self.report: ImportReport = report
+        self.latest = timezone.now() + timedelta(days=1)
+        # Real exports repeat the same dates, ids and emails on many lines: parse each once.
+        self.dates: dict[str, datetime] = {}
+        self.external_ids: dict[str, str] = {}
+        self.valid_emails: set[str] = set()
+        self.valid_currencies: set[str] = set()
+        self.limits = {
+            "product": Purchase._meta.get_field("product").max_length,
+            "category": Purchase._meta.get_field("category").max_length,
+            "order_id": Purchase._meta.get_field("external_order_id").max_length,
+        }
+
+    def line(self, row: Row, *, orders: dict[str, Order], bad_orders: set[str]) -> None:
+        values = row.values
+        email = values.get("customer_email", "")
+        external_id = self._external_id(values.get("customer_external_id", ""))
+        order_id = values.get("order_id", "")
+        if reason := self._skip_reason(email=email, external_id=external_id, order_id=order_id):
+            self.report.skipped[reason] += 1
+            return
+        problems = _encoding_problems(values)
+        measured = self._measure(values, email=email, problems=problems)
+        if measured is None:
+            self.report.skipped["negative quantity (a return or cancellation line)"] += 1
+            return
+        amount, moment = measured
+        choices = self._choices(values, problems)
+        currency = self._currency(values, problems)
+        self._check_lengths(values, problems)
+        customer_key = ("email", email.lower()) if email else ("external", external_id)
+        key = order_id or f"#row{row.number}"
+        order = orders.get(key)
+        if order is not None and not problems:
+            _check_same_customer(order, customer_key, email=email, problems=problems)
+        if problems:
+            self._reject(row.number, problems)
+            bad_orders.add(key)
+        elif order is None:
+            orders[key] = Order(
+                row=row.number,
+                customer_key=customer_key,
+                purchased_at=moment,
+                amount=amount,
+                lines=1,
+                product=values.get("product", ""),
+                category=values.get("category", ""),
+                currency=currency,
+                channel=choices["channel"],
+                kind=choices["kind"] or Purchase.Kind.SALE,
+                order_id=order_id,
+                customer_name=values.get("customer_name", ""),
+                customer_country=values.get("customer_country", ""),
+                customer_email=email,
+                amount_column=self.amount_column,
+            )
+        else:
+            _order_extend(order, amount=amount, moment=moment, category=values.get("category", ""))
+
+    def _reject(self, row: int, problems: Problems) -> None:
+        for column, message in problems:
+            self.report.add_error(row, column, message)
+        self.report.invalid_rows += 1
+
+    def _external_id(self, raw: str) -> str:
+        external_id = self.external_ids.get(raw)
+        if external_id is None:
+            external_id = self.external_ids[raw] = parse_external_id(raw)
+        return external_id
+
+    def _skip_reason(self, *, email: str, external_id: str, order_id: str) -> str:
+        """Why the line is left out without being an error, or "" to import it."""
+        if not email and not external_id:
+            return "no customer on the line"
+        if self.cancel_prefix and order_id.startswith(self.cancel_prefix):
+            return f"cancelled order (order id starts with '{self.cancel_prefix}')"
+        return ""
+
+    def _measure(
+        self, values: dict[str, str], *, email: str, problems: Problems
+    ) -> tuple[Decimal, datetime | None] | None:
+        """The line's amount and date (e-mail checked too); None for a negative quantity.
+
+        Only a line that is readable so far is measured: one problem per line is enough.
+        """
+        quantity = Decimal(1)
+        if self.by_lines and not problems:
+            quantity = self._quantity(values, problems)
+            if quantity < 0:
+                return None
+        if problems:
+            return Decimal(0), None
+        amount = self._amount(values, quantity, problems)
+        moment = self._moment(values["purchased_at"], problems)
+        self._check_email(email, problems)
+        return amount, moment
+
+    def _quantity(self, values: dict[str, str], problems: Problems) -> Decimal:
+        try:
+            return parse_decimal(values["quantity"], what="a number")
+        except ValueError as exc:
+            problems.append(("quantity", str(exc)))
+            return Decimal(1)
+
+    def _amount(self, values: dict[str, str], quantity: Decimal, problems: Problems) -> Decimal:
+        """The line's amount: `amount`, or quantity x unit_price."""
+        column = self.amount_column
+        try:
+            amount = parse_decimal(values[column], what="an amount")
+        except ValueError as exc:
+            problems.append((column, str(exc)))
+            return Decimal(0)
+        if amount < 0:
+            problems.append(
+                (
+                    column,
+                    f"{values[column]} is negative; record a refund with "
+                    "kind=refund and a positive amount",
+                )
+            )
+        return amount * quantity
+
+    def _moment(self, raw: str, problems: Problems) -> datetime | None:
+        moment = self.dates.get(raw)
+        if moment is None:
+            try:
+                moment = parse_datetime(raw, date_format=self.date_format)
+            except ValueError as exc:
+                problems.append(("purchased_at", str(exc)))
+                return None
+            self.dates[raw] = moment
+        if moment > self.latest:
+            problems.append(("purchased_at", f"{raw} is in the future"))
+        return moment
+
+    def _check_email(self, email: str, problems: Problems) -> None:
+        if not email or email in self.valid_emails:
+            return
+        try:
+            validate_email(email)
+        except ValidationError:
+            problems.append(("customer_email", f"'{email}' is not an e-mail address"))
+        else:
+            self.valid_emails.add(email)
+
+    def _choices(self, values: dict[str, str], problems: Problems) -> dict[str, str]:
+        """{"channel": value, "kind": value}, "" when the cell is blank."""
+        chosen = {}
+        for column, choices in (("channel", _CHANNELS), ("kind", _KINDS)):
+            value = values.get(column, "").lower()
+            if value and value not in choices:
+                allowed = ", ".join(sorted(set(choices.values())))
+                problems.append((column, f"'{values[column]}' is not one of: {allowed}"))
+            chosen[column] = choices.get(value, "")
+        return chosen
+
+    def _currency(self, values: dict[str, str], problems: Problems) -> str:
+        currency = (values.get("currency") or self.default_currency).upper()
+        if currency in self.valid_currencies:
+            return currency
+        if re.fullmatch(r"[A-Z]{3}", currency):
+            self.valid_currencies.add(currency)
+        else:
+            problems.append(("currency", f"'{values['currency']}' is not a 3-letter currency code"))
+        return currency
+
+    def _check_lengths(self, values: dict[str, str], problems: Problems) -> None:
+        for column, limit in self.limits.items():
+            if len(values.get(column, "")) > limit:
+                problems.append((column, f"longer than {limit} characters"))
+
+
+def _encoding_problems(values: dict[str, str]) -> Problems:
+    # One search over the joined line first: almost every line is clean.
+    if not BAD_BYTES.search("".join(values.values())):
+        return []
+    return [(c, p) for c, value in values.items() if (p := encoding_problem(value))]
+
+
+def _check_same_customer(
+    order: Order, customer_key: tuple[str, str], *, email: str, problems: Problems
+) -> None:
+    if order.customer_key != customer_key:
+        problems.append(
+            (
+                "customer_email" if email else "customer_external_id",
+                f"order {order.order_id} already belongs to customer {order.customer_key[1]} "
+                f"(row {order.row})",
+            )
+        )
+
+
+def _order_extend(order: Order, *, amount: Decimal, moment: datetime, category: str) -> None:
+    """Add a further line to an order."""
+    order.amount += amount
+    order.lines += 1
+    order.purchased_at = min(order.purchased_at, moment)
+    order.category = order.category or category
