@@ -11,7 +11,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -81,6 +82,90 @@ def stop(processes: Sequence[subprocess.Popen], *, timeout: float = 10.0) -> Non
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
         psutil.wait_procs(members, timeout=2)
+
+
+# A child that dies is restarted after 1, 2, 4 ... seconds, at most a minute apart; one that
+# ran for a minute before it died starts the count again.
+RESTART_FIRST_DELAY = 1.0
+RESTART_MAX_DELAY = 60.0
+RESTART_RESET_AFTER = 60.0
+
+
+@dataclass
+class Child:
+    name: str
+    start: Callable[[], subprocess.Popen]
+    process: subprocess.Popen
+    started_at: float = field(default_factory=time.monotonic)
+    failures: int = 0  # deaths in a row, each within RESTART_RESET_AFTER of its start
+    restart_at: float | None = None  # set while a dead child waits for its restart
+
+
+class Supervisor:
+    """Keeps named children running: one that dies is restarted with a growing delay, and
+    a clear line says so, instead of taking the others down with it."""
+
+    def __init__(self, say: Callable[[str], None]):
+        self.say = say
+        self.children: list[Child] = []
+
+    def start(self, name: str, start: Callable[[], subprocess.Popen]) -> None:
+        self.children.append(Child(name=name, start=start, process=start()))
+
+    @property
+    def processes(self) -> list[tuple[str, subprocess.Popen]]:
+        return [(child.name, child.process) for child in self.children]
+
+    def check(self, *, restart: bool = True) -> None:
+        """Restart dead children that are due; with restart=False a death is an error (while
+        the stack starts, a child that cannot even start will not start on a retry)."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    self._restart(child)
+                continue
+            code = child.process.poll()
+            if code is None:
+                continue
+            if not restart:
+                raise ProcessError(f"The {child.name} process exited with code {code}; stopping.")
+            if now - child.started_at >= RESTART_RESET_AFTER:
+                child.failures = 0
+            delay = min(RESTART_MAX_DELAY, RESTART_FIRST_DELAY * 2**child.failures)
+            child.failures += 1
+            child.restart_at = now + delay
+            self.say(
+                f"The {child.name} process exited with code {code}; restarting it in "
+                f"{delay:.0f} s (failure {child.failures} in a row)."
+            )
+
+    def _restart(self, child: Child) -> None:
+        child.restart_at = None
+        child.started_at = time.monotonic()
+        try:
+            child.process = child.start()
+        except Exception as error:  # e.g. the broker did not answer in time: try again later
+            self.say(f"The {child.name} process could not be restarted ({error}).")
+            child.process = _ExitedProcess()
+            return
+        self.say(f"The {child.name} process is running again.")
+
+
+class _ExitedProcess:
+    """Stands in for a child whose restart failed, so the next check schedules another."""
+
+    pid = -1
+    returncode = 1
+
+    def poll(self) -> int:
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        raise ProcessLookupError
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.returncode
 
 
 def _signal(process: subprocess.Popen, signum: int) -> None:

@@ -149,6 +149,7 @@ def first_start(var_dir):
         seen["commands"] = _command_lines(seen["descendants"])
         seen["health"] = stack.health_check()
         seen["first_run"] = _first_run_outcome(var_dir / "db.sqlite3")
+        seen["after_kills"] = _kill_worker_and_broker(stack)
         password = re.search(r"^Password: (\S+)$", stack.output, re.MULTILINE)
         seen["password"] = password and password.group(1)
         seen["logged_in_at"] = seen["password"] and _log_in(stack.url, "admin", seen["password"])
@@ -161,6 +162,55 @@ def first_start(var_dir):
     finally:
         if stack.process.poll() is None:
             stack.kill()
+
+
+def _main_process(stack: "Stack", pattern: str) -> psutil.Process:
+    for process in psutil.Process(stack.process.pid).children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if re.search(pattern, " ".join(process.cmdline())):
+                return process
+    raise AssertionError(f"No child matches {pattern!r}:\n{stack.output}")
+
+
+def _wait_for_line(stack: "Stack", text: str, *, after: int, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(text in line for line in stack.lines[after:]):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _kill_worker_and_broker(stack: "Stack") -> dict:
+    """Kill -9 the Celery worker, then the broker: the web keeps answering and both return."""
+    outcome = {}
+    mark = len(stack.lines)
+    _main_process(stack, r"celery -A config worker").kill()
+    outcome["web_while_worker_down"] = _get(f"{stack.url}/admin/login/")
+    outcome["worker_back"] = _wait_for_line(
+        stack, "The worker process is running again", after=mark
+    )
+    mark = len(stack.lines)
+    _main_process(stack, r"(valkey|redis)-server").kill()
+    outcome["web_while_broker_down"] = _get(f"{stack.url}/admin/login/")
+    outcome["broker_back"] = _wait_for_line(
+        stack, "The broker process is running again", after=mark
+    )
+    # The worker rode out the outage and takes tasks again through the new broker.
+    outcome["health"] = stack.health_check()
+    outcome["stack_alive"] = stack.process.poll() is None
+    return outcome
+
+
+@pytest.mark.slow
+def test_a_killed_worker_or_broker_is_restarted_while_the_web_keeps_answering(first_start):
+    after = first_start["after_kills"]
+    assert after["web_while_worker_down"] == 200
+    assert after["worker_back"], first_start["output"]
+    assert after["web_while_broker_down"] == 200
+    assert after["broker_back"], first_start["output"]
+    assert after["health"]["status"] == "ok"
+    assert after["stack_alive"]
 
 
 @pytest.mark.slow

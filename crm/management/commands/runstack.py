@@ -5,7 +5,6 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -20,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.management.utils import get_random_secret_key
 
 from config.env import env_int, env_str
-from config.processes import ProcessError, broker_start, spawn, stop
+from config.processes import ProcessError, Supervisor, broker_start, spawn, stop
 from crm.demo import demo_seed
 from crm.models import Customer
 
@@ -57,7 +56,7 @@ class Command(BaseCommand):
             self.say(f"Demo data: {summary.customers} customers, {summary.purchases} purchases.")
         login = self.login_ensure()
 
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.supervisor = Supervisor(self.say)
         self.stopping = False
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self.on_signal)
@@ -127,7 +126,7 @@ class Command(BaseCommand):
         if not env_str("CELERY_BROKER_URL"):
             socket_path = settings.EMBEDDED_BROKER_SOCKET
             self.say(f"Starting the embedded broker on {socket_path}…")
-            self.children.append(("broker", broker_start(socket_path, env=env, cwd=cwd)))
+            self.supervisor.start("broker", lambda: broker_start(socket_path, env=env, cwd=cwd))
         python = sys.executable
         commands = {
             # gunicorn, not runserver: no autoreloader process pair to supervise, several
@@ -147,7 +146,7 @@ class Command(BaseCommand):
             "beat": [python, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO"],
         }  # fmt: skip
         for name, argv in commands.items():
-            self.children.append((name, spawn(argv, env=env, cwd=cwd)))
+            self.supervisor.start(name, lambda argv=argv: spawn(argv, env=env, cwd=cwd))
 
     def wait_for_web(self, url: str) -> None:
         deadline = time.monotonic() + WEB_START_TIMEOUT
@@ -201,33 +200,33 @@ class Command(BaseCommand):
         self.say("\n".join(lines))
 
     def check_children(self) -> None:
-        for name, process in self.children:
-            if process.poll() is not None:
-                raise ProcessError(
-                    f"The {name} process exited with code {process.returncode}; stopping."
-                )
+        """While the stack starts, a child that dies stops everything (it would only die again)."""
+        self.supervisor.check(restart=False)
 
     def supervise(self) -> int:
+        """Once running, a child that dies is restarted with backoff; the others go on."""
         while not self.stopping:
-            self.check_children()
+            self.supervisor.check()
             time.sleep(0.2)
         return 0
 
     def on_signal(self, signum: int, frame) -> None:
         if self.stopping:
             # A second Ctrl-C: no more waiting.
-            for _, process in self.children:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+            for _, process in self.supervisor.processes:
+                if process.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
             return
         self.stopping = True
         self.say(f"\nReceived {signal.Signals(signum).name}; stopping…")
 
     def stop_children(self) -> None:
         self.stopping = True
-        by_name = dict(self.children)
+        children = self.supervisor.processes
+        by_name = dict(children)
         # The broker goes last so the worker can finish its shutdown cleanly.
-        stop([p for name, p in self.children if name != "broker"], timeout=15)
+        stop([p for name, p in children if name != "broker"], timeout=15)
         if "broker" in by_name:
             stop([by_name["broker"]], timeout=5)
         self.say("Stopped.")
