@@ -60,6 +60,8 @@ INSTALLED_APPS = [
     "axes",
     "crm",
     "segmentation",
+    "offers",
+    "pages",
 ]
 
 MIDDLEWARE = [

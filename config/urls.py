@@ -14,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # The public, unauthenticated page behind the feedback links sent to customers.
     path("feedback/", include("crm.public_urls")),
-    path("", include("crm.urls")),
+    path("", include("pages.urls")),
+    path("", include("offers.urls")),
     path("", include("segmentation.urls")),
 ]

@@ -2,8 +2,9 @@ from decimal import Decimal
 
 import pytest
 
-from crm.models import OfferResponse
-from crm.tasks import crm_health_check, offer_present_to_segment
+from crm.tasks import crm_health_check
+from offers.models import OfferResponse
+from offers.tasks import offer_present_to_segment
 from tests.factories import CustomerFactory, OfferFactory, SegmentFactory
 
 
