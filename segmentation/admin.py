@@ -17,6 +17,7 @@ from django.utils.timesince import timesince
 
 # crm's customer admin, extended below with the segment (an app's admin may build on a lower
 # app's admin; nothing else imports an admin module).
+from config.celery import app
 from crm.admin import CustomerAdmin
 from crm.models import Customer
 from segmentation import selectors
@@ -48,8 +49,6 @@ def _services():
 
 
 def _ping() -> str:
-    from config.celery import app
-
     try:
         replies = app.control.ping(timeout=PING_TIMEOUT)
     except Exception as exc:

@@ -22,7 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from crm.models import Customer
-from segmentation import selectors
+from segmentation import selectors, tasks
 from segmentation.engine import EngineConfig, EngineRejected, segment_customers
 from segmentation.models import (
     Membership,
@@ -146,7 +146,7 @@ def segmentation_run_request(*, trigger: str, enqueue: bool = True) -> Segmentat
 
 
 def _run_enqueue(run_id: int) -> None:
-    from segmentation.tasks import segmentation_run_execute as task
+    task = tasks.segmentation_run_execute
 
     try:
         result = task.delay(run_id)

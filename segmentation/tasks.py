@@ -43,6 +43,6 @@ def segmentation_run_execute(self, run_id: int) -> str:
 @shared_task
 def segmentation_run_scheduled() -> int:
     """The daily run (django-celery-beat): request a run; the service skips it if one is busy."""
-    from segmentation import services
+    from segmentation import services  # services imports this module to enqueue
 
     return services.segmentation_run_request(trigger=SegmentationRun.Trigger.SCHEDULE).pk
