@@ -1,4 +1,4 @@
-"""Reads for customers: index-backed search, the customer timeline and segment history."""
+"""Reads for customers: index-backed search and the customer timeline."""
 
 from __future__ import annotations
 

@@ -112,7 +112,7 @@ def _customer_stats_refresh_all() -> int:
         return cursor.rowcount
 
 
-# Fields staff may set on a customer; the purchase statistics and the segment are derived.
+# Fields staff may set on a customer; the purchase statistics are derived.
 CUSTOMER_EDITABLE_FIELDS = frozenset(
     {
         "name",
