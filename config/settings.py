@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     "csp",
     "crm",
     "segmentation",
+    "offers",
+    "pages",
 ]
 
 MIDDLEWARE = [

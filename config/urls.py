@@ -18,6 +18,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     # The public, unauthenticated page behind the feedback links sent to customers.
     path("feedback/", include("crm.public_urls")),
-    path("", include("crm.urls")),
+    path("", include("pages.urls")),
+    path("", include("offers.urls")),
     path("", include("segmentation.urls")),
 ]

@@ -16,18 +16,17 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
-from django.urls import NoReverseMatch, path, reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
 from crm import selectors
 from crm.admin_forms import ImportUploadForm, TagNamesForm
 from crm.exports import csv_lines, customer_rows, purchase_rows
 from crm.importers import customers_import, purchases_import
-from crm.models import Customer, Feedback, Offer, OfferResponse, Purchase, Tag
+from crm.models import Customer, Feedback, Purchase, Tag
 from crm.services import customer_stats_refresh, customers_tag
-from segmentation.admin import customers_pin, customers_unpin
 
 # -- a paginator that never counts a million rows ----------------------------------------------
 
@@ -349,14 +348,12 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
         "__str__",
         "email",
         "phone",
-        "segment",
         "purchase_count",
         "total_spent",
         "last_purchase_at",
         "marketing_consent",
         "created_at",
     )
-    list_select_related = ("membership__segment",)
     # Only indexed columns are sortable (see the indexes on Customer).
     sortable_by = ("total_spent", "last_purchase_at", "created_at")
     list_filter = (
@@ -364,7 +361,6 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
         ("created_at", admin.DateFieldListFilter),
         HasPurchasedFilter,
         ConsentFilter,
-        ("membership__segment", admin.RelatedFieldListFilter),
         ArchivedFilter,
     )
     # The search itself is crm.selectors.customer_search (prefix, index-backed); this only
@@ -373,21 +369,20 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
     search_help_text = (
         "Start of a name, an e-mail (with @) or a phone number; an external id exactly."
     )
-    # Extend with more admin actions by name (e.g. segment pinning).
-    actions = ["tag_selected", "export_selected_csv", customers_pin, customers_unpin]
+    # Apps above crm extend this admin (segmentation adds the segment, its history and the
+    # pin actions) by subclassing it and registering the subclass instead.
+    actions = ["tag_selected", "export_selected_csv"]
+    # Column providers of higher apps for the CSV export (see crm.exports.customer_rows).
+    export_columns: tuple = ()
     autocomplete_fields = ("tags",)
     inlines = (PurchaseInline, FeedbackInline)
     readonly_fields = (
-        "segment_link",
-        "segment_reason",
-        "segment_pinned",
         "purchase_count",
         "total_spent",
         "first_purchase_at",
         "last_purchase_at",
         "all_purchases",
         "timeline",
-        "segment_history",
         "created_at",
         "updated_at",
     )
@@ -415,9 +410,7 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
                 )
             },
         ),
-        ("Segment", {"fields": ("segment_link", "segment_reason", "segment_pinned")}),
         ("Timeline", {"fields": ("timeline",)}),
-        ("Segment history", {"fields": ("segment_history",), "classes": ("collapse",)}),
         ("Record", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
@@ -432,22 +425,13 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:  # the add page: nothing to show yet
-            return ("segment_link", "segment_reason", "segment_pinned")
+            return ()
         return self.readonly_fields
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return self.fieldsets[:3]
         return self.fieldsets
-
-    @admin.display(description="segment")
-    def segment_link(self, obj):
-        if not obj.segment_id or obj.segment is None:
-            return "—"
-        try:
-            return format_html('<a href="{}">{}</a>', obj.segment.get_absolute_url(), obj.segment)
-        except NoReverseMatch:
-            return str(obj.segment)
 
     @admin.display(description="all purchases")
     def all_purchases(self, obj):
@@ -464,30 +448,6 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
     def timeline(self, obj):
         entries = selectors.customer_timeline(customer=obj)
         return render_to_string("admin/crm/customer/timeline.html", {"entries": entries})
-
-    @admin.display(description="segment changes (latest 20)")
-    def segment_history(self, obj):
-        changes = list(selectors.customer_segment_history(customer=obj))
-        if not changes:
-            return "No segment change yet."
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (
-                (
-                    timezone.localtime(c.changed_at).strftime("%Y-%m-%d %H:%M"),
-                    c.from_segment or "—",
-                    c.to_segment or "—",
-                    c.reason,
-                )
-                for c in changes
-            ),
-        )
-        return format_html(
-            "<table><thead><tr><th>When</th><th>From</th><th>To</th><th>Why</th></tr>"
-            "</thead><tbody>{}</tbody></table>",
-            rows,
-        )
 
     def save_related(self, request, form, formsets, change):
         """Inline purchases were added, changed or deleted: refresh the stored statistics."""
@@ -528,10 +488,13 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
 
     @admin.action(description="Export the selected customers as CSV")
     def export_selected_csv(self, request, queryset):
-        return _csv_response(csv_lines(customer_rows(queryset)), name="customers")
+        return _csv_response(
+            csv_lines(customer_rows(queryset, extra_columns=self.export_columns)),
+            name="customers",
+        )
 
 
-# -- purchases, feedback, tags, offers ---------------------------------------------------------
+# -- purchases, feedback, tags ---------------------------------------------------------------
 
 
 @admin.register(Purchase)
@@ -595,20 +558,3 @@ class FeedbackAdmin(LargeTableAdmin):
 class TagAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     list_display = ("name",)
-
-
-@admin.register(Offer)
-class OfferAdmin(admin.ModelAdmin):
-    list_display = ("title", "channel", "starts_on", "ends_on", "discount_percent", "is_active")
-    list_filter = ("is_active", "channel")
-    search_fields = ("title",)
-    filter_horizontal = ("segments",)
-
-
-@admin.register(OfferResponse)
-class OfferResponseAdmin(LargeTableAdmin):
-    list_display = ("offer", "customer", "segment", "outcome", "presented_at", "responded_at")
-    list_select_related = ("offer", "customer", "segment")
-    list_filter = ("outcome", "offer")
-    raw_id_fields = ("customer", "offer", "segment")
-    sortable_by = ("presented_at",)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -53,18 +54,48 @@ def csv_cell(value: Any) -> Any:
     return text
 
 
-def customer_rows(queryset: QuerySet[Customer]) -> Iterator[list[Any]]:
-    """The header, then one row per customer, read in chunks (tags prefetched per chunk)."""
-    yield list(CUSTOMER_EXPORT_COLUMNS)
-    rows = (
-        queryset.select_related("membership__segment")
-        .prefetch_related("tags")
-        .order_by("pk")
-        .iterator(chunk_size=CHUNK_SIZE)
-    )
+class ColumnProvider(Protocol):
+    """Columns an app above crm adds to the customer export (crm cannot read its tables).
+
+    ``values`` is called once per chunk of customers with their ids and returns, per id, a
+    value for each of ``columns`` (a missing id or column is an empty cell).
+    """
+
+    columns: tuple[str, ...]
+
+    def values(self, customer_ids: list[int]) -> dict[int, dict[str, Any]]: ...
+
+
+def customer_rows(
+    queryset: QuerySet[Customer], *, extra_columns: Sequence[ColumnProvider] = ()
+) -> Iterator[list[Any]]:
+    """The header, then one row per customer, read in chunks (tags prefetched per chunk).
+
+    ``extra_columns``: providers whose columns follow crm's own, each asked once per chunk.
+    """
+    yield [*CUSTOMER_EXPORT_COLUMNS, *(c for p in extra_columns for c in p.columns)]
+    customers = queryset.prefetch_related("tags").order_by("pk").iterator(chunk_size=CHUNK_SIZE)
+    chunk: list[Customer] = []
+    for customer in customers:
+        chunk.append(customer)
+        if len(chunk) == CHUNK_SIZE:
+            yield from _customer_chunk_rows(chunk, extra_columns)
+            chunk = []
+    if chunk:
+        yield from _customer_chunk_rows(chunk, extra_columns)
+
+
+def _customer_chunk_rows(
+    chunk: list[Customer], extra_columns: Sequence[ColumnProvider]
+) -> Iterator[list[Any]]:
+    ids = [c.pk for c in chunk]
+    extras = [(p.columns, p.values(ids)) for p in extra_columns]
     getters = [column.read for column in CUSTOMER_CSV_COLUMNS]
-    for customer in rows:
-        yield [csv_cell(read(customer)) for read in getters]
+    for c in chunk:
+        extra = [
+            values.get(c.pk, {}).get(column) for columns, values in extras for column in columns
+        ]
+        yield [csv_cell(v) for v in (*(read(c) for read in getters), *extra)]
 
 
 def purchase_rows(queryset: QuerySet[Purchase]) -> Iterator[list[Any]]:
@@ -113,3 +144,14 @@ def csv_write(rows: Iterable[list[Any]], out: TextIO) -> int:
         writer.writerow(row)
         count += 1
     return max(count, 0)
+
+
+def csv_output_write(rows: Iterable[list[Any]], *, output: str, stderr: TextIO) -> None:
+    """Write rows to a file, or to stdout when ``output`` is "-" (the export commands)."""
+    if output == "-":
+        count = csv_write(rows, sys.stdout)
+        sys.stdout.flush()
+    else:
+        with open(output, "w", newline="", encoding="utf-8") as out:
+            count = csv_write(rows, out)
+    stderr.write(f"Exported {count:,} row(s).")

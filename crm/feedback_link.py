@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
+from crm import services
 from crm.models import Customer, Feedback
 
 # A dedicated salt: a value signed elsewhere in the project can never pass as a link token.
@@ -104,8 +105,6 @@ def feedback_link_submit(
     concurrent one) is refused with FeedbackLinkUsed and writes nothing. Raises the
     FeedbackLinkError subclasses of ``feedback_token_read`` and ValidationError for bad input.
     """
-    from crm import services
-
     with transaction.atomic():
         link = feedback_token_read(token=token)
         feedback = services.feedback_submit(

@@ -1,4 +1,4 @@
-"""Reads for customers: index-backed search, the customer timeline and segment history."""
+"""Reads for customers: index-backed search and the customer timeline."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from django.db.models.functions import Lower
 from django.urls import reverse
 
 from crm.models import Customer, Feedback, Purchase
-from segmentation.models import SegmentMembershipChange
 
 # Higher than any code point: "abc" <= s < "abc" + _TOP holds exactly for strings that
 # start with "abc" under a binary collation (SQLite's default).
@@ -96,14 +95,3 @@ def customer_timeline(*, customer: Customer, limit: int = 30) -> list[TimelineEn
     ]
     entries.sort(key=lambda e: e.at, reverse=True)
     return entries[:limit]
-
-
-def customer_segment_history(
-    *, customer: Customer, limit: int = 20
-) -> QuerySet[SegmentMembershipChange]:
-    """The customer's latest segment changes, newest first, with their segments and run."""
-    return (
-        SegmentMembershipChange.objects.filter(customer=customer)
-        .select_related("from_segment", "to_segment", "run")
-        .order_by("-changed_at", "-id")[:limit]
-    )

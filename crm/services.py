@@ -23,6 +23,7 @@ from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from crm.models import Customer, Feedback, Purchase, Tag
+from crm.signals import CUSTOMERS_ALL, customer_stats_refreshed
 
 _ID_BATCH = 500
 
@@ -43,7 +44,9 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
 
     Call after every write that adds, changes or removes purchases. Sales count; refunds
     are subtracted from total_spent but are not purchases. With no ids, refreshes everyone.
-    Returns the number of customers updated.
+    Returns the number of customers updated. Side effect: sends
+    crm.signals.customer_stats_refreshed per batch of ids (or once with CUSTOMERS_ALL), so
+    apps above crm can follow (segmentation copies the figures to its memberships).
     """
     sales = Purchase.Kind.SALE
     signed_amount = Case(
@@ -63,36 +66,15 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
     }
     if customer_ids is None:
         updated = _customer_stats_refresh_all()
-        _membership_figures_sync()
+        customer_stats_refreshed.send(sender=Customer, customer_ids=CUSTOMERS_ALL)
         return updated
     ids = sorted(set(customer_ids))
     updated = 0
     for start in range(0, len(ids), _ID_BATCH):
         batch = ids[start : start + _ID_BATCH]
         updated += Customer.objects.filter(pk__in=batch).update(**values)
-        _membership_figures_sync(batch)
+        customer_stats_refreshed.send(sender=Customer, customer_ids=batch)
     return updated
-
-
-def _membership_figures_sync(customer_ids: list[int] | None = None) -> None:
-    """Copy total_spent and last_purchase_at to the customers' segment memberships, which
-    carry them for the segment page's sorted member lists (see segmentation.Membership)."""
-    from segmentation.models import Membership
-
-    table = Membership._meta.db_table
-    differs = "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
-    sql = (
-        f"UPDATE {table} SET total_spent = c.total_spent, last_purchase_at = c.last_purchase_at "
-        f"FROM {Customer._meta.db_table} c WHERE c.id = {table}.customer_id "
-        f"AND ({table}.total_spent <> c.total_spent "
-        f"OR {table}.last_purchase_at {differs} c.last_purchase_at)"
-    )
-    params: list[int] = []
-    if customer_ids is not None:
-        sql += f" AND c.id IN ({', '.join(['%s'] * len(customer_ids))})"
-        params = list(customer_ids)
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
 
 
 def _sales_q() -> Q:
@@ -130,7 +112,7 @@ def _customer_stats_refresh_all() -> int:
         return cursor.rowcount
 
 
-# Fields staff may set on a customer; the purchase statistics and the segment are derived.
+# Fields staff may set on a customer; the purchase statistics are derived.
 CUSTOMER_EDITABLE_FIELDS = frozenset(
     {
         "name",

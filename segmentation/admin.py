@@ -1,4 +1,5 @@
-"""Admin for segmentation runs (with "Recluster now"), segments and membership history."""
+"""Admin for segmentation runs (with "Recluster now"), segments, membership history, and the
+customer admin extended with each customer's segment and the pin actions."""
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -10,10 +11,17 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import NoReverseMatch, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
+# crm's customer admin, extended below with the segment (an app's admin may build on a lower
+# app's admin; nothing else imports an admin module).
+from config.celery import app
+from crm.admin import CustomerAdmin
+from crm.models import Customer
 from segmentation import selectors
+from segmentation.exports import CUSTOMER_EXPORT_PROVIDERS
 from segmentation.models import (
     Segment,
     SegmentationRun,
@@ -41,8 +49,6 @@ def _services():
 
 
 def _ping() -> str:
-    from config.celery import app
-
     try:
         replies = app.control.ping(timeout=PING_TIMEOUT)
     except Exception as exc:
@@ -386,7 +392,7 @@ class SegmentMembershipChangeAdmin(admin.ModelAdmin):
         return False
 
 
-# Customer admin actions (listed in crm.admin.CustomerAdmin.actions).
+# Customer admin actions (listed in CustomerSegmentAdmin.actions below).
 PIN_ACTION_LIMIT = 1000
 
 
@@ -428,7 +434,94 @@ def customers_unpin(modeladmin, request, queryset) -> None:
         return
     count = 0
     for customer in customers:
-        if customer.segment_pinned:
+        membership = selectors.customer_membership(customer=customer)
+        if membership and membership.pinned:
             _services().segment_unpin(customer=customer)
             count += 1
     modeladmin.message_user(request, f"Unpinned {count:,} customer(s).")
+
+
+admin.site.unregister(Customer)
+
+
+@admin.register(Customer)
+class CustomerSegmentAdmin(CustomerAdmin):
+    """crm's customer admin plus the customer's segment, its history and pinning."""
+
+    list_display = (*CustomerAdmin.list_display[:3], "segment", *CustomerAdmin.list_display[3:])
+    list_select_related = ("membership__segment",)
+    list_filter = (
+        *CustomerAdmin.list_filter,
+        ("membership__segment", admin.RelatedFieldListFilter),
+    )
+    actions = [*CustomerAdmin.actions, customers_pin, customers_unpin]
+    export_columns = CUSTOMER_EXPORT_PROVIDERS
+    readonly_fields = (
+        "segment_link",
+        "segment_reason",
+        "segment_pinned",
+        *CustomerAdmin.readonly_fields,
+        "segment_history",
+    )
+    fieldsets = (
+        *CustomerAdmin.fieldsets[:4],
+        ("Segment", {"fields": ("segment_link", "segment_reason", "segment_pinned")}),
+        *CustomerAdmin.fieldsets[4:5],
+        ("Segment history", {"fields": ("segment_history",), "classes": ("collapse",)}),
+        *CustomerAdmin.fieldsets[5:],
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:  # the add page: nothing to show yet
+            return ("segment_link", "segment_reason", "segment_pinned")
+        return self.readonly_fields
+
+    @admin.display(description="segment")
+    def segment(self, obj):
+        membership = selectors.customer_membership(customer=obj)
+        return membership.segment if membership and membership.segment else "-"
+
+    @admin.display(description="segment")
+    def segment_link(self, obj):
+        membership = selectors.customer_membership(customer=obj)
+        if membership is None or membership.segment is None:
+            return "—"
+        segment = membership.segment
+        try:
+            return format_html('<a href="{}">{}</a>', segment.get_absolute_url(), segment)
+        except NoReverseMatch:
+            return str(segment)
+
+    @admin.display(description="why")
+    def segment_reason(self, obj):
+        membership = selectors.customer_membership(customer=obj)
+        return membership.reason if membership else ""
+
+    @admin.display(description="pinned", boolean=True)
+    def segment_pinned(self, obj):
+        membership = selectors.customer_membership(customer=obj)
+        return bool(membership and membership.pinned)
+
+    @admin.display(description="segment changes (latest 20)")
+    def segment_history(self, obj):
+        changes = list(selectors.customer_segment_history(customer=obj))
+        if not changes:
+            return "No segment change yet."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    timezone.localtime(c.changed_at).strftime("%Y-%m-%d %H:%M"),
+                    c.from_segment or "—",
+                    c.to_segment or "—",
+                    c.reason,
+                )
+                for c in changes
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>When</th><th>From</th><th>To</th><th>Why</th></tr>"
+            "</thead><tbody>{}</tbody></table>",
+            rows,
+        )

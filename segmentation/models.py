@@ -163,7 +163,9 @@ class Segment(models.Model):
         return self.name
 
     def get_absolute_url(self) -> str:
-        return reverse("segmentation:segment_detail", args=[self.pk])
+        # The segment page combines segments and offers, so the top app (pages) serves it:
+        # a URL name, not an import.
+        return reverse("pages:segment_detail", args=[self.pk])
 
 
 class Membership(models.Model):

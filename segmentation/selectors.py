@@ -12,7 +12,13 @@ from django.db.models import Count, Q, QuerySet
 
 from crm.models import Customer, Feedback, Purchase
 from segmentation.features import RAW_COLUMNS
-from segmentation.models import Membership, Segment, SegmentationRun, SegmentTransition
+from segmentation.models import (
+    Membership,
+    Segment,
+    SegmentationRun,
+    SegmentMembershipChange,
+    SegmentTransition,
+)
 
 # Columns the engine consumes, in its order (pure module: numpy and pandas only).
 FEATURE_COLUMNS = list(RAW_COLUMNS)
@@ -300,6 +306,7 @@ def pinned_segments() -> dict[int, int | None]:
 
 def previous_segments() -> list:
     """The active clustered segments as the engine's PreviousSegment, for stable identities."""
+    # Imported on use: the engine loads scikit-learn, which the web processes never need.
     from segmentation.engine import PreviousSegment
 
     out = []
@@ -332,3 +339,42 @@ def segmentation_run_last_finished() -> SegmentationRun | None:
 def segment_transitions(*, run: SegmentationRun) -> QuerySet[SegmentTransition]:
     """What moved in a run, largest flows first."""
     return run.transitions.select_related("from_segment", "to_segment").order_by("-count", "id")
+
+
+def customer_membership(*, customer: Customer) -> Membership | None:
+    """The customer's current segment membership (segment, reason, pin), or None.
+
+    No query when the customer was read with select_related("membership__segment").
+    """
+    try:
+        return customer.membership
+    except Membership.DoesNotExist:
+        return None
+
+
+def customer_segment_history(
+    *, customer: Customer, limit: int = 20
+) -> QuerySet[SegmentMembershipChange]:
+    """The customer's latest segment changes, newest first, with their segments and run."""
+    return (
+        SegmentMembershipChange.objects.filter(customer=customer)
+        .select_related("from_segment", "to_segment", "run")
+        .order_by("-changed_at", "-id")[:limit]
+    )
+
+
+def run_latest() -> SegmentationRun | None:
+    """The last succeeded run: the one whose segments the pages show."""
+    return SegmentationRun.objects.latest_succeeded()
+
+
+def run_previous(*, run: SegmentationRun | None) -> SegmentationRun | None:
+    """The succeeded run before ``run``."""
+    if run is None:
+        return None
+    return (
+        SegmentationRun.objects.succeeded()
+        .filter(Q(finished_at__lt=run.finished_at) | Q(finished_at=run.finished_at, pk__lt=run.pk))
+        .order_by("-finished_at", "-id")
+        .first()
+    )

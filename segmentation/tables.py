@@ -1,10 +1,9 @@
 """django-tables2 tables of the segment pages."""
 
 import django_tables2 as tables
-from django.urls import reverse
 from django.utils.html import format_html
 
-from crm.tables import TABLE_TEMPLATE
+from crm.tables import TABLE_TEMPLATE, CustomerTable
 from segmentation.models import Segment
 
 _NUM = {"td": {"class": "num"}, "th": {"class": "num"}}
@@ -32,7 +31,7 @@ class SegmentTable(tables.Table):
         return format_html(
             '<span class="swatch" style="background:{}"></span><a href="{}">{}</a>',
             record.color or "#999999",
-            reverse("segmentation:segment_detail", args=[record.pk]),
+            record.get_absolute_url(),
             record.name,
         )
 
@@ -47,3 +46,23 @@ class SegmentTable(tables.Table):
 
     def render_revenue(self, value):
         return f"{value:,.2f}"
+
+
+class SegmentMemberTable(CustomerTable):
+    """One segment's members. Spend and last purchase sort on the membership's copies,
+    through its (segment, figure) indexes: the customer's own indexes would walk past every
+    other segment's customers first."""
+
+    total_spent = tables.Column(
+        verbose_name="Total spent",
+        order_by=("membership__total_spent", "membership__customer_id"),
+        attrs=_NUM,
+    )
+    last_purchase_at = tables.DateTimeColumn(
+        verbose_name="Last purchase",
+        format="j M Y",
+        order_by=("membership__last_purchase_at", "membership__customer_id"),
+    )
+
+    class Meta(CustomerTable.Meta):  # django-tables2 does not inherit Meta by itself
+        pass

@@ -1,4 +1,4 @@
-"""Segment pages."""
+"""Segment pages (a segment's own page, which combines offers too, is in pages)."""
 
 from django.urls import path
 
@@ -8,12 +8,10 @@ app_name = "segmentation"
 
 urlpatterns = [
     path("segments/", views.segment_list, name="segment_list"),
-    path("segments/<int:pk>/", views.segment_detail, name="segment_detail"),
     path(
         "segments/<int:pk>/members.csv",
         views.segment_members_export,
         name="segment_members_export",
     ),
-    path("segments/<int:pk>/present/", views.segment_offer_present, name="segment_offer_present"),
     path("segments/recluster/", views.segmentation_run_start, name="segmentation_run_start"),
 ]

@@ -7,7 +7,8 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from crm.models import Customer, Feedback, Offer, OfferResponse, Purchase, Tag
+from crm.models import Customer, Feedback, Purchase, Tag
+from offers.models import Offer, OfferResponse
 from segmentation.models import Membership, Segment, SegmentationRun
 
 

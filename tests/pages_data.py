@@ -7,8 +7,9 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from crm.models import Customer, Feedback, Offer, OfferResponse, Purchase
+from crm.models import Customer, Feedback, Purchase
 from crm.services import customer_stats_refresh
+from offers.models import Offer, OfferResponse
 from segmentation.models import (
     Membership,
     Segment,
@@ -190,7 +191,7 @@ def figures_refresh(shop: Shop) -> None:
 
 def respond(shop: Shop, customer: Customer, outcome: str) -> OfferResponse:
     return OfferResponse.objects.create(
-        offer=shop.offer, customer=customer, segment=customer.segment, outcome=outcome
+        offer=shop.offer, customer=customer, segment=customer.membership.segment, outcome=outcome
     )
 
 

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError
 
-from crm.management.commands.runstack import Command, _env_int, _var_dir_prepare
+from pages.management.commands.runstack import Command, _env_int, _var_dir_prepare
 from tests.factories import UserFactory
 
 READY_LINE = "Press Ctrl-C to stop."

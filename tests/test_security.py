@@ -275,33 +275,33 @@ def _age_session(client, *, idle: int = 0, since_login: int = 0) -> None:
 
 
 def test_a_session_left_idle_longer_than_the_timeout_must_log_in_again(staff_client, settings):
-    staff_client.get(reverse("crm:today"))
+    staff_client.get(reverse("pages:today"))
     _age_session(staff_client, idle=settings.SESSION_IDLE_SECONDS + 5)
 
-    response = staff_client.get(reverse("crm:today"))
+    response = staff_client.get(reverse("pages:today"))
 
     assert response.status_code == 302
     assert response["Location"].split("?")[0] == _login_path()
 
 
 def test_a_busy_session_still_ends_at_its_maximum_age(staff_client, settings):
-    staff_client.get(reverse("crm:today"))
+    staff_client.get(reverse("pages:today"))
     _age_session(staff_client, idle=10, since_login=settings.SESSION_MAX_SECONDS + 5)
 
-    response = staff_client.get(reverse("crm:today"))
+    response = staff_client.get(reverse("pages:today"))
 
     assert response.status_code == 302
 
 
 def test_an_active_session_goes_on(staff_client, settings):
-    staff_client.get(reverse("crm:today"))
+    staff_client.get(reverse("pages:today"))
     _age_session(staff_client, idle=settings.SESSION_IDLE_SECONDS - 60, since_login=3600)
 
-    assert staff_client.get(reverse("crm:today")).status_code == 200
+    assert staff_client.get(reverse("pages:today")).status_code == 200
 
 
 def test_pages_forbid_inline_and_foreign_scripts(staff_client):
-    policy = staff_client.get(reverse("crm:today"))["Content-Security-Policy"]
+    policy = staff_client.get(reverse("pages:today"))["Content-Security-Policy"]
 
     directives = dict(d.strip().split(" ", 1) for d in policy.split(";") if d.strip())
     assert directives["script-src"] == "'self'"

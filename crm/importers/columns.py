@@ -134,7 +134,6 @@ CUSTOMER_CSV_COLUMNS: tuple[CsvColumn, ...] = (
     CsvColumn("total_spent"),
     CsvColumn("first_purchase_at"),
     CsvColumn("last_purchase_at"),
-    CsvColumn("segment", export=lambda c: c.segment.name if c.segment else ""),
 )
 
 CUSTOMER_EXPORT_COLUMNS = tuple(c.name for c in CUSTOMER_CSV_COLUMNS)

@@ -3,14 +3,13 @@
 import numpy as np
 from django.utils import timezone
 
+from segmentation import clustering, features, selectors
 from segmentation.benchmark.floors import FitParams
+from segmentation.engine import EngineConfig
 
 
 def fit_params(run: dict) -> FitParams:
     """The k range, seed and sample size the run used (its params, else the engine's config)."""
-    from segmentation import clustering
-    from segmentation.engine import EngineConfig
-
     config = EngineConfig()
     params = run.get("params") or {}
     k_min, k_max = params.get("k_range") or (config.k_min, config.k_max)
@@ -28,8 +27,6 @@ def fit_params(run: dict) -> FitParams:
 def feature_matrix(run: dict) -> tuple[np.ndarray, FitParams]:
     """The scaled matrix the engine clusters (the project's own selector and preprocessing)
     and the fit parameters of `run`."""
-    from segmentation import features, selectors
-
     raw = selectors.customer_features(reference_time=timezone.now()).frame
     x = features.model_features(raw[selectors.FEATURE_COLUMNS]).model
     return np.ascontiguousarray(x, dtype=float), fit_params(run)

@@ -15,10 +15,10 @@ from segmentation.models import Segment
 
 BENCH_USER = "bench-owner"
 # The staff pages' url names; a page whose name does not resolve is left out.
-CUSTOMER_PAGE_NAMES = ("crm:customer_detail",)
-DASHBOARD_NAMES = ("crm:dashboard",)
-TODAY_NAMES = ("crm:today",)
-SEGMENT_PAGE_NAMES = ("segmentation:segment_detail",)
+CUSTOMER_PAGE_NAMES = ("pages:customer_detail",)
+DASHBOARD_NAMES = ("pages:dashboard",)
+TODAY_NAMES = ("pages:today",)
+SEGMENT_PAGE_NAMES = ("pages:segment_detail",)
 REQUESTS = 20
 
 

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from segmentation.models import SegmentationRun
+from segmentation.services import segmentation_run_execute
 
 PHASES = (
     "feature_query",
@@ -46,8 +47,6 @@ def segmentation_reset() -> None:
 
 def recluster_once() -> dict:
     """Run one recluster in this process through the service; its figures as a dict."""
-    from segmentation.services import segmentation_run_execute
-
     process = psutil.Process()
     rss_before = process.memory_info().rss
     run = SegmentationRun.objects.create(trigger=SegmentationRun.Trigger.COMMAND)

@@ -5,6 +5,7 @@ from django.db import transaction
 from django.db.models import F
 
 from crm.models import Customer
+from segmentation import selectors
 from segmentation.models import Membership, Segment, SegmentMembershipChange
 
 REASON_MAX = Membership._meta.get_field("reason").max_length
@@ -16,7 +17,9 @@ def segment_pin(*, customer: Customer, segment: Segment | None = None) -> Custom
     Side effects: the customer's membership (segment, reason, pin); a history row when the
     segment changes; both segments' precomputed sizes.
     """
-    segment = segment or customer.segment
+    if segment is None:
+        current = selectors.customer_membership(customer=customer)
+        segment = current.segment if current else None
     if segment is None:
         raise ValidationError(f"{customer} has no segment yet: choose one to pin them to.")
     if not segment.is_active:

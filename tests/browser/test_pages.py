@@ -9,8 +9,9 @@ from django.conf import settings
 from django.urls import reverse
 
 from crm.feedback_link import feedback_link_url
-from crm.models import Customer, Feedback, OfferResponse
-from crm.offers import offer_holds_out
+from crm.models import Customer, Feedback
+from offers.models import OfferResponse
+from offers.services import offer_holds_out
 from tests.factories import UserFactory
 from tests.pages_data import shop_create
 
@@ -94,7 +95,7 @@ def _shot(page, name: str) -> None:
 
 
 def _log_in(page, live_server) -> None:
-    page.goto(f"{live_server.url}{reverse('crm:today')}")
+    page.goto(f"{live_server.url}{reverse('pages:today')}")
     assert "/admin/login/" in page.url  # anonymous: sent to the login form
     page.fill("#id_username", "owner")
     page.fill("#id_password", PASSWORD)
@@ -181,7 +182,7 @@ def test_owner_works_through_the_morning_in_the_browser(page, live_server, owner
 def test_a_bad_feedback_shows_the_error_in_the_browser(page, live_server, owner):
     shop = shop_create(customers=10)
     _log_in(page, live_server)
-    page.goto(f"{live_server.url}{reverse('crm:customer_detail', args=[shop.newcomer.pk])}")
+    page.goto(f"{live_server.url}{reverse('pages:customer_detail', args=[shop.newcomer.pk])}")
     page.fill("#id_nps", "42")
     page.click("#feedback button[type=submit]")
     page.wait_for_selector("#feedback .errorlist")
@@ -221,8 +222,8 @@ def test_the_pages_fit_a_phone_screen(browser, live_server, owner):
     try:
         _log_in(page, live_server)
         for name, url in (
-            ("07-phone-today", reverse("crm:today")),
-            ("08-phone-customer", reverse("crm:customer_detail", args=[shop.regular.pk])),
+            ("07-phone-today", reverse("pages:today")),
+            ("08-phone-customer", reverse("pages:customer_detail", args=[shop.regular.pk])),
         ):
             page.goto(f"{live_server.url}{url}")
             overflow = page.evaluate(

@@ -52,8 +52,8 @@ def test_customer_pages_render_for_staff(staff_client):
     assert "Loyal regulars" in html and "buys monthly" in html  # the segment, read-only
     assert "Coaching session" in html and "Lovely time" in html  # the timeline
     assert "first run" in html  # the segment history
-    for name in ("purchase", "feedback", "tag", "offer", "offerresponse"):
-        assert staff_client.get(reverse(f"admin:crm_{name}_changelist")).status_code == 200
+    for name in ("crm_purchase", "crm_feedback", "crm_tag", "offers_offer", "offers_offerresponse"):
+        assert staff_client.get(reverse(f"admin:{name}_changelist")).status_code == 200
 
 
 def test_non_staff_users_cannot_open_the_customer_admin(client, bob):

@@ -17,8 +17,7 @@ from crm.services import (
     feedback_submit,
     purchase_record,
 )
-from segmentation.models import Membership
-from tests.factories import CustomerFactory, PurchaseFactory, SegmentFactory
+from tests.factories import CustomerFactory, PurchaseFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -138,16 +137,3 @@ def test_feedback_submit_refuses_an_overlong_comment_and_writes_nothing():
     assert not Feedback.objects.exists()
     feedback_submit(customer=customer, rating=4, comment="x" * FEEDBACK_COMMENT_MAX)
     assert Feedback.objects.count() == 1
-
-
-@pytest.mark.parametrize("everyone", [False, True])
-def test_stats_refresh_carries_spend_and_last_purchase_to_the_segment_membership(everyone):
-    segment = SegmentFactory()
-    customer = CustomerFactory(segment=segment)
-    when = timezone.now() - timedelta(days=3)
-    PurchaseFactory(customer=customer, amount=Decimal("70.00"), purchased_at=when)
-
-    customer_stats_refresh(customer_ids=None if everyone else [customer.pk])
-
-    membership = Membership.objects.get(customer=customer)
-    assert (membership.total_spent, membership.last_purchase_at) == (Decimal("70.00"), when)

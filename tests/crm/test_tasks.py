@@ -1,10 +1,7 @@
-from decimal import Decimal
-
 import pytest
 
-from crm.models import OfferResponse
-from crm.tasks import crm_health_check, offer_present_to_segment
-from tests.factories import CustomerFactory, OfferFactory, SegmentFactory
+from crm.tasks import crm_health_check
+from tests.factories import CustomerFactory
 
 
 def test_health_check_reports_ok_and_the_database_it_sees(db):
@@ -33,19 +30,3 @@ def test_the_real_worker_sees_rows_committed_after_it_started(live_celery_worker
     CustomerFactory()
 
     assert crm_health_check.delay().get(timeout=30)["customers"] == 1
-
-
-@pytest.mark.worker
-def test_a_real_worker_presents_an_offer_to_a_segment_with_its_control_group(live_celery_worker):
-    segment = SegmentFactory()
-    CustomerFactory.create_batch(40, segment=segment)
-    offer = OfferFactory(holdout_share=Decimal("0.25"))
-    offer.segments.add(segment)
-
-    result = offer_present_to_segment.delay(offer.pk, segment.pk).get(timeout=60)
-
-    assert result["presented"] + result["held_out"] == 40, live_celery_worker.log()
-    assert result["held_out"] > 0
-    assert OfferResponse.objects.filter(offer=offer).count() == 40
-    held_out = OfferResponse.objects.filter(offer=offer, outcome=OfferResponse.Outcome.HOLDOUT)
-    assert held_out.count() == result["held_out"]

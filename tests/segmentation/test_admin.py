@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from segmentation import admin as segmentation_admin
-from segmentation.models import Segment, SegmentationRun, SegmentTransition
+from segmentation.models import Membership, Segment, SegmentationRun, SegmentTransition
 from tests.factories import SegmentationRunFactory, SegmentFactory
 
 RUNS = "admin:segmentation_segmentationrun_changelist"
@@ -152,7 +152,6 @@ def test_worker_status_never_waits_long_for_a_dead_broker(monkeypatch):
 def test_customer_pin_and_unpin_actions_call_the_services(staff_client):
     from django.contrib.admin import helpers
 
-    from crm.models import Customer
     from tests.factories import CustomerFactory
 
     segment = SegmentFactory(name="Loyal", is_active=True)
@@ -169,11 +168,11 @@ def test_customer_pin_and_unpin_actions_call_the_services(staff_client):
     assert "Pinned 1 customer(s)" in body
     assert "has no segment yet" in body
     placed.refresh_from_db()
-    assert placed.segment_pinned and placed.segment == segment
-    assert not Customer.objects.get(pk=unplaced.pk).segment_pinned
+    assert placed.membership.pinned and placed.membership.segment == segment
+    assert not Membership.objects.filter(customer=unplaced, pinned=True).exists()
 
     staff_client.post(url, {"action": "customers_unpin", helpers.ACTION_CHECKBOX_NAME: selected})
 
     placed.refresh_from_db()
-    assert not placed.segment_pinned
+    assert not placed.membership.pinned
     assert placed.segment_changes.count() == 1  # the unpin (pinning in place moved nobody)

@@ -1,11 +1,15 @@
 """`manage.py recluster`: in-process with --sync, queued without."""
 
+import csv
+import io
+
 import pytest
 from django.core.management import CommandError, call_command
 
 from crm.models import Customer
 from segmentation import services
 from segmentation.models import SegmentationRun
+from tests.factories import CustomerFactory, SegmentFactory
 from tests.segmentation.shops import shop_build
 
 
@@ -56,3 +60,13 @@ def test_recluster_while_a_run_is_busy_says_so(db, monkeypatch):
 
     with pytest.raises(CommandError, match="Skipped"):
         call_command("recluster", "--sync")
+
+
+@pytest.mark.django_db
+def test_export_customers_writes_safe_csv_with_each_customer_segment(tmp_path):
+    CustomerFactory(name="-rm -rf", segment=SegmentFactory(name="Loyal regulars"))
+    out = tmp_path / "c.csv"
+    call_command("export_customers", "-o", str(out), stderr=io.StringIO())
+
+    (row,) = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert (row["name"], row["segment"]) == ("'-rm -rf", "Loyal regulars")

@@ -87,7 +87,7 @@ def test_run_precomputes_segment_figures_and_snapshots(shop):
     assert len({s.color for s in active}) == len(active)
     snapshots = {s.segment_id: s for s in SegmentSnapshot.objects.filter(run=run)}
     assert set(snapshots) == {s.pk for s in active}
-    champion = Customer.objects.get(pk=shop.groups["champions"][0]).segment
+    champion = Customer.objects.get(pk=shop.groups["champions"][0]).membership.segment
     assert snapshots[champion.pk].avg_rating == pytest.approx(5)
     assert snapshots[champion.pk].nps == pytest.approx(100)
     assert snapshots[champion.pk].size == 20
@@ -104,7 +104,7 @@ def test_first_run_records_history_for_every_customer_it_places(shop):
 
 def test_rerun_on_unchanged_data_keeps_assignments_ids_and_renamed_names(shop):
     run_now()
-    champion = Customer.objects.get(pk=shop.groups["champions"][0]).segment
+    champion = Customer.objects.get(pk=shop.groups["champions"][0]).membership.segment
     services.segment_update(segment=champion, name="My favourites", description="Treat well.")
     before = labels()
     history = SegmentMembershipChange.objects.count()
@@ -126,7 +126,7 @@ def test_rerun_on_unchanged_data_keeps_assignments_ids_and_renamed_names(shop):
 def test_history_rows_are_written_for_movers_only(shop):
     run_now()
     lost = Customer.objects.get(pk=shop.groups["lost"][0])
-    old_segment = lost.segment_id
+    old_segment = lost.membership.segment_id
     now = timezone.now()
     Purchase.objects.bulk_create(
         Purchase(customer=lost, amount=Decimal("190"), purchased_at=now - timedelta(days=2 + 9 * i))
@@ -146,15 +146,15 @@ def test_history_rows_are_written_for_movers_only(shop):
 def test_pinned_customers_keep_their_segment_through_runs(shop):
     run_now()
     lost = Customer.objects.get(pk=shop.groups["lost"][0])
-    champion_segment = Customer.objects.get(pk=shop.groups["champions"][0]).segment
+    champion_segment = Customer.objects.get(pk=shop.groups["champions"][0]).membership.segment
     services.segment_pin(customer=lost, segment=champion_segment)
 
     rerun = run_now()
 
     lost.refresh_from_db()
-    assert lost.segment_pinned
-    assert lost.segment_id == champion_segment.pk
-    assert lost.segment_reason.startswith("Pinned to")
+    assert lost.membership.pinned
+    assert lost.membership.segment_id == champion_segment.pk
+    assert lost.membership.reason.startswith("Pinned to")
     assert rerun.n_pinned == 1
     assert not SegmentMembershipChange.objects.filter(run=rerun, customer=lost).exists()
     champion_segment.refresh_from_db()
@@ -164,7 +164,7 @@ def test_pinned_customers_keep_their_segment_through_runs(shop):
 def test_pin_and_unpin_are_recorded_in_the_history(shop):
     run_now()
     customer = Customer.objects.get(pk=shop.groups["casual"][0])
-    target = Customer.objects.get(pk=shop.groups["champions"][0]).segment
+    target = Customer.objects.get(pk=shop.groups["champions"][0]).membership.segment
 
     services.segment_pin(customer=customer, segment=target)
     services.segment_unpin(customer=customer)
@@ -173,10 +173,10 @@ def test_pin_and_unpin_are_recorded_in_the_history(shop):
     assert pin.to_segment == target
     assert unpin.reason.startswith("Unpinned")
     customer.refresh_from_db()
-    assert not customer.segment_pinned
+    assert not customer.membership.pinned
     rerun = run_now()
     customer.refresh_from_db()
-    assert customer.segment_id != target.pk
+    assert customer.membership.segment_id != target.pk
     assert SegmentMembershipChange.objects.filter(run=rerun, customer=customer).exists()
 
 
@@ -213,7 +213,7 @@ def test_too_few_customers_are_rejected_and_previous_labels_stay(db, buyers):
     assert run.active_slot is None
     assert segmentation_state() == before
     bystander.refresh_from_db()
-    assert bystander.segment == previous
+    assert bystander.membership.segment == previous
 
 
 def test_identical_customers_give_a_clear_outcome_and_keep_previous_labels(db):

@@ -2,8 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from crm.exports import purchase_rows
-from crm.management.commands.export_customers import write_rows
+from crm.exports import csv_output_write, purchase_rows
 from crm.models import Purchase
 
 
@@ -14,4 +13,6 @@ class Command(BaseCommand):
         parser.add_argument("-o", "--output", default="-", help="File to write; '-' is stdout.")
 
     def handle(self, *args, **options):
-        write_rows(purchase_rows(Purchase.objects.all()), options["output"], stderr=self.stderr)
+        csv_output_write(
+            purchase_rows(Purchase.objects.all()), output=options["output"], stderr=self.stderr
+        )

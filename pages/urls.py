@@ -1,0 +1,28 @@
+"""Staff pages that combine every app: Today (the home page), the dashboard, a customer and
+a segment."""
+
+from django.urls import path
+
+from pages import views
+
+app_name = "pages"
+
+urlpatterns = [
+    path("", views.today, name="today"),
+    path("dashboard/", views.dashboard, name="dashboard"),
+    path("customers/<int:pk>/", views.customer_detail, name="customer_detail"),
+    path(
+        "customers/<int:pk>/offers/<int:offer_pk>/",
+        views.customer_offer_record,
+        name="customer_offer_record",
+    ),
+    path("customers/<int:pk>/feedback/", views.customer_feedback_add, name="customer_feedback_add"),
+    path("customers/<int:pk>/pin/", views.customer_segment_pin, name="customer_segment_pin"),
+    path("customers/<int:pk>/unpin/", views.customer_segment_unpin, name="customer_segment_unpin"),
+    path(
+        "customers/<int:pk>/feedback/<int:feedback_pk>/answered/",
+        views.feedback_answered,
+        name="feedback_answered",
+    ),
+    path("segments/<int:pk>/", views.segment_detail, name="segment_detail"),
+]

@@ -1,0 +1,434 @@
+"""Staff pages that combine every app: Today, the dashboard, a customer, a segment.
+
+Thin: parse, call, render."""
+
+from django.contrib import messages
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db.models import Avg, Count, Max, Q
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+from django_tables2 import RequestConfig
+from django_tables2.paginators import LazyPaginator
+
+from crm.cache import pages_cache_bump, pages_cache_version
+from crm.feedback_link import feedback_link_url
+from crm.forms import FeedbackForm
+from crm.models import Customer, Feedback
+from crm.services import feedback_mark_answered, feedback_submit
+from offers import selectors as offer_selectors
+from offers import services as offer_services
+from offers.forms import OfferOutcomeForm, PresentOfferForm
+from offers.metrics import segment_results
+from offers.models import Offer, OfferResponse
+from pages import dashboard as dash
+from pages.today import today_overview
+from segmentation import selectors as segment_selectors
+from segmentation.filters import segment_members_filter
+from segmentation.forms import SegmentPinForm
+from segmentation.models import (
+    Segment,
+    SegmentationRun,
+    SegmentMembershipChange,
+    SegmentTransition,
+)
+from segmentation.tables import SegmentMemberTable
+
+RECENT_ROWS = 20
+
+
+def _error_text(error: ValidationError) -> str:
+    return " ".join(error.messages)
+
+
+# --- Today -----------------------------------------------------------------------------------
+
+
+@require_GET
+def today(request):
+    overview = today_overview()
+    sections = [
+        {
+            "kind": "overdue",
+            "title": "Overdue by their own rhythm",
+            "hint": "Regular customers who are later than usual. A friendly nudge often brings "
+            "them back.",
+            "items": overview.overdue,
+            "empty": "Nobody is late: every regular customer bought on time.",
+        },
+        {
+            "kind": "unhappy",
+            "title": "Unhappy, not answered yet",
+            "hint": "Low ratings or scores waiting for your answer.",
+            "items": overview.unhappy,
+            "empty": "No unhappy feedback waiting for an answer.",
+        },
+        {
+            "kind": "welcome",
+            "title": "New customers to welcome",
+            "hint": "First purchase in the last 30 days and no offer made yet.",
+            "items": overview.welcome,
+            "empty": "No new customer waiting for a welcome.",
+        },
+        {
+            "kind": "risk",
+            "title": "Valuable customers now at risk",
+            "hint": "Good customers the last segmentation moved into an at-risk segment.",
+            "items": overview.at_risk,
+            "empty": "Nobody valuable slipped into an at-risk segment in the last run.",
+        },
+    ]
+    return render(
+        request,
+        "pages/today.html",
+        {"overview": overview, "sections": sections, "now": timezone.now()},
+    )
+
+
+@require_POST
+def feedback_answered(request, pk: int, feedback_pk: int):
+    customer = _customer_get(pk)
+    feedback = get_object_or_404(Feedback, pk=feedback_pk, customer=customer)
+    try:
+        feedback_mark_answered(feedback=feedback)
+    except ValidationError as error:
+        messages.error(request, _error_text(error))
+    else:
+        pages_cache_bump()
+        messages.success(request, f"Feedback from {customer} marked as answered.")
+    return redirect(_next_url(request, reverse("pages:customer_detail", args=[customer.pk])))
+
+
+def _next_url(request, fallback: str) -> str:
+    """Where to go after a one-click action: the page it was clicked on, if it is ours."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return fallback
+
+
+# --- Dashboard -------------------------------------------------------------------------------
+
+
+@require_GET
+def dashboard(request):
+    run = segment_selectors.run_latest()
+    previous = segment_selectors.run_previous(run=run)
+    segments = dash.segments_current()
+    cards = dash.segment_cards(segments=segments, previous=previous)
+    charts = {
+        "sizes": dash.chart_segment_sizes(cards=cards),
+        "scatter": dash.chart_recency_monetary(segments=segments, seed=run.pk if run else 0),
+        "trends": dash.chart_trends(segments=segments),
+        "transitions": dash.chart_transitions(run=run, segments=segments),
+    }
+    kpis = dash.dashboard_kpis()
+    return render(
+        request,
+        "pages/dashboard.html",
+        {
+            "kpis": kpis,
+            "revenue_windows": [kpis.revenue_30, kpis.revenue_90],
+            "run": run,
+            "previous_run": previous,
+            "cards": cards,
+            "charts": charts,
+            "kpi_cache_minutes": dash.KPI_CACHE_SECONDS // 60,
+        },
+    )
+
+
+# --- Customer --------------------------------------------------------------------------------
+
+
+def _customer_page(request, customer: Customer, *, feedback_form=None, status=200):
+    purchases = list(customer.purchases.order_by("-purchased_at", "-id")[:RECENT_ROWS])
+    feedback = list(customer.feedback.order_by("-created_at", "-id")[:RECENT_ROWS])
+    scores = customer.feedback.aggregate(
+        answers=Count("pk"), avg_rating=Avg("rating"), avg_nps=Avg("nps")
+    )
+    membership = segment_selectors.customer_membership(customer=customer)
+    history = list(segment_selectors.customer_segment_history(customer=customer, limit=RECENT_ROWS))
+    responses = list(
+        customer.offer_responses.select_related("offer", "segment").order_by(
+            "-presented_at", "-id"
+        )[:RECENT_ROWS]
+    )
+    response_counts = customer.offer_responses.aggregate(
+        presented=Count("pk", filter=~Q(outcome=OfferResponse.Outcome.HOLDOUT)),
+        accepted=Count("pk", filter=Q(outcome=OfferResponse.Outcome.ACCEPTED)),
+    )
+    rhythm_days = None
+    if customer.purchase_count > 1 and customer.first_purchase_at and customer.last_purchase_at:
+        span = customer.last_purchase_at - customer.first_purchase_at
+        rhythm_days = span.total_seconds() / 86400 / (customer.purchase_count - 1)
+    average_order = None
+    if customer.purchase_count:
+        average_order = customer.total_spent / customer.purchase_count
+    return render(
+        request,
+        "pages/customer_detail.html",
+        {
+            "customer": customer,
+            "membership": membership,
+            "tags": list(customer.tags.all()),
+            "purchases": purchases,
+            "feedback": feedback,
+            "scores": scores,
+            "history": history,
+            "responses": responses,
+            "response_counts": response_counts,
+            "ranked": offer_services.offers_ranked_for_customer(customer=customer),
+            "ranking_method": offer_services.RANKING_METHOD,
+            "feedback_form": feedback_form or FeedbackForm(),
+            "pin_form": SegmentPinForm(
+                initial={"segment": membership.segment_id if membership else None}
+            ),
+            "outcomes": OfferOutcomeForm.base_fields["outcome"].choices,
+            "rhythm_days": rhythm_days,
+            "average_order": average_order,
+            "feedback_link": _feedback_link(request, customer),
+        },
+        status=status,
+    )
+
+
+def _feedback_link(request, customer: Customer) -> str:
+    """A fresh public feedback link, absolute so the owner can paste it anywhere."""
+    return feedback_link_url(customer=customer, request=request)
+
+
+def _customer_get(pk: int) -> Customer:
+    return get_object_or_404(Customer.objects.select_related("membership__segment"), pk=pk)
+
+
+@require_GET
+def customer_detail(request, pk: int):
+    return _customer_page(request, _customer_get(pk))
+
+
+@require_POST
+def customer_offer_record(request, pk: int, offer_pk: int):
+    customer = _customer_get(pk)
+    offer = get_object_or_404(Offer, pk=offer_pk)
+    form = OfferOutcomeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose presented, accepted or declined.")
+        return redirect("pages:customer_detail", pk=customer.pk)
+    try:
+        response = offer_services.offer_response_record(
+            offer=offer, customer=customer, outcome=form.cleaned_data["outcome"]
+        )
+    except ValidationError as error:
+        messages.error(request, _error_text(error))
+    else:
+        pages_cache_bump()
+        messages.success(
+            request, f"“{offer}”: {response.get_outcome_display().lower()} by {customer}."
+        )
+    return redirect(
+        _next_url(request, f"{reverse('pages:customer_detail', args=[customer.pk])}#offers")
+    )
+
+
+@require_POST
+def customer_feedback_add(request, pk: int):
+    customer = _customer_get(pk)
+    form = FeedbackForm(request.POST)
+    if form.is_valid():
+        try:
+            feedback_submit(
+                customer=customer,
+                rating=form.cleaned_data["rating"],
+                nps=form.cleaned_data["nps"],
+                comment=form.cleaned_data["comment"],
+                source=Feedback.Source.STAFF,
+            )
+        except ValidationError as error:
+            form.add_error(None, error.messages)
+        else:
+            pages_cache_bump()
+            messages.success(request, f"Feedback from {customer} recorded.")
+            return redirect(f"{reverse('pages:customer_detail', args=[customer.pk])}#feedback")
+    return _customer_page(request, customer, feedback_form=form, status=400)
+
+
+@require_POST
+def customer_segment_pin(request, pk: int):
+    # Imported on use: segmentation.services loads scikit-learn, which pages never need.
+    from segmentation import services as segment_services
+
+    customer = _customer_get(pk)
+    form = SegmentPinForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose one of the active segments.")
+    else:
+        try:
+            segment = form.cleaned_data["segment"]
+            customer = segment_services.segment_pin(customer=customer, segment=segment)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            pages_cache_bump()
+            messages.success(request, f"{customer} is pinned to {segment}: runs leave them there.")
+    return redirect(f"{reverse('pages:customer_detail', args=[customer.pk])}#segment")
+
+
+@require_POST
+def customer_segment_unpin(request, pk: int):
+    # Imported on use: segmentation.services loads scikit-learn, which pages never need.
+    from segmentation import services as segment_services
+
+    customer = segment_services.segment_unpin(customer=_customer_get(pk))
+    pages_cache_bump()
+    messages.success(request, f"{customer} is unpinned: the next run places them again.")
+    return redirect(f"{reverse('pages:customer_detail', args=[customer.pk])}#segment")
+
+
+# --- Segment ---------------------------------------------------------------------------------
+
+MEMBERS_PER_PAGE = 25
+MOVERS_SHOWN = 8
+RESULTS_CACHE_SECONDS = 300
+
+# How each profile value reads on the page: label and format.
+PROFILE_LABELS = {
+    "recency_days": ("Last purchase", "{:.0f} days ago"),
+    "frequency": ("Purchases", "{:g}"),
+    "monetary_total": ("Total spent", "{:,.2f}"),
+    "avg_order_value": ("Average order", "{:,.2f}"),
+    "tenure_days": ("Customer for", "{:.0f} days"),
+    "rating_mean": ("Rating", "{:.1f} / 5"),
+    "nps_mean": ("Would recommend", "{:.1f} / 10"),
+    "age": ("Age", "{:.0f}"),
+    "income": ("Income", "{:,.0f}"),
+    "spend_vs_median": ("Spend vs typical customer", "{:.1f}\u00d7"),
+    "feedback_share": ("Gave feedback", "{:.0%}"),
+}
+
+
+def _segment_results_cached(segment: Segment):
+    """segment_results, cached briefly: its satisfaction and retention figures read every
+    member of the segment, which must not happen on every page view of a big segment. The
+    key changes with the run, new responses and feedback, and the pages' own writes."""
+    bucket = int(timezone.now().timestamp()) // RESULTS_CACHE_SECONDS
+    version = (
+        pages_cache_version(),
+        OfferResponse.objects.aggregate(m=Max("pk"))["m"] or 0,
+        Feedback.objects.aggregate(m=Max("pk"))["m"] or 0,
+    )
+    key = "segment-results:{}:{}:{}:{}:{}:{}".format(
+        segment.pk, segment.last_run_id, bucket, *version
+    )
+    results = cache.get(key)
+    if results is None:
+        results = segment_results(segment=segment)
+        cache.set(key, results, RESULTS_CACHE_SECONDS)
+    return results
+
+
+def _movements(segment: Segment, run: SegmentationRun | None) -> dict:
+    if run is None:
+        return {"run": None, "into": [], "out_of": [], "in_count": 0, "out_count": 0}
+    flows = list(
+        SegmentTransition.objects.filter(run=run)
+        .filter(Q(from_segment=segment) | Q(to_segment=segment))
+        .select_related("from_segment", "to_segment")
+    )
+    into = [f for f in flows if f.to_segment_id == segment.pk and f.from_segment_id != segment.pk]
+    out_of = [f for f in flows if f.from_segment_id == segment.pk and f.to_segment_id != segment.pk]
+    into = sorted(into, key=lambda f: -f.count)
+    out_of = sorted(out_of, key=lambda f: -f.count)
+    # A few customers behind the biggest flow each way, read through the (run, to_segment)
+    # index and unordered, so the query stops at the first matches.
+    changes = SegmentMembershipChange.objects.filter(run=run).order_by()
+    movers_in = movers_out = []
+    if into:
+        movers_in = list(
+            changes.filter(to_segment=segment, from_segment=into[0].from_segment_id).select_related(
+                "customer"
+            )[:MOVERS_SHOWN]
+        )
+    if out_of:
+        movers_out = list(
+            changes.filter(to_segment=out_of[0].to_segment_id, from_segment=segment).select_related(
+                "customer"
+            )[:MOVERS_SHOWN]
+        )
+    return {
+        "run": run,
+        "into": into,
+        "out_of": out_of,
+        "in_count": sum(f.count for f in into),
+        "out_count": sum(f.count for f in out_of),
+        "movers_in": movers_in,
+        "movers_out": movers_out,
+    }
+
+
+def _profile_facts(segment: Segment) -> list[tuple[str, str]]:
+    facts = []
+    for key, (label, fmt) in PROFILE_LABELS.items():
+        value = (segment.profile_values or {}).get(key)
+        if isinstance(value, int | float):
+            facts.append((label, fmt.format(value)))
+    return facts
+
+
+def _trend_chart(results) -> dict:
+    """Satisfaction per month (feedback of current members) and per run (snapshots)."""
+    return {
+        "months": [p.month.strftime("%b %Y") for p in results.trend],
+        "rating": [None if p.avg_rating is None else round(p.avg_rating, 2) for p in results.trend],
+        "nps": [None if p.nps is None else round(p.nps, 1) for p in results.trend],
+        "runs": [
+            timezone.localtime(s.run.finished_at).strftime("%d %b") if s.run.finished_at else ""
+            for s in results.snapshots
+        ],
+        "run_size": [s.size for s in results.snapshots],
+        "run_rating": [
+            None if s.avg_rating is None else round(s.avg_rating, 2) for s in results.snapshots
+        ],
+        "run_nps": [None if s.nps is None else round(s.nps, 1) for s in results.snapshots],
+    }
+
+
+@require_GET
+def segment_detail(request, pk: int):
+    segment = get_object_or_404(Segment, pk=pk)
+    filterset = segment_members_filter(request.GET or None, segment=segment)
+    table = SegmentMemberTable(filterset.qs)
+    RequestConfig(
+        request, paginate={"paginator_class": LazyPaginator, "per_page": MEMBERS_PER_PAGE}
+    ).configure(table)
+    run = segment_selectors.run_latest()
+    results = _segment_results_cached(segment)
+    open_offers = offer_selectors.offers_open_for_segment(segment=segment)
+    return render(
+        request,
+        "pages/segment_detail.html",
+        {
+            "segment": segment,
+            "filter": filterset,
+            "table": table,
+            "filtered": bool(request.GET and filterset.form.has_changed()),
+            "movements": _movements(segment, run),
+            "results": results,
+            "chart_data": {
+                "trend": _trend_chart(results),
+                "color": segment.color or "#2563eb",
+            },
+            "trend_monthly": bool(results.trend),
+            "facts": _profile_facts(segment),
+            "rules": segment.rules or [r for r in segment.rules_text.splitlines() if r.strip()],
+            "present_form": PresentOfferForm(offers=open_offers),
+            "can_present": open_offers.exists(),
+            "targeted_offers": list(segment.offers.order_by("-created_at", "-id")),
+            "export_query": request.GET.urlencode(),
+        },
+    )
