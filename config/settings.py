@@ -193,6 +193,12 @@ for _key in ("k_min", "k_max"):
     if _key in SEGMENTATION_ENGINE:
         SEGMENTATION_ENGINE[_key] = int(SEGMENTATION_ENGINE[_key])
 
+# Customer predictions (segmentation.predictions): the models' time unit in days (7: weeks,
+# as the published BG/NBD tables, so fitted parameters can be compared with them; predictions
+# do not depend on it) and the monthly discount rate of the 12-month customer value.
+PREDICTIONS_TIME_UNIT_DAYS = float(os.environ.get("PREDICTIONS_TIME_UNIT_DAYS", "7"))
+PREDICTIONS_MONTHLY_DISCOUNT = float(os.environ.get("PREDICTIONS_MONTHLY_DISCOUNT", "0.01"))
+
 # Presenting an offer to a segment bigger than this runs as a background task.
 OFFER_PRESENT_INLINE_MAX = env_int("OFFER_PRESENT_INLINE_MAX", 5000)
 

@@ -432,3 +432,55 @@ def holdout_check(
         actual_total=int(actual.sum()),
         by_x=table,
     )
+
+
+# How sure "still a customer" is, in words, from P(alive): the owner reads the words, not the
+# number. "Likely gone" starts below even odds, the line every page uses.
+ALIVE_WORDS = (
+    (0.9, "Very likely still a customer"),
+    (0.7, "Likely still a customer"),
+    (0.5, "Perhaps still a customer"),
+    (0.2, "Likely gone"),
+    (0.0, "Very likely gone"),
+)
+
+
+def _money(amount: float, currency: str) -> str:
+    # "About" figures: two significant digits are all the model can promise.
+    if amount >= 100:
+        amount = round(amount, -1) if amount < 1000 else round(amount, -2)
+    return f"{currency} {amount:,.0f}"
+
+
+def _purchases(expected: float) -> str:
+    if expected < 0.15:
+        return "no purchase expected"
+    if expected < 0.75:
+        return "perhaps one purchase"
+    count = max(1, round(expected))
+    return f"about {count} purchase{'s' if count != 1 else ''} expected"
+
+
+def prediction_words(
+    *,
+    p_alive: float | None,
+    expected_purchases_90d: float | None,
+    value_12m: float | None,
+    currency: str,
+    repeat_purchases: int | None = None,
+) -> str:
+    """One sentence for the owner, e.g. "Very likely still a customer — about 2 purchases
+    expected in the next 90 days — worth about EUR 340 over the next year"."""
+    if p_alive is None or expected_purchases_90d is None or value_12m is None:
+        return "Not enough data yet to say what this customer will do."
+    words = next(text for bound, text in ALIVE_WORDS if p_alive >= bound)
+    if repeat_purchases == 0:
+        # With one purchase the model cannot tell a lapsed customer from a new one: it says
+        # "still a customer" by construction, so do not claim more than it knows.
+        words = "Has bought once so far"
+    parts = [words, f"{_purchases(expected_purchases_90d)} in the next 90 days"]
+    if value_12m >= 1:
+        parts.append(f"worth about {_money(value_12m, currency)} over the next year")
+    else:
+        parts.append("little expected over the next year")
+    return " — ".join(parts)
