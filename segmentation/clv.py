@@ -329,6 +329,16 @@ def customer_value(
     return total * value
 
 
+def data_problem(*, repeat_customers: int, min_repeat_customers: int = MIN_REPEAT_CUSTOMERS) -> str:
+    """Why there are too few customers to fit on, in plain words; "" when there are enough."""
+    if repeat_customers < min_repeat_customers:
+        return (
+            f"Only {repeat_customers} customers have bought more than once; predictions need "
+            f"at least {min_repeat_customers} to be reliable."
+        )
+    return ""
+
+
 def fit_problem(
     bgnbd: BgNbd | None,
     gg: GammaGamma | None,
@@ -338,11 +348,10 @@ def fit_problem(
     min_repeat_customers: int = MIN_REPEAT_CUSTOMERS,
 ) -> str:
     """Why the fits must not be trusted, in plain words; "" when they can be."""
-    if repeat_customers < min_repeat_customers:
-        return (
-            f"Only {repeat_customers} customers have bought more than once; predictions need "
-            f"at least {min_repeat_customers} to be reliable."
-        )
+    if reason := data_problem(
+        repeat_customers=repeat_customers, min_repeat_customers=min_repeat_customers
+    ):
+        return reason
     if bgnbd is None or gg is None:
         return "The models were not fitted."
     if not bgnbd.converged:

@@ -99,7 +99,7 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
         "customers": len(summary),
         "repeat_customers": repeat,
     }
-    reason = clv.fit_problem(None, None, repeat_customers=repeat, time_unit_days=unit)
+    reason = clv.data_problem(repeat_customers=repeat)
     if reason:
         return _record(run, record, status="not_enough_data", reason=reason, started=started)
     bgnbd = clv.bgnbd_fit(summary["x"], summary["t_x"], summary["T"])

@@ -41,7 +41,9 @@ class FeatureFrame:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _feature_sql(*, reference_time: datetime, vendor: str) -> tuple[str, list]:
+def _feature_sql(
+    *, reference_time: datetime, vendor: str, until: datetime | None = None
+) -> tuple[str, list]:
     """The one aggregate query. Sales count; refunds are subtracted from the total only.
 
     The covering index on purchases (customer_id, purchased_at, amount) serves the GROUP BY
@@ -54,6 +56,19 @@ def _feature_sql(*, reference_time: datetime, vendor: str) -> tuple[str, list]:
     customer = Customer._meta.db_table
     refund = Purchase.Kind.REFUND
     ref_utc = reference_time.astimezone(UTC)
+    # An as-of run sees purchases and feedback before ``until`` only (and nothing when None).
+    before = ""
+    if until is not None:
+        until_utc = until.astimezone(UTC)
+        before = (
+            f"'{until_utc.isoformat()}'::timestamptz"
+            if vendor == "postgresql"
+            else f"'{until_utc.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+        )
+
+    def cut(column: str, joiner: str = "AND") -> str:
+        return f" {joiner} {column} < {before}" if before else ""
+
     if vendor == "postgresql":
         ref = f"'{ref_utc.isoformat()}'::timestamptz"
 
@@ -79,7 +94,8 @@ def _feature_sql(*, reference_time: datetime, vendor: str) -> tuple[str, list]:
         return (
             f"(CASE WHEN r.{alias} IS NOT NULL AND r.{alias} {op} p.{alias} THEN "
             f"(SELECT {func}(s.purchased_at) FROM {purchase} s "
-            f"WHERE s.customer_id = c.id AND s.kind <> '{refund}') ELSE p.{alias} END)"
+            f"WHERE s.customer_id = c.id AND s.kind <> '{refund}'{cut('s.purchased_at')}) "
+            f"ELSE p.{alias} END)"
         )
 
     if vendor == "postgresql":
@@ -115,12 +131,12 @@ def _feature_sql(*, reference_time: datetime, vendor: str) -> tuple[str, list]:
         JOIN (
             SELECT customer_id, COUNT(*) AS n, SUM(amount) AS total,
                    MIN(purchased_at) AS first_at, MAX(purchased_at) AS last_at
-            FROM {purchase} GROUP BY customer_id
+            FROM {purchase}{cut("purchased_at", "WHERE")} GROUP BY customer_id
         ) p ON p.customer_id = c.id
         LEFT JOIN (
             SELECT customer_id, COUNT(*) AS n, SUM(amount) AS total,
                    MIN(purchased_at) AS first_at, MAX(purchased_at) AS last_at
-            FROM {purchase} WHERE kind = '{refund}' GROUP BY customer_id
+            FROM {purchase} WHERE kind = '{refund}'{cut("purchased_at")} GROUP BY customer_id
         ) r ON r.customer_id = c.id
         LEFT JOIN (
             SELECT customer_id,
@@ -128,7 +144,7 @@ def _feature_sql(*, reference_time: datetime, vendor: str) -> tuple[str, list]:
                    AVG(nps * 1.0) AS nps_mean, COUNT(nps) AS nps_count,
                    SUM(CASE WHEN nps >= 9 THEN 1 ELSE 0 END) AS nps_promoters,
                    SUM(CASE WHEN nps <= 6 THEN 1 ELSE 0 END) AS nps_detractors
-            FROM {feedback} GROUP BY customer_id
+            FROM {feedback}{cut("created_at", "WHERE")} GROUP BY customer_id
         ) f ON f.customer_id = c.id
         WHERE c.is_archived = {false} AND c.profiling_opt_out = {false}
           AND p.n > COALESCE(r.n, 0)
@@ -177,14 +193,17 @@ def _planner_settings_set(cur, settings: dict[str, str]) -> dict[str, str]:
     return previous
 
 
-def customer_features(*, reference_time: datetime) -> FeatureFrame:
+def customer_features(*, reference_time: datetime, as_of: date | None = None) -> FeatureFrame:
     """One row per profiled customer (not archived, not opted out) with at least one sale.
 
     Columns FEATURE_COLUMNS (the engine's RAW_COLUMNS) then EXTRA_COLUMNS, sorted by
-    customer id. Computed by one aggregate query in the database; PostgreSQL streams it
-    with a binary COPY that numpy decodes, SQLite fetches its rows into numpy.
+    customer id. With ``as_of``, only purchases and feedback up to and including that day (the
+    business's local date) count. Computed by one aggregate query in the database;
+    PostgreSQL streams it with a binary COPY that numpy decodes, SQLite fetches its rows into
+    numpy.
     """
     columns = FEATURE_COLUMNS + EXTRA_COLUMNS
+    until = _day_end(as_of) if as_of else None
     started = time.perf_counter()
     # PostgreSQL: a transaction scopes the planner settings. Not SQLite: there BEGIN takes the
     # write lock (IMMEDIATE mode) and a read needs no transaction.
@@ -192,7 +211,7 @@ def customer_features(*, reference_time: datetime) -> FeatureFrame:
     with scope, connection.cursor() as cur:
         if connection.vendor == "postgresql":
             saved = _planner_settings_set(cur, _PLANNER_SETTINGS)
-            sql, _ = _feature_sql(reference_time=reference_time, vendor="postgresql")
+            sql, _ = _feature_sql(reference_time=reference_time, vendor="postgresql", until=until)
             buffer = bytearray()
             with cur.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT binary)") as copy:
                 for chunk in copy:
@@ -204,7 +223,9 @@ def customer_features(*, reference_time: datetime) -> FeatureFrame:
             frame = _binary_rows_frame(buffer, columns)
             del buffer
         else:
-            sql, params = _feature_sql(reference_time=reference_time, vendor=connection.vendor)
+            sql, params = _feature_sql(
+                reference_time=reference_time, vendor=connection.vendor, until=until
+            )
             cur.execute(sql, params)
             queried = time.perf_counter()
             rows = cur.fetchall()
@@ -348,11 +369,14 @@ def segment_transitions(*, run: SegmentationRun) -> QuerySet[SegmentTransition]:
 # --- Customer predictions -------------------------------------------------------------------
 
 
+def day_start(day: date) -> datetime:
+    """The first moment of ``day`` in the business's time zone (settings.TIME_ZONE)."""
+    return timezone.make_aware(datetime.combine(day, dt_time.min), timezone.get_default_timezone())
+
+
 def _day_end(day: date) -> datetime:
-    """The first moment after ``day`` in the business's time zone (settings.TIME_ZONE)."""
-    return timezone.make_aware(
-        datetime.combine(day + timedelta(days=1), dt_time.min), timezone.get_default_timezone()
-    )
+    """The first moment after ``day`` in the business's time zone."""
+    return day_start(day + timedelta(days=1))
 
 
 def customer_daily_sales(*, as_of: date) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -116,7 +116,9 @@ def segmentation_runs_recover_stale() -> int:
     return recovered
 
 
-def segmentation_run_request(*, trigger: str, enqueue: bool = True) -> SegmentationRun:
+def segmentation_run_request(
+    *, trigger: str, enqueue: bool = True, as_of: date | None = None
+) -> SegmentationRun:
     """Create a run and enqueue it after commit; if a run is in progress, record a skipped run.
 
     Side effects: one SegmentationRun row (pending, or skipped); the Celery task
@@ -128,7 +130,7 @@ def segmentation_run_request(*, trigger: str, enqueue: bool = True) -> Segmentat
     try:
         with transaction.atomic():
             run = SegmentationRun.objects.create(
-                trigger=trigger, status=Status.PENDING, active_slot=1, heartbeat_at=now
+                trigger=trigger, status=Status.PENDING, active_slot=1, heartbeat_at=now, as_of=as_of
             )
     except IntegrityError:
         holder = selectors.segmentation_run_active()
@@ -249,7 +251,11 @@ def segmentation_run_execute(
     now = timezone.now()
     run.status = Status.RUNNING
     run.started_at = run.started_at or now
-    run.reference_time = run.reference_time or now
+    # As of a past day, durations are counted to the start of that day (a purchase the day
+    # before is 1 day old).
+    run.reference_time = run.reference_time or (
+        selectors.day_start(run.as_of) if run.as_of else now
+    )
     run.heartbeat_at = now
     run.error = ""
     fields = ["status", "started_at", "reference_time", "heartbeat_at", "error", "worker_losses"]
@@ -310,7 +316,7 @@ def _engine_config() -> EngineConfig:
 
 def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> _Plan:
     reporter("features", 0)
-    features = selectors.customer_features(reference_time=run.reference_time)
+    features = selectors.customer_features(reference_time=run.reference_time, as_of=run.as_of)
     timings.update(features.timings)
     raw = features.frame
     counts = selectors.customer_counts()
