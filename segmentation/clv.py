@@ -329,8 +329,10 @@ def customer_value(
     return total * value
 
 
-def data_problem(*, repeat_customers: int, min_repeat_customers: int = MIN_REPEAT_CUSTOMERS) -> str:
+def data_problem(*, repeat_customers: int, min_repeat_customers: int | None = None) -> str:
     """Why there are too few customers to fit on, in plain words; "" when there are enough."""
+    if min_repeat_customers is None:
+        min_repeat_customers = MIN_REPEAT_CUSTOMERS
     if repeat_customers < min_repeat_customers:
         return (
             f"Only {repeat_customers} customers have bought more than once; predictions need "
@@ -345,7 +347,7 @@ def fit_problem(
     *,
     repeat_customers: int,
     time_unit_days: float,
-    min_repeat_customers: int = MIN_REPEAT_CUSTOMERS,
+    min_repeat_customers: int | None = None,
 ) -> str:
     """Why the fits must not be trusted, in plain words; "" when they can be."""
     if reason := data_problem(

@@ -59,11 +59,13 @@ def _feature_sql(
     # An as-of run sees purchases and feedback before ``until`` only (and nothing when None).
     before = ""
     if until is not None:
+        until = until.replace(microsecond=0)
         until_utc = until.astimezone(UTC)
         before = (
             f"'{until_utc.isoformat()}'::timestamptz"
             if vendor == "postgresql"
-            else f"'{until_utc.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+            # As Django stores a whole second on SQLite (no fraction): text compares in order.
+            else f"'{until_utc.strftime('%Y-%m-%d %H:%M:%S')}'"
         )
 
     def cut(column: str, joiner: str = "AND") -> str:

@@ -183,3 +183,43 @@ def test_holdout_check_tracks_the_actual_repeat_purchases_of_cdnow(cdnow):
     # More calibration purchases, more expected and more actual: the paper's figure.
     assert check.by_x["predicted"].is_monotonic_increasing
     assert (check.by_x["predicted"] - check.by_x["actual"]).abs().max() < 0.5
+
+
+def test_prediction_words_speak_plainly_with_the_currency_code():
+    words = clv.prediction_words(
+        p_alive=0.95, expected_purchases_90d=2.2, value_12m=338.0, currency="EUR"
+    )
+    assert words == (
+        "Very likely still a customer — about 2 purchases expected in the next 90 days — "
+        "worth about EUR 340 over the next year"
+    )
+
+
+def test_prediction_words_say_likely_gone_below_even_odds_and_nothing_expected():
+    words = clv.prediction_words(
+        p_alive=0.3, expected_purchases_90d=0.05, value_12m=0.4, currency="USD"
+    )
+    assert words == (
+        "Likely gone — no purchase expected in the next 90 days — little expected over the "
+        "next year"
+    )
+    perhaps = clv.prediction_words(
+        p_alive=0.55, expected_purchases_90d=0.5, value_12m=1234, currency="GBP"
+    )
+    assert perhaps == (
+        "Perhaps still a customer — perhaps one purchase in the next 90 days — worth about "
+        "GBP 1,200 over the next year"
+    )
+
+
+def test_prediction_words_admit_when_there_is_not_enough_data():
+    assert (
+        clv.prediction_words(
+            p_alive=None, expected_purchases_90d=None, value_12m=None, currency="EUR"
+        )
+        == "Not enough data yet to say what this customer will do."
+    )
+    once = clv.prediction_words(
+        p_alive=1.0, expected_purchases_90d=0.3, value_12m=20, currency="EUR", repeat_purchases=0
+    )
+    assert once.startswith("Has bought once so far — perhaps one purchase")
