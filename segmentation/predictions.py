@@ -42,40 +42,6 @@ def _time_unit_name(days: float) -> str:
     return {1.0: "days", 7.0: "weeks"}.get(days, f"{days:g} days")
 
 
-def prediction_scores(
-    summary: pd.DataFrame,
-    *,
-    bgnbd: clv.BgNbd,
-    gg: clv.GammaGamma,
-    time_unit_days: float,
-    monthly_discount: float,
-) -> pd.DataFrame:
-    """Every customer's predicted figures (the CustomerPrediction columns) from their
-    summary (clv.rfm_summary) and the fitted models."""
-    x, t_x, T = (summary[c].to_numpy(np.float64) for c in ("x", "t_x", "T"))
-    monetary = summary["monetary"].to_numpy(np.float64)
-    alive = clv.bgnbd_p_alive(bgnbd, x, t_x, T)
-    scores = {"p_alive": alive}
-    for days in (30, 90, 365):
-        scores[f"expected_purchases_{days}d"] = clv.bgnbd_expected_purchases(
-            bgnbd, days / time_unit_days, x, t_x, T
-        )
-    scores["expected_order_value"] = clv.gamma_gamma_expected_value(gg, x, monetary)
-    value = clv.customer_value(
-        bgnbd, gg, x, t_x, T, monetary, time_unit_days=time_unit_days,
-        monthly_discount=monthly_discount,
-    )  # fmt: skip
-    scores["value_12m"] = value
-    # value_12m already weighs the year by the chance they are still a customer; divided by
-    # it, it is the year's worth if they are; times (1 - p_alive), what may be lost.
-    scores["value_at_risk"] = np.divide(
-        value * (1 - alive), alive, out=np.zeros_like(value), where=alive > 0
-    )
-    frame = pd.DataFrame(scores, index=summary.index)
-    frame["x"], frame["t_x"], frame["T"] = x.astype(np.int64), t_x, T
-    return frame
-
-
 def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     """Fit the purchase models on every profiled customer's sales up to ``as_of`` and, if the
     fit is plausible, replace every CustomerPrediction in one transaction.
@@ -118,7 +84,7 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     reason = clv.fit_problem(bgnbd, gg, repeat_customers=repeat, time_unit_days=unit)
     if reason:
         return _record(run, record, status="implausible", reason=reason, started=started)
-    scores = prediction_scores(
+    scores = clv.prediction_scores(
         summary, bgnbd=bgnbd, gg=gg, time_unit_days=unit, monthly_discount=discount
     )
     written = time.perf_counter()
