@@ -33,7 +33,7 @@ LOG_BOUND = 12.0
 # customers' next 52 weeks against the full-sample fit. Median (90th percentile) error of the
 # total: 50 customers (~20 repeat) 24% (64%); 100 (~41) 18% (43%); 200 (~79) 12% (30%);
 # 400 (~158) 5% (17%); 800 (~322) 4% (10%); 1600 (~644) 1% (6%). a and b swing by a factor
-# of 25-70 between the 10th and 90th percentile up to 200 customers, of 3-5 at 400.
+# of 25 or more between the 10th and 90th percentile up to 200 customers, of 3-5 at 400.
 MIN_REPEAT_CUSTOMERS = 150
 # Purchases in the next year above this per customer on average are not plausible for a
 # store whose customers buy a few times a year; it flags a fit that ran away.
