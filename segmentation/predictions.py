@@ -68,8 +68,14 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     reason = clv.data_problem(repeat_customers=repeat)
     if reason:
         return _record(run, record, status="not_enough_data", reason=reason, started=started)
-    bgnbd = clv.bgnbd_fit(summary["x"], summary["t_x"], summary["T"])
-    gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
+    try:
+        bgnbd = clv.bgnbd_fit(summary["x"], summary["t_x"], summary["T"])
+        gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        # Numbers the optimiser cannot work with are the data's problem, not a crash of the
+        # run: the previous predictions stay and the reason is recorded.
+        reason = f"The models could not be fitted to these purchases ({exc})."
+        return _record(run, record, status="implausible", reason=reason, started=started)
     record.update(
         r=bgnbd.r,
         alpha=bgnbd.alpha,

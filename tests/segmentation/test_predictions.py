@@ -153,6 +153,20 @@ def test_an_implausible_fit_keeps_the_previous_predictions(db, monkeypatch):
     assert set(CustomerPrediction.objects.values_list("run_id", flat=True)) == {previous.pk}
 
 
+def test_a_fit_that_fails_on_the_numbers_is_recorded_and_changes_nothing(db, monkeypatch):
+    cdnow_shop()
+
+    def broken(*args):
+        raise FloatingPointError("overflow")
+
+    monkeypatch.setattr(clv, "gamma_gamma_fit", broken)
+    record = predictions.predictions_refresh(run=SegmentationRunFactory(), as_of=AS_OF)
+
+    assert record["status"] == "implausible"
+    assert "could not be fitted" in record["reason"] and "overflow" in record["reason"]
+    assert not CustomerPrediction.objects.exists()
+
+
 @pytest.fixture
 def predicted(db) -> dict[str, int]:
     ids = cdnow_shop()
