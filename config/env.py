@@ -44,6 +44,20 @@ def env_int(name: str, default: int, *, low: int | None = None, high: int | None
     return value
 
 
+def env_float(name: str, default: float, *, low: float, high: float) -> float:
+    """A number between `low` and `high` (a finite one: "nan" and "inf" are refused)."""
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}.") from None
+    if not low <= value <= high:  # also false for nan
+        raise ImproperlyConfigured(f"{name} must be between {low} and {high}, not {raw}.")
+    return value
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     """One of `choices` (matched in any case and returned as written there)."""
     raw = env_str(name)

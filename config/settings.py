@@ -6,7 +6,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_choice, env_int, env_list, env_str
+from config.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 # Importing this module reads the environment and nothing else: no folder, no file is created
 # here. What writes under VAR_DIR makes its folder (runstack, the broker, the SQLite backend,
@@ -205,6 +205,12 @@ SEGMENTATION_ENGINE = {
 # RUN_STALE_SECONDS belongs to a worker that died and its slot is freed by the next trigger.
 RUN_HEARTBEAT_SECONDS = env_int("RUN_HEARTBEAT_SECONDS", 30, low=1)
 RUN_STALE_SECONDS = env_int("RUN_STALE_SECONDS", 5 * 60, low=60)
+
+# Customer predictions (segmentation.predictions): the models' time unit in days (7: weeks,
+# as the published BG/NBD tables, so fitted parameters can be compared with them; predictions
+# do not depend on it) and the monthly discount rate of the 12-month customer value.
+PREDICTIONS_TIME_UNIT_DAYS = env_float("PREDICTIONS_TIME_UNIT_DAYS", 7.0, low=1.0, high=31.0)
+PREDICTIONS_MONTHLY_DISCOUNT = env_float("PREDICTIONS_MONTHLY_DISCOUNT", 0.01, low=0.0, high=0.5)
 
 # Presenting an offer to a segment bigger than this runs as a background task.
 OFFER_PRESENT_INLINE_MAX = env_int("OFFER_PRESENT_INLINE_MAX", 5000, low=0)

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crm.exports import ColumnProvider
-from segmentation.models import Membership
+from segmentation.models import CustomerPrediction, Membership
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,29 @@ class SegmentColumns:
 
 SEGMENT_COLUMNS = SegmentColumns()
 
+
+class PredictionColumns:
+    """Each customer's chance of still being a customer, expected purchases in the next 90
+    days and expected value over the next 12 months (one query per chunk; customers without
+    a prediction get empty cells)."""
+
+    columns = ("p_alive", "expected_purchases_90d", "value_12m")
+
+    def values(self, customer_ids: list[int]) -> dict[int, dict[str, Any]]:
+        rows = CustomerPrediction.objects.filter(customer_id__in=customer_ids).values_list(
+            "customer_id", *self.columns
+        )
+        return {
+            row[0]: {
+                name: round(value, 4 if name == "p_alive" else 2)
+                for name, value in zip(self.columns, row[1:], strict=True)
+            }
+            for row in rows
+        }
+
+
+PREDICTION_COLUMNS = PredictionColumns()
+
 # Every column segmentation adds to customer exports (command, admin action, segment CSV):
 # a new provider is one more entry here.
-CUSTOMER_EXPORT_PROVIDERS: tuple[ColumnProvider, ...] = (SEGMENT_COLUMNS,)
+CUSTOMER_EXPORT_PROVIDERS: tuple[ColumnProvider, ...] = (SEGMENT_COLUMNS, PREDICTION_COLUMNS)

@@ -45,6 +45,9 @@ class SegmentationRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # Reference time for recency and tenure; fixed when the run starts.
     reference_time = models.DateTimeField(null=True, blank=True)
+    # Set when the run looks at the business as of a past day (the business's local date):
+    # only purchases and feedback up to and including that day count.
+    as_of = models.DateField(null=True, blank=True)
     phase = models.CharField(max_length=40, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)  # percent
     task_id = models.CharField(max_length=64, blank=True)
@@ -80,6 +83,10 @@ class SegmentationRun(models.Model):
     # Seconds per phase, for the admin and the benchmark.
     timings = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    # The purchase and order-value models fitted by the run (see segmentation.predictions):
+    # model, time_unit, r, alpha, a, b, log_likelihood, gg_p, gg_q, gg_gamma, customers,
+    # fit_seconds, status (ok, not_enough_data, implausible) and reason.
+    predictions = models.JSONField(default=dict, blank=True)
 
     objects = SegmentationRunQuerySet.as_manager()
 
@@ -320,3 +327,50 @@ class SegmentMembershipChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}: {self.from_segment or '-'} → {self.to_segment or '-'}"
+
+
+class CustomerPrediction(models.Model):
+    """What the purchase models expect of one customer, as of the run that computed it.
+
+    One row per customer who has bought, all replaced together by each successful fit. No
+    database FK constraint, for the reason given on Membership.
+    """
+
+    customer = models.OneToOneField(
+        "crm.Customer",
+        primary_key=True,
+        on_delete=models.CASCADE,
+        db_constraint=False,
+        related_name="prediction",
+    )
+    run = models.ForeignKey(
+        SegmentationRun,
+        null=True,
+        on_delete=models.SET_NULL,
+        db_constraint=False,
+        db_index=False,  # every row of a refresh shares one run
+        related_name="+",
+    )
+    as_of = models.DateField()
+    p_alive = models.FloatField()
+    expected_purchases_30d = models.FloatField()
+    expected_purchases_90d = models.FloatField()
+    expected_purchases_365d = models.FloatField()
+    expected_order_value = models.FloatField()
+    value_12m = models.FloatField()
+    # What the next 12 months would be worth if they are still a customer, times the chance
+    # that they are not: value_12m / p_alive x (1 - p_alive). Stored to be listed by index.
+    value_at_risk = models.FloatField()
+    # The customer's summary the predictions come from (time in the run's time unit).
+    x = models.PositiveIntegerField()
+    t_x = models.FloatField()
+    T = models.FloatField()  # the papers' name, kept for readers of them
+
+    class Meta:
+        indexes = [
+            # The customers slipping away: most value at risk first.
+            models.Index(fields=["-value_at_risk"], name="prediction_risk_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: alive {self.p_alive:.2f}, {self.value_12m:.0f} in 12 months"

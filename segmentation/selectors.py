@@ -3,16 +3,20 @@
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 
 import numpy as np
 import pandas as pd
 from django.db import connection, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, FloatField, Q, QuerySet, Sum
+from django.db.models.functions import Cast, TruncDate
+from django.utils import timezone
 
 from crm.models import Customer, Feedback, Purchase
 from segmentation.features import RAW_COLUMNS
 from segmentation.models import (
+    CustomerPrediction,
     Membership,
     Segment,
     SegmentationRun,
@@ -26,6 +30,8 @@ FEATURE_COLUMNS = list(RAW_COLUMNS)
 EXTRA_COLUMNS = ["nps_promoters", "nps_detractors"]
 _INT_COLUMNS = ("customer_id", "frequency", "rating_count", "nps_count", *EXTRA_COLUMNS)
 _DAY_SECONDS = 86_400.0
+# Less than even odds of still being a customer: "likely gone" on every page.
+LIKELY_GONE_BELOW = 0.5
 
 
 @dataclass
@@ -36,7 +42,9 @@ class FeatureFrame:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _feature_sql(*, reference_time: datetime, vendor: str) -> tuple[str, list]:
+def _feature_sql(
+    *, reference_time: datetime, vendor: str, until: datetime | None = None
+) -> tuple[str, list]:
     """The one aggregate query. Sales count; refunds are subtracted from the total only.
 
     The covering index on purchases (customer_id, purchased_at, amount) serves the GROUP BY
@@ -49,6 +57,21 @@ def _feature_sql(*, reference_time: datetime, vendor: str) -> tuple[str, list]:
     customer = Customer._meta.db_table
     refund = Purchase.Kind.REFUND
     ref_utc = reference_time.astimezone(UTC)
+    # An as-of run sees purchases and feedback before ``until`` only (and nothing when None).
+    before = ""
+    if until is not None:
+        until = until.replace(microsecond=0)
+        until_utc = until.astimezone(UTC)
+        before = (
+            f"'{until_utc.isoformat()}'::timestamptz"
+            if vendor == "postgresql"
+            # As Django stores a whole second on SQLite (no fraction): text compares in order.
+            else f"'{until_utc.strftime('%Y-%m-%d %H:%M:%S')}'"
+        )
+
+    def cut(column: str, joiner: str = "AND") -> str:
+        return f" {joiner} {column} < {before}" if before else ""
+
     if vendor == "postgresql":
         ref = f"'{ref_utc.isoformat()}'::timestamptz"
 
@@ -74,7 +97,8 @@ def _feature_sql(*, reference_time: datetime, vendor: str) -> tuple[str, list]:
         return (
             f"(CASE WHEN r.{alias} IS NOT NULL AND r.{alias} {op} p.{alias} THEN "
             f"(SELECT {func}(s.purchased_at) FROM {purchase} s "
-            f"WHERE s.customer_id = c.id AND s.kind <> '{refund}') ELSE p.{alias} END)"
+            f"WHERE s.customer_id = c.id AND s.kind <> '{refund}'{cut('s.purchased_at')}) "
+            f"ELSE p.{alias} END)"
         )
 
     if vendor == "postgresql":
@@ -110,12 +134,12 @@ def _feature_sql(*, reference_time: datetime, vendor: str) -> tuple[str, list]:
         JOIN (
             SELECT customer_id, COUNT(*) AS n, SUM(amount) AS total,
                    MIN(purchased_at) AS first_at, MAX(purchased_at) AS last_at
-            FROM {purchase} GROUP BY customer_id
+            FROM {purchase}{cut("purchased_at", "WHERE")} GROUP BY customer_id
         ) p ON p.customer_id = c.id
         LEFT JOIN (
             SELECT customer_id, COUNT(*) AS n, SUM(amount) AS total,
                    MIN(purchased_at) AS first_at, MAX(purchased_at) AS last_at
-            FROM {purchase} WHERE kind = '{refund}' GROUP BY customer_id
+            FROM {purchase} WHERE kind = '{refund}'{cut("purchased_at")} GROUP BY customer_id
         ) r ON r.customer_id = c.id
         LEFT JOIN (
             SELECT customer_id,
@@ -123,7 +147,7 @@ def _feature_sql(*, reference_time: datetime, vendor: str) -> tuple[str, list]:
                    AVG(nps * 1.0) AS nps_mean, COUNT(nps) AS nps_count,
                    SUM(CASE WHEN nps >= 9 THEN 1 ELSE 0 END) AS nps_promoters,
                    SUM(CASE WHEN nps <= 6 THEN 1 ELSE 0 END) AS nps_detractors
-            FROM {feedback} GROUP BY customer_id
+            FROM {feedback}{cut("created_at", "WHERE")} GROUP BY customer_id
         ) f ON f.customer_id = c.id
         WHERE c.is_archived = {false} AND c.profiling_opt_out = {false}
           AND p.n > COALESCE(r.n, 0)
@@ -172,14 +196,17 @@ def _planner_settings_set(cur, settings: dict[str, str]) -> dict[str, str]:
     return previous
 
 
-def customer_features(*, reference_time: datetime) -> FeatureFrame:
+def customer_features(*, reference_time: datetime, as_of: date | None = None) -> FeatureFrame:
     """One row per profiled customer (not archived, not opted out) with at least one sale.
 
     Columns FEATURE_COLUMNS (the engine's RAW_COLUMNS) then EXTRA_COLUMNS, sorted by
-    customer id. Computed by one aggregate query in the database; PostgreSQL streams it
-    with a binary COPY that numpy decodes, SQLite fetches its rows into numpy.
+    customer id. With ``as_of``, only purchases and feedback up to and including that day (the
+    business's local date) count. Computed by one aggregate query in the database;
+    PostgreSQL streams it with a binary COPY that numpy decodes, SQLite fetches its rows into
+    numpy.
     """
     columns = FEATURE_COLUMNS + EXTRA_COLUMNS
+    until = _day_end(as_of) if as_of else None
     started = time.perf_counter()
     # PostgreSQL: a transaction scopes the planner settings. Not SQLite: there BEGIN takes the
     # write lock (IMMEDIATE mode) and a read needs no transaction.
@@ -187,7 +214,7 @@ def customer_features(*, reference_time: datetime) -> FeatureFrame:
     with scope, connection.cursor() as cur:
         if connection.vendor == "postgresql":
             saved = _planner_settings_set(cur, _PLANNER_SETTINGS)
-            sql, _ = _feature_sql(reference_time=reference_time, vendor="postgresql")
+            sql, _ = _feature_sql(reference_time=reference_time, vendor="postgresql", until=until)
             buffer = bytearray()
             with cur.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT binary)") as copy:
                 for chunk in copy:
@@ -199,7 +226,9 @@ def customer_features(*, reference_time: datetime) -> FeatureFrame:
             frame = _binary_rows_frame(buffer, columns)
             del buffer
         else:
-            sql, params = _feature_sql(reference_time=reference_time, vendor=connection.vendor)
+            sql, params = _feature_sql(
+                reference_time=reference_time, vendor=connection.vendor, until=until
+            )
             cur.execute(sql, params)
             queried = time.perf_counter()
             rows = cur.fetchall()
@@ -378,3 +407,124 @@ def run_previous(*, run: SegmentationRun | None) -> SegmentationRun | None:
         .order_by("-finished_at", "-id")
         .first()
     )
+
+
+# --- Customer predictions -------------------------------------------------------------------
+
+
+def day_start(day: date) -> datetime:
+    """The first moment of ``day`` in the business's time zone (settings.TIME_ZONE)."""
+    return timezone.make_aware(datetime.combine(day, dt_time.min), timezone.get_default_timezone())
+
+
+def _day_end(day: date) -> datetime:
+    """The first moment after ``day`` in the business's time zone."""
+    return day_start(day + timedelta(days=1))
+
+
+def customer_daily_sales(*, as_of: date) -> pd.DataFrame:
+    """One row per profiled customer and day with a sale up to and including ``as_of``:
+    customer_id, day (the business's local date, datetime64[D]) and amount (float), sorted by
+    customer then day. One GROUP BY in the database. Refunds are left out: the purchase
+    models count transactions, and a refund is not one."""
+    tz = timezone.get_default_timezone()
+    rows = (
+        Purchase.objects.filter(
+            kind=Purchase.Kind.SALE,
+            purchased_at__lt=_day_end(as_of),
+            customer__is_archived=False,
+            customer__profiling_opt_out=False,
+        )
+        .annotate(day=TruncDate("purchased_at", tzinfo=tz))
+        .values("customer_id", "day")
+        .annotate(total=Cast(Sum("amount"), FloatField()))
+        .order_by("customer_id", "day")
+        .values_list("customer_id", "day", "total")
+    )
+    customers, days, amounts = [], [], []
+    for customer_id, day, amount in rows.iterator(chunk_size=20_000):
+        customers.append(customer_id)
+        days.append(day)
+        amounts.append(amount)
+    return pd.DataFrame(
+        {
+            "customer_id": np.array(customers, dtype=np.int64),
+            "day": np.array(days, dtype="datetime64[D]"),
+            "amount": np.array(amounts, dtype=np.float64),
+        }
+    )
+
+
+def customer_prediction_get(*, customer_id: int) -> CustomerPrediction | None:
+    """The customer's current prediction, if the last fit covered them."""
+    return CustomerPrediction.objects.filter(customer_id=customer_id).first()
+
+
+def segment_prediction_summary(*, segment: Segment) -> dict[str, float | int]:
+    """A segment's members' expected value over the next 12 months, how many of them have a
+    prediction, and how many are likely gone (less than even odds of still being customers)."""
+    figures = CustomerPrediction.objects.filter(customer__membership__segment=segment).aggregate(
+        customers=Count("pk"),
+        value_12m=Sum("value_12m"),
+        likely_gone=Count("pk", filter=Q(p_alive__lt=LIKELY_GONE_BELOW)),
+        expected_purchases_90d=Sum("expected_purchases_90d"),
+    )
+    return {
+        "customers": figures["customers"],
+        "value_12m": float(figures["value_12m"] or 0),
+        "likely_gone": figures["likely_gone"],
+        "expected_purchases_90d": float(figures["expected_purchases_90d"] or 0),
+    }
+
+
+def customers_slipping_away(*, limit: int = 20) -> QuerySet[CustomerPrediction]:
+    """Customers with the most value at risk first: what their next 12 months would be worth
+    if they are still customers, times the chance they are not (see CustomerPrediction)."""
+    return (
+        CustomerPrediction.objects.filter(value_at_risk__gt=0)
+        .select_related("customer")
+        .order_by("-value_at_risk", "customer_id")[:limit]
+    )
+
+
+def predictions_actual_vs_predicted(*, run: SegmentationRun) -> list[dict[str, float | str]]:
+    """For the dashboard chart: per number of repeat purchases up to the run's as-of date
+    (0..7+), how many customers, their mean expected purchases in the next 90 days and their
+    mean actual purchase days since the as-of date (0 until days have passed)."""
+    if not run.as_of:
+        return []
+    as_of = run.as_of
+    predicted = pd.DataFrame(
+        CustomerPrediction.objects.filter(run=run).values_list(
+            "customer_id", "x", "expected_purchases_90d"
+        ),
+        columns=["customer_id", "x", "expected"],
+    )
+    if predicted.empty:
+        return []
+    since = (
+        Purchase.objects.filter(
+            kind=Purchase.Kind.SALE,
+            purchased_at__gte=_day_end(as_of),
+            purchased_at__lt=_day_end(as_of + timedelta(days=90)),
+            customer__prediction__run=run,
+        )
+        .annotate(day=TruncDate("purchased_at", tzinfo=timezone.get_default_timezone()))
+        .values("customer_id")
+        .annotate(days=Count("day", distinct=True))
+        .values_list("customer_id", "days")
+    )
+    actual = dict(since)
+    predicted["actual"] = predicted["customer_id"].map(actual).fillna(0)
+    predicted["group"] = np.minimum(predicted["x"], 7)
+    rows = []
+    for group, part in predicted.groupby("group"):
+        rows.append(
+            {
+                "x": f"{group}+" if group == 7 else str(group),
+                "customers": len(part),
+                "predicted": float(part["expected"].mean()),
+                "actual": float(part["actual"].mean()),
+            }
+        )
+    return rows

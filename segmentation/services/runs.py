@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,7 @@ from django.utils import timezone
 from segmentation import selectors
 from segmentation.engine import EngineConfig, EngineRejected, EngineResult, segment_customers
 from segmentation.models import SegmentationRun
+from segmentation.predictions import predictions_refresh
 from segmentation.services.common import RunAlreadyFinished, SegmentationCheckFailed, jsonable
 from segmentation.services.label_write import RunPlan, labels_write, temp_tables_drop
 
@@ -58,7 +59,9 @@ def segmentation_runs_recover_stale() -> int:
     return recovered
 
 
-def segmentation_run_request(*, trigger: str, enqueue: bool = True) -> SegmentationRun:
+def segmentation_run_request(
+    *, trigger: str, enqueue: bool = True, as_of: date | None = None
+) -> SegmentationRun:
     """Create a run and enqueue it after commit; if a run is in progress, record a skipped run.
 
     Side effects: one SegmentationRun row (pending, or skipped); the Celery task
@@ -70,7 +73,7 @@ def segmentation_run_request(*, trigger: str, enqueue: bool = True) -> Segmentat
     try:
         with transaction.atomic():
             run = SegmentationRun.objects.create(
-                trigger=trigger, status=Status.PENDING, active_slot=1, heartbeat_at=now
+                trigger=trigger, status=Status.PENDING, active_slot=1, heartbeat_at=now, as_of=as_of
             )
     except IntegrityError:
         holder = selectors.segmentation_run_active()
@@ -195,7 +198,11 @@ def segmentation_run_execute(
     now = timezone.now()
     run.status = Status.RUNNING
     run.started_at = run.started_at or now
-    run.reference_time = run.reference_time or now
+    # As of a past day, durations are counted to the start of that day (a purchase the day
+    # before is 1 day old).
+    run.reference_time = run.reference_time or (
+        selectors.day_start(run.as_of) if run.as_of else now
+    )
     run.heartbeat_at = now
     run.error = ""
     fields = ["status", "started_at", "reference_time", "heartbeat_at", "error", "worker_losses"]
@@ -212,6 +219,7 @@ def segmentation_run_execute(
                 timings=timings,
                 succeed=lambda n_moved: _run_succeed(run, plan, n_moved=n_moved, timings=timings),
             )
+            _predictions_refresh(run, timings)
     except RunAlreadyFinished:
         pass
     except Exception as exc:
@@ -234,6 +242,26 @@ def segmentation_run_execute(
         temp_tables_drop()
     run.refresh_from_db()
     return run
+
+
+def _predictions_refresh(run: SegmentationRun, timings: dict[str, float]) -> None:
+    """Predictions after the segments, in the same run. Their failure never undoes the
+    segments: the previous predictions stay and the run says why in words."""
+    started = time.perf_counter()
+    try:
+        predictions_refresh(run=run, as_of=run.as_of or timezone.localdate())
+    except Exception as exc:
+        logger.exception("Predictions of run %s failed", run.pk)
+        failure = {
+            "status": "failed",
+            "reason": "The predictions could not be computed this time "
+            f"({type(exc).__name__}); the previous ones are kept.",
+        }
+        _with_fresh_connection(
+            lambda: SegmentationRun.objects.filter(pk=run.pk).update(predictions=failure)
+        )
+    timings["predictions"] = time.perf_counter() - started
+    SegmentationRun.objects.filter(pk=run.pk).update(timings=jsonable(timings))
 
 
 def _run_finish(run: SegmentationRun, *, status: str, error: str = "") -> None:
@@ -302,7 +330,7 @@ def _engine_config() -> EngineConfig:
 
 def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> RunPlan:
     reporter("features", 0)
-    features = selectors.customer_features(reference_time=run.reference_time)
+    features = selectors.customer_features(reference_time=run.reference_time, as_of=run.as_of)
     timings.update(features.timings)
     raw = features.frame
     counts = selectors.customer_counts()

@@ -1,14 +1,17 @@
-"""`manage.py recluster`: in-process with --sync, queued without."""
+"""`manage.py recluster`: in-process with --sync, queued without; `predictions_check`."""
 
 import csv
 import io
+import json
+from datetime import date
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from crm.models import Customer
 from segmentation import services
-from segmentation.models import SegmentationRun
+from segmentation.models import CustomerPrediction, SegmentationRun
 from tests.factories import CustomerFactory, SegmentFactory
 from tests.segmentation.shops import shop_build
 
@@ -70,3 +73,70 @@ def test_export_customers_writes_safe_csv_with_each_customer_segment(tmp_path):
 
     (row,) = list(csv.DictReader(out.open(encoding="utf-8")))
     assert (row["name"], row["segment"]) == ("'-rm -rf", "Loyal regulars")
+    # Predictions come after the segment; empty until a run has made them.
+    assert (row["p_alive"], row["expected_purchases_90d"], row["value_12m"]) == ("", "", "")
+
+
+CDNOW = Path(__file__).resolve().parent.parent / "fixtures" / "cdnow_sample_purchases.csv"
+
+
+def cdnow_import() -> None:
+    call_command(
+        "import_purchases",
+        str(CDNOW),
+        "--create-customers",
+        "--map",
+        "customer_external_id=customer_id",
+        "--source",
+        "cdnow",
+        "--currency",
+        "USD",
+    )
+
+
+def test_recluster_as_of_the_end_of_the_cdnow_calibration_reproduces_the_papers_fit(
+    db, capsys, settings
+):
+    settings.PREDICTIONS_TIME_UNIT_DAYS = 7
+    cdnow_import()
+    capsys.readouterr()
+
+    call_command("recluster", "--sync", "--as-of", "1997-09-30", "--json")
+
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["as_of"] == "1997-09-30"
+    assert summary["method"] and summary["k"] >= 2
+    assert sum(s["size"] for s in summary["segments"]) == 2357
+    assert {"name", "kind", "size"} <= set(summary["segments"][0])
+    fit = summary["predictions"]
+    assert (fit["model"], fit["time_unit"]) == ("bgnbd+gamma-gamma", "weeks")
+    assert fit["customers"] == 2357
+    expected = {"r": 0.243, "alpha": 4.41, "a": 0.793, "b": 2.43, "gg_p": 6.25, "gg_q": 3.74}
+    assert {k: float(f"{fit[k]:.3g}") for k in expected} == expected
+    assert fit["gg_gamma"] == pytest.approx(15.44, abs=0.01)
+    assert fit["log_likelihood"] == pytest.approx(-9582.4, abs=0.05)
+    run = SegmentationRun.objects.get()
+    assert run.as_of == date(1997, 9, 30)
+    assert run.n_clustered == 2357
+    assert CustomerPrediction.objects.filter(run=run).count() == 2357
+
+
+def test_predictions_check_prints_the_holdout_table_of_the_imported_purchases(db, capsys):
+    cdnow_import()
+    capsys.readouterr()
+
+    call_command(
+        "predictions_check", "--calibration-end", "1997-09-30", "--holdout-end", "1998-06-30"
+    )
+
+    out = capsys.readouterr().out
+    assert "r=0.2426 alpha=4.414 a=0.7929 b=2.426 log-likelihood=-9582.4" in out
+    assert "actual                           1,882" in out
+    assert "7+" in out
+
+
+def test_predictions_check_needs_a_holdout_after_the_calibration(db):
+    with pytest.raises(CommandError, match="must come after"):
+        call_command(
+            "predictions_check", "--calibration-end", "1998-01-01", "--holdout-end", "1997-12-31"
+        )

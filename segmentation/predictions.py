@@ -1,0 +1,155 @@
+"""Customer predictions: fit the purchase models on the CRM's sales and store what they expect."""
+
+import logging
+import time
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db import connection, transaction
+
+from segmentation import clv, selectors
+from segmentation.models import CustomerPrediction, SegmentationRun
+
+logger = logging.getLogger(__name__)
+
+MODEL = "bgnbd+gamma-gamma"
+COPY_CHUNK = 100_000
+# Written in this order by both the PostgreSQL COPY and the SQLite INSERT.
+_COLUMNS = (
+    "customer_id",
+    "run_id",
+    "as_of",
+    "p_alive",
+    "expected_purchases_30d",
+    "expected_purchases_90d",
+    "expected_purchases_365d",
+    "expected_order_value",
+    "value_12m",
+    "value_at_risk",
+    "x",
+    "t_x",
+    "T",
+)
+
+
+def _time_unit_days() -> float:
+    return float(getattr(settings, "PREDICTIONS_TIME_UNIT_DAYS", 7.0))
+
+
+def _time_unit_name(days: float) -> str:
+    return {1.0: "days", 7.0: "weeks"}.get(days, f"{days:g} days")
+
+
+def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
+    """Fit the purchase models on every profiled customer's sales up to ``as_of`` and, if the
+    fit is plausible, replace every CustomerPrediction in one transaction.
+
+    Side effects: ``run.predictions`` records the fitted parameters, the status (ok,
+    not_enough_data, implausible) and the reason in words; on ok, all CustomerPrediction
+    rows are deleted and rewritten. On any other status the previous rows stay as they were.
+    Returns the recorded dict.
+    """
+    unit = _time_unit_days()
+    discount = float(getattr(settings, "PREDICTIONS_MONTHLY_DISCOUNT", 0.01))
+    started = time.perf_counter()
+    daily = selectors.customer_daily_sales(as_of=as_of)
+    summary = clv.rfm_from_daily(daily, as_of=as_of, time_unit_days=unit)
+    del daily
+    repeat = int((summary["x"] > 0).sum())
+    record: dict = {
+        "model": MODEL,
+        "time_unit": _time_unit_name(unit),
+        "as_of": as_of.isoformat(),
+        "customers": len(summary),
+        "repeat_customers": repeat,
+    }
+    reason = clv.data_problem(repeat_customers=repeat)
+    if reason:
+        return _record(run, record, status="not_enough_data", reason=reason, started=started)
+    try:
+        bgnbd = clv.bgnbd_fit(summary["x"], summary["t_x"], summary["T"])
+        gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        # Numbers the optimiser cannot work with are the data's problem, not a crash of the
+        # run: the previous predictions stay and the reason is recorded.
+        reason = f"The models could not be fitted to these purchases ({exc})."
+        return _record(run, record, status="implausible", reason=reason, started=started)
+    record.update(
+        r=bgnbd.r,
+        alpha=bgnbd.alpha,
+        a=bgnbd.a,
+        b=bgnbd.b,
+        log_likelihood=bgnbd.log_likelihood,
+        gg_p=gg.p,
+        gg_q=gg.q,
+        gg_gamma=gg.gamma,
+        fit_seconds=round(bgnbd.fit_seconds, 3),
+    )
+    reason = clv.fit_problem(bgnbd, gg, repeat_customers=repeat, time_unit_days=unit)
+    if reason:
+        return _record(run, record, status="implausible", reason=reason, started=started)
+    scores = clv.prediction_scores(
+        summary, bgnbd=bgnbd, gg=gg, time_unit_days=unit, monthly_discount=discount
+    )
+    written = time.perf_counter()
+    with transaction.atomic():
+        CustomerPrediction.objects.all().delete()
+        _predictions_insert(scores, run_id=run.pk, as_of=as_of)
+    record["write_seconds"] = round(time.perf_counter() - written, 3)
+    return _record(run, record, status="ok", reason="", started=started)
+
+
+def _record(run: SegmentationRun, record: dict, *, status: str, reason: str, started: float):
+    record.update(status=status, reason=reason)
+    record["seconds"] = round(time.perf_counter() - started, 3)
+    run.predictions = record
+    SegmentationRun.objects.filter(pk=run.pk).update(predictions=record)
+    if status != "ok":
+        logger.info("Predictions of run %s not refreshed: %s", run.pk, reason)
+    return record
+
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+# PostgreSQL's binary types of the columns: bigint ids, a date (int4 days since 2000-01-01),
+# float8 figures and an int4 count.
+_PG_TYPES = {"customer_id": ">i8", "run_id": ">i8", "as_of": ">i4", "x": ">i4"}
+_PG_EPOCH = date(2000, 1, 1)
+
+
+def _predictions_insert(scores: pd.DataFrame, *, run_id: int, as_of: date) -> None:
+    table = CustomerPrediction._meta.db_table
+    n = len(scores)
+    values = {
+        "customer_id": scores.index.to_numpy(np.int64),
+        "run_id": np.full(n, run_id, dtype=np.int64),
+        **{c: scores[c].to_numpy() for c in _COLUMNS[3:]},
+    }
+    columns = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
+    if connection.vendor == "postgresql":
+        # Binary COPY: one fixed-size record per row built by numpy, no per-row Python.
+        fields = [("count", ">i2")]
+        for name in _COLUMNS:
+            kind = _PG_TYPES.get(name, ">f8")
+            fields += [(f"{name}__len", ">i4"), (name, kind)]
+        row = np.dtype(fields)
+        records = np.zeros(n, dtype=row)
+        records["count"] = len(_COLUMNS)
+        for name in _COLUMNS:
+            kind = _PG_TYPES.get(name, ">f8")
+            records[f"{name}__len"] = np.dtype(kind).itemsize
+            records[name] = (as_of - _PG_EPOCH).days if name == "as_of" else values[name]
+        sql = f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT binary)"
+        with connection.cursor() as cur, cur.cursor.copy(sql) as copy:
+            copy.write(_COPY_HEADER)
+            for start in range(0, n, COPY_CHUNK):
+                copy.write(records[start : start + COPY_CHUNK].tobytes())
+            copy.write(_COPY_TRAILER)
+        return
+    values["as_of"] = np.full(n, as_of.isoformat(), dtype=object)
+    placeholders = ", ".join(["%s"] * len(_COLUMNS))
+    rows = zip(*(values[c].tolist() for c in _COLUMNS), strict=True)
+    with connection.cursor() as cur:
+        cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", rows)

@@ -1,0 +1,225 @@
+"""BG/NBD and Gamma-Gamma reproduce the published CDNOW figures (pure, no database)."""
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from segmentation import clv
+
+CDNOW = Path(__file__).resolve().parent.parent / "fixtures" / "cdnow_sample_purchases.csv"
+CALIBRATION_END = date(1997, 9, 30)
+
+
+def significant(value: float, digits: int = 3) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+@pytest.fixture(scope="module")
+def cdnow() -> pd.DataFrame:
+    frame = pd.read_csv(CDNOW)
+    return frame.rename(columns={"purchased_at": "date"})
+
+
+@pytest.fixture(scope="module")
+def summary(cdnow) -> pd.DataFrame:
+    return clv.rfm_summary(cdnow, as_of=CALIBRATION_END, time_unit_days=7)
+
+
+def purchases(rows: list[tuple[int, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["customer_id", "date", "amount"])
+
+
+def test_same_day_purchases_count_as_one_transaction_with_their_amounts_summed():
+    rows = purchases(
+        [
+            (1, "2024-01-01", 10.0),
+            (1, "2024-01-08", 20.0),
+            (1, "2024-01-08 18:30", 5.0),
+            (1, "2024-01-15", 15.0),
+        ]
+    )
+    row = clv.rfm_summary(rows, as_of=date(2024, 1, 29), time_unit_days=7).loc[1]
+    assert row["x"] == 2
+    assert row["monetary"] == pytest.approx((25.0 + 15.0) / 2)
+
+
+def test_summary_measures_t_x_and_t_from_the_first_purchase_in_time_units():
+    rows = purchases([(7, "2024-01-01", 10.0), (7, "2024-01-15", 30.0)])
+    row = clv.rfm_summary(rows, as_of=date(2024, 1, 29), time_unit_days=7).loc[7]
+    assert (row["x"], row["t_x"], row["T"]) == (1, 2.0, 4.0)
+    days = clv.rfm_summary(rows, as_of=date(2024, 1, 29), time_unit_days=1).loc[7]
+    assert (days["t_x"], days["T"]) == (14.0, 28.0)
+
+
+def test_purchases_after_the_as_of_date_are_left_out_and_purchases_on_it_count():
+    rows = purchases([(1, "2024-01-01", 10.0), (1, "2024-01-10", 20.0), (1, "2024-01-11", 40.0)])
+    row = clv.rfm_summary(rows, as_of=date(2024, 1, 10), time_unit_days=1).loc[1]
+    assert (row["x"], row["t_x"], row["T"], row["monetary"]) == (1, 9.0, 9.0, 20.0)
+
+
+def test_one_time_buyers_have_no_repeat_value_and_customers_after_the_as_of_date_are_absent():
+    rows = purchases([(1, "2024-01-01", 10.0), (2, "2024-02-01", 99.0)])
+    summary = clv.rfm_summary(rows, as_of=date(2024, 1, 20), time_unit_days=7)
+    assert list(summary.index) == [1]
+    assert (summary.loc[1, "x"], summary.loc[1, "t_x"], summary.loc[1, "monetary"]) == (0, 0, 0)
+
+
+def test_cdnow_summary_has_the_papers_customers_and_repeat_purchases(summary):
+    assert len(summary) == 2357
+    assert (summary["x"] > 0).sum() == 946
+    assert summary["x"].sum() == 2457
+    # Every customer's first purchase is in the first quarter of 1997: T spans 27 to 39 weeks.
+    assert summary["T"].min() == pytest.approx(189 / 7)
+    assert summary["T"].max() == pytest.approx(272 / 7)
+
+
+def test_bgnbd_fit_reproduces_the_papers_parameters_on_cdnow(summary):
+    model = clv.bgnbd_fit(summary["x"], summary["t_x"], summary["T"])
+    assert model.converged and model.at_bound == ()
+    assert [significant(v) for v in (model.r, model.alpha, model.a, model.b)] == [
+        0.243,
+        4.41,
+        0.793,
+        2.43,
+    ]
+    # The paper's table: r 0.243, alpha 4.414, a 0.793, b 2.426, LL -9582.4.
+    assert model.alpha == pytest.approx(4.414, abs=0.001)
+    assert model.b == pytest.approx(2.426, abs=0.001)
+    assert model.log_likelihood == pytest.approx(-9582.4, abs=0.05)
+    assert model.customers == 2357
+
+
+def test_gamma_gamma_fit_reproduces_the_published_parameters_on_cdnow(summary):
+    model = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
+    assert model.converged and model.customers == 946
+    assert [significant(v) for v in (model.p, model.q, model.gamma)] == [6.25, 3.74, 15.4]
+    assert model.gamma == pytest.approx(15.44, abs=0.01)
+
+
+def test_p_alive_falls_with_time_since_the_last_purchase_and_is_one_without_repeats():
+    model = clv.BgNbd(0.243, 4.414, 0.793, 2.426, 0, True, (), 0, 0)
+    alive = clv.bgnbd_p_alive(model, np.array([0, 3, 3]), np.array([0, 30, 10]), np.full(3, 38.0))
+    assert alive[0] == 1.0
+    assert 1 > alive[1] > alive[2] > 0
+
+
+def test_conditional_expectation_matches_the_papers_example():
+    # FHL (2005) section 5: x = 2, t_x = 30.43, T = 38.86 expects 1.226 purchases in the
+    # next 39 weeks (their Excel figure is 1.226).
+    model = clv.BgNbd(0.243, 4.414, 0.793, 2.426, 0, True, (), 0, 0)
+    expected = clv.bgnbd_expected_purchases(
+        model, 39, np.array([2]), np.array([30.43]), np.array([38.86])
+    )
+    assert expected[0] == pytest.approx(1.226, abs=0.002)
+
+
+def test_population_expectation_grows_from_zero_and_bends_down():
+    model = clv.BgNbd(0.243, 4.414, 0.793, 2.426, 0, True, (), 0, 0)
+    values = clv.bgnbd_expected_purchases_population(model, np.array([0.0, 26, 52, 78]))
+    assert values[0] == 0
+    steps = np.diff(values)
+    assert (steps > 0).all() and steps[1] < steps[0] and steps[2] < steps[1]
+
+
+def test_expected_order_value_shrinks_a_customers_mean_toward_the_population_mean():
+    gg = clv.GammaGamma(6.25, 3.74, 15.44, 0, True, (), 0)
+    population_mean = 6.25 * 15.44 / (3.74 - 1)
+    one, many = clv.gamma_gamma_expected_value(gg, np.array([1, 20]), np.array([100.0, 100.0]))
+    assert population_mean < one < many < 100
+    nobody = clv.gamma_gamma_expected_value(gg, np.array([0]), np.array([0.0]))[0]
+    assert nobody == pytest.approx(population_mean)
+
+
+def test_twelve_month_value_is_discounted_monthly_purchases_times_expected_value():
+    model = clv.BgNbd(0.243, 4.414, 0.793, 2.426, 0, True, (), 0, 0)
+    gg = clv.GammaGamma(6.25, 3.74, 15.44, 0, True, (), 0)
+    x, t_x, T, m = np.array([2]), np.array([30.0]), np.array([38.0]), np.array([40.0])
+    undiscounted = clv.customer_value(
+        model, gg, x, t_x, T, m, time_unit_days=7, monthly_discount=0.0
+    )[0]
+    year = clv.bgnbd_expected_purchases(model, 365.25 / 7, x, t_x, T)[0]
+    assert undiscounted == pytest.approx(year * clv.gamma_gamma_expected_value(gg, x, m)[0])
+    discounted = clv.customer_value(model, gg, x, t_x, T, m, time_unit_days=7)[0]
+    assert undiscounted / 1.01**12 < discounted < undiscounted / 1.01
+
+
+def test_cdnow_fits_are_plausible_and_a_small_sample_is_not(summary):
+    model = clv.bgnbd_fit(summary["x"], summary["t_x"], summary["T"])
+    gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
+    repeat = int((summary["x"] > 0).sum())
+    assert clv.fit_problem(model, gg, repeat_customers=repeat, time_unit_days=7) == ""
+    small = summary.iloc[:100]
+    reason = clv.fit_problem(
+        model, gg, repeat_customers=int((small["x"] > 0).sum()), time_unit_days=7
+    )
+    assert "bought more than once" in reason
+
+
+def test_a_fit_at_its_bound_or_not_converged_is_not_trusted():
+    gg = clv.GammaGamma(6.25, 3.74, 15.44, 0, True, (), 0)
+    bounded = clv.BgNbd(0.2, 4.0, 0.8, 162754.0, 0, True, ("b",), 0, 0)
+    assert "edge of its range (b)" in clv.fit_problem(
+        bounded, gg, repeat_customers=1000, time_unit_days=7
+    )
+    stuck = clv.BgNbd(0.2, 4.0, 0.8, 2.4, 0, False, (), 0, 0)
+    assert "no convergence" in clv.fit_problem(stuck, gg, repeat_customers=1000, time_unit_days=7)
+
+
+def test_holdout_check_tracks_the_actual_repeat_purchases_of_cdnow(cdnow):
+    model, check = clv.holdout_check(
+        cdnow, calibration_end=CALIBRATION_END, holdout_end=date(1998, 6, 30)
+    )
+    assert significant(model.r) == 0.243
+    assert check.customers == 2357
+    assert check.actual_total == 1882
+    # Within 15% in aggregate, as in the paper's cumulative plot (the model runs a little low).
+    assert check.predicted_population_total == pytest.approx(check.actual_total, rel=0.15)
+    assert check.predicted_total == pytest.approx(check.actual_total, rel=0.15)
+    assert list(check.by_x.index) == ["0", "1", "2", "3", "4", "5", "6", "7+"]
+    assert check.by_x["customers"].sum() == 2357
+    # More calibration purchases, more expected and more actual: the paper's figure.
+    assert check.by_x["predicted"].is_monotonic_increasing
+    assert (check.by_x["predicted"] - check.by_x["actual"]).abs().max() < 0.5
+
+
+def test_prediction_words_speak_plainly_with_the_currency_code():
+    words = clv.prediction_words(
+        p_alive=0.95, expected_purchases_90d=2.2, value_12m=338.0, currency="EUR"
+    )
+    assert words == (
+        "Very likely still a customer — about 2 purchases expected in the next 90 days — "
+        "worth about EUR 340 over the next year"
+    )
+
+
+def test_prediction_words_say_likely_gone_below_even_odds_and_nothing_expected():
+    words = clv.prediction_words(
+        p_alive=0.3, expected_purchases_90d=0.05, value_12m=0.4, currency="USD"
+    )
+    assert words == (
+        "Likely gone — no purchase expected in the next 90 days — little expected over the "
+        "next year"
+    )
+    perhaps = clv.prediction_words(
+        p_alive=0.55, expected_purchases_90d=0.5, value_12m=1234, currency="GBP"
+    )
+    assert perhaps == (
+        "Perhaps still a customer — perhaps one purchase in the next 90 days — worth about "
+        "GBP 1,200 over the next year"
+    )
+
+
+def test_prediction_words_admit_when_there_is_not_enough_data():
+    assert (
+        clv.prediction_words(
+            p_alive=None, expected_purchases_90d=None, value_12m=None, currency="EUR"
+        )
+        == "Not enough data yet to say what this customer will do."
+    )
+    once = clv.prediction_words(
+        p_alive=1.0, expected_purchases_90d=0.3, value_12m=20, currency="EUR", repeat_purchases=0
+    )
+    assert once.startswith("Has bought once so far — perhaps one purchase")

@@ -1,0 +1,284 @@
+"""Customer predictions: the sales per local day, the refresh service and the page reads."""
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.utils import timezone
+
+from crm.models import Customer, Purchase
+from segmentation import clv, predictions, selectors, services
+from segmentation.exports import PREDICTION_COLUMNS as prediction_columns
+from segmentation.models import CustomerPrediction, Membership, SegmentationRun
+from tests.factories import (
+    CustomerFactory,
+    FeedbackFactory,
+    PurchaseFactory,
+    SegmentationRunFactory,
+    SegmentFactory,
+)
+from tests.segmentation.shops import shop_build
+
+CDNOW = Path(__file__).resolve().parent.parent / "fixtures" / "cdnow_sample_purchases.csv"
+AS_OF = date(1997, 9, 30)
+
+
+def cdnow_shop(customers: int = 400) -> dict[str, int]:
+    """The first ``customers`` CDNOW customers and their purchases, at local midnight."""
+    frame = pd.read_csv(CDNOW)
+    keep = frame["customer_id"].drop_duplicates().iloc[:customers]
+    frame = frame[frame["customer_id"].isin(keep)]
+    created = Customer.objects.bulk_create(
+        Customer(name=c, external_source="cdnow", external_id=c) for c in keep
+    )
+    ids = {c.external_id: c.pk for c in created}
+    tz = timezone.get_default_timezone()
+    Purchase.objects.bulk_create(
+        Purchase(
+            customer_id=ids[row.customer_id],
+            amount=Decimal(str(row.amount)),
+            purchased_at=datetime.fromisoformat(row.purchased_at).replace(tzinfo=tz),
+        )
+        for row in frame.itertuples()
+    )
+    return ids
+
+
+def test_daily_sales_group_a_customers_sales_by_the_businesss_local_day(db, settings):
+    settings.TIME_ZONE = "Europe/Berlin"
+    customer = CustomerFactory()
+    # 23:30 UTC on 1 March is 00:30 on 2 March in Berlin: the same local day as the noon sale.
+    PurchaseFactory(customer=customer, amount=Decimal("10"), purchased_at=at(2024, 3, 1, 23, 30))
+    PurchaseFactory(customer=customer, amount=Decimal("5"), purchased_at=at(2024, 3, 2, 11, 0))
+    PurchaseFactory(
+        customer=customer,
+        amount=Decimal("99"),
+        kind=Purchase.Kind.REFUND,
+        purchased_at=at(2024, 3, 2, 12, 0),
+    )
+    # 22:30 UTC on 5 March is 23:30 on the as-of day in Berlin: it counts; 23:30 UTC does not.
+    PurchaseFactory(customer=customer, amount=Decimal("7"), purchased_at=at(2024, 3, 5, 22, 30))
+    PurchaseFactory(customer=customer, amount=Decimal("8"), purchased_at=at(2024, 3, 5, 23, 30))
+
+    daily = selectors.customer_daily_sales(as_of=date(2024, 3, 5))
+
+    assert daily["day"].astype(str).tolist() == ["2024-03-02", "2024-03-05"]
+    assert daily["amount"].tolist() == [15.0, 7.0]
+    assert set(daily["customer_id"]) == {customer.pk}
+
+
+def test_daily_sales_leave_out_archived_and_opted_out_customers(db):
+    PurchaseFactory(customer=CustomerFactory(is_archived=True))
+    PurchaseFactory(customer=CustomerFactory(profiling_opt_out=True))
+    kept = PurchaseFactory()
+    daily = selectors.customer_daily_sales(as_of=timezone.localdate())
+    assert daily["customer_id"].tolist() == [kept.customer_id]
+
+
+def at(year, month, day, hour, minute) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+def test_refresh_stores_every_customers_prediction_as_the_pure_model_computes_it(db):
+    ids = cdnow_shop()
+    run = SegmentationRunFactory()
+
+    record = predictions.predictions_refresh(run=run, as_of=AS_OF)
+
+    assert record["status"] == "ok" and record["reason"] == ""
+    assert record["customers"] == len(ids) == CustomerPrediction.objects.count()
+    assert record["time_unit"] == "weeks"
+    run.refresh_from_db()
+    assert run.predictions["r"] == pytest.approx(record["r"])
+    # The same figures as the pure module on the CSV itself.
+    frame = pd.read_csv(CDNOW).rename(columns={"purchased_at": "date"})
+    frame = frame[frame["customer_id"].isin(ids)]
+    summary = clv.rfm_summary(frame, as_of=AS_OF, time_unit_days=7)
+    model = clv.bgnbd_fit(summary["x"], summary["t_x"], summary["T"])
+    assert record["r"] == pytest.approx(model.r, rel=1e-6)
+    busiest = summary["x"].idxmax()
+    row = CustomerPrediction.objects.get(customer_id=ids[busiest])
+    alive = clv.bgnbd_p_alive(model, *(summary.loc[[busiest], c] for c in ("x", "t_x", "T")))
+    assert row.p_alive == pytest.approx(alive[0], rel=1e-6)
+    assert row.x == summary.loc[busiest, "x"]
+    assert row.run_id == run.pk and row.as_of == AS_OF
+    assert row.expected_purchases_30d < row.expected_purchases_90d < row.expected_purchases_365d
+    assert row.value_at_risk == pytest.approx(row.value_12m / row.p_alive * (1 - row.p_alive))
+
+
+def test_a_new_refresh_replaces_every_prediction(db):
+    cdnow_shop()
+    first = SegmentationRunFactory()
+    predictions.predictions_refresh(run=first, as_of=AS_OF)
+    second = SegmentationRunFactory()
+    predictions.predictions_refresh(run=second, as_of=date(1997, 12, 31))
+    assert set(CustomerPrediction.objects.values_list("run_id", "as_of")) == {
+        (second.pk, date(1997, 12, 31))
+    }
+
+
+def test_too_few_repeat_customers_keep_the_previous_predictions_and_say_why(db, monkeypatch):
+    cdnow_shop()
+    previous = SegmentationRunFactory()
+    predictions.predictions_refresh(run=previous, as_of=AS_OF)
+    monkeypatch.setattr(clv, "MIN_REPEAT_CUSTOMERS", 1000)
+    run = SegmentationRunFactory()
+
+    record = predictions.predictions_refresh(run=run, as_of=AS_OF)
+
+    assert record["status"] == "not_enough_data"
+    assert "need at least 1000" in record["reason"]
+    run.refresh_from_db()
+    assert run.predictions["status"] == "not_enough_data"
+    assert set(CustomerPrediction.objects.values_list("run_id", flat=True)) == {previous.pk}
+
+
+def test_an_implausible_fit_keeps_the_previous_predictions(db, monkeypatch):
+    cdnow_shop()
+    previous = SegmentationRunFactory()
+    predictions.predictions_refresh(run=previous, as_of=AS_OF)
+    fit = clv.bgnbd_fit
+
+    def runaway(*args):
+        model = fit(*args)
+        return clv.BgNbd(**{**model.__dict__, "at_bound": ("b",)})
+
+    monkeypatch.setattr(clv, "bgnbd_fit", runaway)
+    record = predictions.predictions_refresh(run=SegmentationRunFactory(), as_of=AS_OF)
+
+    assert record["status"] == "implausible"
+    assert "edge of its range (b)" in record["reason"]
+    assert set(CustomerPrediction.objects.values_list("run_id", flat=True)) == {previous.pk}
+
+
+def test_a_fit_that_fails_on_the_numbers_is_recorded_and_changes_nothing(db, monkeypatch):
+    cdnow_shop()
+
+    def broken(*args):
+        raise FloatingPointError("overflow")
+
+    monkeypatch.setattr(clv, "gamma_gamma_fit", broken)
+    record = predictions.predictions_refresh(run=SegmentationRunFactory(), as_of=AS_OF)
+
+    assert record["status"] == "implausible"
+    assert "could not be fitted" in record["reason"] and "overflow" in record["reason"]
+    assert not CustomerPrediction.objects.exists()
+
+
+@pytest.fixture
+def predicted(db) -> dict[str, int]:
+    ids = cdnow_shop()
+    predictions.predictions_refresh(run=SegmentationRunFactory(as_of=AS_OF), as_of=AS_OF)
+    return ids
+
+
+def test_segment_summary_counts_its_members_likely_gone_and_their_expected_value(predicted):
+    segment = SegmentFactory()
+    members = list(predicted.values())[:50]
+    Membership.objects.bulk_create(Membership(customer_id=c, segment=segment) for c in members)
+    rows = CustomerPrediction.objects.filter(customer_id__in=members)
+
+    summary = selectors.segment_prediction_summary(segment=segment)
+
+    assert summary["customers"] == 50
+    assert summary["likely_gone"] == rows.filter(p_alive__lt=0.5).count() > 0
+    assert summary["value_12m"] == pytest.approx(sum(r.value_12m for r in rows))
+
+
+def test_customers_slipping_away_come_most_value_at_risk_first(
+    predicted, django_assert_num_queries
+):
+    with django_assert_num_queries(1):
+        rows = list(selectors.customers_slipping_away(limit=5))
+        names = [r.customer.name for r in rows]
+    assert len(names) == 5
+    risks = [r.value_at_risk for r in rows]
+    assert risks == sorted(risks, reverse=True)
+    assert risks[0] == max(CustomerPrediction.objects.values_list("value_at_risk", flat=True))
+    assert all(r.p_alive < 1 for r in rows)
+
+
+def test_prediction_get_returns_the_customers_row_or_none(predicted):
+    some = next(iter(predicted.values()))
+    assert selectors.customer_prediction_get(customer_id=some).customer_id == some
+    assert selectors.customer_prediction_get(customer_id=CustomerFactory().pk) is None
+
+
+def test_actual_vs_predicted_counts_purchase_days_in_the_90_days_after_the_as_of_date(predicted):
+    run = CustomerPrediction.objects.first().run
+    rows = selectors.predictions_actual_vs_predicted(run=run)
+    assert [r["x"] for r in rows] == ["0", "1", "2", "3", "4", "5", "6", "7+"]
+    assert sum(r["customers"] for r in rows) == len(predicted)
+    frame = pd.read_csv(CDNOW)
+    frame = frame[frame["customer_id"].isin(predicted)]
+    days = pd.to_datetime(frame["purchased_at"]).dt.date
+    after = frame[(days > AS_OF) & (days <= AS_OF + timedelta(days=90))]
+    actual = after.drop_duplicates(["customer_id", "purchased_at"]).shape[0]
+    assert sum(r["actual"] * r["customers"] for r in rows) == pytest.approx(actual)
+    assert sum(r["predicted"] * r["customers"] for r in rows) == pytest.approx(
+        sum(CustomerPrediction.objects.values_list("expected_purchases_90d", flat=True))
+    )
+
+
+def test_export_columns_read_a_batch_of_customers_in_one_query(
+    predicted, django_assert_num_queries
+):
+    some = list(predicted.values())[:3]
+    outsider = CustomerFactory().pk
+    with django_assert_num_queries(1):
+        values = prediction_columns.values([*some, outsider])
+    assert set(values) == set(some)
+    row = CustomerPrediction.objects.get(customer_id=some[0])
+    assert values[some[0]] == {
+        "p_alive": round(row.p_alive, 4),
+        "expected_purchases_90d": round(row.expected_purchases_90d, 2),
+        "value_12m": round(row.value_12m, 2),
+    }
+    assert tuple(values[some[0]]) == prediction_columns.columns
+
+
+def test_features_as_of_a_day_count_purchases_and_feedback_up_to_that_day_only(db, settings):
+    settings.TIME_ZONE = "Europe/Berlin"
+    customer = CustomerFactory()
+    tz = timezone.get_default_timezone()
+    for day in (date(1998, 6, 1), date(1998, 6, 30), date(1998, 7, 2)):
+        PurchaseFactory(
+            customer=customer,
+            amount=Decimal("10"),
+            purchased_at=datetime(day.year, day.month, day.day, tzinfo=tz),
+        )
+    FeedbackFactory(customer=customer, rating=2, created_at=datetime(1998, 6, 5, tzinfo=tz))
+    FeedbackFactory(customer=customer, rating=5, created_at=datetime(1998, 7, 2, tzinfo=tz))
+    as_of = date(1998, 7, 1)
+
+    frame = selectors.customer_features(
+        reference_time=selectors.day_start(as_of), as_of=as_of
+    ).frame
+
+    row = frame.set_index("customer_id").loc[customer.pk]
+    assert row["frequency"] == 2
+    assert row["monetary_total"] == 20
+    assert row["recency_days"] == pytest.approx(1.0)  # 30 June is 1 day old on 1 July
+    assert row["tenure_days"] == pytest.approx(30.0)
+    assert (row["rating_count"], row["rating_mean"]) == (1, 2.0)
+    assert np.isfinite(row["recency_days"])
+
+
+@pytest.mark.django_db
+def test_a_failing_prediction_keeps_the_new_segments_and_says_why(monkeypatch):
+    shop_build()
+
+    def broken(**kwargs):
+        raise FloatingPointError("overflow")
+
+    monkeypatch.setattr("segmentation.services.runs.predictions_refresh", broken)
+    run = SegmentationRun.objects.create(trigger=SegmentationRun.Trigger.COMMAND)
+
+    run = services.segmentation_run_execute(run=run)
+
+    assert run.status == SegmentationRun.Status.SUCCEEDED
+    assert run.predictions["status"] == "failed"
+    assert "previous ones are kept" in run.predictions["reason"]
