@@ -12,6 +12,7 @@ admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("api.urls")),
     # The public, unauthenticated page behind the feedback links sent to customers.
     path("feedback/", include("crm.public_urls")),
     path("", include("crm.urls")),
