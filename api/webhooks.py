@@ -178,8 +178,8 @@ def shopify_items(topic: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def _answer(status: int, **body) -> JsonResponse:
-    return JsonResponse(body, status=status)
+def _answer(code: int, **body) -> JsonResponse:
+    return JsonResponse(body, status=code)
 
 
 def _receive(*, source: str, event_id: str, type: str, payload: dict, items_of) -> JsonResponse:
