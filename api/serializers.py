@@ -186,13 +186,3 @@ class MembershipSerializer(serializers.ModelSerializer):
     class Meta:
         model = Membership
         fields = ["customer_id", "segment_id", "reason", "pinned"]
-
-
-class ItemErrorSerializer(serializers.Serializer):
-    index = serializers.IntegerField()
-    field = serializers.CharField()
-    message = serializers.CharField()
-
-
-class ItemErrorsSerializer(serializers.Serializer):
-    errors = ItemErrorSerializer(many=True)

@@ -6,10 +6,12 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models.functions import Lower
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
@@ -20,7 +22,6 @@ from api.serializers import (
     CustomerSerializer,
     CustomerUpsertSerializer,
     FeedbackSerializer,
-    ItemErrorsSerializer,
     MembershipSerializer,
     PurchaseBulkResultSerializer,
     PurchaseBulkSerializer,
@@ -67,7 +68,17 @@ class CustomerFilterSerializer(serializers.Serializer):
     segment = serializers.IntegerField(required=False, min_value=1, max_value=ID_MAX)
 
 
+class DescriptionMetadata(SimpleMetadata):
+    """OPTIONS answers name and description only: the schema documents the fields, and
+    DRF's field listing looks up an object even on list routes (a 500 on /upsert/)."""
+
+    def determine_actions(self, request, view):
+        return {}
+
+
 class ApiView:
+    metadata_class = DescriptionMetadata
+
     # The staff-login middleware would redirect token clients to the login page; these
     # views check authentication and permissions themselves (DRF settings).
     @classmethod
@@ -196,7 +207,9 @@ class PurchaseViewSet(ApiView, mixins.RetrieveModelMixin, viewsets.GenericViewSe
         responses={
             200: OpenApiResponse(PurchaseSerializer, description="This order was known."),
             201: PurchaseSerializer,
-            400: ItemErrorsSerializer,
+            400: OpenApiResponse(
+                OpenApiTypes.OBJECT, description="Field errors: {field: [messages]}."
+            ),
         },
         description="Record a sale or a refund. Idempotent by (external_source, "
         "external_order_id): the same order sent again returns the existing purchase.",
@@ -218,7 +231,14 @@ class PurchaseViewSet(ApiView, mixins.RetrieveModelMixin, viewsets.GenericViewSe
 
     @extend_schema(
         request=PurchaseBulkSerializer,
-        responses={200: PurchaseBulkResultSerializer, 400: ItemErrorsSerializer},
+        responses={
+            200: PurchaseBulkResultSerializer,
+            400: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="{errors: [{index, field, message}]} for invalid items, "
+                "{purchases: message} for a body that is not a list of 1 to 1,000.",
+            ),
+        },
         description="Up to 1,000 purchases in one transaction: all are recorded or none. "
         "Errors name the item's index and field.",
     )
