@@ -9,7 +9,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -103,13 +102,21 @@ def _customers_find(items: list[dict[str, Any]]) -> dict[tuple[str, Any], Custom
             e__in=emails[start : start + _BATCH]
         ):
             found[("email", c.email.lower())] = c
-    for start in range(0, len(externals), _BATCH):
-        q = Q()
-        for source, external_id in externals[start : start + _BATCH]:
-            q |= Q(external_source=source, external_id=external_id)
-        for c in Customer.objects.filter(q):
-            found[("external", (c.external_source, c.external_id))] = c
+    for source, values in _by_source(externals).items():
+        for start in range(0, len(values), _BATCH):
+            for c in Customer.objects.filter(
+                external_source=source, external_id__in=values[start : start + _BATCH]
+            ):
+                found[("external", (c.external_source, c.external_id))] = c
     return found
+
+
+def _by_source(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """(source, id) pairs as ids per source: one IN list each instead of an OR per pair."""
+    grouped: dict[str, list[str]] = {}
+    for source, value in pairs:
+        grouped.setdefault(source, []).append(value)
+    return grouped
 
 
 @transaction.atomic
@@ -133,12 +140,12 @@ def purchases_write(*, items: list[dict[str, Any]]) -> list[PurchaseWritten]:
         }
     )
     existing: dict[tuple[str, str], Purchase] = {}
-    for start in range(0, len(order_keys), _BATCH):
-        q = Q()
-        for source, order_id in order_keys[start : start + _BATCH]:
-            q |= Q(external_source=source, external_order_id=order_id)
-        for p in Purchase.objects.filter(q):
-            existing[(p.external_source, p.external_order_id)] = p
+    for source, values in _by_source(order_keys).items():
+        for start in range(0, len(values), _BATCH):
+            for p in Purchase.objects.filter(
+                external_source=source, external_order_id__in=values[start : start + _BATCH]
+            ):
+                existing[(p.external_source, p.external_order_id)] = p
 
     new_customers: dict[tuple[str, Any], Customer] = {}
     customer_of: list[Customer | None] = []

@@ -273,7 +273,7 @@ class PurchaseViewSet(ApiView, mixins.RetrieveModelMixin, viewsets.GenericViewSe
             {
                 "created": len(created),
                 "existing": len(written) - len(created),
-                "purchases": PurchaseSerializer([w.purchase for w in written], many=True).data,
+                "purchases": [{"id": w.purchase.pk, "created": w.created} for w in written],
             }
         )
 
