@@ -2,7 +2,6 @@
 
 import logging
 
-from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models.functions import Lower
@@ -77,13 +76,9 @@ class DescriptionMetadata(SimpleMetadata):
 
 
 class ApiView:
+    # DRF marks its views login_not_required, so the staff-login middleware lets token
+    # clients through; authentication and permissions are DRF's (settings.REST_FRAMEWORK).
     metadata_class = DescriptionMetadata
-
-    # The staff-login middleware would redirect token clients to the login page; these
-    # views check authentication and permissions themselves (DRF settings).
-    @classmethod
-    def as_view(cls, *args, **kwargs):
-        return login_not_required(super().as_view(*args, **kwargs))
 
 
 @extend_schema_view(
