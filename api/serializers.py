@@ -183,6 +183,8 @@ class SegmentSerializer(serializers.ModelSerializer):
             "created_at",
             "retired_at",
         ]
+        # Read only; also keeps database-dependent integer bounds out of the schema.
+        read_only_fields = fields
 
 
 class MembershipSerializer(serializers.ModelSerializer):
