@@ -6,8 +6,9 @@ import uuid
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client
+from django.test.utils import override_settings
 
 from api import services
 from api.models import ApiToken
@@ -45,8 +46,6 @@ class Command(BaseCommand):
         written = 0
         started = time.perf_counter()
         try:
-            from django.test.utils import override_settings
-
             with override_settings(API_RATE_LIMIT="1000000/min"):
                 while written < purchases:
                     size = min(batch, purchases - written)
@@ -77,13 +76,11 @@ class Command(BaseCommand):
                 f"({self._vendor()})"
             )
         finally:
+            ApiToken.objects.filter(pk=api_token.pk).delete()
             if not keep:
                 with transaction.atomic():
                     Purchase.objects.filter(external_source=source).delete()
                     Customer.objects.filter(external_source=source).delete()
-                ApiToken.objects.filter(pk=api_token.pk).delete()
 
     def _vendor(self) -> str:
-        from django.db import connection
-
         return connection.vendor
