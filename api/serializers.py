@@ -1,8 +1,10 @@
 """API shapes. Field rules (lengths, digits, bounds, choices) come from the models."""
 
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 from rest_framework.fields import get_error_detail
+from rest_framework.settings import api_settings
 
 from crm.models import Customer, Feedback, Purchase
 from crm.services import CUSTOMER_EDITABLE_FIELDS
@@ -14,7 +16,10 @@ ID_MAX = 2**63 - 1
 
 def drf_error(error: DjangoValidationError) -> serializers.ValidationError:
     """A service's ValidationError as DRF's, keeping the field names."""
-    return serializers.ValidationError(detail=get_error_detail(error))
+    detail = get_error_detail(error)
+    if isinstance(detail, dict) and NON_FIELD_ERRORS in detail:
+        detail[api_settings.NON_FIELD_ERRORS_KEY] = detail.pop(NON_FIELD_ERRORS)
+    return serializers.ValidationError(detail=detail)
 
 
 def _model_field(model, name: str, **kwargs) -> serializers.Field:

@@ -9,7 +9,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -90,7 +89,6 @@ class CustomerViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
     serializer_class = CustomerSerializer
@@ -118,10 +116,15 @@ class CustomerViewSet(
             queryset = queryset.filter(membership__segment_id=values["segment"])
         return queryset
 
-    def update(self, request, *args, **kwargs):
-        if not kwargs.get("partial"):
-            raise NotFound()  # PUT only at /customers/upsert/
-        return super().update(request, *args, **kwargs)
+    # PATCH only: a PUT replacing the whole customer would blank what the client left out
+    # (PUT is the upsert, below).
+    def partial_update(self, request, *args, **kwargs):
+        serializer = self.get_serializer(self.get_object(), data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        self.perform_update(serializer)
+        return Response(
+            self.get_serializer(self.get_queryset().get(pk=serializer.instance.pk)).data
+        )
 
     def perform_create(self, serializer):
         try:

@@ -100,6 +100,21 @@ def test_customer_create_update_and_field_errors(api):
     assert nul.status_code == 400 and "name" in nul.json()
 
 
+def test_a_second_customer_with_the_same_external_id_is_refused(api):
+    CustomerFactory(external_source="shop", external_id="42")
+    body = {"external_source": "shop", "external_id": "42"}
+    response = api.post("/api/v1/customers/", body, format="json")
+    assert response.status_code == 400
+    assert "non_field_errors" in response.json()
+    assert Customer.objects.count() == 1
+
+
+def test_put_on_a_customer_is_not_allowed(api):
+    customer = CustomerFactory()
+    response = api.put(f"/api/v1/customers/{customer.pk}/", {"name": "x"}, format="json")
+    assert response.status_code == 405
+
+
 def test_customer_upsert_finds_by_external_id_then_email(api):
     body = {"external_source": "shop", "external_id": "42", "name": "Ann"}
     assert api.put("/api/v1/customers/upsert/", body, format="json").status_code == 201
