@@ -153,7 +153,8 @@ def purchases_write(*, items: list[dict[str, Any]]) -> list[PurchaseWritten]:
         key = _customer_key(item)
         customer = found.get(key) if key else None
         if customer is None and key and key[0] == "external" and item.get("customer_email"):
-            customer = found.get(("email", item["customer_email"].lower()))
+            email_key = ("email", item["customer_email"].lower())
+            customer = found.get(email_key) or new_customers.get(email_key)
         if customer is None and key and key[0] != "id":
             customer = new_customers.get(key)
             if customer is None:

@@ -4,7 +4,6 @@ import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
-from django.db.models.functions import Lower
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -13,7 +12,7 @@ from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from api import services
+from api import selectors, services
 from api.models import ApiToken
 from api.serializers import (
     ID_MAX,
@@ -96,25 +95,11 @@ class CustomerViewSet(
     http_method_names = ["get", "post", "patch", "put", "head", "options"]
 
     def get_queryset(self):
-        queryset = Customer.objects.select_related("membership").prefetch_related("tags")
         if self.action != "list":
-            return queryset
+            return selectors.customer_list()
         filters = CustomerFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
-        values = filters.validated_data
-        if "email" in values:
-            queryset = queryset.alias(email_lower=Lower("email")).filter(
-                email_lower=values["email"].lower()
-            )
-        if "external_id" in values:
-            queryset = queryset.filter(external_id=values["external_id"])
-        if "external_source" in values:
-            queryset = queryset.filter(external_source=values["external_source"])
-        if "updated_since" in values:
-            queryset = queryset.filter(updated_at__gte=values["updated_since"])
-        if "segment" in values:
-            queryset = queryset.filter(membership__segment_id=values["segment"])
-        return queryset
+        return selectors.customer_list(**filters.validated_data)
 
     # PATCH only: a PUT replacing the whole customer would blank what the client left out
     # (PUT is the upsert, below).
@@ -152,18 +137,11 @@ class CustomerViewSet(
         serializer = CustomerUpsertSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         values = serializer.validated_data
-        customer = None
-        if values.get("external_id"):
-            customer = Customer.objects.filter(
-                external_source=values.get("external_source", ""),
-                external_id=values["external_id"],
-            ).first()
-        if customer is None and values.get("email"):
-            customer = (
-                Customer.objects.alias(email_lower=Lower("email"))
-                .filter(email_lower=values["email"].lower())
-                .first()
-            )
+        customer = selectors.customer_find(
+            external_source=values.get("external_source", ""),
+            external_id=values.get("external_id", ""),
+            email=values.get("email", ""),
+        )
         try:
             if customer is None:
                 customer = crm_services.customer_create(**values)

@@ -223,6 +223,21 @@ def test_bulk_purchases_create_customers_once_and_skip_known_orders(api):
     assert refunded.total_spent == Decimal("-1")
 
 
+def test_bulk_items_naming_one_new_customer_two_ways_create_one_customer(api):
+    items = [
+        {"customer_email": "a@example.com", "amount": "5"},
+        {
+            "customer_email": "A@example.com",
+            "customer_external_source": "shop",
+            "customer_external_id": "c1",
+            "amount": "6",
+        },
+    ]
+    response = api.post("/api/v1/purchases/bulk/", {"purchases": items}, format="json")
+    assert response.status_code == 200, response.json()
+    assert Customer.objects.get().purchase_count == 2
+
+
 def test_bulk_refuses_more_than_a_thousand_purchases(api):
     items = [{"customer_email": "a@example.com", "amount": "1"}] * 1001
     response = api.post("/api/v1/purchases/bulk/", {"purchases": items}, format="json")
