@@ -238,3 +238,18 @@ def test_a_webhook_purchase_and_a_csv_import_of_the_same_order_are_one_row():
     report = purchases_import(source=io.BytesIO(csv.encode()), external_source="shopify")
     assert report.ok, report.summary()
     assert Purchase.objects.count() == 1
+
+
+def test_an_amount_beyond_the_purchase_field_is_stored_as_the_event_error():
+    response = stripe_post(checkout_completed(amount=10**15))
+    assert response.status_code == 200 and response.json()["status"] == "error"
+    assert "amount" in WebhookEvent.objects.get().error
+    assert not Purchase.objects.exists() and not Customer.objects.exists()
+
+
+def test_a_signed_body_with_a_nul_character_is_refused_and_not_stored():
+    event = checkout_completed()
+    event["data"]["object"]["customer_details"]["name"] = "Ann\x00"
+    response = stripe_post(event)
+    assert response.status_code == 400
+    assert not WebhookEvent.objects.exists()
