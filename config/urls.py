@@ -16,6 +16,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # For a monitor: no login, no data (config.health).
     path("healthz", healthz, name="healthz"),
+    path("api/v1/", include("api.urls")),
     # The public, unauthenticated page behind the feedback links sent to customers.
     path("feedback/", include("crm.public_urls")),
     path("", include("pages.urls")),

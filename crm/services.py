@@ -180,6 +180,19 @@ def customer_update(*, customer: Customer, **fields) -> Customer:
     return customer
 
 
+def purchase_check(*, purchase: Purchase) -> None:
+    """The rules of a purchase beyond its fields' own (bulk writers call this per row).
+
+    Raises ValidationError naming the field: a negative amount, a date in the future.
+    """
+    if purchase.amount is not None and purchase.amount < 0:
+        raise ValidationError(
+            {"amount": "The amount cannot be negative; record a refund with a positive amount."}
+        )
+    if purchase.purchased_at and purchase.purchased_at > timezone.now() + timedelta(days=1):
+        raise ValidationError({"purchased_at": "A purchase cannot be dated in the future."})
+
+
 @transaction.atomic
 def purchase_record(
     *,
@@ -199,18 +212,10 @@ def purchase_record(
     Side effects: inserts the purchase and refreshes the customer's purchase statistics
     (purchase_count, total_spent, first/last_purchase_at).
     """
-    amount = Decimal(amount)
-    if amount < 0:
-        raise ValidationError(
-            {"amount": "The amount cannot be negative; record a refund with a positive amount."}
-        )
-    purchased_at = purchased_at or timezone.now()
-    if purchased_at > timezone.now() + timedelta(days=1):
-        raise ValidationError({"purchased_at": "A purchase cannot be dated in the future."})
     purchase = Purchase(
         customer=customer,
-        amount=amount,
-        purchased_at=purchased_at,
+        amount=Decimal(amount),
+        purchased_at=purchased_at or timezone.now(),
         kind=kind,
         product=product,
         category=category,
@@ -220,6 +225,7 @@ def purchase_record(
     )
     if currency:
         purchase.currency = currency
+    purchase_check(purchase=purchase)
     purchase.full_clean()
     purchase.save()
     customer_stats_refresh(customer_ids=[customer.pk])

@@ -7,7 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 CONTRACTS = (
-    "Apps depend downward only: pages > offers > segmentation > crm",
+    "Apps depend downward only: pages | api > offers > segmentation > crm",
     "Pure segmentation modules do not import Django",
     "Views and admin modules are imported only by URL configurations",
 )

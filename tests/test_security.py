@@ -29,6 +29,12 @@ PUBLIC_URL_NAMES = {
     "feedback:thanks",
 }
 
+# The REST API answers clients that are not browsers: 401/403 instead of a redirect (a token
+# or a staff session lets them in), and the webhooks authenticate each request by signature.
+# Its documentation page (api:docs) is a page like the others.
+API_URL_PREFIX = "api:"
+API_PAGES = {"api:docs"}
+
 SAMPLE_VALUES = ("1", "sample", str(UUID(int=1)), "sample/1", "auth")
 
 
@@ -81,7 +87,16 @@ def _walk(resolver: URLResolver, prefix: str = "", namespace: str = "") -> Itera
 
 
 ALL_URLS = list(_walk(get_resolver()))
-PROTECTED_URLS = [(name, path) for name, path, _ in ALL_URLS if name not in PUBLIC_URL_NAMES]
+PROTECTED_URLS = [
+    (name, path)
+    for name, path, _ in ALL_URLS
+    if name not in PUBLIC_URL_NAMES and (not name.startswith(API_URL_PREFIX) or name in API_PAGES)
+]
+API_URLS = [
+    (name, path)
+    for name, path, _ in ALL_URLS
+    if name.startswith(API_URL_PREFIX) and name not in API_PAGES
+]
 
 
 def _login_path() -> str:
@@ -117,6 +132,16 @@ def test_logged_in_users_who_are_not_staff_get_no_page(client, bob, name, path):
     assert response.status_code in (302, 403), f"{path} answered {response.status_code}"
     if response.status_code == 302:
         assert response["Location"].split("?")[0] == _login_path()
+
+
+@pytest.mark.parametrize(("name", "path"), API_URLS, ids=[n for n, _ in API_URLS])
+def test_anonymous_api_requests_get_nothing(client, db, settings, name, path):
+    settings.STRIPE_WEBHOOK_SECRET = settings.SHOPIFY_WEBHOOK_SECRET = "configured"
+    for method in (client.get, client.post):
+        response = method(path)
+
+        # 401/403 without credentials; 400 for a webhook without a signature; 405 for GET.
+        assert response.status_code in (400, 401, 403, 405), f"{method.__name__} {path}"
 
 
 def test_the_login_page_is_open_to_anonymous_visitors(client, db):
