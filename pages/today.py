@@ -3,12 +3,14 @@
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Count, Exists, F, FloatField, Func, OuterRef, Q, Value
 from django.utils import timezone
 
 from crm.models import Customer, Feedback
 from offers.models import Offer, OfferResponse
 from offers.services import TREATED_OUTCOMES, offer_holds_out
+from pages.predictions import slipping_away
 from segmentation.models import Segment, SegmentationRun, SegmentMembershipChange
 from segmentation.selectors import customer_membership
 
@@ -28,6 +30,7 @@ class Kind:
     UNHAPPY = "unhappy"
     WELCOME = "welcome"
     AT_RISK = "at_risk"
+    SLIPPING = "slipping"
 
 
 class Action:
@@ -66,10 +69,12 @@ class Today:
     unhappy: list[TodayItem]
     welcome: list[TodayItem]
     at_risk: list[TodayItem]
+    slipping: list[TodayItem] = field(default_factory=list)
 
     @property
     def count(self) -> int:
-        return len(self.overdue) + len(self.unhappy) + len(self.welcome) + len(self.at_risk)
+        lists = (self.overdue, self.unhappy, self.welcome, self.at_risk, self.slipping)
+        return sum(len(items) for items in lists)
 
 
 def today_overview(*, now: datetime | None = None, limit: int = DEFAULT_LIMIT) -> Today:
@@ -80,6 +85,7 @@ def today_overview(*, now: datetime | None = None, limit: int = DEFAULT_LIMIT) -
         unhappy=feedback_unhappy_unanswered(limit=limit),
         welcome=customers_due_welcome(now=now, limit=limit),
         at_risk=customers_newly_at_risk(now=now, limit=limit),
+        slipping=customers_slipping_away(limit=limit),
     )
 
 
@@ -377,3 +383,28 @@ def _contact_label(offer: Offer | None) -> str:
 def _days(days: float) -> str:
     n = round(days)
     return "1 day" if n == 1 else f"{n} days"
+
+
+def customers_slipping_away(*, limit: int = DEFAULT_LIMIT) -> list[TodayItem]:
+    """Customers whose next year is worth the most and who are most likely drifting away,
+    by value at risk (the predictions of the last run); none before predictions exist."""
+    currency = settings.DEFAULT_CURRENCY
+    items = []
+    for prediction in slipping_away(limit=limit):
+        gone = round(100 * (1 - prediction.p_alive))
+        # value_12m is already weighed by the chance they are still a customer.
+        if_still = prediction.value_12m / max(prediction.p_alive, 1e-9)
+        items.append(
+            TodayItem(
+                kind=Kind.SLIPPING,
+                customer=prediction.customer,
+                headline=(
+                    f"Worth about {currency} {if_still:,.0f} over the next year if still a "
+                    f"customer, and a {gone}% chance they have already gone."
+                ),
+                action=Action.CONTACT,
+                action_label="Get in touch",
+                numbers={"p_alive": prediction.p_alive, "value_at_risk": prediction.value_at_risk},
+            )
+        )
+    return items

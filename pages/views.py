@@ -25,6 +25,7 @@ from offers.forms import OfferOutcomeForm, PresentOfferForm
 from offers.metrics import segment_results
 from offers.models import Offer, OfferResponse
 from pages import dashboard as dash
+from pages.predictions import customer_prediction, segment_prediction
 from pages.today import today_overview
 from segmentation import selectors as segment_selectors
 from segmentation.filters import segment_members_filter
@@ -72,6 +73,14 @@ def today(request):
             "hint": "First purchase in the last 30 days and no offer made yet.",
             "items": overview.welcome,
             "empty": "No new customer waiting for a welcome.",
+        },
+        {
+            "kind": "slipping",
+            "title": "Valuable customers slipping away",
+            "hint": "Customers whose next year is worth the most and who may be drifting away, "
+            "as the last run's predictions see them.",
+            "items": overview.slipping,
+            "empty": "Nobody valuable is slipping away, or there are no predictions yet.",
         },
         {
             "kind": "risk",
@@ -126,6 +135,7 @@ def dashboard(request):
         "scatter": dash.chart_recency_monetary(segments=segments, seed=run.pk if run else 0),
         "trends": dash.chart_trends(segments=segments),
         "transitions": dash.chart_transitions(run=run, segments=segments),
+        "predictions": segment_selectors.predictions_track_record(),
     }
     kpis = dash.dashboard_kpis()
     return render(
@@ -193,6 +203,7 @@ def _customer_page(request, customer: Customer, *, feedback_form=None, status=20
             "rhythm_days": rhythm_days,
             "average_order": average_order,
             "feedback_link": _feedback_link(request, customer),
+            "outlook": customer_prediction(customer=customer),
         },
         status=status,
     )
@@ -430,5 +441,6 @@ def segment_detail(request, pk: int):
             "can_present": open_offers.exists(),
             "targeted_offers": list(segment.offers.order_by("-created_at", "-id")),
             "export_query": request.GET.urlencode(),
+            "outlook": segment_prediction(segment=segment),
         },
     )

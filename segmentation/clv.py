@@ -570,3 +570,37 @@ def prediction_words(
     else:
         parts.append("little expected over the next year")
     return " — ".join(parts)
+
+
+def _span(days: float) -> str:
+    days = max(0.0, days)
+    if days < 14:
+        n = max(1, round(days))
+        return f"{n} day{'s' if n != 1 else ''}"
+    if days < 61:
+        n = round(days / 7)
+        return f"{n} week{'s' if n != 1 else ''}"
+    if days < 730:
+        n = round(days / 30.4)
+        return f"{n} month{'s' if n != 1 else ''}"
+    n = round(days / 365.25)
+    return f"{n} year{'s' if n != 1 else ''}"
+
+
+def prediction_basis(*, x: int, t_x: float, T: float, time_unit_days: float) -> str:
+    """What a prediction rests on, in words: "Bought on 4 days over 14 months; the last time
+    3 weeks ago." (x repeat days after the first; t_x and T in the model's time unit)."""
+    since_last = (T - t_x) * time_unit_days
+    days = x + 1
+    if days == 1:
+        since_first = T * time_unit_days
+        return (
+            "Bought once, today."
+            if round(since_first) == 0
+            else (f"Bought once, {_span(since_first)} ago.")
+        )
+    if round(since_last) == 0:
+        last = "the last time today"
+    else:
+        last = f"the last time {_span(since_last)} ago"
+    return f"Bought on {days} different days over {_span(t_x * time_unit_days)}; {last}."

@@ -2,12 +2,13 @@
 
 import logging
 import time
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 
 from segmentation import clv, selectors
 from segmentation.models import CustomerPrediction, SegmentationRun
@@ -93,6 +94,10 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     scores = clv.prediction_scores(
         summary, bgnbd=bgnbd, gg=gg, time_unit_days=unit, monthly_discount=discount
     )
+    # What the model expects of the whole customer base, kept on the run so the dashboard can
+    # later set it against what happened.
+    record["expected_purchases_30d_total"] = round(float(scores["expected_purchases_30d"].sum()), 2)
+    record["expected_purchases_90d_total"] = round(float(scores["expected_purchases_90d"].sum()), 2)
     written = time.perf_counter()
     with transaction.atomic():
         CustomerPrediction.objects.all().delete()
@@ -101,11 +106,39 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     return _record(run, record, status="ok", reason="", started=started)
 
 
+def predictions_track_record_fill(*, today: date | None = None) -> int:
+    """Record, on each earlier run whose 30-day window has now passed, the purchase days that
+    really came in it: the dashboard sets them against what that run expected. Each run is
+    counted once, the day after its window closes; returns how many were filled."""
+    today = today or timezone.localdate()
+    window = timedelta(days=selectors.TRACK_RECORD_DAYS)
+    filled = 0
+    pending = (
+        SegmentationRun.objects.succeeded()
+        .filter(predictions__status="ok", predictions__has_key="expected_purchases_30d_total")
+        .exclude(predictions__has_key="actual_purchases_30d")
+    )
+    for run in pending.order_by("-finished_at", "-id")[: selectors.TRACK_RECORD_RUNS * 3]:
+        as_of = date.fromisoformat(run.predictions["as_of"])
+        if as_of + window > today:
+            continue
+        record = {
+            **run.predictions,
+            "actual_purchases_30d": selectors.repeat_purchase_days(
+                after=as_of, until=as_of + window
+            ),
+        }
+        SegmentationRun.objects.filter(pk=run.pk).update(predictions=record)
+        filled += 1
+    return filled
+
+
 def _record(run: SegmentationRun, record: dict, *, status: str, reason: str, started: float):
     record.update(status=status, reason=reason)
     record["seconds"] = round(time.perf_counter() - started, 3)
     run.predictions = record
     SegmentationRun.objects.filter(pk=run.pk).update(predictions=record)
+    predictions_track_record_fill()
     if status != "ok":
         logger.info("Predictions of run %s not refreshed: %s", run.pk, reason)
     return record

@@ -528,3 +528,46 @@ def predictions_actual_vs_predicted(*, run: SegmentationRun) -> list[dict[str, f
             }
         )
     return rows
+
+
+# How many runs the predictions' track record looks back over, and the window it checks.
+TRACK_RECORD_RUNS = 12
+TRACK_RECORD_DAYS = 30
+
+
+def repeat_purchase_days(*, after: date, until: date) -> int:
+    """Purchase days (a customer's sales on one local day count once, as in the model) in
+    (after, until], of customers who had bought by ``after``."""
+    return (
+        Purchase.objects.filter(
+            kind=Purchase.Kind.SALE,
+            purchased_at__gte=_day_end(after),
+            purchased_at__lt=_day_end(until),
+            customer__first_purchase_at__lt=_day_end(after),
+        )
+        .annotate(day=TruncDate("purchased_at", tzinfo=timezone.get_default_timezone()))
+        .values("customer_id", "day")
+        .distinct()
+        .count()
+    )
+
+
+def predictions_track_record(*, runs: int = TRACK_RECORD_RUNS) -> list[dict]:
+    """Predicted against actual repeat purchases, run by run: for each of the last runs whose
+    predictions were fitted, the purchases expected in the 30 days after its as-of day and,
+    once those days have passed, the purchase days that came (recorded on the run by
+    segmentation.predictions; None while the window is still open). No aggregate here."""
+    fitted = (
+        SegmentationRun.objects.succeeded()
+        .filter(predictions__status="ok", predictions__has_key="expected_purchases_30d_total")
+        .order_by("-finished_at", "-id")
+        .values_list("predictions", flat=True)[:runs]
+    )
+    return [
+        {
+            "as_of": record["as_of"],
+            "predicted": record["expected_purchases_30d_total"],
+            "actual": record.get("actual_purchases_30d"),
+        }
+        for record in reversed(list(fitted))
+    ]

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from crm.models import Customer, Feedback, Purchase, Tag
 from offers.models import Offer, OfferResponse
-from segmentation.models import Membership, Segment, SegmentationRun
+from segmentation.models import CustomerPrediction, Membership, Segment, SegmentationRun
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -119,3 +119,23 @@ class OfferResponseFactory(factory.django.DjangoModelFactory):
 
     offer = factory.SubFactory(OfferFactory)
     customer = factory.SubFactory(CustomerFactory)
+
+
+class CustomerPredictionFactory(factory.django.DjangoModelFactory):
+    """A customer's prediction as a run stores it (time in weeks)."""
+
+    class Meta:
+        model = CustomerPrediction
+
+    customer = factory.SubFactory(CustomerFactory)
+    as_of = factory.LazyFunction(timezone.localdate)
+    p_alive = 0.9
+    expected_purchases_30d = 0.7
+    expected_purchases_90d = 2.1
+    expected_purchases_365d = 7.5
+    expected_order_value = 45.0
+    value_12m = 340.0
+    value_at_risk = factory.LazyAttribute(lambda o: o.value_12m / o.p_alive * (1 - o.p_alive))
+    x = 5
+    t_x = 40.0
+    T = 43.0

@@ -158,6 +158,24 @@
       options: { scales: { y: { min: 1, max: 5, title: { display: true, text: "Average rating (1-5)" } } } },
     }, anyValue(rating), "Ratings per segment appear once customers have given feedback.");
 
+    var track = d.predictions || [];
+    draw("chart-predictions", {
+      type: "bar",
+      data: {
+        labels: track.map(function (p) { return p.as_of; }),
+        datasets: [
+          { label: "Predicted", data: track.map(function (p) { return p.predicted; }), backgroundColor: fade("#2563eb", 0.35), borderColor: "#2563eb", borderWidth: 1 },
+          { label: "Actual", data: track.map(function (p) { return p.actual; }), backgroundColor: "#059669" },
+        ],
+      },
+      options: {
+        scales: { y: { beginAtZero: true, title: { display: true, text: "Repeat purchases in 30 days" } } },
+        plugins: { tooltip: { callbacks: { label: function (ctx) {
+          return ctx.dataset.label + ": " + (ctx.parsed.y === null ? "still to come" : number.format(Math.round(ctx.parsed.y)));
+        } } } },
+      },
+    }, track.length > 0, "Predictions appear after a segmentation run with enough repeat customers.");
+
     var moves = d.transitions;
     var movesCanvas = document.getElementById("chart-transitions");
     if (movesCanvas) {
