@@ -260,6 +260,30 @@ def stable_matrix(plain: pd.DataFrame) -> np.ndarray:
     )
 
 
+SCALINGS = ("standard", "robust")
+
+
+def standard_scaled(
+    values: np.ndarray, known: np.ndarray | None = None, *, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Centre on the mean, divide by the standard deviation, clip to +-Z_CLIP.
+
+    On shop-like data (most customers bought once, a few buy weekly) the interquartile range
+    is set by the largest group alone, so small valuable groups sit within one robust unit
+    of it and fold in; the standard deviation counts every customer's spread (measured:
+    planted 4% and 6% groups are found with it, lost with the robust spread)."""
+    if rows is not None:
+        basis = values[rows] if known is None else values[rows][known[rows]]
+    else:
+        basis = values if known is None else values[known]
+    if len(basis) == 0:
+        return np.zeros_like(values)
+    spread = float(basis.std())
+    if spread <= 0:
+        return np.zeros_like(values)
+    return np.clip((values - float(basis.mean())) / spread, -Z_CLIP, Z_CLIP)
+
+
 def robust_scaled(
     values: np.ndarray, known: np.ndarray | None = None, *, rows: np.ndarray | None = None
 ) -> np.ndarray:
@@ -286,8 +310,14 @@ def robust_scaled(
     return np.clip((values - q50) / spread, -Z_CLIP, Z_CLIP)
 
 
-def model_features(raw: pd.DataFrame) -> Features:
-    """Validate, sort, clean and scale a raw frame; see the module docstring for the policy."""
+def model_features(raw: pd.DataFrame, *, scaling: str = "standard") -> Features:
+    """Validate, sort, clean and scale a raw frame; see the module docstring for the policy.
+
+    ``scaling``: "standard" (mean and standard deviation, the default) or "robust" (median
+    and interquartile range)."""
+    if scaling not in SCALINGS:
+        raise ValueError(f"unknown scaling {scaling!r}; choose one of {SCALINGS}")
+    scaler = standard_scaled if scaling == "standard" else robust_scaled
     frame, order = raw_sorted(raw)
     ids = frame["customer_id"].to_numpy(dtype=np.int64)
     plain, cleaning = plain_features(frame)
@@ -337,7 +367,7 @@ def model_features(raw: pd.DataFrame) -> Features:
     model = np.empty((n, len(columns) + len(indicators)), dtype=np.float64)
     basis = stable_sample(ids, SCALE_SAMPLE, seed=0) if n > SCALE_SAMPLE else None
     for j, key in enumerate(columns):
-        scaled = robust_scaled(transformed[key], known_of.get(key), rows=basis) if n else 0.0
+        scaled = scaler(transformed[key], known_of.get(key), rows=basis) if n else 0.0
         model[:, j] = scaled * WEIGHTS[key]
     for j, ind in enumerate(indicators.values(), start=len(columns)):
         model[:, j] = ind * INDICATOR_WEIGHT

@@ -76,6 +76,28 @@ DESCRIPTIONS = {
     ),
 }
 
+# What each name means, stored on the segment so that pages never match on a name the owner
+# may change (see Segment.Behaviour).
+BEHAVIOUR_OF = {
+    "Champions": "champions",
+    "Loyal": "loyal",
+    "Potential loyalists": "potential_loyalists",
+    "New": "new",
+    "New customers": "new",
+    "Promising": "promising",
+    "Need attention": "need_attention",
+    "About to sleep": "about_to_sleep",
+    "At risk": "at_risk",
+    "Can't lose them": "cant_lose",
+    "Hibernating": "hibernating",
+    "Lost": "lost",
+    "Big spenders": "big_spenders",
+    "Unhappy high-value": "unhappy_high_value",
+}
+# Recency scores against the business's rhythm (the median days between a repeat customer's
+# purchases): 5 within one rhythm, 4 within 1.5, 3 within two, 2 within four, else 1.
+RHYTHM_MULTIPLES = (1, 1.5, 2, 4)
+
 # Words that tell two segments apart: (dimension, word when higher, word when lower).
 CONTRASTS = (
     ("monetary_total", "higher spend", "lower spend"),
@@ -101,6 +123,7 @@ class SegmentProfile:
     profile_values: dict[str, float]
     size: int
     scores: dict[str, float]  # percentile (0..1) of the segment median among all customers
+    behaviour: str = ""  # a Segment.Behaviour value (BEHAVIOUR_OF the base name)
 
 
 def _score(pct: float) -> int:
@@ -170,8 +193,15 @@ def segment_profiles(
     *,
     kept: list[str],
     group_names: list[str] | None = None,
+    hints: dict[int, str] | None = None,
+    rhythm: float | None = None,
 ) -> list[SegmentProfile]:
-    """One profile per label 0..k-1 with a unique name (RFM group names when given)."""
+    """One profile per label 0..k-1 with a unique name (RFM group names when given).
+
+    ``hints`` name groups split off by rule (clustering.actionable_splits): "new" or
+    "lapsing". With ``rhythm`` (days), recency is scored against the business's own rhythm
+    instead of against the other customers, so that "recent" means recent."""
+    hints = hints or {}
     cols = {c: plain[c].to_numpy() for c in plain.columns}
     overall_spend = float(np.median(cols["monetary_total"])) if len(labels) else 0.0
     overall_satisfaction = _satisfaction(
@@ -198,11 +228,16 @@ def segment_profiles(
             "satisfaction": _satisfaction(med),
         }
         spend_ratio = med["monetary_total"] / overall_spend if overall_spend > 0 else float("nan")
-        candidates = (
-            [group_names[label]]
-            if group_names is not None
-            else _name_candidates(pct, med, rated_share, overall_satisfaction)
-        )
+        if group_names is not None:
+            candidates = [group_names[label]]
+        elif hints.get(label) == "new":
+            candidates = ["New customers"]
+        elif hints.get(label) == "lapsing":
+            candidates = ["Can't lose them" if _score(pct["monetary_total"]) >= 4 else "At risk"]
+        else:
+            candidates = _name_candidates(
+                pct, med, rated_share, overall_satisfaction, rhythm=rhythm
+            )
         values = {key: round(v, 2) for key, v in med.items() if np.isfinite(v)}
         if np.isfinite(spend_ratio):
             values["spend_vs_median"] = round(spend_ratio, 2)
@@ -232,6 +267,7 @@ def segment_profiles(
                 profile_values=d["values"],
                 size=d["size"],
                 scores={key: round(v, 4) for key, v in d["pct"].items() if np.isfinite(v)},
+                behaviour=BEHAVIOUR_OF.get(base, ""),
             )
         )
     return out
@@ -247,10 +283,28 @@ def _satisfaction(med: dict[str, float]) -> float:
     return float(np.mean(parts)) if parts else float("nan")
 
 
+def rhythm_recency_score(recency_days: float, rhythm: float) -> int:
+    """5 within one business rhythm, 4 within 1.5, 3 within two, 2 within four, else 1."""
+    for score, multiple in zip((5, 4, 3, 2), RHYTHM_MULTIPLES, strict=True):
+        if recency_days <= multiple * rhythm:
+            return score
+    return 1
+
+
 def _name_candidates(
-    pct: dict[str, float], med: dict[str, float], rated_share: float, overall_satisfaction: float
+    pct: dict[str, float],
+    med: dict[str, float],
+    rated_share: float,
+    overall_satisfaction: float,
+    *,
+    rhythm: float | None = None,
 ) -> list[str]:
-    r, f, m = _score(pct["recency"]), _score(pct["frequency"]), _score(pct["monetary_total"])
+    r = (
+        rhythm_recency_score(med["recency_days"], rhythm)
+        if rhythm is not None
+        else _score(pct["recency"])
+    )
+    f, m = _score(pct["frequency"]), _score(pct["monetary_total"])
     base = RFM_GRID[r][(f + m + 1) // 2 - 1]
     names = []
     unhappy = (np.isfinite(med["rating_mean"]) and med["rating_mean"] <= 2.5) or (
@@ -267,7 +321,10 @@ def _name_candidates(
         names.append("Unhappy high-value")
     if _score(pct["avg_order_value"]) == 5 and f <= 3 and r >= 3 and base != "Champions":
         names.append("Big spenders")
-    if _score(pct["tenure_days"]) == 1 and r >= 4 and f <= 2:
+    # New against the business's rhythm when it is known (a shop where most customers are
+    # new would otherwise never call its newest ones new), else against the other customers.
+    is_new = med["tenure_days"] <= rhythm if rhythm is not None else _score(pct["tenure_days"]) == 1
+    if is_new and r >= 4 and med["frequency"] <= 2:
         names.append("New customers")
     names.append(base)
     return names
