@@ -13,6 +13,7 @@ Three ways to group customers:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +64,11 @@ SILHOUETTE_SLACK = 0.05
 # Below this best silhouette the data has only weak structure (Kaufman and Rousseeuw's
 # 0.26-0.50 band): the k is then chosen by stability and segment size, not separation.
 STRUCTURE_MIN = 0.5
+# With weak structure, the number of value groups (the splits add new and lapsing ones):
+# the UCI export's silhouette is 0.39 at k=2 and 0.30 at k=4, a difference that says
+# nothing about which one an owner can act on. 5 tells the demo data's high spenders,
+# regulars, lapsed, new and one-off buyers apart (4 merged the first two).
+WEAK_K_MIN = 5
 # Silhouette margin within which the previous run's k is kept (hysteresis against daily
 # flip-flopping between two almost equally good k).
 K_STICKINESS = 0.02
@@ -261,16 +267,23 @@ def kmeans_k_choice(
     seed: int,
     sample_size: int,
     previous_k: int | None = None,
+    segments_of: Callable[[np.ndarray, np.ndarray], int] | None = None,
 ) -> KChoice:
     """Fit K-Means for each k on a sample and keep the most detailed stable, separated one.
+
+    ``segments_of(sample_positions, labels)`` counts the segments a labelling of the sample
+    ends with (after actionable_splits); ``previous_k`` is the previous run's count of
+    segments, compared with it. Without it, the count is k.
 
     A k is eligible when every segment holds at least ``min_segment_size`` sampled customers
     and its groups come back on both halves of the sample (``halves_stability`` >=
     STABILITY_MIN). When the data has clear groups (an eligible k reaches a silhouette of
     STRUCTURE_MIN), the best silhouette sets the bar and the largest k within
     SILHOUETTE_SLACK of it wins. Real shops have no natural clusters: their silhouette is
-    low and nearly flat across k (0.28-0.39 on the UCI export), so separation cannot choose,
-    and the most detailed stable k wins, giving the owner groups to act on separately.
+    low and nearly flat across k (0.28-0.39 on the UCI export), so separation cannot choose
+    the number of groups and stability wanders around any bar: WEAK_K_MIN value groups are
+    formed (or the nearest k whose segments are all big enough), and the actionable splits
+    add the new and lapsing groups.
     When no k is eligible, the best silhouette of the rest is kept. The
     previous run's k is kept while it is eligible and within K_STICKINESS of the chosen k's
     silhouette, so that two nearly equal scores do not reshuffle every segment daily.
@@ -312,6 +325,9 @@ def kmeans_k_choice(
             "smallest_share": round(smallest / len(xs), 4),
             "eligible": score is not None and smallest >= floor and stability[k] >= STABILITY_MIN,
             "chosen": False,
+            "segments": segments_of(sample, fits[k].labels_.astype(np.int64))
+            if segments_of is not None
+            else k,
         }
         if score is not None:
             scores[k] = round(score, 6)
@@ -319,32 +335,42 @@ def kmeans_k_choice(
         raise EngineRejected("no number of segments gives two or more distinct groups")
     eligible = [k for k in scores if records[k]["eligible"]]
     notes = []
-    if eligible and max(scores[kk] for kk in eligible) < STRUCTURE_MIN:
-        k = max(eligible)
-        notes.append(
-            f"weak structure (best silhouette under {STRUCTURE_MIN}): the most detailed "
-            "stable k kept"
-        )
+    sized = [kk for kk in scores if records[kk]["smallest_share"] * len(xs) >= floor]
+    weak = bool(sized) and max(scores[kk] for kk in sized) < STRUCTURE_MIN
+    if weak:
+        # Separation cannot choose, and on structureless data neither can stability (its
+        # estimate wanders around any bar from one day to the next): the fewest groups
+        # worth offering an owner, WEAK_K_MIN, the rules then add new and lapsing groups.
+        k = min([kk for kk in sized if kk >= WEAK_K_MIN] or [max(sized)])
+        pool = [k]
+        notes.append(f"weak structure (best silhouette under {STRUCTURE_MIN}): k={k} value groups")
     elif eligible:
         bar = max(scores[kk] for kk in eligible) - SILHOUETTE_SLACK
-        k = max(kk for kk in eligible if scores[kk] >= bar)
+        pool = [kk for kk in eligible if scores[kk] >= bar]
+        k = max(pool)
     else:
+        pool = list(scores)
         k = max(scores, key=lambda kk: (scores[kk], -kk))
         notes.append(
             f"no k had every segment over {floor} sampled customers and stability "
             f"{STABILITY_MIN}; the best silhouette was kept"
         )
-    if (
-        previous_k is not None
-        and previous_k != k
-        and previous_k in eligible
-        and scores[previous_k] >= scores[k] - K_STICKINESS
-    ):
-        notes.append(
-            f"kept the previous run's k={previous_k} (silhouette {scores[previous_k]:.3f}, "
-            f"chosen k={k} {scores[k]:.3f}, within {K_STICKINESS})"
-        )
-        k = previous_k
+    # The previous run's count of segments includes the groups split off by rule
+    # (actionable_splits): it is compared with each k's count after the same splits on the
+    # sample, and a k giving that count is kept while within K_STICKINESS of the chosen one.
+    if previous_k is not None and records[k]["segments"] != previous_k:
+        same = [
+            pk
+            for pk in (pool if weak else eligible or list(scores))
+            if records[pk]["segments"] == previous_k and scores[pk] >= scores[k] - K_STICKINESS
+        ]
+        if same:
+            pk = max(same, key=lambda kk: scores[kk])
+            notes.append(
+                f"kept the previous run's {previous_k} segments with k={pk} (silhouette "
+                f"{scores[pk]:.3f}, chosen k={k} {scores[k]:.3f}, within {K_STICKINESS})"
+            )
+            k = pk
     records[k]["chosen"] = True
     return KChoice(
         k=k,
@@ -573,13 +599,18 @@ def actionable_splits(
             if (labels[~moving] == c).any() and not (silent & (labels == c)).any()
         ]
         rows = np.flatnonzero(moving)
-        if len(rows) >= min_size or not clean:
+        # A lapsing top spender who is also new must not go back to an active group.
+        calm = [c for c in clean if c not in active]
+        if len(rows) >= min_size or not clean or (lapsing[rows].any() and not calm):
             labels[rows] = k
             hints[k] = "new"
             k += 1
             notes.append(f"{len(rows)} new customers split from groups with long-silent ones")
         else:
             labels[rows] = _nearest_label(x, labels, rows, clean)
+            flagged = rows[lapsing[rows]]
+            if len(flagged):
+                labels[flagged] = _nearest_label(x, labels, flagged, calm)
     # Renumber 0..k-1 in case a cluster was emptied.
     present = np.flatnonzero(np.bincount(labels, minlength=k))
     remap = np.full(k, -1, dtype=np.int64)

@@ -230,6 +230,26 @@ def _segment_customers(
 
     report("k_selection", 10)
     sample = clustering.stable_sample(feats.customer_ids, config.sample_size, config.seed)
+    plain = feats.plain
+    split_rules = {
+        "new_days": config.new_days,
+        "silent_days": config.silent_days,
+        "lapse_factor": config.lapse_factor,
+        "lapse_spend_quantile": config.lapse_spend_quantile,
+    }
+
+    def split_count(rows: np.ndarray, sample_labels: np.ndarray) -> int:
+        return clustering.actionable_splits(
+            x[rows],
+            sample_labels,
+            recency_days=plain["recency_days"].to_numpy()[rows],
+            tenure_days=plain["tenure_days"].to_numpy()[rows],
+            frequency=plain["frequency"].to_numpy()[rows],
+            monetary_total=plain["monetary_total"].to_numpy()[rows],
+            min_size=clustering.min_segment_size(len(rows)),
+            **split_rules,
+        ).k
+
     if method in ("kmeans", "minibatch"):
         choice = clustering.kmeans_k_choice(
             x,
@@ -239,6 +259,7 @@ def _segment_customers(
             seed=config.seed,
             sample_size=config.sample_size,
             previous_k=len(previous) or None,
+            segments_of=split_count if config.refine else None,
         )
         lap("k_selection")
         report("fit", 45)
@@ -258,7 +279,6 @@ def _segment_customers(
     notes += result.notes
     labels, k, hints = result.labels, result.k, {}
     if config.refine and result.group_names is None:
-        plain = feats.plain
         refined = clustering.actionable_splits(
             x,
             result.labels,
@@ -266,11 +286,8 @@ def _segment_customers(
             tenure_days=plain["tenure_days"].to_numpy(),
             frequency=plain["frequency"].to_numpy(),
             monetary_total=plain["monetary_total"].to_numpy(),
-            new_days=config.new_days,
-            silent_days=config.silent_days,
-            lapse_factor=config.lapse_factor,
-            lapse_spend_quantile=config.lapse_spend_quantile,
             min_size=clustering.min_segment_size(n),
+            **split_rules,
         )
         labels, k, hints = refined.labels, refined.k, refined.hints
         notes += refined.notes
@@ -374,12 +391,7 @@ def _segment_customers(
         "scaling": config.scaling,
         "refine": config.refine,
         "rhythm_days": rhythm,
-        "split_rules": {
-            "new_days": config.new_days,
-            "silent_days": config.silent_days,
-            "lapse_factor": config.lapse_factor,
-            "lapse_spend_quantile": config.lapse_spend_quantile,
-        },
+        "split_rules": split_rules,
         "stale_days": config.stale_days,
         "sizes": {str(label): int(s) for label, s in enumerate(sizes)},
         "model_columns": feats.model_columns,
@@ -411,6 +423,6 @@ def _segment_customers(
         missing=feats.missing,
         params=params,
         timings=timings,
-        candidates=[{**c, "segments": k} if c.get("chosen") else c for c in result.candidates],
+        candidates=result.candidates,
         warnings=warnings,
     )
