@@ -389,3 +389,50 @@ def model_features(raw: pd.DataFrame, *, scaling: str = "standard") -> Features:
         cleaning=cleaning,
         order=order,
     )
+
+
+STORED_COLUMNS = [
+    "customer_id",
+    "recency_days",
+    "frequency",
+    "monetary_total",
+    "avg_order_value",
+    "tenure_days",
+    "satisfaction",
+    "usual_gap_days",
+]
+
+
+def stored_features(raw: pd.DataFrame) -> pd.DataFrame:
+    """The figures a run segments each customer on, cleaned exactly as the engine cleans
+    them (STORED_COLUMNS, sorted by customer id): what the customer page and the export show.
+
+    satisfaction is 0..1 from the average rating (1-5) and NPS answer (0-10), averaged where
+    known, NaN without feedback; usual_gap_days the mean days between purchases, NaN for a
+    one-time buyer."""
+    frame, _ = raw_sorted(raw)
+    plain, _ = plain_features(frame)
+    parts = np.stack([(plain["rating_mean"].to_numpy() - 1) / 4, plain["nps_mean"].to_numpy() / 10])
+    known = np.isfinite(parts)
+    with np.errstate(invalid="ignore"):
+        satisfaction = np.where(known, parts, 0.0).sum(axis=0) / known.sum(axis=0)
+    frequency = plain["frequency"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.where(
+            frequency >= 2,
+            (plain["tenure_days"].to_numpy() - plain["recency_days"].to_numpy())
+            / np.maximum(frequency - 1, 1),
+            np.nan,
+        )
+    return pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"].to_numpy(dtype=np.int64),
+            "recency_days": plain["recency_days"].to_numpy(),
+            "frequency": frequency.astype(np.int64),
+            "monetary_total": plain["monetary_total"].to_numpy(),
+            "avg_order_value": plain["avg_order_value"].to_numpy(),
+            "tenure_days": plain["tenure_days"].to_numpy(),
+            "satisfaction": satisfaction,
+            "usual_gap_days": gap,
+        }
+    )

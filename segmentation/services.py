@@ -657,6 +657,7 @@ def _segments_apply(run: SegmentationRun, plan: _Plan) -> dict[int, int | None]:
         if not seg.name_is_custom:
             seg.name = _unique_name(sr.name, taken)
         seg.auto_name = sr.name[:100]
+        seg.behaviour = sr.behaviour
         seg.auto_description = sr.description
         if not seg.description_is_custom:
             seg.description = sr.description
@@ -862,6 +863,8 @@ def _run_succeed(run: SegmentationRun, plan: _Plan, *, n_moved: int, timings: di
         missing=_jsonable(result.missing),
         params=params,
         timings=_jsonable(timings),
+        candidates=_jsonable(result.candidates),
+        warnings=list(result.warnings),
         n_moved=n_moved,
         error="",
     )
