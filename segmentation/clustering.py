@@ -358,10 +358,13 @@ def kmeans_k_choice(
     # The previous run's count of segments includes the groups split off by rule
     # (actionable_splits): it is compared with each k's count after the same splits on the
     # sample, and a k giving that count is kept while within K_STICKINESS of the chosen one.
+    # Staying needs only big enough segments, not the stability that entering needed: the
+    # estimate on halves dips when one half's fit misses a 4% group (measured: 1.0, then
+    # 0.58 a day later on unchanged customers).
     if previous_k is not None and records[k]["segments"] != previous_k:
         same = [
             pk
-            for pk in (pool if weak else eligible or list(scores))
+            for pk in (pool if weak else sized or list(scores))
             if records[pk]["segments"] == previous_k and scores[pk] >= scores[k] - K_STICKINESS
         ]
         if same:

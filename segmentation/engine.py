@@ -154,7 +154,7 @@ def _rfm_reasons(plain: pd.DataFrame, labels: np.ndarray, names: list[str]) -> n
         for fs in range(1, 6):
             for label in range(k):
                 table[(rs * 6 + fs) * k + label] = (
-                    f"In {names[label]} because their recency score is {rs} of 5 and their "
+                    f"Because their recency score is {rs} of 5 and their "
                     f"frequency-and-spend score {fs} of 5."
                 )
     return table[(r * 6 + fm) * k + labels]

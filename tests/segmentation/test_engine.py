@@ -135,8 +135,7 @@ def test_rfm_scoring_names_a_small_customer_base_deterministically():
     assert {s.name for s in first.segments} <= set(RFM_GROUPS)
     assert first.segments[first.labels[0]].name == "Champions"
     assert first.reasons[0] == (
-        "In Champions because their recency score is 5 of 5 and their "
-        "frequency-and-spend score 5 of 5."
+        "Because their recency score is 5 of 5 and their frequency-and-spend score 5 of 5."
     )
     by_id = dict(zip(second.customer_ids.tolist(), second.labels.tolist(), strict=True))
     assert [by_id[c] for c in first.customer_ids.tolist()] == first.labels.tolist()
@@ -151,7 +150,7 @@ def test_fidelity_is_a_share_and_every_customer_has_a_reason():
 
     assert 0.0 <= result.fidelity <= 1.0
     assert result.reasons.dtype == object
-    assert all(isinstance(r, str) and r.startswith(("In ", "Closest")) for r in result.reasons)
+    assert all(isinstance(r, str) and r.startswith(("Because ", "Closest")) for r in result.reasons)
 
 
 def test_progress_timings_metrics_and_missing_counts_are_reported():
