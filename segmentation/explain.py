@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
 from segmentation.clustering import stable_sample
-from segmentation.naming import number
+from segmentation.naming import ago_words, number
 
 MAX_DEPTH = 3
 DASH = "\u2013"  # en dash for ranges such as "bought 3-5 times"
@@ -347,26 +347,6 @@ def surrogate_explanation(
     if exact_reasons is not None:
         reasons = exact_reasons
     return Explanation(fidelity=fidelity, rules=rules, reasons=reasons, columns=columns)
-
-
-# Words for how long ago, by upper bound in days: a reason keeps its words while the
-# segment's typical customer ages by a day.
-AGO_WORDS = (
-    (7, "within the last week"),
-    (30, "within the last month"),
-    (90, "one to three months ago"),
-    (180, "three to six months ago"),
-    (365, "six to twelve months ago"),
-    (730, "one to two years ago"),
-)
-
-
-def ago_words(days: float) -> str:
-    """'within the last month', 'three to six months ago', ...: a stable bucket."""
-    for bound, words in AGO_WORDS:
-        if days <= bound:
-            return words
-    return "over two years ago"
 
 
 def short_summary(values: dict[str, float]) -> str:

@@ -204,6 +204,7 @@ def segment_profiles(
     hints = hints or {}
     cols = {c: plain[c].to_numpy() for c in plain.columns}
     overall_spend = float(np.median(cols["monetary_total"])) if len(labels) else 0.0
+    overall_frequency = float(np.median(cols["frequency"])) if len(labels) else 0.0
     overall_satisfaction = _satisfaction(
         {c: _nanmedian(cols[c]) if c in kept else float("nan") for c in ("rating_mean", "nps_mean")}
     )
@@ -250,13 +251,22 @@ def segment_profiles(
                 "pct": pct,
                 "values": values,
                 "profile": _profile_text(med, spend_ratio),
+                "what": profile_sentence(
+                    recency_days=med["recency_days"],
+                    frequency=med["frequency"],
+                    overall_frequency=overall_frequency,
+                    spend_ratio=spend_ratio,
+                    rhythm=rhythm,
+                ),
             }
         )
     names, bases = _unique_names(drafts)
     out = []
     for d in drafts:
         base = bases[d["label"]]
-        what, todo = DESCRIPTIONS.get(base, ("", ""))
+        # What they do comes from their numbers; only the advice comes with the name.
+        _, todo = DESCRIPTIONS.get(base, ("", ""))
+        what = d["what"]
         out.append(
             SegmentProfile(
                 label=d["label"],
@@ -361,6 +371,69 @@ def _unique_names(drafts: list[dict]) -> tuple[dict[int, str], dict[int, str]]:
         names[d["label"]] = name
         bases[d["label"]] = base
     return names, bases
+
+
+# Words for how long ago, by upper bound in days: a reason keeps its words while the
+# segment's typical customer ages by a day.
+AGO_WORDS = (
+    (7, "within the last week"),
+    (30, "within the last month"),
+    (90, "one to three months ago"),
+    (180, "three to six months ago"),
+    (365, "six to twelve months ago"),
+    (730, "one to two years ago"),
+)
+
+
+def ago_words(days: float) -> str:
+    """'within the last month', 'three to six months ago', ...: a stable bucket."""
+    for bound, words in AGO_WORDS:
+        if days <= bound:
+            return words
+    return "over two years ago"
+
+
+def profile_sentence(
+    *,
+    recency_days: float,
+    frequency: float,
+    overall_frequency: float,
+    spend_ratio: float,
+    rhythm: float | None,
+) -> str:
+    """What a segment's typical customer does, in words that the numbers bear out: recency
+    against the business's rhythm (median days between a regular's purchases), purchases
+    against the typical customer's, spend against the median customer's."""
+    parts = []
+    if rhythm:
+        ratio = recency_days / rhythm
+        if ratio <= 1:
+            parts.append(f"Bought recently (within the usual {rhythm:.0f} days between purchases)")
+        elif ratio <= 2:
+            parts.append(
+                f"Last bought up to twice the usual {rhythm:.0f} days between purchases ago"
+            )
+        else:
+            parts.append(
+                f"Have not bought for {ratio:.0f} times the usual {rhythm:.0f} days between "
+                "purchases"
+            )
+    else:
+        parts.append(f"Last bought {ago_words(recency_days)}")
+    often = f"bought {times(round(frequency))}"
+    if frequency > overall_frequency:
+        often += ", more often than the typical customer"
+    elif frequency < overall_frequency:
+        often += ", less often than the typical customer"
+    parts.append(often)
+    if np.isfinite(spend_ratio):
+        if spend_ratio >= 1.05:
+            parts.append(f"spend more than the median customer ({spend_ratio:.1f}\u00d7)")
+        elif spend_ratio <= 0.95:
+            parts.append(f"spend less than the median customer ({spend_ratio:.1f}\u00d7)")
+        else:
+            parts.append("spend about as much as the median customer")
+    return "; ".join(parts) + "."
 
 
 def _profile_text(med: dict[str, float], spend_ratio: float) -> str:
