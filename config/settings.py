@@ -179,17 +179,24 @@ FEEDBACK_LINK_RATE_PER_TOKEN = (env_int("FEEDBACK_LINK_RATE_PER_TOKEN", 10), 360
 FEEDBACK_LINK_CLIENT_IP_HEADER = os.environ.get("FEEDBACK_LINK_CLIENT_IP_HEADER", "REMOTE_ADDR")
 
 # Segmentation engine overrides (segmentation.engine.EngineConfig): the range of k tried,
-# and the method ("auto", "rfm", "kmeans", "minibatch" or "agglomerative").
+# the method ("auto", "rfm", "kmeans", "minibatch" or "agglomerative"), the scaling
+# ("standard" or "robust"), whether the actionable splits run ("1"/"0"), and the age in
+# days of the newest purchase above which a run warns that the data looks stale.
 SEGMENTATION_ENGINE = {
     key: value
     for key, value in {
         "k_min": os.environ.get("SEGMENTATION_K_MIN"),
         "k_max": os.environ.get("SEGMENTATION_K_MAX"),
         "method": os.environ.get("SEGMENTATION_METHOD"),
+        "scaling": os.environ.get("SEGMENTATION_SCALING"),
+        "refine": os.environ.get("SEGMENTATION_REFINE"),
+        "stale_days": os.environ.get("SEGMENTATION_STALE_DAYS"),
     }.items()
     if value
 }
-for _key in ("k_min", "k_max"):
+if "refine" in SEGMENTATION_ENGINE:
+    SEGMENTATION_ENGINE["refine"] = SEGMENTATION_ENGINE["refine"].lower() in ("1", "true", "yes")
+for _key in ("k_min", "k_max", "stale_days"):
     if _key in SEGMENTATION_ENGINE:
         SEGMENTATION_ENGINE[_key] = int(SEGMENTATION_ENGINE[_key])
 

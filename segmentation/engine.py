@@ -122,7 +122,7 @@ def confidence_of(
 ) -> tuple[str, str]:
     """high: >= 500 customers and silhouette >= 0.5; medium: >= 50 and >= 0.25; else low.
     Stale data (``stale_days``: the newest purchase's age, when over the threshold) lowers
-    the level to low whatever the figures."""
+    the level to low whatever the figures. The note is for the owner (run_words)."""
     sil = silhouette if silhouette is not None else 0.0
     if n >= 500 and sil >= 0.5:
         level = "high"
@@ -132,13 +132,52 @@ def confidence_of(
         level = "low"
     if stale_days is not None:
         level = "low"
-    note = f"{level}: {n:,} customers"
-    note += f", silhouette {silhouette:.2f}" if silhouette is not None else ", no silhouette"
-    if method == "rfm":
-        note += ", RFM scoring"
-    if stale_days is not None:
-        note += f", newest purchase {stale_days} days old"
+    note = " ".join(
+        run_words(
+            n_customers=n,
+            silhouette=silhouette,
+            confidence=level,
+            scoring=method == "rfm",
+            stale_days=stale_days,
+        )
+    )
     return level, note
+
+
+def distinctness_words(silhouette: float | None, *, scoring: bool = False) -> str:
+    """How distinct the groups are, in plain words (the silhouette stays in the admin)."""
+    if scoring:
+        return "Customers are placed by simple scores for how recently, often and much they buy."
+    if silhouette is None:
+        return "Too few customers to say how distinct the groups are."
+    if silhouette >= 0.5:
+        return "The groups are clearly distinct."
+    if silhouette >= 0.35:
+        return "The groups are fairly distinct; some customers sit between two of them."
+    if silhouette >= 0.2:
+        return (
+            "The groups shade into each other, as most shops' customers do: they follow "
+            "what you can act on."
+        )
+    return "The groups overlap heavily: use them as a rough guide."
+
+
+def run_words(
+    *,
+    n_customers: int,
+    silhouette: float | None,
+    confidence: str,
+    scoring: bool = False,
+    stale_days: int | None = None,
+) -> list[str]:
+    """Sentences for the owner about a run: how confident it is and how distinct its groups
+    are, from the run's figures. Pure; no technical figure appears."""
+    first = f"{confidence.capitalize()} confidence: {n_customers:,} customers"
+    if stale_days is not None:
+        first += f", but the newest purchase is {stale_days:,} days old."
+    else:
+        first += "."
+    return [first, distinctness_words(silhouette, scoring=scoring)]
 
 
 def _rfm_reasons(plain: pd.DataFrame, labels: np.ndarray, names: list[str]) -> np.ndarray:

@@ -21,6 +21,7 @@ from crm.forms import PresentOfferForm
 from crm.metrics import segment_results
 from crm.models import Customer, Feedback, Offer, OfferResponse
 from crm.tables import SegmentMemberTable
+from segmentation.engine import run_words
 from segmentation.models import (
     Segment,
     SegmentationRun,
@@ -69,16 +70,34 @@ def _segment_results_cached(segment: Segment):
     return results
 
 
+def _run_words(run) -> list[str]:
+    """The owner's sentences about the last run, from its figures (engine.run_words)."""
+    if run is None or not run.confidence:
+        return []
+    return run_words(
+        n_customers=run.n_clustered,
+        silhouette=run.silhouette,
+        confidence=run.confidence,
+        scoring=run.method == SegmentationRun.Method.RFM,
+    )
+
+
 @require_GET
 def segment_list(request):
     show_retired = request.GET.get("retired") == "1"
     segments = Segment.objects.all() if show_retired else Segment.objects.active()
     table = SegmentTable(segments.order_by("-is_active", "-size", "id"))
     RequestConfig(request, paginate={"per_page": 50}).configure(table)
+    run = run_latest()
     return render(
         request,
         "segmentation/segment_list.html",
-        {"table": table, "show_retired": show_retired, "run": run_latest()},
+        {
+            "table": table,
+            "show_retired": show_retired,
+            "run": run,
+            "run_words": _run_words(run),
+        },
     )
 
 

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from segmentation import clustering
-from segmentation.engine import EngineConfig, segment_customers
+from segmentation.engine import EngineConfig, run_words, segment_customers
 from tests.segmentation.realdata import (
     BEHAVIOURS,
     UCI_FULL,
@@ -199,3 +199,25 @@ def test_a_rerun_a_day_later_with_nobody_moving_keeps_the_reasons(seed):
     same_segment = first.labels + 100 == np.array([id_of[label] for label in second.labels])
     assert same_segment.mean() >= 0.99
     assert (same_segment & (first.reasons != second.reasons)).sum() <= 0.005 * len(frame)
+
+
+@pytest.mark.parametrize("silhouette", [None, 0.1, 0.28, 0.36, 0.62, 0.9758])
+@pytest.mark.parametrize("confidence", ["low", "medium", "high"])
+def test_the_owner_reads_plain_words_about_a_run_not_technical_figures(silhouette, confidence):
+    words = " ".join(run_words(n_customers=4_339, silhouette=silhouette, confidence=confidence))
+
+    assert words.startswith(f"{confidence.capitalize()} confidence: 4,339 customers")
+    for technical in ("silhouette", "K-Means", "fidelity", "medium:", "0.", "k="):
+        assert technical.lower() not in words.lower()
+    assert len(words) <= 200  # the run's confidence_note
+
+
+def test_a_runs_confidence_note_is_the_owners_words():
+    frame, _ = planted_mix(shop_sizes(2_000), seed=0)
+
+    result = segment_customers(frame, previous=[])
+
+    assert result.confidence_note == " ".join(
+        run_words(n_customers=2_000, silhouette=result.silhouette, confidence=result.confidence)
+    )
+    assert "silhouette" not in result.confidence_note
