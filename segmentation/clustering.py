@@ -602,8 +602,10 @@ def actionable_splits(
             if (labels[~moving] == c).any() and not (silent & (labels == c)).any()
         ]
         rows = np.flatnonzero(moving)
-        # A lapsing top spender who is also new must not go back to an active group.
-        calm = [c for c in clean if c not in active]
+        # A lapsing top spender who is also new must not go back to an active group of
+        # repeat buyers (the kind named as the best customers); a group of one- or
+        # two-time buyers, such as the new customers, is fine.
+        calm = [c for c in clean if c not in active or np.median(frequency[labels == c]) <= 2]
         if len(rows) >= min_size or not clean or (lapsing[rows].any() and not calm):
             labels[rows] = k
             hints[k] = "new"
