@@ -411,7 +411,8 @@ def profile_sentence(
             parts.append(f"Bought recently (within the usual {rhythm:.0f} days between purchases)")
         elif ratio <= 2:
             parts.append(
-                f"Last bought up to twice the usual {rhythm:.0f} days between purchases ago"
+                f"Last bought more than the usual {rhythm:.0f} days between purchases ago, "
+                "but within twice that"
             )
         else:
             parts.append(

@@ -156,7 +156,7 @@ def _claims_hold(sentence: str, *, recency, frequency, overall_frequency, ratio,
     """Every claim a profile sentence makes, checked against the numbers it came from."""
     if "Bought recently" in sentence:
         assert recency <= rhythm
-    if "up to twice the usual" in sentence:
+    if "but within twice that" in sentence:
         assert rhythm < recency <= 2 * rhythm
     if match := re.search(r"Have not bought for (\d+) times the usual (\d+) days", sentence):
         assert recency > 2 * rhythm
