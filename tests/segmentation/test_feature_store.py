@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segmentation import feature_store
+from segmentation import feature_store, selectors, services
 from segmentation.features import RAW_COLUMNS
-from segmentation.models import CustomerFeatures
+from segmentation.models import CustomerFeatures, Segment, SegmentationRun
 from tests.factories import CustomerFactory, SegmentationRunFactory
+from tests.segmentation.shops import shop_build
 
 AS_OF = datetime(2011, 12, 10, tzinfo=UTC)
 
@@ -112,3 +113,24 @@ def test_why_this_segment_reads_the_customers_numbers_against_the_shops_rhythm()
         "First bought 190 days ago.",
         "Satisfaction 75 of 100 from their ratings and answers.",
     ]
+
+
+@pytest.mark.django_db
+def test_a_real_runs_feature_frame_is_stored_for_every_segmented_customer():
+    shop = shop_build()
+    run = SegmentationRun.objects.create(trigger=SegmentationRun.Trigger.COMMAND)
+    run = services.segmentation_run_execute(run=run)
+    frame = selectors.customer_features(reference_time=run.reference_time).frame
+
+    feature_store.customer_features_store(run=run, frame=frame)
+
+    stored = dict(CustomerFeatures.objects.values_list("customer_id", "frequency"))
+    assert set(stored) == set(shop.buyers)
+    assert {stored[pk] for pk in shop.groups["champions"]} == {12}
+    assert behaviours_of_run() <= {b.value for b in Segment.Behaviour}
+
+
+def behaviours_of_run() -> set[str]:
+    found = set(Segment.objects.active().exclude(behaviour="").values_list("behaviour", flat=True))
+    assert found, "the run stores a behaviour on its segments"
+    return found
