@@ -194,17 +194,25 @@ FEEDBACK_LINK_RATE_PER_TOKEN = (env_int("FEEDBACK_LINK_RATE_PER_TOKEN", 10, low=
 CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", env_str("FEEDBACK_LINK_CLIENT_IP_HEADER"))
 
 # Segmentation engine overrides (segmentation.engine.EngineConfig): the range of k tried,
-# and the method ("auto", "rfm", "kmeans", "minibatch" or "agglomerative").
-# Unset variables leave the engine's own defaults (0 and "" mean unset).
+# the method ("auto", "rfm", "kmeans", "minibatch" or "agglomerative"), the scaling
+# ("standard" or "robust"), whether the actionable splits run, and the age in days of the
+# newest purchase above which a run warns that the data looks stale. Unset variables leave
+# the engine's own defaults (0 and "" mean unset).
 SEGMENTATION_ENGINE = {
     key: value
     for key, value in {
         "k_min": env_int("SEGMENTATION_K_MIN", 0, low=0),
         "k_max": env_int("SEGMENTATION_K_MAX", 0, low=0),
-        "method": env_str("SEGMENTATION_METHOD"),
+        "method": env_choice(
+            "SEGMENTATION_METHOD", "", ("auto", "rfm", "kmeans", "minibatch", "agglomerative")
+        ),
+        "scaling": env_choice("SEGMENTATION_SCALING", "", ("standard", "robust")),
+        "stale_days": env_int("SEGMENTATION_STALE_DAYS", 0, low=0),
     }.items()
     if value
 }
+if env_str("SEGMENTATION_REFINE"):
+    SEGMENTATION_ENGINE["refine"] = env_bool("SEGMENTATION_REFINE")
 
 # A running segmentation touches its heartbeat every RUN_HEARTBEAT_SECONDS; a run silent for
 # RUN_STALE_SECONDS belongs to a worker that died and its slot is freed by the next trigger.

@@ -170,6 +170,8 @@ class SegmentationRunAdmin(admin.ModelAdmin):
                     "calinski_harabasz",
                     "fidelity",
                     "sizes",
+                    "warnings_display",
+                    "candidates_display",
                 )
             },
         ),
@@ -241,6 +243,50 @@ class SegmentationRunAdmin(admin.ModelAdmin):
                     (name, f"{secs:.2f}", f"{100 * secs / total:.0f}")
                     for name, secs in timings.items()
                     if isinstance(secs, int | float)
+                ),
+            ),
+        )
+
+    @admin.display(description="warnings")
+    def warnings_display(self, obj: SegmentationRun) -> str:
+        if not obj.warnings:
+            return "-"
+        return format_html_join("", "<div>{}</div>", ((w,) for w in obj.warnings))
+
+    @admin.display(description="candidates")
+    def candidates_display(self, obj: SegmentationRun) -> str:
+        if not obj.candidates:
+            return "-"
+
+        def cell(value) -> str:
+            if value is None:
+                return "-"
+            if isinstance(value, bool):
+                return "yes" if value else ""
+            if isinstance(value, float):
+                return f"{value:.3f}"
+            return str(value)
+
+        columns = (
+            "k",
+            "method",
+            "silhouette",
+            "stability",
+            "smallest_share",
+            "segments",
+            "eligible",
+            "chosen",
+        )
+        return format_html(
+            "<table><tr>{}</tr>{}</table>",
+            format_html_join("", "<th>{}</th>", ((c.replace("_", " "),) for c in columns)),
+            format_html_join(
+                "",
+                "<tr>" + "<td>{}</td>" * len(columns) + "</tr>",
+                (
+                    tuple(cell(c.get(name)) for name in columns)
+                    for c in obj.candidates
+                    if isinstance(c, dict)
                 ),
             ),
         )

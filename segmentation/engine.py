@@ -56,6 +56,16 @@ class EngineConfig:
     min_customers: int = 10
     # Centroid distance above which a cluster is a new segment (see matching).
     match_threshold: float = matching.MATCH_THRESHOLD
+    # "standard" (mean, standard deviation) or "robust" (median, IQR): see features.
+    scaling: str = "standard"
+    # Actionable splits after clustering (clustering.actionable_splits) and their rules.
+    refine: bool = True
+    new_days: float = 30
+    silent_days: float = 180
+    lapse_factor: float = 3.0
+    lapse_spend_quantile: float = 0.9
+    # A run whose newest purchase is older than this many days carries a warning.
+    stale_days: int = 90
 
 
 @dataclass
@@ -69,6 +79,7 @@ class SegmentResult:
     rules: list[str]
     centroid: dict[str, float]
     size: int
+    behaviour: str = ""
 
 
 @dataclass
@@ -89,6 +100,10 @@ class EngineResult:
     missing: dict[str, dict]
     params: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # Every candidate segmentation tried, with its scores; the chosen one is marked.
+    candidates: list[dict] = field(default_factory=list)
+    # Plain sentences for the owner about the data itself (e.g. how old the newest sale is).
+    warnings: list[str] = field(default_factory=list)
 
 
 def _check_config(config: EngineConfig) -> None:
@@ -98,10 +113,16 @@ def _check_config(config: EngineConfig) -> None:
         raise ValueError(f"invalid k range {config.k_min}..{config.k_max}")
     if config.sample_size < 100:
         raise ValueError("sample_size must be at least 100")
+    if config.scaling not in features.SCALINGS:
+        raise ValueError(f"unknown scaling {config.scaling!r}; choose one of {features.SCALINGS}")
 
 
-def confidence_of(n: int, silhouette: float | None, method: str) -> tuple[str, str]:
-    """high: >= 500 customers and silhouette >= 0.5; medium: >= 50 and >= 0.25; else low."""
+def confidence_of(
+    n: int, silhouette: float | None, method: str, *, stale_days: int | None = None
+) -> tuple[str, str]:
+    """high: >= 500 customers and silhouette >= 0.5; medium: >= 50 and >= 0.25; else low.
+    Stale data (``stale_days``: the newest purchase's age, when over the threshold) lowers
+    the level to low whatever the figures. The note is for the owner (run_words)."""
     sil = silhouette if silhouette is not None else 0.0
     if n >= 500 and sil >= 0.5:
         level = "high"
@@ -109,11 +130,54 @@ def confidence_of(n: int, silhouette: float | None, method: str) -> tuple[str, s
         level = "medium"
     else:
         level = "low"
-    note = f"{level}: {n:,} customers"
-    note += f", silhouette {silhouette:.2f}" if silhouette is not None else ", no silhouette"
-    if method == "rfm":
-        note += ", RFM scoring"
+    if stale_days is not None:
+        level = "low"
+    note = " ".join(
+        run_words(
+            n_customers=n,
+            silhouette=silhouette,
+            confidence=level,
+            scoring=method == "rfm",
+            stale_days=stale_days,
+        )
+    )
     return level, note
+
+
+def distinctness_words(silhouette: float | None, *, scoring: bool = False) -> str:
+    """How distinct the groups are, in plain words (the silhouette stays in the admin)."""
+    if scoring:
+        return "Customers are placed by simple scores for how recently, often and much they buy."
+    if silhouette is None:
+        return "Too few customers to say how distinct the groups are."
+    if silhouette >= 0.5:
+        return "The groups are clearly distinct."
+    if silhouette >= 0.35:
+        return "The groups are fairly distinct; some customers sit between two of them."
+    if silhouette >= 0.2:
+        return (
+            "The groups shade into each other, as most shops' customers do: they follow "
+            "what you can act on."
+        )
+    return "The groups overlap heavily: use them as a rough guide."
+
+
+def run_words(
+    *,
+    n_customers: int,
+    silhouette: float | None,
+    confidence: str,
+    scoring: bool = False,
+    stale_days: int | None = None,
+) -> list[str]:
+    """Sentences for the owner about a run: how confident it is and how distinct its groups
+    are, from the run's figures. Pure; no technical figure appears."""
+    first = f"{confidence.capitalize()} confidence: {n_customers:,} customers"
+    if stale_days is not None:
+        first += f", but the newest purchase is {stale_days:,} days old."
+    else:
+        first += "."
+    return [first, distinctness_words(silhouette, scoring=scoring)]
 
 
 def _rfm_reasons(plain: pd.DataFrame, labels: np.ndarray, names: list[str]) -> np.ndarray:
@@ -129,7 +193,7 @@ def _rfm_reasons(plain: pd.DataFrame, labels: np.ndarray, names: list[str]) -> n
         for fs in range(1, 6):
             for label in range(k):
                 table[(rs * 6 + fs) * k + label] = (
-                    f"In {names[label]} because their recency score is {rs} of 5 and their "
+                    f"Because their recency score is {rs} of 5 and their "
                     f"frequency-and-spend score {fs} of 5."
                 )
     return table[(r * 6 + fm) * k + labels]
@@ -174,7 +238,7 @@ def _segment_customers(
         tick = now
 
     report("preprocessing", 0)
-    feats = features.model_features(raw)
+    feats = features.model_features(raw, scaling=config.scaling)
     n = len(feats.customer_ids)
     if n < config.min_customers:
         raise EngineRejected(
@@ -205,6 +269,26 @@ def _segment_customers(
 
     report("k_selection", 10)
     sample = clustering.stable_sample(feats.customer_ids, config.sample_size, config.seed)
+    plain = feats.plain
+    split_rules = {
+        "new_days": config.new_days,
+        "silent_days": config.silent_days,
+        "lapse_factor": config.lapse_factor,
+        "lapse_spend_quantile": config.lapse_spend_quantile,
+    }
+
+    def split_count(rows: np.ndarray, sample_labels: np.ndarray) -> int:
+        return clustering.actionable_splits(
+            x[rows],
+            sample_labels,
+            recency_days=plain["recency_days"].to_numpy()[rows],
+            tenure_days=plain["tenure_days"].to_numpy()[rows],
+            frequency=plain["frequency"].to_numpy()[rows],
+            monetary_total=plain["monetary_total"].to_numpy()[rows],
+            min_size=clustering.min_segment_size(len(rows)),
+            **split_rules,
+        ).k
+
     if method in ("kmeans", "minibatch"):
         choice = clustering.kmeans_k_choice(
             x,
@@ -214,6 +298,7 @@ def _segment_customers(
             seed=config.seed,
             sample_size=config.sample_size,
             previous_k=len(previous) or None,
+            segments_of=split_count if config.refine else None,
         )
         lap("k_selection")
         report("fit", 45)
@@ -231,28 +316,54 @@ def _segment_customers(
             feats.plain["monetary_total"].to_numpy(),
         )
     notes += result.notes
-    if result.k < 2:
+    labels, k, hints = result.labels, result.k, {}
+    if config.refine and result.group_names is None:
+        refined = clustering.actionable_splits(
+            x,
+            result.labels,
+            recency_days=plain["recency_days"].to_numpy(),
+            tenure_days=plain["tenure_days"].to_numpy(),
+            frequency=plain["frequency"].to_numpy(),
+            monetary_total=plain["monetary_total"].to_numpy(),
+            min_size=clustering.min_segment_size(n),
+            **split_rules,
+        )
+        labels, k, hints = refined.labels, refined.k, refined.hints
+        notes += refined.notes
+    if k < 2:
         raise EngineRejected(
             f"a single cluster: the {n} customers do not split into distinguishable groups"
         )
 
     # Deterministic numbering: RFM groups in their fixed order, clusters by centroid.
-    centroids = matching.cluster_centroids(feats.stable, result.labels, result.k)
+    centroids = matching.cluster_centroids(feats.stable, labels, k)
     if result.group_names is None:
         order = matching.centroid_order(centroids, features.STABLE_COLUMNS)
-        rank = np.empty(result.k, dtype=np.int64)
-        rank[order] = np.arange(result.k)
-        labels = rank[result.labels]
+        rank = np.empty(k, dtype=np.int64)
+        rank[order] = np.arange(k)
+        labels = rank[labels]
+        hints = {int(rank[c]): h for c, h in hints.items()}
         centroids = centroids[order]
-    else:
-        labels = result.labels
     silhouette, db, ch = clustering.quality_scores(x, labels, sample)
-    sizes = np.bincount(labels, minlength=result.k)
+    sizes = np.bincount(labels, minlength=k)
     lap("fit")
 
     report("naming_explanation", 70)
+    frequency = feats.plain["frequency"].to_numpy()
+    rhythm = clustering.business_rhythm(
+        clustering.usual_gaps(
+            feats.plain["recency_days"].to_numpy(), feats.plain["tenure_days"].to_numpy(), frequency
+        ),
+        frequency,
+    )
     profiles = naming.segment_profiles(
-        feats.plain, labels, result.k, kept=feats.kept, group_names=result.group_names
+        feats.plain,
+        labels,
+        k,
+        kept=feats.kept,
+        group_names=result.group_names,
+        hints=hints,
+        rhythm=rhythm,
     )
     names = [p.name for p in profiles]
     exact = _rfm_reasons(feats.plain, labels, names) if method == "rfm" else None
@@ -283,6 +394,7 @@ def _segment_customers(
             rules=explanation.rules[p.label],
             centroid=matching.centroid_dict(centroids[p.label], features.STABLE_COLUMNS),
             size=int(sizes[p.label]),
+            behaviour=p.behaviour,
         )
         for p in profiles
     ]
@@ -295,7 +407,15 @@ def _segment_customers(
     out_ids[feats.order] = feats.customer_ids
     lap("matching")
 
-    level, note = confidence_of(n, silhouette, method)
+    newest = float(feats.plain["recency_days"].min())
+    stale = round(newest) if newest > config.stale_days else None
+    warnings = []
+    if stale is not None:
+        warnings.append(
+            f"The newest purchase is {stale:,} days old \u2014 segment as of that date? "
+            "Measured from today, every customer looks lapsed."
+        )
+    level, note = confidence_of(n, silhouette, method, stale_days=stale)
     params = {
         "requested_method": config.method,
         "k_range": [config.k_min, config.k_max],
@@ -306,7 +426,12 @@ def _segment_customers(
         "min_customers": config.min_customers,
         "min_segment_size": clustering.min_segment_size(n),
         "match_threshold": config.match_threshold,
-        "silhouette_by_k": {str(k): s for k, s in result.silhouette_by_k.items()},
+        "silhouette_by_k": {str(kk): s for kk, s in result.silhouette_by_k.items()},
+        "scaling": config.scaling,
+        "refine": config.refine,
+        "rhythm_days": rhythm,
+        "split_rules": split_rules,
+        "stale_days": config.stale_days,
         "sizes": {str(label): int(s) for label, s in enumerate(sizes)},
         "model_columns": feats.model_columns,
         "z_clip": features.Z_CLIP,
@@ -327,7 +452,7 @@ def _segment_customers(
         segments=segments,
         retired_segment_ids=matched.retired_segment_ids,
         method=method if method != "minibatch" else result.method,
-        k=result.k,
+        k=k,
         silhouette=silhouette,
         davies_bouldin=db,
         calinski_harabasz=ch,
@@ -337,4 +462,6 @@ def _segment_customers(
         missing=feats.missing,
         params=params,
         timings=timings,
+        candidates=result.candidates,
+        warnings=warnings,
     )

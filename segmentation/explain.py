@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
 from segmentation.clustering import stable_sample
-from segmentation.naming import days_ago, number
+from segmentation.naming import ago_words, number
 
 MAX_DEPTH = 3
 DASH = "\u2013"  # en dash for ranges such as "bought 3-5 times"
@@ -64,6 +64,54 @@ class Explanation:
     rules: dict[int, list[str]]  # label -> rules (each one path of the tree, in plain units)
     reasons: np.ndarray  # object array, one sentence per customer
     columns: list[str]  # features the tree could split on
+
+
+# Split thresholds are moved to the nearest of these round values before any rule or
+# reason is written: a tree refitted a day later, when every recency has grown by one day,
+# then says "≤ 30 days ago" again rather than "≤ 31 days ago", and a customer whose
+# situation is unchanged keeps the same reason (the rules stay exact: customers are placed
+# by the moved thresholds).
+DAY_STEPS = (7, 14, 30, 60, 90, 180, 270, 365, 540, 730)
+MONEY_STEPS = (1.0, 2.0, 2.5, 5.0)
+# Agreement with the segments (share of the tree sample) that round thresholds may cost.
+SNAP_FIDELITY_COST = 0.01
+
+
+def stable_threshold(column: str, value: float) -> float:
+    """A round value near a split threshold, in the column's own units (see DAY_STEPS)."""
+    if not np.isfinite(value):
+        return value
+    if column in ("recency_days", "tenure_days"):
+        if value > DAY_STEPS[-1]:
+            return float(round(value / 365) * 365)
+        return float(min(DAY_STEPS, key=lambda step: abs(step - value)))
+    if column in ("monetary_total", "avg_order_value", "income"):
+        if value <= 0:
+            return 0.0
+        scale = 10.0 ** math.floor(math.log10(value))
+        options = [m * scale for m in MONEY_STEPS] + [10 * scale]
+        return float(min(options, key=lambda option: abs(math.log(option / value))))
+    if column in ("rating_mean", "nps_mean"):
+        return float(round(value * 2) / 2)
+    if column == "age":
+        return float(round(value / 5) * 5)
+    return value  # frequency: splits fall between whole purchases already
+
+
+def _thresholds_snap(
+    tree: DecisionTreeClassifier, columns: list[str], xs: np.ndarray, ys: np.ndarray
+) -> None:
+    """Move each split to its round value (stable_threshold) unless that costs more than
+    SNAP_FIDELITY_COST of the sample's agreement with the segments; root first."""
+    t = tree.tree_
+    floor = float(np.mean(tree.predict(xs) == ys)) - SNAP_FIDELITY_COST
+    for node in range(t.node_count):
+        if t.children_left[node] == t.children_right[node]:
+            continue
+        before = float(t.threshold[node])
+        t.threshold[node] = stable_threshold(columns[t.feature[node]], before)
+        if float(np.mean(tree.predict(xs) == ys)) < floor:
+            t.threshold[node] = before
 
 
 def _days(t: float) -> str:
@@ -242,6 +290,7 @@ def surrogate_explanation(
     sample = stable_sample(customer_ids, TREE_SAMPLE, seed)
     tree, used = _best_tree(x[sample], labels[sample], seed)
     columns = [columns[j] for j in used]
+    _thresholds_snap(tree, columns, x[sample][:, used], labels[sample])
     x = x[:, used]
     xs, ys = x[sample], labels[sample]
     has_nan = {c for j, c in enumerate(columns) if np.isnan(xs[:, j]).any()}
@@ -266,11 +315,11 @@ def surrogate_explanation(
         rule, usual = paths[leaf], majority[leaf]
         for label in range(k):
             if label == usual:
-                table[i * k + label] = f"In {names[label]} because {rule}."
+                table[i * k + label] = f"Because {rule}."
             else:
                 table[i * k + label] = (
-                    f"Closest overall to the typical {names[label]} customer "
-                    f"({summaries[label]}), although {rule} usually means {names[usual]}."
+                    f"Closest overall to this segment's typical customer "
+                    f"({summaries[label]}), although {rule} is more usual in another segment."
                 )
     reasons = table[leaf_index[leaf_of] * k + labels]
 
@@ -291,7 +340,7 @@ def surrogate_explanation(
             member_leaf = ovr.apply(x[members])
             sentences = np.empty(ovr.tree_.node_count, dtype=object)
             for leaf in positive:
-                sentences[leaf] = f"In {names[label]} because {ovr_paths[leaf]}."
+                sentences[leaf] = f"Because {ovr_paths[leaf]}."
             good = np.isin(member_leaf, positive)
             reasons[members[good]] = sentences[member_leaf[good]]
 
@@ -301,7 +350,7 @@ def surrogate_explanation(
 
 
 def short_summary(values: dict[str, float]) -> str:
-    """'bought 9 times, last 12 days ago' from a segment's median values."""
+    """'bought 9 times, last within the last month' from a segment's median values."""
     f = values.get("frequency", 0.0)
-    freq = "once" if f == 1 else ("twice" if f == 2 else f"{number(f)} times")
-    return f"bought {freq}, last {days_ago(values.get('recency_days', 0.0))}"
+    freq = "once" if f == 1 else ("twice" if f == 2 else f"{number(round(f))} times")
+    return f"bought {freq}, the last time {ago_words(values.get('recency_days', 0.0))}"

@@ -260,6 +260,30 @@ def stable_matrix(plain: pd.DataFrame) -> np.ndarray:
     )
 
 
+SCALINGS = ("standard", "robust")
+
+
+def standard_scaled(
+    values: np.ndarray, known: np.ndarray | None = None, *, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Centre on the mean, divide by the standard deviation, clip to +-Z_CLIP.
+
+    On shop-like data (most customers bought once, a few buy weekly) the interquartile range
+    is set by the largest group alone, so small valuable groups sit within one robust unit
+    of it and fold in; the standard deviation counts every customer's spread (measured:
+    planted 4% and 6% groups are found with it, lost with the robust spread)."""
+    if rows is not None:
+        basis = values[rows] if known is None else values[rows][known[rows]]
+    else:
+        basis = values if known is None else values[known]
+    if len(basis) == 0:
+        return np.zeros_like(values)
+    spread = float(basis.std())
+    if spread <= 0:
+        return np.zeros_like(values)
+    return np.clip((values - float(basis.mean())) / spread, -Z_CLIP, Z_CLIP)
+
+
 def robust_scaled(
     values: np.ndarray, known: np.ndarray | None = None, *, rows: np.ndarray | None = None
 ) -> np.ndarray:
@@ -286,8 +310,14 @@ def robust_scaled(
     return np.clip((values - q50) / spread, -Z_CLIP, Z_CLIP)
 
 
-def model_features(raw: pd.DataFrame) -> Features:
-    """Validate, sort, clean and scale a raw frame; see the module docstring for the policy."""
+def model_features(raw: pd.DataFrame, *, scaling: str = "standard") -> Features:
+    """Validate, sort, clean and scale a raw frame; see the module docstring for the policy.
+
+    ``scaling``: "standard" (mean and standard deviation, the default) or "robust" (median
+    and interquartile range)."""
+    if scaling not in SCALINGS:
+        raise ValueError(f"unknown scaling {scaling!r}; choose one of {SCALINGS}")
+    scaler = standard_scaled if scaling == "standard" else robust_scaled
     frame, order = raw_sorted(raw)
     ids = frame["customer_id"].to_numpy(dtype=np.int64)
     plain, cleaning = plain_features(frame)
@@ -337,7 +367,7 @@ def model_features(raw: pd.DataFrame) -> Features:
     model = np.empty((n, len(columns) + len(indicators)), dtype=np.float64)
     basis = stable_sample(ids, SCALE_SAMPLE, seed=0) if n > SCALE_SAMPLE else None
     for j, key in enumerate(columns):
-        scaled = robust_scaled(transformed[key], known_of.get(key), rows=basis) if n else 0.0
+        scaled = scaler(transformed[key], known_of.get(key), rows=basis) if n else 0.0
         model[:, j] = scaled * WEIGHTS[key]
     for j, ind in enumerate(indicators.values(), start=len(columns)):
         model[:, j] = ind * INDICATOR_WEIGHT
@@ -358,4 +388,51 @@ def model_features(raw: pd.DataFrame) -> Features:
         missing=missing,
         cleaning=cleaning,
         order=order,
+    )
+
+
+STORED_COLUMNS = [
+    "customer_id",
+    "recency_days",
+    "frequency",
+    "monetary_total",
+    "avg_order_value",
+    "tenure_days",
+    "satisfaction",
+    "usual_gap_days",
+]
+
+
+def stored_features(raw: pd.DataFrame) -> pd.DataFrame:
+    """The figures a run segments each customer on, cleaned exactly as the engine cleans
+    them (STORED_COLUMNS, sorted by customer id): what the customer page and the export show.
+
+    satisfaction is 0..1 from the average rating (1-5) and NPS answer (0-10), averaged where
+    known, NaN without feedback; usual_gap_days the mean days between purchases, NaN for a
+    one-time buyer."""
+    frame, _ = raw_sorted(raw)
+    plain, _ = plain_features(frame)
+    parts = np.stack([(plain["rating_mean"].to_numpy() - 1) / 4, plain["nps_mean"].to_numpy() / 10])
+    known = np.isfinite(parts)
+    with np.errstate(invalid="ignore"):
+        satisfaction = np.where(known, parts, 0.0).sum(axis=0) / known.sum(axis=0)
+    frequency = plain["frequency"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.where(
+            frequency >= 2,
+            (plain["tenure_days"].to_numpy() - plain["recency_days"].to_numpy())
+            / np.maximum(frequency - 1, 1),
+            np.nan,
+        )
+    return pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"].to_numpy(dtype=np.int64),
+            "recency_days": plain["recency_days"].to_numpy(),
+            "frequency": frequency.astype(np.int64),
+            "monetary_total": plain["monetary_total"].to_numpy(),
+            "avg_order_value": plain["avg_order_value"].to_numpy(),
+            "tenure_days": plain["tenure_days"].to_numpy(),
+            "satisfaction": satisfaction,
+            "usual_gap_days": gap,
+        }
     )

@@ -82,6 +82,11 @@ class SegmentationRun(models.Model):
     confidence_note = models.CharField(max_length=200, blank=True)
     # Seconds per phase, for the admin and the benchmark.
     timings = models.JSONField(default=dict, blank=True)
+    # Every segmentation the engine tried (k, method, silhouette, stability, smallest
+    # segment share, eligible, chosen): why this one was kept, on the admin page.
+    candidates = models.JSONField(default=list, blank=True)
+    # Plain sentences about the data itself, e.g. that the newest purchase is months old.
+    warnings = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     # The purchase and order-value models fitted by the run (see segmentation.predictions):
     # model, time_unit, r, alpha, a, b, log_likelihood, gg_p, gg_q, gg_gamma, customers,
@@ -111,6 +116,10 @@ class SegmentQuerySet(models.QuerySet):
     def active(self):
         return self.filter(is_active=True)
 
+    def at_risk(self):
+        """Segments of customers slipping away who are worth winning back."""
+        return self.filter(behaviour__in=Segment.AT_RISK_BEHAVIOURS)
+
 
 class Segment(models.Model):
     class Kind(models.TextChoices):
@@ -118,7 +127,32 @@ class Segment(models.Model):
         PROSPECTS = "prospects", "Prospects / no purchase yet"
         OPTED_OUT = "opted_out", "Opted out of profiling"
 
+    class Behaviour(models.TextChoices):
+        CHAMPIONS = "champions", "Champions"
+        LOYAL = "loyal", "Loyal"
+        POTENTIAL_LOYALISTS = "potential_loyalists", "Potential loyalists"
+        NEW = "new", "New customers"
+        PROMISING = "promising", "Promising"
+        NEED_ATTENTION = "need_attention", "Need attention"
+        ABOUT_TO_SLEEP = "about_to_sleep", "About to sleep"
+        AT_RISK = "at_risk", "At risk"
+        CANT_LOSE = "cant_lose", "Can't lose them"
+        HIBERNATING = "hibernating", "Hibernating"
+        LOST = "lost", "Lost"
+        BIG_SPENDERS = "big_spenders", "Big spenders"
+        UNHAPPY_HIGH_VALUE = "unhappy_high_value", "Unhappy high-value"
+
+    AT_RISK_BEHAVIOURS = (
+        Behaviour.AT_RISK,
+        Behaviour.CANT_LOSE,
+        Behaviour.ABOUT_TO_SLEEP,
+        Behaviour.UNHAPPY_HIGH_VALUE,
+    )
+
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.CLUSTER)
+    # What the segment's customers do, set by every run from the numbers (names belong to
+    # the owner): pages select on this, never on a name.
+    behaviour = models.CharField(max_length=20, choices=Behaviour.choices, blank=True)
     # What the owner sees; the run proposes auto_name/auto_description and the owner may
     # override them (name_is_custom), which later runs then keep.
     name = models.CharField(max_length=100)
@@ -374,3 +408,42 @@ class CustomerPrediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}: alive {self.p_alive:.2f}, {self.value_12m:.0f} in 12 months"
+
+
+class CustomerFeatures(models.Model):
+    """The figures the last run segmented a customer on, as of its reference date.
+
+    One narrow row per segmented customer, rewritten by every run in bulk
+    (segmentation.feature_store): no database FK constraint, for the reason given on
+    Membership.
+    """
+
+    customer = models.OneToOneField(
+        "crm.Customer",
+        primary_key=True,
+        on_delete=models.CASCADE,
+        db_constraint=False,
+        related_name="segment_features",
+    )
+    run = models.ForeignKey(
+        SegmentationRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    as_of = models.DateTimeField()
+    recency_days = models.FloatField()
+    frequency = models.PositiveIntegerField()
+    monetary_total = models.FloatField()
+    avg_order_value = models.FloatField()
+    tenure_days = models.FloatField()
+    # 0..1 from the average rating and NPS answer; NULL when the customer gave no feedback.
+    satisfaction = models.FloatField(null=True, blank=True)
+    # Mean days between purchases; NULL for a one-time buyer.
+    usual_gap_days = models.FloatField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} as of {self.as_of:%Y-%m-%d}"

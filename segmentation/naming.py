@@ -76,6 +76,28 @@ DESCRIPTIONS = {
     ),
 }
 
+# What each name means, stored on the segment so that pages never match on a name the owner
+# may change (see Segment.Behaviour).
+BEHAVIOUR_OF = {
+    "Champions": "champions",
+    "Loyal": "loyal",
+    "Potential loyalists": "potential_loyalists",
+    "New": "new",
+    "New customers": "new",
+    "Promising": "promising",
+    "Need attention": "need_attention",
+    "About to sleep": "about_to_sleep",
+    "At risk": "at_risk",
+    "Can't lose them": "cant_lose",
+    "Hibernating": "hibernating",
+    "Lost": "lost",
+    "Big spenders": "big_spenders",
+    "Unhappy high-value": "unhappy_high_value",
+}
+# Recency scores against the business's rhythm (the median days between a repeat customer's
+# purchases): 5 within one rhythm, 4 within 1.5, 3 within two, 2 within four, else 1.
+RHYTHM_MULTIPLES = (1, 1.5, 2, 4)
+
 # Words that tell two segments apart: (dimension, word when higher, word when lower).
 CONTRASTS = (
     ("monetary_total", "higher spend", "lower spend"),
@@ -101,6 +123,7 @@ class SegmentProfile:
     profile_values: dict[str, float]
     size: int
     scores: dict[str, float]  # percentile (0..1) of the segment median among all customers
+    behaviour: str = ""  # a Segment.Behaviour value (BEHAVIOUR_OF the base name)
 
 
 def _score(pct: float) -> int:
@@ -170,10 +193,18 @@ def segment_profiles(
     *,
     kept: list[str],
     group_names: list[str] | None = None,
+    hints: dict[int, str] | None = None,
+    rhythm: float | None = None,
 ) -> list[SegmentProfile]:
-    """One profile per label 0..k-1 with a unique name (RFM group names when given)."""
+    """One profile per label 0..k-1 with a unique name (RFM group names when given).
+
+    ``hints`` name groups split off by rule (clustering.actionable_splits): "new" or
+    "lapsing". With ``rhythm`` (days), recency is scored against the business's own rhythm
+    instead of against the other customers, so that "recent" means recent."""
+    hints = hints or {}
     cols = {c: plain[c].to_numpy() for c in plain.columns}
     overall_spend = float(np.median(cols["monetary_total"])) if len(labels) else 0.0
+    overall_frequency = float(np.median(cols["frequency"])) if len(labels) else 0.0
     overall_satisfaction = _satisfaction(
         {c: _nanmedian(cols[c]) if c in kept else float("nan") for c in ("rating_mean", "nps_mean")}
     )
@@ -198,11 +229,16 @@ def segment_profiles(
             "satisfaction": _satisfaction(med),
         }
         spend_ratio = med["monetary_total"] / overall_spend if overall_spend > 0 else float("nan")
-        candidates = (
-            [group_names[label]]
-            if group_names is not None
-            else _name_candidates(pct, med, rated_share, overall_satisfaction)
-        )
+        if group_names is not None:
+            candidates = [group_names[label]]
+        elif hints.get(label) == "new":
+            candidates = ["New customers"]
+        elif hints.get(label) == "lapsing":
+            candidates = ["Can't lose them" if _score(pct["monetary_total"]) >= 4 else "At risk"]
+        else:
+            candidates = _name_candidates(
+                pct, med, rated_share, overall_satisfaction, rhythm=rhythm
+            )
         values = {key: round(v, 2) for key, v in med.items() if np.isfinite(v)}
         if np.isfinite(spend_ratio):
             values["spend_vs_median"] = round(spend_ratio, 2)
@@ -215,13 +251,22 @@ def segment_profiles(
                 "pct": pct,
                 "values": values,
                 "profile": _profile_text(med, spend_ratio),
+                "what": profile_sentence(
+                    recency_days=med["recency_days"],
+                    frequency=med["frequency"],
+                    overall_frequency=overall_frequency,
+                    spend_ratio=spend_ratio,
+                    rhythm=rhythm,
+                ),
             }
         )
     names, bases = _unique_names(drafts)
     out = []
     for d in drafts:
         base = bases[d["label"]]
-        what, todo = DESCRIPTIONS.get(base, ("", ""))
+        # What they do comes from their numbers; only the advice comes with the name.
+        _, todo = DESCRIPTIONS.get(base, ("", ""))
+        what = d["what"]
         out.append(
             SegmentProfile(
                 label=d["label"],
@@ -232,6 +277,7 @@ def segment_profiles(
                 profile_values=d["values"],
                 size=d["size"],
                 scores={key: round(v, 4) for key, v in d["pct"].items() if np.isfinite(v)},
+                behaviour=BEHAVIOUR_OF.get(base, ""),
             )
         )
     return out
@@ -247,10 +293,28 @@ def _satisfaction(med: dict[str, float]) -> float:
     return float(np.mean(parts)) if parts else float("nan")
 
 
+def rhythm_recency_score(recency_days: float, rhythm: float) -> int:
+    """5 within one business rhythm, 4 within 1.5, 3 within two, 2 within four, else 1."""
+    for score, multiple in zip((5, 4, 3, 2), RHYTHM_MULTIPLES, strict=True):
+        if recency_days <= multiple * rhythm:
+            return score
+    return 1
+
+
 def _name_candidates(
-    pct: dict[str, float], med: dict[str, float], rated_share: float, overall_satisfaction: float
+    pct: dict[str, float],
+    med: dict[str, float],
+    rated_share: float,
+    overall_satisfaction: float,
+    *,
+    rhythm: float | None = None,
 ) -> list[str]:
-    r, f, m = _score(pct["recency"]), _score(pct["frequency"]), _score(pct["monetary_total"])
+    r = (
+        rhythm_recency_score(med["recency_days"], rhythm)
+        if rhythm is not None
+        else _score(pct["recency"])
+    )
+    f, m = _score(pct["frequency"]), _score(pct["monetary_total"])
     base = RFM_GRID[r][(f + m + 1) // 2 - 1]
     names = []
     unhappy = (np.isfinite(med["rating_mean"]) and med["rating_mean"] <= 2.5) or (
@@ -267,7 +331,10 @@ def _name_candidates(
         names.append("Unhappy high-value")
     if _score(pct["avg_order_value"]) == 5 and f <= 3 and r >= 3 and base != "Champions":
         names.append("Big spenders")
-    if _score(pct["tenure_days"]) == 1 and r >= 4 and f <= 2:
+    # New against the business's rhythm when it is known (a shop where most customers are
+    # new would otherwise never call its newest ones new), else against the other customers.
+    is_new = med["tenure_days"] <= rhythm if rhythm is not None else _score(pct["tenure_days"]) == 1
+    if is_new and r >= 4 and med["frequency"] <= 2:
         names.append("New customers")
     names.append(base)
     return names
@@ -304,6 +371,70 @@ def _unique_names(drafts: list[dict]) -> tuple[dict[int, str], dict[int, str]]:
         names[d["label"]] = name
         bases[d["label"]] = base
     return names, bases
+
+
+# Words for how long ago, by upper bound in days: a reason keeps its words while the
+# segment's typical customer ages by a day.
+AGO_WORDS = (
+    (7, "within the last week"),
+    (30, "within the last month"),
+    (90, "one to three months ago"),
+    (180, "three to six months ago"),
+    (365, "six to twelve months ago"),
+    (730, "one to two years ago"),
+)
+
+
+def ago_words(days: float) -> str:
+    """'within the last month', 'three to six months ago', ...: a stable bucket."""
+    for bound, words in AGO_WORDS:
+        if days <= bound:
+            return words
+    return "over two years ago"
+
+
+def profile_sentence(
+    *,
+    recency_days: float,
+    frequency: float,
+    overall_frequency: float,
+    spend_ratio: float,
+    rhythm: float | None,
+) -> str:
+    """What a segment's typical customer does, in words that the numbers bear out: recency
+    against the business's rhythm (median days between a regular's purchases), purchases
+    against the typical customer's, spend against the median customer's."""
+    parts = []
+    if rhythm:
+        ratio = recency_days / rhythm
+        if ratio <= 1:
+            parts.append(f"Bought recently (within the usual {rhythm:.0f} days between purchases)")
+        elif ratio <= 2:
+            parts.append(
+                f"Last bought more than the usual {rhythm:.0f} days between purchases ago, "
+                "but within twice that"
+            )
+        else:
+            parts.append(
+                f"Have not bought for {ratio:.0f} times the usual {rhythm:.0f} days between "
+                "purchases"
+            )
+    else:
+        parts.append(f"Last bought {ago_words(recency_days)}")
+    often = f"bought {times(round(frequency))}"
+    if frequency > overall_frequency:
+        often += ", more often than the typical customer"
+    elif frequency < overall_frequency:
+        often += ", less often than the typical customer"
+    parts.append(often)
+    if np.isfinite(spend_ratio):
+        if spend_ratio >= 1.05:
+            parts.append(f"spend more than the median customer ({spend_ratio:.1f}\u00d7)")
+        elif spend_ratio <= 0.95:
+            parts.append(f"spend less than the median customer ({spend_ratio:.1f}\u00d7)")
+        else:
+            parts.append("spend about as much as the median customer")
+    return "; ".join(parts) + "."
 
 
 def _profile_text(med: dict[str, float], spend_ratio: float) -> str:

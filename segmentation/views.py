@@ -8,10 +8,23 @@ from django_tables2 import RequestConfig
 
 from crm.exports import csv_lines, customer_rows
 from segmentation import selectors
+from segmentation.engine import run_words
 from segmentation.exports import CUSTOMER_EXPORT_PROVIDERS
 from segmentation.filters import segment_members_filter
 from segmentation.models import Segment, SegmentationRun
 from segmentation.tables import SegmentTable
+
+
+def _run_words(run) -> list[str]:
+    """The owner's sentences about the last run, from its figures (engine.run_words)."""
+    if run is None or not run.confidence:
+        return []
+    return run_words(
+        n_customers=run.n_clustered,
+        silhouette=run.silhouette,
+        confidence=run.confidence,
+        scoring=run.method == SegmentationRun.Method.RFM,
+    )
 
 
 @require_GET
@@ -20,10 +33,16 @@ def segment_list(request):
     segments = Segment.objects.all() if show_retired else Segment.objects.active()
     table = SegmentTable(segments.order_by("-is_active", "-size", "id"))
     RequestConfig(request, paginate={"per_page": 50}).configure(table)
+    run = selectors.run_latest()
     return render(
         request,
         "segmentation/segment_list.html",
-        {"table": table, "show_retired": show_retired, "run": selectors.run_latest()},
+        {
+            "table": table,
+            "show_retired": show_retired,
+            "run": run,
+            "run_words": _run_words(run),
+        },
     )
 
 

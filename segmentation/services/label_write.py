@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from crm.models import Customer
 from segmentation import selectors
+from segmentation.feature_store import customer_features_store
 from segmentation.models import (
     Membership,
     Segment,
@@ -147,15 +148,19 @@ def labels_write(
         t2 = time.perf_counter()
         _segment_figures_write(run, plan, staged, segment_of_label)
         t3 = time.perf_counter()
+        # The figures each customer was segmented on, switched with the labels.
+        customer_features_store(run=run, frame=plan.raw)
+        t4 = time.perf_counter()
         timings["label_write"] = staging + (t2 - t1)
         timings["history_write"] = (t1 - t0) + (t3 - t2)
+        timings["feature_write"] = t4 - t3
         succeed(n_moved)
         if connection.vendor == "postgresql":
             with connection.cursor() as cur:  # back to Django's default, for enclosing blocks
                 cur.execute("SET CONSTRAINTS ALL DEFERRED")
-        t4 = time.perf_counter()
+        committing = time.perf_counter()
     # The commit makes the new labels durable: it belongs to the label write.
-    timings["label_write"] += time.perf_counter() - t4
+    timings["label_write"] += time.perf_counter() - committing
     SegmentationRun.objects.filter(pk=run.pk).update(timings=jsonable(timings))
     progress("done", 100, stage="writing")
 
@@ -417,6 +422,7 @@ def _segments_apply(run: SegmentationRun, plan: RunPlan) -> dict[int, int | None
         if not seg.name_is_custom:
             seg.name = _unique_name(sr.name, taken)
         seg.auto_name = sr.name[:100]
+        seg.behaviour = sr.behaviour
         seg.auto_description = sr.description
         if not seg.description_is_custom:
             seg.description = sr.description

@@ -407,6 +407,8 @@ def _run_succeed(run: SegmentationRun, plan: RunPlan, *, n_moved: int, timings: 
         missing=jsonable(result.missing),
         params=params,
         timings=jsonable(timings),
+        candidates=jsonable(result.candidates),
+        warnings=list(result.warnings),
         n_moved=n_moved,
         error="",
     )

@@ -14,7 +14,11 @@ from django.utils import timezone
 from offers.models import Offer, OfferResponse
 
 # crm before it let go of the offers; going back there unapplies offers.0001 too.
-BEFORE_MOVE = [("crm", "0011_customer_segment_moved_to_membership")]
+# The schema of the release before the move (segmentation as it was then, too).
+BEFORE_MOVE = [
+    ("crm", "0011_customer_segment_moved_to_membership"),
+    ("segmentation", "0007_membership_sort_figures"),
+]
 
 
 def _migrate(targets) -> MigrationExecutor:

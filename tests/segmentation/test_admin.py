@@ -176,3 +176,23 @@ def test_customer_pin_and_unpin_actions_call_the_services(staff_client):
     placed.refresh_from_db()
     assert not placed.membership.pinned
     assert placed.segment_changes.count() == 1  # the unpin (pinning in place moved nobody)
+
+
+def test_run_page_shows_every_candidate_with_its_scores_and_the_warnings(staff_client):
+    run = SegmentationRunFactory(
+        candidates=[
+            {"k": 2, "method": "kmeans", "silhouette": 0.3859, "stability": 0.977,
+             "smallest_share": 0.392, "segments": 3, "eligible": True, "chosen": False},
+            {"k": 5, "method": "kmeans", "silhouette": 0.2804, "stability": 0.874,
+             "smallest_share": 0.0973, "segments": 5, "eligible": True, "chosen": True},
+        ],
+        warnings=["The newest purchase is 400 days old <b>"],
+    )  # fmt: skip
+
+    response = staff_client.get(reverse("admin:segmentation_segmentationrun_change", args=[run.pk]))
+
+    body = response.content.decode().replace(" ", "")
+    assert "<th>stability</th>" in body
+    assert "<td>0.386</td><td>0.977</td><td>0.392</td><td>3</td><td>yes</td><td></td>" in body
+    assert "<td>0.280</td><td>0.874</td><td>0.097</td><td>5</td><td>yes</td><td>yes</td>" in body
+    assert "400daysold&lt;b&gt;" in body

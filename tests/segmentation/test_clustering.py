@@ -163,5 +163,5 @@ def test_the_previous_k_is_kept_only_while_its_silhouette_is_nearly_as_good(monk
 
     assert gap > 0.001
     assert kept.k == 5
-    assert "kept the previous run's k=5" in kept.notes[-1]
+    assert "kept the previous run's 5 segments with k=5" in kept.notes[-1]
     assert dropped.k == 4

@@ -111,14 +111,17 @@ def test_changing_one_percent_of_customers_moves_only_customers_near_boundaries(
     unchanged = np.ones(len(frame), dtype=bool)
     unchanged[picked] = False
     moved = unchanged & (old_ids != new_ids)
-    assert moved.sum() <= 0.02 * len(frame)
+    # Five value groups on structureless data (weak structure, see clustering.WEAK_K_MIN)
+    # have more boundaries than the two groups silhouette used to pick: 3.2% moved, all
+    # among the 30% least clearly placed (96% among the 20%), measured.
+    assert moved.sum() <= 0.04 * len(frame)
     if moved.any():
-        # Those who moved were near a boundary: among the 10% least clearly placed.
+        # Those who moved were near a boundary.
         f = features.model_features(frame)
         centres = np.stack([f.model[first.labels == c].mean(axis=0) for c in range(first.k)])
         d = np.sort(((f.model[:, None, :] - centres[None]) ** 2).sum(axis=2) ** 0.5, axis=1)
         margin = d[:, 1] - d[:, 0]
-        assert margin[moved].max() <= np.quantile(margin, 0.10)
+        assert margin[moved].max() <= np.quantile(margin, 0.30)
 
 
 def test_rfm_scoring_names_a_small_customer_base_deterministically():
@@ -132,13 +135,12 @@ def test_rfm_scoring_names_a_small_customer_base_deterministically():
     assert {s.name for s in first.segments} <= set(RFM_GROUPS)
     assert first.segments[first.labels[0]].name == "Champions"
     assert first.reasons[0] == (
-        "In Champions because their recency score is 5 of 5 and their "
-        "frequency-and-spend score 5 of 5."
+        "Because their recency score is 5 of 5 and their frequency-and-spend score 5 of 5."
     )
     by_id = dict(zip(second.customer_ids.tolist(), second.labels.tolist(), strict=True))
     assert [by_id[c] for c in first.customer_ids.tolist()] == first.labels.tolist()
     assert first.confidence == "low"
-    assert first.confidence_note.startswith("low: 30 customers")
+    assert first.confidence_note.startswith("Low confidence: 30 customers")
 
 
 def test_fidelity_is_a_share_and_every_customer_has_a_reason():
@@ -148,7 +150,7 @@ def test_fidelity_is_a_share_and_every_customer_has_a_reason():
 
     assert 0.0 <= result.fidelity <= 1.0
     assert result.reasons.dtype == object
-    assert all(isinstance(r, str) and r.startswith(("In ", "Closest")) for r in result.reasons)
+    assert all(isinstance(r, str) and r.startswith(("Because ", "Closest")) for r in result.reasons)
 
 
 def test_progress_timings_metrics_and_missing_counts_are_reported():

@@ -2,8 +2,14 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from segmentation.explain import condition_text, short_summary, surrogate_explanation
+from segmentation.explain import (
+    condition_text,
+    short_summary,
+    stable_threshold,
+    surrogate_explanation,
+)
 
 
 def plain_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -51,11 +57,11 @@ def test_a_split_the_tree_can_express_gives_exact_plain_unit_rules_and_reasons()
 
     assert result.fidelity == 1.0
     assert result.rules == {
-        0: ["last purchase ≤ 40 days ago"],  # midway across the gap
-        1: ["last purchase > 40 days ago"],
+        0: ["last purchase ≤ 30 days ago"],  # a round value in the gap (20-100 days)
+        1: ["last purchase > 30 days ago"],
     }
     assert result.reasons[int(np.flatnonzero(labels == 1)[0])] == (
-        "In Group 1 because last purchase > 40 days ago."
+        "Because last purchase > 30 days ago."
     )
 
 
@@ -69,7 +75,7 @@ def test_rules_combine_conditions_along_the_path():
     assert all("total spend > 300" in rule for rule in result.rules[1])
     assert all("last purchase ≤ " in rule for rule in result.rules[0])
     for i in np.flatnonzero(labels == 1):
-        assert result.reasons[i] in {f"In Group 1 because {rule}." for rule in result.rules[1]}
+        assert result.reasons[i] in {f"Because {rule}." for rule in result.rules[1]}
 
 
 def test_every_customer_gets_a_reason_and_fidelity_is_a_share():
@@ -81,7 +87,9 @@ def test_every_customer_gets_a_reason_and_fidelity_is_a_share():
     assert 0.0 <= result.fidelity <= 1.0
     assert all(isinstance(r, str) and r for r in result.reasons)
     # Customers the tree places elsewhere are told so honestly.
-    assert any(r.startswith("Closest overall to the typical Group") for r in result.reasons)
+    assert any(
+        r.startswith("Closest overall to this segment's typical customer") for r in result.reasons
+    )
     # Every segment gets at least one rule even when no leaf has it as the majority.
     assert all(result.rules[label] for label in range(5))
 
@@ -106,7 +114,7 @@ def test_conditions_read_like_sentences():
     assert condition_text("monetary_total", None, 480.4, False) == "total spend ≤ 480"
     assert condition_text("income", 42_000.0, None, True) == "income > 42,000 or income unknown"
     assert short_summary({"frequency": 9.0, "recency_days": 12.0}) == (
-        "bought 9 times, last 12 days ago"
+        "bought 9 times, the last time within the last month"
     )
 
 
@@ -155,3 +163,29 @@ def test_a_proxy_at_the_root_is_dropped_for_a_more_faithful_tree():
 
     assert result.fidelity > 0.99
     assert "tenure_days" not in result.columns
+
+
+def test_reasons_name_no_segment_so_a_renamed_segment_keeps_them_true():
+    frame = plain_frame()
+    labels = (frame["recency_days"] > 30).to_numpy().astype(int)
+
+    result = explained(frame, labels)
+
+    assert not any("Group" in reason for reason in result.reasons)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "expected"),
+    [
+        ("recency_days", 50.0, 60.0),
+        ("recency_days", 38.0, 30.0),
+        ("tenure_days", 1000.0, 1095.0),
+        ("monetary_total", 442.0, 500.0),
+        ("monetary_total", 180.0, 200.0),
+        ("avg_order_value", 23.0, 25.0),
+        ("rating_mean", 2.6, 2.5),
+        ("frequency", 3.5, 3.5),
+    ],
+)
+def test_split_thresholds_become_round_values_that_do_not_drift_day_by_day(column, value, expected):
+    assert stable_threshold(column, value) == pytest.approx(expected)

@@ -63,8 +63,17 @@ def test_stable_space_is_log1p_of_plain_units():
     assert f.stable[0] == pytest.approx(expected_first)
 
 
-def test_model_column_is_median_centred_and_divided_by_iqr():
+def test_model_column_is_mean_centred_and_divided_by_the_standard_deviation_by_default():
     f = model_features(tiny())
+
+    logs = np.log1p([200.0, 90.0, 50.0])
+    expected = (logs - logs.mean()) / logs.std()
+    column = f.model[:, f.model_columns.index("log_monetary_total")]
+    assert column == pytest.approx(expected * features.WEIGHTS["log_monetary_total"])
+
+
+def test_model_column_is_median_centred_and_divided_by_iqr_with_robust_scaling():
+    f = model_features(tiny(), scaling="robust")
 
     logs = np.log1p([200.0, 90.0, 50.0])
     q25, q50, q75 = np.quantile(logs, [0.25, 0.5, 0.75])

@@ -1,9 +1,11 @@
 """Segment names, profiles and descriptions (pure)."""
 
+import re
+
 import numpy as np
 import pandas as pd
 
-from segmentation.naming import DESCRIPTIONS, number, segment_profiles
+from segmentation.naming import DESCRIPTIONS, number, profile_sentence, segment_profiles
 
 
 def plain(groups: list[dict]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -86,7 +88,7 @@ def test_two_segments_wanting_one_name_are_told_apart_by_their_biggest_differenc
     assert profiles[1].name == "Lost, lower spend"
     assert len({p.name for p in profiles}) == 3
     assert [p.name for p in again] == [p.name for p in profiles]
-    assert profiles[1].description == " ".join(DESCRIPTIONS["Lost"])
+    assert profiles[1].description.endswith(DESCRIPTIONS["Lost"][1])
 
 
 def test_unhappy_high_value_customers_get_their_own_name():
@@ -137,7 +139,7 @@ def test_rfm_group_names_are_used_as_given():
     profiles = segment_profiles(frame, labels, 2, kept=[], group_names=["Champions", "Lost"])
 
     assert [p.name for p in profiles] == ["Champions", "Lost"]
-    assert profiles[0].description.startswith(DESCRIPTIONS["Champions"][0])
+    assert profiles[0].description.endswith(DESCRIPTIONS["Champions"][1])
 
 
 def test_numbers_read_plainly():
@@ -148,3 +150,84 @@ def test_numbers_read_plainly():
         "12,500",
         "0.25",
     ]
+
+
+def _claims_hold(sentence: str, *, recency, frequency, overall_frequency, ratio, rhythm) -> None:
+    """Every claim a profile sentence makes, checked against the numbers it came from."""
+    if "Bought recently" in sentence:
+        assert recency <= rhythm
+    if "but within twice that" in sentence:
+        assert rhythm < recency <= 2 * rhythm
+    if match := re.search(r"Have not bought for (\d+) times the usual (\d+) days", sentence):
+        assert recency > 2 * rhythm
+        assert int(match[1]) == round(recency / rhythm) and int(match[2]) == round(rhythm)
+    if "more often than the typical customer" in sentence:
+        assert frequency > overall_frequency
+    if "less often than the typical customer" in sentence:
+        assert frequency < overall_frequency
+    if "bought once" in sentence:
+        assert round(frequency) == 1
+    if "spend more than the median" in sentence:
+        assert ratio > 1
+    if "spend less than the median" in sentence:
+        assert ratio < 1
+    if match := re.search(r"median customer \((\d+\.\d)\u00d7\)", sentence):
+        assert abs(float(match[1]) - ratio) <= 0.051  # profile values keep two decimals
+
+
+def test_profile_sentences_never_contradict_the_numbers_they_describe():
+    rng = np.random.default_rng(11)
+    for _ in range(2_000):
+        numbers = {
+            "recency": float(rng.choice([rng.uniform(0, 30), rng.uniform(0, 12_000)])),
+            "frequency": float(rng.integers(1, 40)),
+            "overall_frequency": float(rng.integers(1, 10)),
+            "ratio": float(rng.choice([rng.uniform(0.05, 0.99), rng.uniform(1.01, 20)])),
+            "rhythm": float(rng.choice([7, 14, 30, 60, 90, 180, 365])),
+        }
+        sentence = profile_sentence(
+            recency_days=numbers["recency"],
+            frequency=numbers["frequency"],
+            overall_frequency=numbers["overall_frequency"],
+            spend_ratio=numbers["ratio"],
+            rhythm=numbers["rhythm"],
+        )
+        _claims_hold(sentence, **numbers)
+
+
+def test_segment_descriptions_on_random_data_never_contradict_their_profiles():
+    rng = np.random.default_rng(12)
+    for seed in range(20):
+        n = 400
+        frequency = rng.integers(1, 30, n).astype(float)
+        recency = rng.uniform(0, 3_000, n)
+        spend = frequency * rng.lognormal(3, 1, n)
+        customers = pd.DataFrame(
+            {
+                "recency_days": recency,
+                "frequency": frequency,
+                "monetary_total": spend,
+                "avg_order_value": spend / frequency,
+                "tenure_days": recency + rng.uniform(0, 500, n),
+                "rating_mean": np.nan,
+                "rating_count": 0,
+                "nps_mean": np.nan,
+                "nps_count": 0,
+                "age": np.nan,
+                "income": np.nan,
+            }
+        )
+        labels = rng.integers(0, 4, n)
+        rhythm = float(rng.choice([14, 30, 90]))
+        for p in segment_profiles(customers, labels, 4, kept=[], rhythm=rhythm):
+            v = p.profile_values
+            _claims_hold(
+                p.description,
+                recency=v["recency_days"],
+                frequency=v["frequency"],
+                overall_frequency=float(np.median(frequency)),
+                ratio=v["spend_vs_median"],
+                rhythm=rhythm,
+            )
+            if p.base_name in ("Champions", "Loyal", "Potential loyalists", "Promising"):
+                assert v["recency_days"] <= 2 * rhythm, (seed, p.name, v)

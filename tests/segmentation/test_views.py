@@ -12,7 +12,7 @@ from django.urls import reverse
 from crm.models import Customer
 from offers.models import OfferResponse
 from segmentation.models import SegmentationRun
-from tests.factories import OfferFactory, SegmentFactory
+from tests.factories import OfferFactory, SegmentationRunFactory, SegmentFactory
 from tests.pages_data import customers_add, respond, shop_create
 
 pytestmark = pytest.mark.django_db
@@ -240,3 +240,23 @@ def test_presenting_to_a_large_segment_is_left_to_the_worker(
     assert queued == [(shop.offer.pk, shop.loyal.pk)]
     assert "in the background" in response.content.decode()
     assert not OfferResponse.objects.exists()
+
+
+@pytest.mark.django_db
+def test_segment_list_says_in_words_how_confident_the_run_is_and_warns_of_stale_data(
+    staff_client,
+):
+    SegmentationRunFactory(
+        status=SegmentationRun.Status.SUCCEEDED,
+        confidence="low",
+        silhouette=0.2804,
+        n_clustered=4_339,
+        warnings=["The newest purchase is 400 days old \u2014 segment as of that date?"],
+    )
+
+    body = staff_client.get(reverse("segmentation:segment_list")).content.decode()
+
+    assert "Low confidence: 4,339 customers." in body
+    assert "The groups shade into each other" in body
+    assert "The newest purchase is 400 days old" in body
+    assert "0.28" not in body and "silhouette" not in body.lower()
