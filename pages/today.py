@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from django.db.models import Exists, F, FloatField, Func, OuterRef, Q, Value
 from django.utils import timezone
 
-from crm.models import Customer, Feedback
+from crm.models import FEEDBACK_UNHAPPY, Customer, Feedback
 from offers.models import Offer, OfferResponse
 from offers.selectors import Acceptance, acceptance_by_segment_offer
 from offers.services import offer_holds_out
@@ -19,7 +19,7 @@ DEFAULT_LIMIT = 10
 AT_RISK_NAMES = ("at risk", "can't lose them", "about to sleep", "unhappy high-value")
 
 # Unanswered unhappy feedback: matches the partial index feedback_unhappy_open_idx.
-UNHAPPY_UNANSWERED = Q(answered_at__isnull=True) & (Q(rating__lte=2) | Q(nps__lte=6))
+UNHAPPY_UNANSWERED = Q(answered_at__isnull=True) & FEEDBACK_UNHAPPY
 
 
 class Kind:

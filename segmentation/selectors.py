@@ -10,6 +10,7 @@ import pandas as pd
 from django.db import connection, transaction
 from django.db.models import Count, Q, QuerySet
 
+from crm.metrics import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
 from crm.models import Customer, Feedback, Purchase
 from segmentation.features import RAW_COLUMNS
 from segmentation.models import (
@@ -121,8 +122,8 @@ def _feature_sql(*, reference_time: datetime, vendor: str) -> tuple[str, list]:
             SELECT customer_id,
                    AVG(rating * 1.0) AS rating_mean, COUNT(rating) AS rating_count,
                    AVG(nps * 1.0) AS nps_mean, COUNT(nps) AS nps_count,
-                   SUM(CASE WHEN nps >= 9 THEN 1 ELSE 0 END) AS nps_promoters,
-                   SUM(CASE WHEN nps <= 6 THEN 1 ELSE 0 END) AS nps_detractors
+                   SUM(CASE WHEN nps >= {NPS_PROMOTER_MIN:d} THEN 1 ELSE 0 END) AS nps_promoters,
+                   SUM(CASE WHEN nps <= {NPS_DETRACTOR_MAX:d} THEN 1 ELSE 0 END) AS nps_detractors
             FROM {feedback} GROUP BY customer_id
         ) f ON f.customer_id = c.id
         WHERE c.is_archived = {false} AND c.profiling_opt_out = {false}
