@@ -364,6 +364,22 @@ def customer_segment_history(
     )
 
 
+def segment_movers(
+    *, run: SegmentationRun, from_segment_id: int | None, to_segment_id: int, limit: int
+) -> QuerySet[SegmentMembershipChange]:
+    """A few customers a run moved from one segment to another, with the customer.
+
+    Unordered, through the (run, to_segment) index, so the query stops at the first matches.
+    """
+    return (
+        SegmentMembershipChange.objects.filter(
+            run=run, from_segment_id=from_segment_id, to_segment_id=to_segment_id
+        )
+        .select_related("customer")
+        .order_by()[:limit]
+    )
+
+
 def run_latest() -> SegmentationRun | None:
     """The last succeeded run: the one whose segments the pages show."""
     return SegmentationRun.objects.latest_succeeded()
