@@ -10,8 +10,8 @@ from crm.models import FEEDBACK_UNHAPPY, Customer, Feedback
 from offers.models import Offer, OfferResponse
 from offers.selectors import Acceptance, acceptance_by_segment_offer
 from offers.services import offer_holds_out
-from segmentation.models import Segment, SegmentationRun, SegmentMembershipChange
-from segmentation.selectors import customer_membership
+from segmentation.models import Segment, SegmentationRun
+from segmentation.selectors import customer_membership, segment_arrivals
 
 DEFAULT_LIMIT = 10
 
@@ -266,18 +266,7 @@ def customers_newly_at_risk(
     if not risky:
         return []
     risky_ids = [s.pk for s in risky]
-    changes = (
-        SegmentMembershipChange.objects.filter(
-            run=run,
-            to_segment_id__in=risky_ids,
-            customer__membership__segment_id=F("to_segment_id"),
-        )
-        .exclude(from_segment_id__in=risky_ids)
-        .exclude(from_segment__isnull=True)
-        .filter(customer__is_archived=False)
-        .select_related("customer", "customer__membership__segment", "from_segment")
-        .order_by("-customer__total_spent", "-customer_id")
-    )
+    changes = segment_arrivals(run=run, segment_ids=risky_ids)
     if min_total_spent is not None:
         changes = changes.filter(customer__total_spent__gte=min_total_spent)
     changes = list(changes[:limit])

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 from django.db import connection, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from crm.metrics import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
 from crm.models import Customer, Feedback, Purchase
@@ -377,6 +377,29 @@ def segment_movers(
         )
         .select_related("customer")
         .order_by()[:limit]
+    )
+
+
+def segment_arrivals(
+    *, run: SegmentationRun, segment_ids: list[int]
+) -> QuerySet[SegmentMembershipChange]:
+    """Customers the run moved into one of these segments from another segment (a first
+    assignment is not a move), still there and not archived, biggest spenders first.
+
+    Read through the (run, to_segment) index: the cost follows how many customers the run
+    moved into those segments, not the number of customers.
+    """
+    return (
+        SegmentMembershipChange.objects.filter(
+            run=run,
+            to_segment_id__in=segment_ids,
+            customer__membership__segment_id=F("to_segment_id"),
+        )
+        .exclude(from_segment_id__in=segment_ids)
+        .exclude(from_segment__isnull=True)
+        .filter(customer__is_archived=False)
+        .select_related("customer", "customer__membership__segment", "from_segment")
+        .order_by("-customer__total_spent", "-customer_id")
     )
 
 
