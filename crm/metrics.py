@@ -6,6 +6,12 @@ from scipy.stats import t as t_distribution
 
 Z_95 = 1.959963984540054
 
+# Net Promoter Score: answers to "would you recommend us?" from 0 to 10. Promoters answer 9
+# or 10, detractors 0 to 6 (passives, 7 and 8, count in the answers only). Every query,
+# page and SQL statement reads these two numbers from here.
+NPS_PROMOTER_MIN = 9
+NPS_DETRACTOR_MAX = 6
+
 
 def wilson_interval(successes: int, n: int, *, z: float = Z_95) -> tuple[float, float] | None:
     """Wilson score interval of a proportion (95% by default); None when n is 0."""
@@ -50,8 +56,16 @@ def welch_interval(
     return m1 - m2 - half, m1 - m2 + half
 
 
+def nps_is_promoter(score: int) -> bool:
+    return score >= NPS_PROMOTER_MIN
+
+
+def nps_is_detractor(score: int) -> bool:
+    return score <= NPS_DETRACTOR_MAX
+
+
 def nps_value(*, promoters: int, detractors: int, answers: int) -> float | None:
-    """Net Promoter Score: % promoters (9-10) - % detractors (0-6), from -100 to 100."""
+    """Net Promoter Score: % promoters - % detractors, from -100 to 100; None without answers."""
     if answers <= 0:
         return None
     return 100 * (promoters - detractors) / answers

@@ -10,6 +10,15 @@ from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 
+from crm.metrics import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
+
+# Who counts as a promoter or a detractor (crm.metrics), as query conditions on Feedback.
+NPS_PROMOTER = Q(nps__gte=NPS_PROMOTER_MIN)
+NPS_DETRACTOR = Q(nps__lte=NPS_DETRACTOR_MAX)
+# Unhappy feedback: a rating of 2 or less, or a detractor's score.
+RATING_UNHAPPY_MAX = 2
+FEEDBACK_UNHAPPY = Q(rating__lte=RATING_UNHAPPY_MAX) | NPS_DETRACTOR
+
 
 class Tag(models.Model):
     name = models.CharField(max_length=50, unique=True)
@@ -254,7 +263,7 @@ class Feedback(models.Model):
             # The Today list of unhappy feedback nobody answered yet.
             models.Index(
                 fields=["-created_at", "-id"],
-                condition=Q(answered_at__isnull=True) & (Q(rating__lte=2) | Q(nps__lte=6)),
+                condition=Q(answered_at__isnull=True) & FEEDBACK_UNHAPPY,
                 name="feedback_unhappy_open_idx",
             ),
         ]

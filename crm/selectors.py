@@ -8,15 +8,25 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Lower
 from django.urls import reverse
 
-from crm.models import Customer, Feedback, Purchase
+from crm.models import NPS_DETRACTOR, NPS_PROMOTER, Customer, Feedback, Purchase
 
 # Higher than any code point: "abc" <= s < "abc" + _TOP holds exactly for strings that
 # start with "abc" under a binary collation (SQLite's default).
 _TOP = "\U0010ffff"
+
+
+def feedback_nps_counts() -> dict[str, Count]:
+    """Aggregates of Feedback rows for ``crm.metrics.nps_value``: answers, promoters and
+    detractors, to pass to ``.aggregate(**...)`` or ``.annotate(**...)``."""
+    return {
+        "nps_answers": Count("nps"),
+        "promoters": Count("pk", filter=NPS_PROMOTER),
+        "detractors": Count("pk", filter=NPS_DETRACTOR),
+    }
 
 
 def _prefix_q(lookup: str, prefix: str) -> Q:

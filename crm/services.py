@@ -1,4 +1,7 @@
-"""Writes with rules or side effects for customers, purchases and feedback."""
+"""Writes with rules or side effects for customers, purchases and feedback.
+
+Every write here also invalidates the staff pages' cached figures (crm.cache.pages_cache_changed),
+so no caller (page, admin action, import, command, task) has to remember to."""
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -22,6 +25,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
+from crm.cache import pages_cache_changed
 from crm.models import Customer, Feedback, Purchase, Tag
 from crm.signals import CUSTOMERS_ALL, customer_stats_refreshed
 
@@ -46,7 +50,8 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
     are subtracted from total_spent but are not purchases. With no ids, refreshes everyone.
     Returns the number of customers updated. Side effect: sends
     crm.signals.customer_stats_refreshed per batch of ids (or once with CUSTOMERS_ALL), so
-    apps above crm can follow (segmentation copies the figures to its memberships).
+    apps above crm can follow (segmentation copies the figures to its memberships); the
+    pages' cached figures invalidated.
     """
     sales = Purchase.Kind.SALE
     signed_amount = Case(
@@ -67,6 +72,7 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
     if customer_ids is None:
         updated = _customer_stats_refresh_all()
         customer_stats_refreshed.send(sender=Customer, customer_ids=CUSTOMERS_ALL)
+        pages_cache_changed()
         return updated
     ids = sorted(set(customer_ids))
     updated = 0
@@ -74,6 +80,7 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
         batch = ids[start : start + _ID_BATCH]
         updated += Customer.objects.filter(pk__in=batch).update(**values)
         customer_stats_refreshed.send(sender=Customer, customer_ids=batch)
+    pages_cache_changed()
     return updated
 
 
@@ -159,6 +166,7 @@ def customer_create(*, tag_names: Iterable[str] = (), **fields) -> Customer:
     customer.save()
     if tag_names:
         customers_tag(customers=[customer], tag_names=tag_names)
+    pages_cache_changed()
     return customer
 
 
@@ -177,6 +185,7 @@ def customer_update(*, customer: Customer, **fields) -> Customer:
     _customer_check_email(email=customer.email, exclude_pk=customer.pk)
     customer.full_clean()
     customer.save(update_fields=[*fields, "updated_at"])
+    pages_cache_changed()
     return customer
 
 
@@ -232,6 +241,7 @@ def purchase_record(
     customer.refresh_from_db(
         fields=["purchase_count", "total_spent", "first_purchase_at", "last_purchase_at"]
     )
+    pages_cache_changed()
     return purchase
 
 
@@ -271,7 +281,7 @@ def feedback_submit(
         errors["source"] = f"Unknown feedback source {source!r}."
     if errors:
         raise ValidationError(errors)
-    return Feedback.objects.create(
+    feedback = Feedback.objects.create(
         customer=customer,
         rating=rating,
         nps=nps,
@@ -279,6 +289,8 @@ def feedback_submit(
         source=source,
         purchase=purchase,
     )
+    pages_cache_changed()
+    return feedback
 
 
 @transaction.atomic
@@ -294,6 +306,7 @@ def feedback_mark_answered(*, feedback: Feedback, when: datetime | None = None) 
         raise ValidationError("Feedback cannot be answered in the future.")
     Feedback.objects.filter(pk=feedback.pk, answered_at__isnull=True).update(answered_at=when)
     feedback.refresh_from_db(fields=["answered_at"])
+    pages_cache_changed()
     return feedback
 
 
@@ -337,4 +350,5 @@ def customers_tag(*, customers: Iterable[Customer | int], tag_names: Iterable[st
             flush()
     if batch:
         flush()
+    pages_cache_changed()
     return count

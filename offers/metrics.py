@@ -23,7 +23,9 @@ from django.utils import timezone
 
 from crm.metrics import nps_value, proportion_difference_interval, welch_interval, wilson_interval
 from crm.models import Customer, Feedback, Purchase
+from crm.selectors import feedback_nps_counts
 from offers.models import Offer, OfferResponse
+from offers.selectors import acceptance_by_segment_offer
 from segmentation.models import Segment, SegmentSnapshot
 
 _MONEY = DecimalField(max_digits=16, decimal_places=2)
@@ -348,9 +350,7 @@ def _feedback_figures():
     return {
         "ratings": Count("rating"),
         "rating_sum": Sum("rating"),
-        "nps_answers": Count("nps"),
-        "promoters": Count("pk", filter=Q(nps__gte=9)),
-        "detractors": Count("pk", filter=Q(nps__lte=6)),
+        **feedback_nps_counts(),
     }
 
 
@@ -366,7 +366,7 @@ def segment_results(
     - Acceptance: over every offer presented to customers while in this segment, accepted /
       presented with a Wilson 95% interval; per offer, ``offer_results`` restricted to the
       segment.
-    - Satisfaction: average rating and NPS (% promoters 9-10 - % detractors 0-6) of all the
+    - Satisfaction: average rating and NPS (``crm.metrics.nps_value``) of all the
       feedback of the segment's current members.
     - Retention over N = ``retention_days`` days: among the segment's current members whose
       first purchase is older than N days (they were customers when the window opened), the
@@ -377,10 +377,11 @@ def segment_results(
     Queries: 5 plus 1 per offer presented to the segment.
     """
     now = now or timezone.now()
-    counts = OfferResponse.objects.filter(segment=segment).aggregate(
-        presented=Count("pk", filter=Q(outcome__in=_treated())),
-        accepted=Count("pk", filter=Q(outcome=_OUTCOME.ACCEPTED)),
-    )
+    per_offer = acceptance_by_segment_offer(segment_ids=[segment.pk]).values()
+    counts = {
+        "presented": sum(a.presented for a in per_offer),
+        "accepted": sum(a.accepted for a in per_offer),
+    }
     offers = []
     for offer in Offer.objects.filter(
         pk__in=OfferResponse.objects.filter(segment=segment).values("offer_id")
@@ -472,7 +473,3 @@ def segment_results(
         trend=trend,
         snapshots=snapshots,
     )
-
-
-def _treated() -> tuple[str, ...]:
-    return (_OUTCOME.PRESENTED, _OUTCOME.ACCEPTED, _OUTCOME.DECLINED)

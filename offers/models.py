@@ -1,5 +1,7 @@
 """Offers made to customers and their responses (presented, accepted, declined, held out)."""
 
+from collections.abc import Iterable
+from datetime import date
 from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -8,6 +10,33 @@ from django.db.models import Q
 from django.utils import timezone
 
 from crm.models import Customer
+
+
+class OfferQuerySet(models.QuerySet):
+    """The vocabulary of "open": one definition, read by ranking, Today, pages and services."""
+
+    def open_on(self, day: date) -> "OfferQuerySet":
+        """Active offers whose window holds ``day`` (both ends included; no date = no limit)."""
+        return self.filter(
+            Q(is_active=True)
+            & (Q(starts_on__isnull=True) | Q(starts_on__lte=day))
+            & (Q(ends_on__isnull=True) | Q(ends_on__gte=day))
+        )
+
+    def targeting(self, segment_ids: Iterable[int]) -> "OfferQuerySet":
+        """Offers meant for any of these segments: those that target one of them, and those
+        that target no segment at all.
+
+        An offer saved without target segments is an offer for everyone: that is what a shop
+        owner who leaves the field empty means (the form's field is optional and says so), and
+        it is what presenting it to a segment already allowed. Reading it as "for nobody"
+        would leave a live offer that no page ever suggests.
+        """
+        ids = list(segment_ids)
+        targeted = Offer.segments.through.objects.filter(offer_id=models.OuterRef("pk"))
+        return self.filter(
+            models.Exists(targeted.filter(segment_id__in=ids)) | ~models.Exists(targeted)
+        )
 
 
 class Offer(models.Model):
@@ -59,6 +88,8 @@ class Offer(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = OfferQuerySet.as_manager()
+
     class Meta:
         db_table = "crm_offer"
         ordering = ["-created_at", "-id"]
@@ -78,6 +109,15 @@ class Offer(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    def is_open_on(self, day: date) -> bool:
+        """Whether the offer may be presented on ``day``: the same rule as
+        ``Offer.objects.open_on(day)``, for an offer already in hand (no query)."""
+        if not self.is_active:
+            return False
+        if self.starts_on is not None and day < self.starts_on:
+            return False
+        return self.ends_on is None or day <= self.ends_on
 
 
 class OfferResponse(models.Model):
@@ -114,3 +154,11 @@ class OfferResponse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.offer} → {self.customer}: {self.get_outcome_display()}"
+
+
+# Outcomes of customers who were treated (the offer was made to them), as opposed to held out.
+TREATED_OUTCOMES = (
+    OfferResponse.Outcome.PRESENTED,
+    OfferResponse.Outcome.ACCEPTED,
+    OfferResponse.Outcome.DECLINED,
+)

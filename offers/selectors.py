@@ -1,10 +1,13 @@
 """Reads of offers that pages, tasks and admin share."""
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from offers.models import Offer, OfferResponse
-from offers.services import TREATED_OUTCOMES
+from offers.models import TREATED_OUTCOMES, Offer, OfferResponse
 from segmentation.models import Segment
 
 
@@ -18,14 +21,44 @@ def offers_with_counts() -> QuerySet[Offer]:
     )
 
 
-def offers_open_for_segment(*, segment: Segment) -> QuerySet[Offer]:
-    """Active offers open today that target the segment or no segment at all, newest first."""
-    today = timezone.localdate()
+def offers_open_for_segment(*, segment: Segment, on: date | None = None) -> QuerySet[Offer]:
+    """Offers open on ``on`` (today by default) and meant for the segment, newest first."""
     return (
-        Offer.objects.filter(is_active=True)
-        .filter(Q(segments=segment) | Q(segments__isnull=True))
-        .filter(Q(starts_on__isnull=True) | Q(starts_on__lte=today))
-        .filter(Q(ends_on__isnull=True) | Q(ends_on__gte=today))
-        .distinct()
+        Offer.objects.open_on(on or timezone.localdate())
+        .targeting([segment.pk])
         .order_by("-created_at", "-id")
     )
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """How one offer fared in one segment: treated customers and those who accepted."""
+
+    accepted: int = 0
+    presented: int = 0  # presented, accepted or declined (held-out customers are not counted)
+
+
+def acceptance_by_segment_offer(
+    *, segment_ids: Iterable[int], offer_ids: Iterable[int] | None = None
+) -> dict[tuple[int, int], Acceptance]:
+    """Acceptance per (segment id, offer id), from the responses recorded with that segment.
+
+    ``offer_ids`` None means every offer. Pairs with no treated customer are absent (read
+    them with ``.get(key, Acceptance())``). One grouped query.
+    """
+    rows = OfferResponse.objects.filter(
+        segment_id__in=list(segment_ids), outcome__in=TREATED_OUTCOMES
+    )
+    if offer_ids is not None:
+        rows = rows.filter(offer_id__in=list(offer_ids))
+    return {
+        (row["segment_id"], row["offer_id"]): Acceptance(
+            accepted=row["accepted"], presented=row["presented"]
+        )
+        for row in rows.values("segment_id", "offer_id")
+        .annotate(
+            presented=Count("pk"),
+            accepted=Count("pk", filter=Q(outcome=OfferResponse.Outcome.ACCEPTED)),
+        )
+        .order_by()
+    }

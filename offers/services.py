@@ -7,14 +7,19 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 import numpy as np
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Exists, OuterRef, QuerySet, Sum
 from django.utils import timezone
 from scipy.special import betaincinv
 
+from crm.cache import pages_cache_changed
 from crm.models import Customer
-from offers.models import Offer, OfferResponse
+from offers import tasks
+from offers.models import TREATED_OUTCOMES, Offer, OfferResponse
+from offers.selectors import Acceptance, acceptance_by_segment_offer
+from segmentation.models import Segment
 from segmentation.selectors import customer_membership
 
 _BATCH = 2000
@@ -27,13 +32,6 @@ RANKING_METHOD = (
     "chance) times what an acceptance is worth (the segment's typical order value minus the "
     "offer's cost)."
 )
-
-TREATED_OUTCOMES = (
-    OfferResponse.Outcome.PRESENTED,
-    OfferResponse.Outcome.ACCEPTED,
-    OfferResponse.Outcome.DECLINED,
-)
-
 
 # --- Holdout ---------------------------------------------------------------------------------
 
@@ -57,7 +55,8 @@ OFFER_EDITABLE_FIELDS = (
 def offer_save(*, offer: Offer | None = None, segments: Iterable = (), **fields) -> Offer:
     """Create an offer (or update ``offer``) and set the segments it targets.
 
-    Side effects: one Offer row written, its target segments replaced. Raises
+    Side effects: one Offer row written, its target segments replaced, the pages' cached
+    figures invalidated. Raises
     ValidationError for unknown fields or values the model refuses (e.g. a window that
     ends before it starts).
     """
@@ -70,6 +69,7 @@ def offer_save(*, offer: Offer | None = None, segments: Iterable = (), **fields)
     offer.full_clean()
     offer.save()
     offer.segments.set(segments)
+    pages_cache_changed()
     return offer
 
 
@@ -104,15 +104,6 @@ class Presentation:
         return self.presented + self.held_out
 
 
-def offer_is_open(*, offer: Offer, on: date) -> bool:
-    """Whether the offer may be presented on this day (active and inside its window)."""
-    if not offer.is_active:
-        return False
-    if offer.starts_on and on < offer.starts_on:
-        return False
-    return not (offer.ends_on and on > offer.ends_on)
-
-
 def offer_present(
     *,
     offer: Offer,
@@ -127,12 +118,13 @@ def offer_present(
     narrows the set further. A share ``offer.holdout_share`` of them, chosen by
     ``holdout_draw`` (reproducible), gets an OfferResponse with outcome HOLDOUT and is never
     presented; the others get outcome PRESENTED. The customer's current segment is recorded.
-    Side effects: bulk-inserts OfferResponse rows, in one transaction. Raises ValidationError
+    Side effects: bulk-inserts OfferResponse rows, in one transaction, and invalidates the
+    pages' cached figures when it inserted any. Raises ValidationError
     when the offer is not open today or the segment is not one of its targets.
     """
     now = now or timezone.now()
     today = timezone.localdate(now)
-    if not offer_is_open(offer=offer, on=today):
+    if not offer.is_open_on(today):
         raise ValidationError(
             f"“{offer}” cannot be presented on {today:%Y-%m-%d}: it is inactive or outside "
             "its dates."
@@ -142,7 +134,7 @@ def offer_present(
         Exists(OfferResponse.objects.filter(offer=offer, customer_id=OuterRef("pk")))
     )
     if segment is not None:
-        if target_ids and segment.pk not in target_ids:
+        if not Offer.objects.filter(pk=offer.pk).targeting([segment.pk]).exists():
             raise ValidationError(f"“{offer}” does not target the segment “{segment}”.")
         eligible = eligible.filter(membership__segment=segment)
     elif customers is None:
@@ -193,7 +185,34 @@ def offer_present(
                 ],
                 counts=counts,
             )
+        if counts["presented"] or counts["held_out"]:
+            pages_cache_changed()
     return Presentation(**counts)
+
+
+@dataclass(frozen=True)
+class SegmentPresentation:
+    """What offer_present_or_queue did: presented now (``done``) or queued for the worker."""
+
+    offer: Offer
+    segment: Segment
+    queued: bool
+    done: Presentation | None = None
+
+
+def offer_present_or_queue(*, offer: Offer, segment: Segment) -> SegmentPresentation:
+    """Present an offer to a segment: at once when the segment is small, else in the background.
+
+    Segments over ``settings.OFFER_PRESENT_INLINE_MAX`` customers are queued for the worker
+    (after commit), since tens of thousands of rows take too long for a web request. Side
+    effects: those of ``offer_present`` now, or one Celery task enqueued. Raises
+    ValidationError as ``offer_present`` does, when presenting now.
+    """
+    if segment.size > settings.OFFER_PRESENT_INLINE_MAX:
+        tasks.offer_present_to_segment.delay_on_commit(offer.pk, segment.pk)
+        return SegmentPresentation(offer=offer, segment=segment, queued=True)
+    done = offer_present(offer=offer, segment=segment)
+    return SegmentPresentation(offer=offer, segment=segment, queued=False, done=done)
 
 
 def _insert(
@@ -251,8 +270,8 @@ def offer_response_record(
     outcome goes back to "presented"). A first record creates the row with the customer's
     current segment; it needs the offer to be open and the customer not archived. A customer
     in the offer's control group (held out) cannot be presented, accept or decline: that
-    raises ValidationError, as does an unknown outcome. Side effect: one OfferResponse row
-    created or updated.
+    raises ValidationError, as does an unknown outcome. Side effects: one OfferResponse row
+    created or updated, the pages' cached figures invalidated.
     """
     if outcome not in TREATED_OUTCOMES:
         choices = ", ".join(str(o) for o in TREATED_OUTCOMES)
@@ -268,12 +287,12 @@ def offer_response_record(
                 raise ValidationError(_held_out_message(offer, customer))
             if customer.is_archived:
                 raise ValidationError(f"{customer} is archived: offers are no longer made.")
-            if not offer_is_open(offer=offer, on=timezone.localdate(when)):
+            if not offer.is_open_on(timezone.localdate(when)):
                 raise ValidationError(
                     f"“{offer}” is inactive or outside its dates: it cannot be presented now."
                 )
             membership = customer_membership(customer=customer)
-            return OfferResponse.objects.create(
+            response = OfferResponse.objects.create(
                 offer=offer,
                 customer=customer,
                 segment_id=membership.segment_id if membership else None,
@@ -281,6 +300,8 @@ def offer_response_record(
                 presented_at=when,
                 responded_at=when if answered else None,
             )
+            pages_cache_changed()
+            return response
         if response.outcome == OfferResponse.Outcome.HOLDOUT:
             raise ValidationError(_held_out_message(offer, customer))
         if response.outcome == outcome:
@@ -288,6 +309,7 @@ def offer_response_record(
         response.outcome = outcome
         response.responded_at = when if answered else None
         response.save(update_fields=["outcome", "responded_at"])
+        pages_cache_changed()
         return response
 
 
@@ -356,7 +378,8 @@ def daily_rng(*, customer_id: int, on: date) -> np.random.Generator:
 def offers_ranked_for_customer(
     *, customer: Customer, now: datetime | None = None, rng: np.random.Generator | None = None
 ) -> list[RankedOffer]:
-    """Open offers targeting the customer's segment, best first (Thompson sampling).
+    """Open offers meant for the customer's segment (``OfferQuerySet.targeting``: those that
+    target it or no segment), best first (Thompson sampling).
 
     Leaves out offers the customer already has a row for (presented, answered or held out)
     and offers whose control group the customer belongs to. Each offer's acceptance rate in
@@ -375,33 +398,21 @@ def offers_ranked_for_customer(
     today = timezone.localdate(now)
     offers = [
         offer
-        for offer in Offer.objects.filter(is_active=True, segments=segment_id)
-        .filter(Q(starts_on__isnull=True) | Q(starts_on__lte=today))
-        .filter(Q(ends_on__isnull=True) | Q(ends_on__gte=today))
-        .exclude(responses__customer=customer)
+        for offer in Offer.objects.open_on(today)
+        .targeting([segment_id])
+        .exclude(Exists(OfferResponse.objects.filter(offer_id=OuterRef("pk"), customer=customer)))
         .order_by("pk")
-        .distinct()
         if not offer_holds_out(offer=offer, customer_id=customer.pk)
     ]
     if not offers:
         return []
-    stats = {
-        row["offer_id"]: row
-        for row in OfferResponse.objects.filter(
-            segment_id=segment_id,
-            offer_id__in=[o.pk for o in offers],
-            outcome__in=TREATED_OUTCOMES,
-        )
-        .values("offer_id")
-        .annotate(treated=Count("pk"), accepted=Count("pk", filter=Q(outcome="accepted")))
-        .order_by()
-    }
+    stats = acceptance_by_segment_offer(segment_ids=[segment_id], offer_ids=[o.pk for o in offers])
     order_value = segment_order_value(segment=membership.segment)
     evidence = [
         OfferEvidence(
             offer=offer,
-            accepted=stats.get(offer.pk, {}).get("accepted", 0),
-            presented=stats.get(offer.pk, {}).get("treated", 0),
+            accepted=stats.get((segment_id, offer.pk), Acceptance()).accepted,
+            presented=stats.get((segment_id, offer.pk), Acceptance()).presented,
             order_value=order_value,
             cost_per_acceptance=offer_cost_per_acceptance(offer=offer, order_value=order_value),
         )

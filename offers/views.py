@@ -1,6 +1,5 @@
 """Offer pages: the list, one offer with its results, the form, presenting one to a segment."""
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
@@ -8,13 +7,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_tables2 import RequestConfig
 
-from crm.cache import pages_cache_bump
 from offers import selectors, services
 from offers.forms import OfferForm, PresentOfferForm
 from offers.metrics import offer_results
 from offers.models import Offer
 from offers.tables import OfferTable
-from offers.tasks import offer_present_to_segment
 from segmentation.models import Segment
 
 
@@ -37,7 +34,7 @@ def offer_detail(request, pk: int):
             "offer": offer,
             "segments": list(offer.segments.order_by("-size", "id")),
             "results": results,
-            "open_now": services.offer_is_open(offer=offer, on=timezone.localdate()),
+            "open_now": offer.is_open_on(timezone.localdate()),
         },
     )
 
@@ -63,7 +60,6 @@ def _offer_form(request, *, offer: Offer | None):
             except ValidationError as error:
                 form.add_error(None, error)
             else:
-                pages_cache_bump()
                 messages.success(request, f"Offer “{saved}” saved.")
                 return redirect("offers:offer_detail", pk=saved.pk)
         return render(request, "offers/offer_form.html", {"form": form, "offer": offer}, status=400)
@@ -79,25 +75,23 @@ def segment_offer_present(request, pk: int):
         messages.error(request, "Choose one of the open offers for this segment.")
         return redirect(segment.get_absolute_url())
     offer = form.cleaned_data["offer"]
-    if segment.size > settings.OFFER_PRESENT_INLINE_MAX:
-        # Tens of thousands of rows: too long for a web request, the worker does it.
-        offer_present_to_segment.delay_on_commit(offer.pk, segment.pk)
-        messages.info(
-            request,
-            f"“{offer}” is being presented to the {segment.size:,} customers of {segment} "
-            "in the background; its results appear here in a minute or two.",
-        )
-        return redirect(back)
     try:
-        done = services.offer_present(offer=offer, segment=segment)
+        outcome = services.offer_present_or_queue(offer=offer, segment=segment)
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
-        pages_cache_bump()
-        messages.success(
-            request,
-            f"“{offer}” presented to {done.presented:,} customers of {segment}; "
-            f"{done.held_out:,} kept aside as the control group"
-            + (f"; {done.already:,} already had it." if done.already else "."),
-        )
+        if outcome.queued:
+            messages.info(
+                request,
+                f"“{offer}” is being presented to the {segment.size:,} customers of {segment} "
+                "in the background; its results appear here in a minute or two.",
+            )
+        else:
+            done = outcome.done
+            messages.success(
+                request,
+                f"“{offer}” presented to {done.presented:,} customers of {segment}; "
+                f"{done.held_out:,} kept aside as the control group"
+                + (f"; {done.already:,} already had it." if done.already else "."),
+            )
     return redirect(back)

@@ -16,8 +16,11 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from crm.cache import pages_cache_version
+from crm.metrics import nps_value
 from crm.models import Customer, Feedback, Purchase
+from crm.selectors import feedback_nps_counts
 from segmentation.models import Segment, SegmentationRun, SegmentSnapshot, SegmentTransition
+from segmentation.palette import segment_color as palette_color
 
 KPI_CACHE_SECONDS = 300
 SCATTER_SAMPLE = 2000
@@ -25,20 +28,6 @@ SAMPLE_BLOCKS = 40
 TREND_RUNS = 12
 ACTIVE_DAYS = 90
 SATISFACTION_DAYS = 365
-
-# Used when a segment has no colour of its own (colour-blind-safe, after Okabe & Ito).
-PALETTE = (
-    "#0072B2",
-    "#E69F00",
-    "#009E73",
-    "#CC79A7",
-    "#56B4E9",
-    "#D55E00",
-    "#F0E442",
-    "#999999",
-    "#332288",
-    "#117733",
-)
 
 
 @dataclass(frozen=True)
@@ -69,7 +58,8 @@ class Kpis:
 
 
 def segment_color(segment: Segment, index: int) -> str:
-    return segment.color or PALETTE[index % len(PALETTE)]
+    """The segment's own colour, else the shared palette's (the one segment pages use)."""
+    return segment.color or palette_color(index)
 
 
 def _data_version() -> tuple:
@@ -106,15 +96,13 @@ def _kpis_compute(*, now: datetime) -> Kpis:
     revenue = _revenue_windows(now=now)
     since = now - timedelta(days=SATISFACTION_DAYS)
     scores = Feedback.objects.filter(created_at__gte=since, created_at__lte=now).aggregate(
-        avg_rating=Avg("rating"),
-        ratings=Count("rating"),
-        nps_answers=Count("nps"),
-        promoters=Count("pk", filter=Q(nps__gte=9)),
-        detractors=Count("pk", filter=Q(nps__lte=6)),
+        avg_rating=Avg("rating"), ratings=Count("rating"), **feedback_nps_counts()
     )
-    nps = None
-    if scores["nps_answers"]:
-        nps = 100.0 * (scores["promoters"] - scores["detractors"]) / scores["nps_answers"]
+    nps = nps_value(
+        promoters=scores["promoters"],
+        detractors=scores["detractors"],
+        answers=scores["nps_answers"],
+    )
     return Kpis(
         customers=people["customers"],
         active=people["active"],

@@ -4,15 +4,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Exists, F, FloatField, Func, OuterRef, Q, Value
+from django.db.models import Exists, F, FloatField, Func, OuterRef, Q, Value
 from django.utils import timezone
 
-from crm.models import Customer, Feedback
+from crm.models import FEEDBACK_UNHAPPY, Customer, Feedback
 from offers.models import Offer, OfferResponse
-from offers.services import TREATED_OUTCOMES, offer_holds_out
+from offers.selectors import Acceptance, acceptance_by_segment_offer
+from offers.services import offer_holds_out
 from pages.predictions import slipping_away
-from segmentation.models import Segment, SegmentationRun, SegmentMembershipChange
-from segmentation.selectors import customer_membership
+from segmentation.models import Segment, SegmentationRun
+from segmentation.selectors import customer_membership, segment_arrivals
 
 DEFAULT_LIMIT = 10
 
@@ -20,7 +21,7 @@ DEFAULT_LIMIT = 10
 AT_RISK_NAMES = ("at risk", "can't lose them", "about to sleep", "unhappy high-value")
 
 # Unanswered unhappy feedback: matches the partial index feedback_unhappy_open_idx.
-UNHAPPY_UNANSWERED = Q(answered_at__isnull=True) & (Q(rating__lte=2) | Q(nps__lte=6))
+UNHAPPY_UNANSWERED = Q(answered_at__isnull=True) & FEEDBACK_UNHAPPY
 
 
 class Kind:
@@ -271,18 +272,7 @@ def customers_newly_at_risk(
     if not risky:
         return []
     risky_ids = [s.pk for s in risky]
-    changes = (
-        SegmentMembershipChange.objects.filter(
-            run=run,
-            to_segment_id__in=risky_ids,
-            customer__membership__segment_id=F("to_segment_id"),
-        )
-        .exclude(from_segment_id__in=risky_ids)
-        .exclude(from_segment__isnull=True)
-        .filter(customer__is_archived=False)
-        .select_related("customer", "customer__membership__segment", "from_segment")
-        .order_by("-customer__total_spent", "-customer_id")
-    )
+    changes = segment_arrivals(run=run, segment_ids=risky_ids)
     if min_total_spent is not None:
         changes = changes.filter(customer__total_spent__gte=min_total_spent)
     changes = list(changes[:limit])
@@ -312,7 +302,7 @@ def customers_newly_at_risk(
 
 
 def _suggested_offers(customers: list[Customer], *, now: datetime) -> dict[int, Offer]:
-    """Per customer, the open offer for their segment with the best observed acceptance.
+    """Per customer, the open offer meant for their segment with the best observed acceptance.
 
     The posterior mean (1 + accepted) / (2 + presented) in the segment, deterministic so the
     list does not reshuffle; offers the customer already has a row for or is held out of are
@@ -321,39 +311,28 @@ def _suggested_offers(customers: list[Customer], *, now: datetime) -> dict[int, 
     segment_ids = {_segment_id(c) for c in customers} - {None}
     if not segment_ids:
         return {}
-    today = timezone.localdate(now)
-    targets = list(
-        Offer.segments.through.objects.filter(
-            segment_id__in=segment_ids,
-            offer__is_active=True,
-        )
-        .filter(Q(offer__starts_on__isnull=True) | Q(offer__starts_on__lte=today))
-        .filter(Q(offer__ends_on__isnull=True) | Q(offer__ends_on__gte=today))
-        .select_related("offer")
+    # One row per (open offer, target segment), the target None for an offer meant for every
+    # segment (OfferQuerySet.targeting): one query, whatever the number of customers.
+    rows = list(
+        Offer.objects.open_on(timezone.localdate(now))
+        .targeting(segment_ids)
+        .annotate(target_id=F("segments"))
+        .order_by("pk")
     )
-    if not targets:
+    if not rows:
         return {}
-    offer_ids = {t.offer_id for t in targets}
-    stats = {
-        (row["segment_id"], row["offer_id"]): (row["accepted"], row["presented"])
-        for row in OfferResponse.objects.filter(
-            segment_id__in=segment_ids, offer_id__in=offer_ids, outcome__in=TREATED_OUTCOMES
-        )
-        .values("segment_id", "offer_id")
-        .annotate(
-            presented=Count("pk"),
-            accepted=Count("pk", filter=Q(outcome=OfferResponse.Outcome.ACCEPTED)),
-        )
-        .order_by()
-    }
+    offer_ids = {o.pk for o in rows}
+    stats = acceptance_by_segment_offer(segment_ids=segment_ids, offer_ids=offer_ids)
     taken = set(
         OfferResponse.objects.filter(
             customer_id__in=[c.pk for c in customers], offer_id__in=offer_ids
         ).values_list("customer_id", "offer_id")
     )
-    by_segment: dict[int, list[Offer]] = {}
-    for t in targets:
-        by_segment.setdefault(t.segment_id, []).append(t.offer)
+    for_all = [o for o in rows if o.target_id is None]
+    by_segment: dict[int, list[Offer]] = {segment_id: list(for_all) for segment_id in segment_ids}
+    for o in rows:
+        if o.target_id in by_segment:
+            by_segment[o.target_id].append(o)
     best = {}
     for c in customers:
         candidates = [
@@ -364,8 +343,8 @@ def _suggested_offers(customers: list[Customer], *, now: datetime) -> dict[int, 
         if candidates:
 
             def mean(o: Offer, segment_id: int | None = _segment_id(c)) -> tuple[float, int]:
-                accepted, presented = stats.get((segment_id, o.pk), (0, 0))
-                return ((1 + accepted) / (2 + presented), -o.pk)
+                seen = stats.get((segment_id, o.pk), Acceptance())
+                return ((1 + seen.accepted) / (2 + seen.presented), -o.pk)
 
             best[c.pk] = max(candidates, key=mean)
     return best

@@ -3,9 +3,7 @@
 Thin: parse, call, render."""
 
 from django.contrib import messages
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db.models import Avg, Count, Max, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -14,7 +12,6 @@ from django.views.decorators.http import require_GET, require_POST
 from django_tables2 import RequestConfig
 from django_tables2.paginators import LazyPaginator
 
-from crm.cache import pages_cache_bump, pages_cache_version
 from crm.feedback_link import feedback_link_url
 from crm.forms import FeedbackForm
 from crm.models import Customer, Feedback
@@ -22,23 +19,16 @@ from crm.services import feedback_mark_answered, feedback_submit
 from offers import selectors as offer_selectors
 from offers import services as offer_services
 from offers.forms import OfferOutcomeForm, PresentOfferForm
-from offers.metrics import segment_results
-from offers.models import Offer, OfferResponse
+from offers.models import Offer
 from pages import dashboard as dash
+from pages import selectors as page_selectors
 from pages.predictions import customer_prediction, segment_prediction
 from pages.today import today_overview
 from segmentation import selectors as segment_selectors
 from segmentation.filters import segment_members_filter
 from segmentation.forms import SegmentPinForm
-from segmentation.models import (
-    Segment,
-    SegmentationRun,
-    SegmentMembershipChange,
-    SegmentTransition,
-)
+from segmentation.models import Segment
 from segmentation.tables import SegmentMemberTable
-
-RECENT_ROWS = 20
 
 
 def _error_text(error: ValidationError) -> str:
@@ -106,7 +96,6 @@ def feedback_answered(request, pk: int, feedback_pk: int):
     except ValidationError as error:
         messages.error(request, _error_text(error))
     else:
-        pages_cache_bump()
         messages.success(request, f"Feedback from {customer} marked as answered.")
     return redirect(_next_url(request, reverse("pages:customer_detail", args=[customer.pk])))
 
@@ -157,51 +146,29 @@ def dashboard(request):
 
 
 def _customer_page(request, customer: Customer, *, feedback_form=None, status=200):
-    purchases = list(customer.purchases.order_by("-purchased_at", "-id")[:RECENT_ROWS])
-    feedback = list(customer.feedback.order_by("-created_at", "-id")[:RECENT_ROWS])
-    scores = customer.feedback.aggregate(
-        answers=Count("pk"), avg_rating=Avg("rating"), avg_nps=Avg("nps")
-    )
-    membership = segment_selectors.customer_membership(customer=customer)
-    history = list(segment_selectors.customer_segment_history(customer=customer, limit=RECENT_ROWS))
-    responses = list(
-        customer.offer_responses.select_related("offer", "segment").order_by(
-            "-presented_at", "-id"
-        )[:RECENT_ROWS]
-    )
-    response_counts = customer.offer_responses.aggregate(
-        presented=Count("pk", filter=~Q(outcome=OfferResponse.Outcome.HOLDOUT)),
-        accepted=Count("pk", filter=Q(outcome=OfferResponse.Outcome.ACCEPTED)),
-    )
-    rhythm_days = None
-    if customer.purchase_count > 1 and customer.first_purchase_at and customer.last_purchase_at:
-        span = customer.last_purchase_at - customer.first_purchase_at
-        rhythm_days = span.total_seconds() / 86400 / (customer.purchase_count - 1)
-    average_order = None
-    if customer.purchase_count:
-        average_order = customer.total_spent / customer.purchase_count
+    page = page_selectors.customer_page(customer=customer)
     return render(
         request,
         "pages/customer_detail.html",
         {
             "customer": customer,
-            "membership": membership,
-            "tags": list(customer.tags.all()),
-            "purchases": purchases,
-            "feedback": feedback,
-            "scores": scores,
-            "history": history,
-            "responses": responses,
-            "response_counts": response_counts,
-            "ranked": offer_services.offers_ranked_for_customer(customer=customer),
+            "membership": page.membership,
+            "tags": page.tags,
+            "purchases": page.purchases,
+            "feedback": page.feedback,
+            "scores": page.scores,
+            "history": page.history,
+            "responses": page.responses,
+            "response_counts": page.response_counts,
+            "ranked": page.ranked,
             "ranking_method": offer_services.RANKING_METHOD,
             "feedback_form": feedback_form or FeedbackForm(),
             "pin_form": SegmentPinForm(
-                initial={"segment": membership.segment_id if membership else None}
+                initial={"segment": page.membership.segment_id if page.membership else None}
             ),
             "outcomes": OfferOutcomeForm.base_fields["outcome"].choices,
-            "rhythm_days": rhythm_days,
-            "average_order": average_order,
+            "rhythm_days": page.rhythm_days,
+            "average_order": page.average_order,
             "feedback_link": _feedback_link(request, customer),
             "outlook": customer_prediction(customer=customer),
         },
@@ -238,7 +205,6 @@ def customer_offer_record(request, pk: int, offer_pk: int):
     except ValidationError as error:
         messages.error(request, _error_text(error))
     else:
-        pages_cache_bump()
         messages.success(
             request, f"“{offer}”: {response.get_outcome_display().lower()} by {customer}."
         )
@@ -263,7 +229,6 @@ def customer_feedback_add(request, pk: int):
         except ValidationError as error:
             form.add_error(None, error.messages)
         else:
-            pages_cache_bump()
             messages.success(request, f"Feedback from {customer} recorded.")
             return redirect(f"{reverse('pages:customer_detail', args=[customer.pk])}#feedback")
     return _customer_page(request, customer, feedback_form=form, status=400)
@@ -285,7 +250,6 @@ def customer_segment_pin(request, pk: int):
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
         else:
-            pages_cache_bump()
             messages.success(request, f"{customer} is pinned to {segment}: runs leave them there.")
     return redirect(f"{reverse('pages:customer_detail', args=[customer.pk])}#segment")
 
@@ -296,7 +260,6 @@ def customer_segment_unpin(request, pk: int):
     from segmentation import services as segment_services
 
     customer = segment_services.segment_unpin(customer=_customer_get(pk))
-    pages_cache_bump()
     messages.success(request, f"{customer} is unpinned: the next run places them again.")
     return redirect(f"{reverse('pages:customer_detail', args=[customer.pk])}#segment")
 
@@ -304,8 +267,6 @@ def customer_segment_unpin(request, pk: int):
 # --- Segment ---------------------------------------------------------------------------------
 
 MEMBERS_PER_PAGE = 25
-MOVERS_SHOWN = 8
-RESULTS_CACHE_SECONDS = 300
 
 # How each profile value reads on the page: label and format.
 PROFILE_LABELS = {
@@ -321,65 +282,6 @@ PROFILE_LABELS = {
     "spend_vs_median": ("Spend vs typical customer", "{:.1f}\u00d7"),
     "feedback_share": ("Gave feedback", "{:.0%}"),
 }
-
-
-def _segment_results_cached(segment: Segment):
-    """segment_results, cached briefly: its satisfaction and retention figures read every
-    member of the segment, which must not happen on every page view of a big segment. The
-    key changes with the run, new responses and feedback, and the pages' own writes."""
-    bucket = int(timezone.now().timestamp()) // RESULTS_CACHE_SECONDS
-    version = (
-        pages_cache_version(),
-        OfferResponse.objects.aggregate(m=Max("pk"))["m"] or 0,
-        Feedback.objects.aggregate(m=Max("pk"))["m"] or 0,
-    )
-    key = "segment-results:{}:{}:{}:{}:{}:{}".format(
-        segment.pk, segment.last_run_id, bucket, *version
-    )
-    results = cache.get(key)
-    if results is None:
-        results = segment_results(segment=segment)
-        cache.set(key, results, RESULTS_CACHE_SECONDS)
-    return results
-
-
-def _movements(segment: Segment, run: SegmentationRun | None) -> dict:
-    if run is None:
-        return {"run": None, "into": [], "out_of": [], "in_count": 0, "out_count": 0}
-    flows = list(
-        SegmentTransition.objects.filter(run=run)
-        .filter(Q(from_segment=segment) | Q(to_segment=segment))
-        .select_related("from_segment", "to_segment")
-    )
-    into = [f for f in flows if f.to_segment_id == segment.pk and f.from_segment_id != segment.pk]
-    out_of = [f for f in flows if f.from_segment_id == segment.pk and f.to_segment_id != segment.pk]
-    into = sorted(into, key=lambda f: -f.count)
-    out_of = sorted(out_of, key=lambda f: -f.count)
-    # A few customers behind the biggest flow each way, read through the (run, to_segment)
-    # index and unordered, so the query stops at the first matches.
-    changes = SegmentMembershipChange.objects.filter(run=run).order_by()
-    movers_in = movers_out = []
-    if into:
-        movers_in = list(
-            changes.filter(to_segment=segment, from_segment=into[0].from_segment_id).select_related(
-                "customer"
-            )[:MOVERS_SHOWN]
-        )
-    if out_of:
-        movers_out = list(
-            changes.filter(to_segment=out_of[0].to_segment_id, from_segment=segment).select_related(
-                "customer"
-            )[:MOVERS_SHOWN]
-        )
-    return {
-        "run": run,
-        "into": into,
-        "out_of": out_of,
-        "in_count": sum(f.count for f in into),
-        "out_count": sum(f.count for f in out_of),
-        "movers_in": movers_in,
-        "movers_out": movers_out,
-    }
 
 
 def _profile_facts(segment: Segment) -> list[tuple[str, str]]:
@@ -418,7 +320,7 @@ def segment_detail(request, pk: int):
         request, paginate={"paginator_class": LazyPaginator, "per_page": MEMBERS_PER_PAGE}
     ).configure(table)
     run = segment_selectors.run_latest()
-    results = _segment_results_cached(segment)
+    results = page_selectors.segment_results_cached(segment=segment)
     open_offers = offer_selectors.offers_open_for_segment(segment=segment)
     return render(
         request,
@@ -428,7 +330,7 @@ def segment_detail(request, pk: int):
             "filter": filterset,
             "table": table,
             "filtered": bool(request.GET and filterset.form.has_changed()),
-            "movements": _movements(segment, run),
+            "movements": page_selectors.segment_movements(segment=segment, run=run),
             "results": results,
             "chart_data": {
                 "trend": _trend_chart(results),

@@ -9,10 +9,11 @@ from datetime import time as dt_time
 import numpy as np
 import pandas as pd
 from django.db import connection, transaction
-from django.db.models import Count, FloatField, Q, QuerySet, Sum
+from django.db.models import Count, F, FloatField, Q, QuerySet, Sum
 from django.db.models.functions import Cast, TruncDate
 from django.utils import timezone
 
+from crm.metrics import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
 from crm.models import Customer, Feedback, Purchase
 from segmentation.features import RAW_COLUMNS
 from segmentation.models import (
@@ -145,8 +146,8 @@ def _feature_sql(
             SELECT customer_id,
                    AVG(rating * 1.0) AS rating_mean, COUNT(rating) AS rating_count,
                    AVG(nps * 1.0) AS nps_mean, COUNT(nps) AS nps_count,
-                   SUM(CASE WHEN nps >= 9 THEN 1 ELSE 0 END) AS nps_promoters,
-                   SUM(CASE WHEN nps <= 6 THEN 1 ELSE 0 END) AS nps_detractors
+                   SUM(CASE WHEN nps >= {NPS_PROMOTER_MIN:d} THEN 1 ELSE 0 END) AS nps_promoters,
+                   SUM(CASE WHEN nps <= {NPS_DETRACTOR_MAX:d} THEN 1 ELSE 0 END) AS nps_detractors
             FROM {feedback}{cut("created_at", "WHERE")} GROUP BY customer_id
         ) f ON f.customer_id = c.id
         WHERE c.is_archived = {false} AND c.profiling_opt_out = {false}
@@ -389,6 +390,45 @@ def customer_segment_history(
         SegmentMembershipChange.objects.filter(customer=customer)
         .select_related("from_segment", "to_segment", "run")
         .order_by("-changed_at", "-id")[:limit]
+    )
+
+
+def segment_movers(
+    *, run: SegmentationRun, from_segment_id: int | None, to_segment_id: int, limit: int
+) -> QuerySet[SegmentMembershipChange]:
+    """A few customers a run moved from one segment to another, with the customer.
+
+    Unordered, through the (run, to_segment) index, so the query stops at the first matches.
+    """
+    return (
+        SegmentMembershipChange.objects.filter(
+            run=run, from_segment_id=from_segment_id, to_segment_id=to_segment_id
+        )
+        .select_related("customer")
+        .order_by()[:limit]
+    )
+
+
+def segment_arrivals(
+    *, run: SegmentationRun, segment_ids: list[int]
+) -> QuerySet[SegmentMembershipChange]:
+    """Customers the run moved into one of these segments from another segment (a first
+    assignment is not a move), still there and not archived, biggest spenders first.
+
+    Read through the (run, to_segment) index: the cost follows how many customers the run
+    moved into those segments, not the number of customers.
+    """
+    return (
+        SegmentMembershipChange.objects.filter(
+            run=run,
+            to_segment_id__in=segment_ids,
+            customer__membership__segment_id=F("to_segment_id"),
+        )
+        .exclude(from_segment_id__in=segment_ids)
+        .exclude(from_segment__isnull=True)
+        .filter(customer__is_archived=False)
+        .select_related("customer", "customer__membership__segment", "from_segment")
+        .order_by("-customer__total_spent", "-customer_id")
     )
 
 

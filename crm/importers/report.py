@@ -10,6 +10,8 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from crm.cache import pages_cache_changed
+
 Progress = Callable[[int], None]
 
 MAX_ERRORS = 1000  # kept in the report; the count of invalid rows is always exact
@@ -118,12 +120,16 @@ class _DryRunRollback(Exception):
 
 
 def import_write(*, report: ImportReport, write: Callable[[], None]) -> ImportReport:
-    """Run `write` in one transaction, rolled back on a dry run; a refusal becomes fatal."""
+    """Run `write` in one transaction, rolled back on a dry run; a refusal becomes fatal.
+
+    Every import writes through here, so here the pages' cached figures are invalidated.
+    """
     try:
         with transaction.atomic():
             write()
             if report.dry_run:
                 raise _DryRunRollback
+            pages_cache_changed()
         report.written = True
     except _DryRunRollback:
         pass

@@ -1,9 +1,12 @@
-"""Writes to one customer's membership or one segment: pins and the owner's names."""
+"""Writes to one customer's membership or one segment: pins and the owner's names.
+
+Each write also invalidates the staff pages' cached figures (crm.cache.pages_cache_changed)."""
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 
+from crm.cache import pages_cache_changed
 from crm.models import Customer
 from segmentation import selectors
 from segmentation.models import Membership, Segment, SegmentMembershipChange
@@ -41,6 +44,7 @@ def segment_pin(*, customer: Customer, segment: Segment | None = None) -> Custom
             Segment.objects.filter(pk=segment.pk).update(size=F("size") + 1)
             if previous:
                 Segment.objects.filter(pk=previous, size__gt=0).update(size=F("size") - 1)
+        pages_cache_changed()
     return _customer_fresh(customer)
 
 
@@ -59,6 +63,7 @@ def segment_unpin(*, customer: Customer) -> Customer:
             to_segment_id=membership.segment_id,
             reason=membership.reason,
         )
+        pages_cache_changed()
     return _customer_fresh(customer)
 
 
@@ -94,4 +99,5 @@ def segment_update(*, segment: Segment, name: str, description: str) -> Segment:
     segment.description = description
     segment.description_is_custom = description != segment.auto_description
     segment.save(update_fields=["name", "name_is_custom", "description", "description_is_custom"])
+    pages_cache_changed()
     return segment

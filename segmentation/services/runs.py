@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from crm.cache import pages_cache_changed
 from segmentation import selectors
 from segmentation.engine import EngineConfig, EngineRejected, EngineResult, segment_customers
 from segmentation.models import SegmentationRun
@@ -412,3 +413,4 @@ def _run_succeed(run: SegmentationRun, plan: RunPlan, *, n_moved: int, timings: 
         n_moved=n_moved,
         error="",
     )
+    pages_cache_changed()

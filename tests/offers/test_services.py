@@ -15,6 +15,7 @@ from offers.services import (
     OfferEvidence,
     holdout_draw,
     offer_present,
+    offer_present_or_queue,
     offer_response_record,
     offer_save,
     offers_ranked,
@@ -336,3 +337,59 @@ def test_offer_save_refuses_a_window_that_ends_before_it_starts_and_unknown_fiel
     with pytest.raises(ValidationError, match="no editable field"):
         offer_save(title="Odd", price=Decimal("3"))
     assert not Offer.objects.exists()
+
+
+def test_ranking_includes_an_offer_meant_for_every_segment():
+    segment, (customer,) = _segment_with_customers(1)
+    targeted = OfferFactory(holdout_share=Decimal("0"))
+    targeted.segments.add(segment)
+    for_all = OfferFactory(holdout_share=Decimal("0"))
+    OfferFactory(holdout_share=Decimal("0")).segments.add(SegmentFactory())  # elsewhere
+
+    ranked = offers_ranked_for_customer(customer=customer)
+
+    assert {r.offer for r in ranked} == {targeted, for_all}
+
+
+def test_an_offer_with_no_target_can_be_presented_to_any_segment():
+    segment, _ = _segment_with_customers(5)
+    offer = OfferFactory(holdout_share=Decimal("0"))
+
+    done = offer_present(offer=offer, segment=segment)
+
+    assert done.presented == 5
+
+
+def test_presenting_to_a_small_segment_happens_at_once_and_says_what_it_did(settings):
+    settings.OFFER_PRESENT_INLINE_MAX = 10
+    segment, _ = _segment_with_customers(4)
+    segment.size = 4
+    offer = OfferFactory(holdout_share=Decimal("0"))
+    offer.segments.add(segment)
+
+    outcome = offer_present_or_queue(offer=offer, segment=segment)
+
+    assert not outcome.queued
+    assert outcome.done.presented == 4
+    assert OfferResponse.objects.filter(offer=offer).count() == 4
+
+
+def test_presenting_to_a_large_segment_is_queued_after_commit_and_writes_nothing_now(
+    settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    from offers import tasks
+
+    settings.OFFER_PRESENT_INLINE_MAX = 3
+    segment, _ = _segment_with_customers(4)
+    segment.size = 4
+    offer = OfferFactory()
+    offer.segments.add(segment)
+    queued = []
+    monkeypatch.setattr(tasks.offer_present_to_segment, "delay", lambda *a: queued.append(a))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = offer_present_or_queue(offer=offer, segment=segment)
+
+    assert outcome.queued and outcome.done is None
+    assert queued == [(offer.pk, segment.pk)]
+    assert not OfferResponse.objects.exists()

@@ -111,6 +111,21 @@ def test_marking_feedback_answered_in_the_future_is_refused():
     assert feedback.answered_at is None
 
 
+def test_an_open_offer_meant_for_every_segment_is_suggested_to_anyone_but_a_closed_one_is_not():
+    segment = SegmentFactory()
+    customer = _buyer([120, 100, 80, 60, 40], segment=segment)
+    customer_stats_refresh()
+    OfferFactory(holdout_share=Decimal("0"), is_active=False)
+    OfferFactory(holdout_share=Decimal("0"), ends_on=timezone.localdate(NOW) - timedelta(days=1))
+    for_all = OfferFactory(holdout_share=Decimal("0"))
+    OfferFactory(holdout_share=Decimal("0")).segments.add(SegmentFactory())  # elsewhere
+
+    (item,) = customers_overdue(now=NOW)
+
+    assert item.customer == customer
+    assert item.offer == for_all
+
+
 def test_new_customers_without_any_offer_are_due_a_welcome_offer():
     segment = SegmentFactory(name="New customers")
     welcome = OfferFactory(holdout_share=Decimal("0"))

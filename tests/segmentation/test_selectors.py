@@ -183,3 +183,73 @@ def test_binary_copy_rows_decode_to_the_features_and_a_null_is_refused():
 
     with pytest.raises(ValueError, match="unexpected size"):
         selectors._binary_rows_frame(bytearray(_copy_binary(rows, columns, null_at=2)), columns)
+
+
+@pytest.mark.django_db
+def test_segment_movers_are_the_customers_a_run_moved_between_two_segments():
+    from segmentation.models import SegmentMembershipChange
+    from tests.factories import CustomerFactory, SegmentationRunFactory, SegmentFactory
+
+    run, earlier = SegmentationRunFactory(), SegmentationRunFactory()
+    loyal, at_risk = SegmentFactory(), SegmentFactory()
+    moved = [CustomerFactory(segment=at_risk) for _ in range(3)]
+    for customer in moved:
+        SegmentMembershipChange.objects.create(
+            customer=customer, run=run, from_segment=loyal, to_segment=at_risk
+        )
+    SegmentMembershipChange.objects.create(  # another run
+        customer=CustomerFactory(), run=earlier, from_segment=loyal, to_segment=at_risk
+    )
+    SegmentMembershipChange.objects.create(  # the other way
+        customer=CustomerFactory(), run=run, from_segment=at_risk, to_segment=loyal
+    )
+    newcomer = CustomerFactory(segment=at_risk)
+    SegmentMembershipChange.objects.create(customer=newcomer, run=run, to_segment=at_risk)
+
+    movers = selectors.segment_movers(
+        run=run, from_segment_id=loyal.pk, to_segment_id=at_risk.pk, limit=10
+    )
+    first_placed = selectors.segment_movers(
+        run=run, from_segment_id=None, to_segment_id=at_risk.pk, limit=10
+    )
+
+    assert {c.customer for c in movers} == set(moved)
+    assert (
+        len(
+            selectors.segment_movers(
+                run=run, from_segment_id=loyal.pk, to_segment_id=at_risk.pk, limit=2
+            )
+        )
+        == 2
+    )
+    assert [c.customer for c in first_placed] == [newcomer]
+
+
+@pytest.mark.django_db
+def test_segment_arrivals_leave_out_first_placements_moves_within_and_those_who_left_again():
+    from segmentation.models import SegmentMembershipChange
+    from tests.factories import CustomerFactory, SegmentationRunFactory, SegmentFactory
+
+    run = SegmentationRunFactory()
+    loyal, at_risk, sleeping = SegmentFactory(), SegmentFactory(), SegmentFactory()
+    rich = CustomerFactory(segment=at_risk, total_spent=Decimal("900"))
+    poor = CustomerFactory(segment=at_risk, total_spent=Decimal("90"))
+    first = CustomerFactory(segment=at_risk)
+    within = CustomerFactory(segment=sleeping)
+    gone = CustomerFactory(segment=loyal)  # moved in, then pinned back elsewhere
+    archived = CustomerFactory(segment=at_risk, is_archived=True)
+    for customer, origin, target in [
+        (rich, loyal, at_risk),
+        (poor, loyal, at_risk),
+        (first, None, at_risk),
+        (within, at_risk, sleeping),
+        (gone, loyal, at_risk),
+        (archived, loyal, at_risk),
+    ]:
+        SegmentMembershipChange.objects.create(
+            customer=customer, run=run, from_segment=origin, to_segment=target
+        )
+
+    arrivals = selectors.segment_arrivals(run=run, segment_ids=[at_risk.pk, sleeping.pk])
+
+    assert [c.customer for c in arrivals] == [rich, poor]
