@@ -17,9 +17,6 @@ from segmentation.selectors import customer_membership, segment_arrivals
 
 DEFAULT_LIMIT = 10
 
-# Segment names (the engine's or the owner's) that mean "a customer we are losing".
-AT_RISK_NAMES = ("at risk", "can't lose them", "about to sleep", "unhappy high-value")
-
 # Unanswered unhappy feedback: matches the partial index feedback_unhappy_open_idx.
 UNHAPPY_UNANSWERED = Q(answered_at__isnull=True) & FEEDBACK_UNHAPPY
 
@@ -246,32 +243,26 @@ def customers_due_welcome(
     return items
 
 
-def segment_is_at_risk(segment: Segment) -> bool:
-    """Whether a segment's name (the engine's or the owner's) says its customers are slipping."""
-    names = f"{segment.auto_name} | {segment.name}".lower().replace("\u2019", "'")
-    return any(word in names for word in AT_RISK_NAMES)
-
-
 def customers_newly_at_risk(
     *, now: datetime | None = None, limit: int = DEFAULT_LIMIT, min_total_spent=None
 ) -> list[TodayItem]:
     """Customers the latest successful run moved into an at-risk segment, biggest spenders first.
 
-    At-risk segments: ``segment_is_at_risk`` (At risk, Can't lose them, About to sleep,
-    Unhappy high-value). Only customers still in that segment and coming from another
-    segment that was not at risk (a first assignment is not a move); ``min_total_spent``
-    sets a floor. Reads the run's changes through the (run, to_segment) index, so the cost
-    follows how many customers the run moved into those segments (measured: 0.35 s for
-    40,000 movers, SQLite, 1M customers), not the number of customers.
+    At-risk segments: ``Segment.objects.at_risk()``, by the behaviour each run sets (at risk,
+    can't lose them, about to sleep, unhappy high-value), whatever the owner named them.
+    Only customers still in that segment and coming from another segment that was not at
+    risk (a first assignment is not a move); ``min_total_spent`` sets a floor. Reads the
+    run's changes through the (run, to_segment) index, so the cost follows how many
+    customers the run moved into those segments (measured: 0.35 s for 40,000 movers,
+    SQLite, 1M customers), not the number of customers.
     """
     now = now or timezone.now()
     run = SegmentationRun.objects.latest_succeeded()
     if run is None:
         return []
-    risky = [s for s in Segment.objects.all() if segment_is_at_risk(s)]
-    if not risky:
+    risky_ids = list(Segment.objects.at_risk().values_list("pk", flat=True))
+    if not risky_ids:
         return []
-    risky_ids = [s.pk for s in risky]
     changes = segment_arrivals(run=run, segment_ids=risky_ids)
     if min_total_spent is not None:
         changes = changes.filter(customer__total_spent__gte=min_total_spent)

@@ -25,6 +25,7 @@ from pages import selectors as page_selectors
 from pages.predictions import customer_prediction, segment_prediction
 from pages.today import today_overview
 from segmentation import selectors as segment_selectors
+from segmentation import services as segment_services
 from segmentation.filters import segment_members_filter
 from segmentation.forms import SegmentPinForm
 from segmentation.models import Segment
@@ -236,9 +237,6 @@ def customer_feedback_add(request, pk: int):
 
 @require_POST
 def customer_segment_pin(request, pk: int):
-    # Imported on use: segmentation.services loads scikit-learn, which pages never need.
-    from segmentation import services as segment_services
-
     customer = _customer_get(pk)
     form = SegmentPinForm(request.POST)
     if not form.is_valid():
@@ -256,9 +254,6 @@ def customer_segment_pin(request, pk: int):
 
 @require_POST
 def customer_segment_unpin(request, pk: int):
-    # Imported on use: segmentation.services loads scikit-learn, which pages never need.
-    from segmentation import services as segment_services
-
     customer = segment_services.segment_unpin(customer=_customer_get(pk))
     messages.success(request, f"{customer} is unpinned: the next run places them again.")
     return redirect(f"{reverse('pages:customer_detail', args=[customer.pk])}#segment")

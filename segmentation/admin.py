@@ -21,6 +21,7 @@ from config.celery import app
 from segmentation import (
     admin_customers,  # noqa: F401
     selectors,
+    services,
 )
 from segmentation.models import (
     Segment,
@@ -39,13 +40,6 @@ _PING_KEY = "segmentation:worker-ping"
 _ping_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="celery-ping")
 _ping_lock = threading.Lock()
 _ping_future = None
-
-
-def _services():
-    # Imported on use: the services module loads scikit-learn, which pages never need.
-    from segmentation import services
-
-    return services
 
 
 def _ping() -> str:
@@ -321,7 +315,7 @@ class SegmentationRunAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_view_permission(request):
             raise PermissionDenied
-        run = _services().segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+        run = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
         if run.status == SegmentationRun.Status.SKIPPED:
             messages.warning(request, f"Not started: {run.error}")
         else:
@@ -415,7 +409,7 @@ class SegmentAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">{} customers</a>', url, obj.size)
 
     def save_model(self, request, obj: Segment, form, change: bool) -> None:
-        _services().segment_update(
+        services.segment_update(
             segment=obj, name=form.cleaned_data["name"], description=obj.description
         )
 

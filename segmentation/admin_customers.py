@@ -10,16 +10,8 @@ from django.utils.html import format_html, format_html_join
 # app's admin; nothing else imports an admin module).
 from crm.admin import CustomerAdmin
 from crm.models import Customer
-from segmentation import selectors
+from segmentation import selectors, services
 from segmentation.exports import CUSTOMER_EXPORT_PROVIDERS
-
-
-def _services():
-    # Imported on use: the services module loads scikit-learn, which pages never need.
-    from segmentation import services
-
-    return services
-
 
 # Customer admin actions (listed in CustomerSegmentAdmin.actions below).
 PIN_ACTION_LIMIT = 1000
@@ -45,7 +37,7 @@ def customers_pin(modeladmin, request, queryset) -> None:
     pinned, problems = 0, []
     for customer in customers:
         try:
-            _services().segment_pin(customer=customer)
+            services.segment_pin(customer=customer)
             pinned += 1
         except ValidationError as exc:
             problems.extend(exc.messages)
@@ -65,7 +57,7 @@ def customers_unpin(modeladmin, request, queryset) -> None:
     for customer in customers:
         membership = selectors.customer_membership(customer=customer)
         if membership and membership.pinned:
-            _services().segment_unpin(customer=customer)
+            services.segment_unpin(customer=customer)
             count += 1
     modeladmin.message_user(request, f"Unpinned {count:,} customer(s).")
 

@@ -24,6 +24,7 @@ from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies
 from threadpoolctl import threadpool_limits
 
 from segmentation.features import EngineRejected, stable_sample
+from segmentation.naming import RFM_GRID
 
 RFM_GROUPS = (
     "Champions",
@@ -38,16 +39,6 @@ RFM_GROUPS = (
     "Hibernating",
     "Lost",
 )
-# Rows: recency score 5 (bought most recently) .. 1; columns: combined frequency/monetary
-# score 1..5. Every cell is named, so every customer gets exactly one group.
-RFM_GRID = {
-    5: ("New", "Potential loyalists", "Potential loyalists", "Champions", "Champions"),
-    4: ("Promising", "Potential loyalists", "Potential loyalists", "Loyal", "Champions"),
-    3: ("About to sleep", "About to sleep", "Need attention", "Loyal", "Loyal"),
-    2: ("Hibernating", "Hibernating", "At risk", "At risk", "Can't lose them"),
-    1: ("Lost", "Lost", "At risk", "Can't lose them", "Can't lose them"),
-}
-
 # Segments smaller than this are folded into their nearest neighbour: a segment the owner
 # cannot act on (or one made of a single extreme customer) is noise, not a finding.
 MIN_SEGMENT_CUSTOMERS = 3

@@ -15,7 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from segmentation.clustering import RFM_GRID
+# Rows: recency score 5 (bought most recently) .. 1; columns: combined frequency/monetary
+# score 1..5. Every cell is named, so every customer gets exactly one group.
+RFM_GRID = {
+    5: ("New", "Potential loyalists", "Potential loyalists", "Champions", "Champions"),
+    4: ("Promising", "Potential loyalists", "Potential loyalists", "Loyal", "Champions"),
+    3: ("About to sleep", "About to sleep", "Need attention", "Loyal", "Loyal"),
+    2: ("Hibernating", "Hibernating", "At risk", "At risk", "Can't lose them"),
+    1: ("Lost", "Lost", "At risk", "Can't lose them", "Can't lose them"),
+}
+
 
 DESCRIPTIONS = {
     "Champions": (

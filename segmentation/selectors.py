@@ -16,6 +16,7 @@ from django.utils import timezone
 from crm.metrics import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
 from crm.models import Customer, Feedback, Purchase
 from segmentation.features import RAW_COLUMNS
+from segmentation.matching import PreviousSegment
 from segmentation.models import (
     CustomerPrediction,
     Membership,
@@ -24,6 +25,7 @@ from segmentation.models import (
     SegmentMembershipChange,
     SegmentTransition,
 )
+from segmentation.wording import run_words
 
 # Columns the engine consumes, in its order (pure module: numpy and pandas only).
 FEATURE_COLUMNS = list(RAW_COLUMNS)
@@ -336,9 +338,6 @@ def pinned_segments() -> dict[int, int | None]:
 
 def previous_segments() -> list:
     """The active clustered segments as the engine's PreviousSegment, for stable identities."""
-    # Imported on use: the engine loads scikit-learn, which the web processes never need.
-    from segmentation.engine import PreviousSegment
-
     out = []
     for seg in Segment.objects.active().filter(kind=Segment.Kind.CLUSTER).order_by("id"):
         if isinstance(seg.centroid, dict) and seg.centroid:
@@ -611,3 +610,16 @@ def predictions_track_record(*, runs: int = TRACK_RECORD_RUNS) -> list[dict]:
         }
         for record in reversed(list(fitted))
     ]
+
+
+def run_owner_words(*, run: SegmentationRun | None) -> list[str]:
+    """The owner's sentences about a run: how confident it is and how distinct its groups
+    are (the technical figures stay on the run's admin page)."""
+    if run is None or not run.confidence:
+        return []
+    return run_words(
+        n_customers=run.n_clustered,
+        silhouette=run.silhouette,
+        confidence=run.confidence,
+        scoring=run.method == SegmentationRun.Method.RFM,
+    )

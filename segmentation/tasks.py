@@ -1,16 +1,21 @@
 """Celery entry points for segmentation: thin wrappers around the services."""
 
 from celery import shared_task
+from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import OperationalError
 
 from segmentation.models import SegmentationRun
-
-# At module level on purpose: a worker loads the engine (scikit-learn) once when it imports
-# its tasks, not inside the first run it executes.
 from segmentation.services import runs
 
 MAX_RETRIES = 3
+
+
+@worker_process_init.connect
+def _engine_preload(**kwargs) -> None:
+    """Load the engine (scikit-learn) when a worker process starts, not inside its first run;
+    web processes, which also import this module to enqueue, never load it."""
+    import segmentation.engine  # noqa: F401
 
 
 @shared_task(

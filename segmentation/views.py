@@ -7,24 +7,11 @@ from django.views.decorators.http import require_GET, require_POST
 from django_tables2 import RequestConfig
 
 from crm.exports import csv_lines, customer_rows
-from segmentation import selectors
-from segmentation.engine import run_words
+from segmentation import selectors, services
 from segmentation.exports import CUSTOMER_EXPORT_PROVIDERS
 from segmentation.filters import segment_members_filter
 from segmentation.models import Segment, SegmentationRun
 from segmentation.tables import SegmentTable
-
-
-def _run_words(run) -> list[str]:
-    """The owner's sentences about the last run, from its figures (engine.run_words)."""
-    if run is None or not run.confidence:
-        return []
-    return run_words(
-        n_customers=run.n_clustered,
-        silhouette=run.silhouette,
-        confidence=run.confidence,
-        scoring=run.method == SegmentationRun.Method.RFM,
-    )
 
 
 @require_GET
@@ -41,7 +28,7 @@ def segment_list(request):
             "table": table,
             "show_retired": show_retired,
             "run": run,
-            "run_words": _run_words(run),
+            "run_words": selectors.run_owner_words(run=run),
         },
     )
 
@@ -61,10 +48,7 @@ def segment_members_export(request, pk: int):
 
 @require_POST
 def segmentation_run_start(request):
-    # Imported on use: segmentation.services loads scikit-learn, which pages never need.
-    from segmentation.services import segmentation_run_request
-
-    run = segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+    run = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
     if run.status == SegmentationRun.Status.SKIPPED:
         messages.warning(request, f"Not started: {run.error}")
     elif run.status == SegmentationRun.Status.FAILED:

@@ -52,6 +52,7 @@ def shop_create(*, customers: int = 10) -> Shop:
     )
     loyal = SegmentFactory(
         name="Loyal regulars",
+        behaviour=Segment.Behaviour.LOYAL,
         color="#0072B2",
         profile="buy every few weeks and spend well",
         profile_values={"recency_days": 12.0, "frequency": 6.0, "monetary_total": 480.0},
@@ -63,6 +64,7 @@ def shop_create(*, customers: int = 10) -> Shop:
     at_risk = SegmentFactory(
         name="At risk",
         auto_name="At risk",
+        behaviour=Segment.Behaviour.AT_RISK,
         color="#D55E00",
         profile="used to buy often, quiet for months",
         rules=["last purchase > 120 days ago"],

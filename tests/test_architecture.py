@@ -25,3 +25,20 @@ def test_every_import_contract_is_kept():
     assert done.returncode == 0, done.stdout + done.stderr
     for name in CONTRACTS:
         assert f"{name} KEPT" in done.stdout
+
+
+def test_web_processes_never_load_scikit_learn():
+    """Pages, admin and API import no engine: only workers (and --sync runs) load it."""
+    probe = (
+        "import sys, django; django.setup(); "
+        "from django.core.wsgi import get_wsgi_application; get_wsgi_application(); "
+        "from django.urls import get_resolver; get_resolver().url_patterns; "
+        "import segmentation.admin, pages.views, offers.views, api.views; "
+        "print('sklearn' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"

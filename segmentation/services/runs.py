@@ -1,7 +1,8 @@
 """The run lifecycle: request a run, execute it (features -> engine -> label write), finish it.
 
-The only services module that loads the engine (scikit-learn); a worker pays for that once
-when it imports its tasks (segmentation.tasks), not inside every run.
+The only services module that uses the engine (scikit-learn). It loads it when a run is
+executed, so web processes that request runs or pin customers never pay for it; a worker
+loads it once when its process starts (segmentation.tasks), not inside its first run.
 """
 
 import dataclasses
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,11 +23,14 @@ from django.utils import timezone
 
 from crm.cache import pages_cache_changed
 from segmentation import selectors
-from segmentation.engine import EngineConfig, EngineRejected, EngineResult, segment_customers
+from segmentation.features import EngineRejected
 from segmentation.models import SegmentationRun
 from segmentation.predictions import predictions_refresh
 from segmentation.services.common import RunAlreadyFinished, SegmentationCheckFailed, jsonable
 from segmentation.services.label_write import RunPlan, labels_write, temp_tables_drop
+
+if TYPE_CHECKING:
+    from segmentation.engine import EngineConfig, EngineResult
 
 logger = logging.getLogger(__name__)
 
@@ -325,8 +330,15 @@ def _heartbeat(run_id: int) -> Iterator[None]:
         thread.join(timeout=5)
 
 
-def _engine_config() -> EngineConfig:
-    return EngineConfig(**getattr(settings, "SEGMENTATION_ENGINE", {}))
+def _engine():
+    # Loaded on the first run, not at import: see the module's docstring.
+    from segmentation import engine
+
+    return engine
+
+
+def _engine_config() -> "EngineConfig":
+    return _engine().EngineConfig(**getattr(settings, "SEGMENTATION_ENGINE", {}))
 
 
 def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> RunPlan:
@@ -350,7 +362,7 @@ def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> R
         raise SegmentationCheckFailed(
             "No profiled customer has bought anything yet: there is nothing to cluster."
         )
-    result = segment_customers(
+    result = _engine().segment_customers(
         raw[selectors.FEATURE_COLUMNS], previous=previous, config=config, progress=reporter.engine
     )
     timings.update({k: float(v) for k, v in result.timings.items()})
@@ -358,7 +370,7 @@ def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> R
     return RunPlan(raw=raw, result=result, counts=counts, pins=pins, config=config)
 
 
-def _result_check(raw: pd.DataFrame, result: EngineResult) -> None:
+def _result_check(raw: pd.DataFrame, result: "EngineResult") -> None:
     """Our own checks on top of the engine's, before anything is written."""
     if len(result.customer_ids) != len(raw) or not np.array_equal(
         np.asarray(result.customer_ids, dtype=np.int64), raw["customer_id"].to_numpy(np.int64)

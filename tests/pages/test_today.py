@@ -15,10 +15,9 @@ from pages.today import (
     customers_newly_at_risk,
     customers_overdue,
     feedback_unhappy_unanswered,
-    segment_is_at_risk,
     today_overview,
 )
-from segmentation.models import SegmentMembershipChange
+from segmentation.models import Segment, SegmentMembershipChange
 from tests.factories import (
     CustomerFactory,
     FeedbackFactory,
@@ -147,10 +146,12 @@ def test_new_customers_without_any_offer_are_due_a_welcome_offer():
 
 
 def test_high_value_customers_just_moved_to_an_at_risk_segment_are_listed_by_spend():
-    loyal = SegmentFactory(name="Loyal")
-    at_risk = SegmentFactory(name="At risk")
-    renamed = SegmentFactory(name="VIPs slipping", auto_name="Can't lose them")
-    champions = SegmentFactory(name="Champions")
+    Behaviour = Segment.Behaviour
+    loyal = SegmentFactory(name="Loyal", behaviour=Behaviour.LOYAL)
+    at_risk = SegmentFactory(name="At risk", behaviour=Behaviour.AT_RISK)
+    # Renamed by the owner: the behaviour, not the name, says it is at risk.
+    renamed = SegmentFactory(name="VIPs slipping", behaviour=Behaviour.CANT_LOSE)
+    champions = SegmentFactory(name="At risk of nothing", behaviour=Behaviour.CHAMPIONS)
     previous, latest = SegmentationRunFactory(), SegmentationRunFactory()
     previous.finished_at = NOW - timedelta(days=1)
     previous.save()
@@ -176,8 +177,7 @@ def test_high_value_customers_just_moved_to_an_at_risk_segment_are_listed_by_spe
     assert items[0].from_segment == loyal
     assert "VIPs slipping" in items[0].headline
     assert [i.customer for i in customers_newly_at_risk(min_total_spent=600)] == [big]
-    assert segment_is_at_risk(renamed)
-    assert not segment_is_at_risk(champions)
+    assert set(Segment.objects.at_risk()) == {at_risk, renamed}
 
 
 def test_no_successful_run_means_nobody_newly_at_risk():
@@ -187,7 +187,8 @@ def test_no_successful_run_means_nobody_newly_at_risk():
 def test_today_runs_the_same_number_of_queries_for_few_and_many_items(
     django_assert_max_num_queries,
 ):
-    segment, loyal = SegmentFactory(name="At risk"), SegmentFactory(name="Loyal")
+    segment = SegmentFactory(name="At risk", behaviour=Segment.Behaviour.AT_RISK)
+    loyal = SegmentFactory(name="Loyal", behaviour=Segment.Behaviour.LOYAL)
     offer = OfferFactory(holdout_share=Decimal("0"))
     offer.segments.add(segment)
     run = SegmentationRunFactory()

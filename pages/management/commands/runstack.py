@@ -24,6 +24,7 @@ from config.processes import ProcessError, Supervisor, broker_start, spawn, stop
 from crm.models import Customer
 from pages.demo import demo_seed
 from segmentation.models import SegmentationRun
+from segmentation.services import segmentation_run_request
 
 WEB_START_TIMEOUT = 60
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -186,9 +187,6 @@ class Command(BaseCommand):
 
     def first_segmentation_request(self) -> None:
         """Segment the customers at once on a first start instead of waiting for the schedule."""
-        # Imported on use: segmentation.services loads scikit-learn, needed only on a first start.
-        from segmentation.services import segmentation_run_request
-
         if SegmentationRun.objects.exists() or not Customer.objects.exists():
             return
         run = segmentation_run_request(trigger=SegmentationRun.Trigger.COMMAND)
