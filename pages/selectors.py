@@ -13,6 +13,7 @@ from offers import services as offer_services
 from offers.metrics import SegmentResults, segment_results
 from offers.models import OfferResponse
 from segmentation import selectors as segment_selectors
+from segmentation.feature_store import customer_features_get, segment_reason_words
 from segmentation.models import (
     Membership,
     Segment,
@@ -141,4 +142,33 @@ def segment_movements(*, segment: Segment, run: SegmentationRun | None) -> dict:
         "out_count": sum(f.count for f in out_of),
         "movers_in": movers_in,
         "movers_out": movers_out,
+    }
+
+
+def segment_why(*, customer: Customer, segment: Segment | None) -> dict | None:
+    """Why the customer is in their segment, in words and numbers: the figures the last run
+    segmented them on beside the segment's typical member (None before a run placed them)."""
+    figures = customer_features_get(customer_id=customer.pk)
+    if figures is None or segment is None:
+        return None
+    run = segment_selectors.run_latest()
+    values = {
+        name: getattr(figures, name)
+        for name in (
+            "recency_days",
+            "frequency",
+            "monetary_total",
+            "avg_order_value",
+            "tenure_days",
+            "satisfaction",
+            "usual_gap_days",
+        )
+    }
+    return {
+        "as_of": figures.as_of,
+        "sentences": segment_reason_words(
+            figures=values,
+            typical=segment.profile_values or {},
+            rhythm_days=(run.params or {}).get("rhythm_days") if run else None,
+        ),
     }

@@ -135,6 +135,7 @@ def dashboard(request):
             "kpis": kpis,
             "revenue_windows": [kpis.revenue_30, kpis.revenue_90],
             "run": run,
+            "run_words": segment_selectors.run_owner_words(run=run),
             "previous_run": previous,
             "cards": cards,
             "charts": charts,
@@ -172,6 +173,9 @@ def _customer_page(request, customer: Customer, *, feedback_form=None, status=20
             "average_order": page.average_order,
             "feedback_link": _feedback_link(request, customer),
             "outlook": customer_prediction(customer=customer),
+            "why": page_selectors.segment_why(
+                customer=customer, segment=page.membership.segment if page.membership else None
+            ),
         },
         status=status,
     )

@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import NoReverseMatch, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
@@ -315,16 +316,38 @@ class SegmentationRunAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_view_permission(request):
             raise PermissionDenied
-        run = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
-        if run.status == SegmentationRun.Status.SKIPPED:
+        form = ReclusterForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+            return HttpResponseRedirect(reverse("admin:segmentation_segmentationrun_changelist"))
+        as_of = form.cleaned_data["as_of"]
+        run = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL, as_of=as_of)
+        if run.status in (SegmentationRun.Status.SKIPPED, SegmentationRun.Status.FAILED):
             messages.warning(request, f"Not started: {run.error}")
         else:
-            messages.success(request, f"Run #{run.pk} is queued; this page shows its progress.")
+            when = f" as of {as_of:%d %b %Y}" if as_of else ""
+            messages.success(
+                request, f"Run #{run.pk}{when} is queued; this page shows its progress."
+            )
         return HttpResponseRedirect(reverse("admin:segmentation_segmentationrun_changelist"))
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "segmentation_status": segmentation_status()}
         return super().changelist_view(request, extra_context=extra_context)
+
+
+class ReclusterForm(forms.Form):
+    """ "Recluster as of…": an optional past day; empty means now."""
+
+    as_of = forms.DateField(required=False)
+
+    def clean_as_of(self):
+        as_of = self.cleaned_data["as_of"]
+        if as_of and as_of > timezone.localdate():
+            raise forms.ValidationError("The as-of day cannot be in the future.")
+        if as_of and as_of.year < 1900:
+            raise forms.ValidationError("Choose an as-of day after 1900.")
+        return as_of
 
 
 class SegmentForm(forms.ModelForm):

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crm.exports import ColumnProvider
+from segmentation.feature_store import FeatureExportColumns
 from segmentation.models import CustomerPrediction, Membership
 
 
@@ -47,4 +48,8 @@ PREDICTION_COLUMNS = PredictionColumns()
 
 # Every column segmentation adds to customer exports (command, admin action, segment CSV):
 # a new provider is one more entry here.
-CUSTOMER_EXPORT_PROVIDERS: tuple[ColumnProvider, ...] = (SEGMENT_COLUMNS, PREDICTION_COLUMNS)
+CUSTOMER_EXPORT_PROVIDERS: tuple[ColumnProvider, ...] = (
+    SEGMENT_COLUMNS,
+    FeatureExportColumns(),
+    PREDICTION_COLUMNS,
+)

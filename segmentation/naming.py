@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+# crm.metrics is pure (no Django): the one home of the NPS thresholds.
+from crm.metrics import NPS_DETRACTOR_MAX
+
 # Rows: recency score 5 (bought most recently) .. 1; columns: combined frequency/monetary
 # score 1..5. Every cell is named, so every customer gets exactly one group.
 RFM_GRID = {
@@ -327,7 +330,7 @@ def _name_candidates(
     base = RFM_GRID[r][(f + m + 1) // 2 - 1]
     names = []
     unhappy = (np.isfinite(med["rating_mean"]) and med["rating_mean"] <= 2.5) or (
-        np.isfinite(med["nps_mean"]) and med["nps_mean"] <= 6
+        np.isfinite(med["nps_mean"]) and med["nps_mean"] <= NPS_DETRACTOR_MAX
     )
     # Unhappy in absolute terms (rating <= 2.5 or NPS detractor) and less happy than the
     # typical customer, so that a business whose every customer rates 2 gets no such name.

@@ -19,6 +19,7 @@ import pandas as pd
 from django.db import connection, transaction
 from django.utils import timezone
 
+from crm.metrics import nps_value
 from crm.models import Customer
 from segmentation import selectors
 from segmentation.feature_store import customer_features_store
@@ -582,7 +583,11 @@ def _segment_figures_write(
             if row is not None and row["rating_count"] > 0:
                 rating = float(row["rating_sum"] / row["rating_count"])
             if row is not None and row["nps_count"] > 0:
-                nps = float(100.0 * (row["promoters"] - row["detractors"]) / row["nps_count"])
+                nps = nps_value(
+                    promoters=int(row["promoters"]),
+                    detractors=int(row["detractors"]),
+                    answers=int(row["nps_count"]),
+                )
             snapshots.append(
                 SegmentSnapshot(
                     run=run,

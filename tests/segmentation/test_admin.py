@@ -1,6 +1,7 @@
 """The segmentation admin: runs with "Recluster now", the status line, segments, history."""
 
 import time
+from datetime import date
 
 import pytest
 from django.urls import reverse
@@ -47,6 +48,23 @@ def test_recluster_now_requests_a_run(
     assert run.status == SegmentationRun.Status.PENDING
     assert requested == [run.pk]
     assert f"Run #{run.pk} is queued" in response.content.decode()
+
+
+def test_recluster_as_of_a_past_day_records_the_day_on_the_run(staff_client, monkeypatch):
+    monkeypatch.setattr("segmentation.services.runs._run_enqueue", lambda run_id: None)
+
+    response = staff_client.post(reverse(RECLUSTER), {"as_of": "2011-12-09"}, follow=True)
+
+    run = SegmentationRun.objects.get()
+    assert run.as_of == date(2011, 12, 9)
+    assert f"Run #{run.pk} as of 09 Dec 2011 is queued" in response.content.decode()
+
+
+def test_recluster_as_of_a_future_day_is_refused_and_starts_nothing(staff_client):
+    response = staff_client.post(reverse(RECLUSTER), {"as_of": "2999-01-01"}, follow=True)
+
+    assert "cannot be in the future" in response.content.decode()
+    assert not SegmentationRun.objects.exists()
 
 
 def test_recluster_now_while_a_run_is_busy_says_it_was_skipped(staff_client, monkeypatch):

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 
 from crm.models import Customer
 from segmentation import services
-from segmentation.models import CustomerPrediction, SegmentationRun
+from segmentation.models import CustomerPrediction, Segment, SegmentationRun
 from tests.factories import CustomerFactory, SegmentFactory
 from tests.segmentation.shops import shop_build
 
@@ -73,7 +73,8 @@ def test_export_customers_writes_safe_csv_with_each_customer_segment(tmp_path):
 
     (row,) = list(csv.DictReader(out.open(encoding="utf-8")))
     assert (row["name"], row["segment"]) == ("'-rm -rf", "Loyal regulars")
-    # Predictions come after the segment; empty until a run has made them.
+    # The run's figures, then the predictions, come after the segment; empty until a run.
+    assert (row["as_of"], row["recency_days"], row["frequency"]) == ("", "", "")
     assert (row["p_alive"], row["expected_purchases_90d"], row["value_12m"]) == ("", "", "")
 
 
@@ -108,6 +109,12 @@ def test_recluster_as_of_the_end_of_the_cdnow_calibration_reproduces_the_papers_
     assert summary["method"] and summary["k"] >= 2
     assert sum(s["size"] for s in summary["segments"]) == 2357
     assert {"name", "kind", "size"} <= set(summary["segments"][0])
+    kinds = {s["kind"] for s in summary["segments"]}
+    assert kinds <= {*Segment.Behaviour.values, *Segment.Kind.values}, kinds
+    # Every candidate segmentation the engine weighed, with the one it kept.
+    assert summary["candidates"] and any(c.get("chosen") for c in summary["candidates"])
+    # As of 1997-09-30 the data is not stale: no warning.
+    assert summary["warnings"] == []
     fit = summary["predictions"]
     assert (fit["model"], fit["time_unit"]) == ("bgnbd+gamma-gamma", "weeks")
     assert fit["customers"] == 2357

@@ -89,6 +89,8 @@ class Command(BaseCommand):
             f"{run.n_prospects}, opted out {run.n_opted_out}, pinned {run.n_pinned}, "
             f"moved {run.n_moved}"
         )
+        for warning in run.warnings:
+            out(f"  Warning: {warning}")
         for segment in run.snapshots.select_related("segment").order_by("-size"):
             out(f"  {segment.size:>9}  {segment.segment.name}")
         for transition in selectors.segment_transitions(run=run)[:10]:
@@ -98,10 +100,16 @@ class Command(BaseCommand):
 
     def _summary_data(self, run: SegmentationRun) -> dict:
         segments = [
-            {"name": s.segment.name, "kind": s.segment.kind, "size": s.size}
+            {
+                "name": s.segment.name,
+                # What the segment's customers do (champions, at_risk, ...); special
+                # segments (prospects, opted out) have their kind instead.
+                "kind": s.segment.behaviour or s.segment.kind,
+                "size": s.size,
+            }
             for s in run.snapshots.select_related("segment").order_by("-size", "segment_id")
         ]
-        warnings = []
+        warnings = list(run.warnings)
         if run.confidence == SegmentationRun.Confidence.LOW:
             warnings.append(f"Segments of low confidence: {run.confidence_note}")
         if run.predictions.get("reason"):
@@ -114,6 +122,7 @@ class Command(BaseCommand):
             "as_of": run.as_of.isoformat() if run.as_of else None,
             "method": run.method,
             "k": run.k,
+            "candidates": run.candidates,
             "segments": segments,
             "warnings": warnings,
             "predictions": {k: run.predictions.get(k) for k in PREDICTION_KEYS},
