@@ -8,7 +8,7 @@ from rest_framework.settings import api_settings
 
 from crm.models import Customer, Feedback, Purchase
 from crm.services import CUSTOMER_EDITABLE_FIELDS
-from segmentation.models import Membership, Segment
+from segmentation.models import CustomerPrediction, Membership, Segment
 from segmentation.selectors import customer_membership
 
 # Ids in paths and bodies: larger ones cannot exist and would overflow the database driver.
@@ -201,3 +201,22 @@ class MembershipSerializer(serializers.ModelSerializer):
     class Meta:
         model = Membership
         fields = ["customer_id", "segment_id", "reason", "pinned"]
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    """A customer's prediction from the last run that could fit the purchase models."""
+
+    customer_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = CustomerPrediction
+        fields = [
+            "customer_id",
+            "as_of",
+            "p_alive",
+            "expected_purchases_30d",
+            "expected_purchases_90d",
+            "expected_purchases_365d",
+            "expected_order_value",
+            "value_12m",
+        ]

@@ -13,6 +13,7 @@ router.register("purchases", views.PurchaseViewSet, basename="purchase")
 router.register("feedback", views.FeedbackViewSet, basename="feedback")
 router.register("segments", views.SegmentViewSet, basename="segment")
 router.register("memberships", views.MembershipViewSet, basename="membership")
+router.register("predictions", views.PredictionViewSet, basename="prediction")
 
 app_name = "api"
 

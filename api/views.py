@@ -20,6 +20,7 @@ from api.serializers import (
     CustomerUpsertSerializer,
     FeedbackSerializer,
     MembershipSerializer,
+    PredictionSerializer,
     PurchaseBulkResultSerializer,
     PurchaseBulkSerializer,
     PurchaseSerializer,
@@ -28,7 +29,7 @@ from api.serializers import (
 )
 from crm import services as crm_services
 from crm.models import Customer, Purchase
-from segmentation.models import Membership, Segment
+from segmentation.models import CustomerPrediction, Membership, Segment
 
 audit = logging.getLogger("api.audit")
 
@@ -303,4 +304,26 @@ class MembershipViewSet(ApiView, mixins.ListModelMixin, viewsets.GenericViewSet)
         queryset = Membership.objects.all()
         if "segment" in filters.validated_data:
             queryset = queryset.filter(segment_id=filters.validated_data["segment"])
+        return queryset
+
+
+class PredictionFilterSerializer(serializers.Serializer):
+    customer = serializers.IntegerField(required=False, min_value=1, max_value=ID_MAX)
+
+
+@extend_schema_view(list=extend_schema(parameters=[PredictionFilterSerializer]))
+class PredictionViewSet(ApiView, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Predictions exist once a run had enough repeat customers to fit the models."""
+
+    serializer_class = PredictionSerializer
+    pagination_class = type(
+        "PredictionPagination", (IdCursorPagination,), {"ordering": "customer_id"}
+    )
+
+    def get_queryset(self):
+        filters = PredictionFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        queryset = CustomerPrediction.objects.all()
+        if "customer" in filters.validated_data:
+            queryset = queryset.filter(customer_id=filters.validated_data["customer"])
         return queryset

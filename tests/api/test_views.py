@@ -7,7 +7,12 @@ from rest_framework.test import APIClient
 
 from api.models import ApiToken
 from crm.models import Customer, Feedback, Purchase
-from tests.factories import CustomerFactory, PurchaseFactory, SegmentFactory
+from tests.factories import (
+    CustomerFactory,
+    CustomerPredictionFactory,
+    PurchaseFactory,
+    SegmentFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -276,3 +281,15 @@ def test_segments_and_memberships_are_read_only(api):
         {"customer_id": customer.pk, "segment_id": segment.pk, "reason": "", "pinned": False}
     ]
     assert api.post("/api/v1/segments/", {"name": "x"}, format="json").status_code == 405
+
+
+def test_predictions_are_read_per_customer_once_a_run_made_them(read_api):
+    prediction = CustomerPredictionFactory(p_alive=0.8, value_12m=120.0)
+    CustomerPredictionFactory()
+
+    response = read_api.get(f"/api/v1/predictions/?customer={prediction.customer_id}")
+
+    assert response.status_code == 200
+    (row,) = response.json()["results"]
+    assert row["customer_id"] == prediction.customer_id
+    assert (row["p_alive"], row["value_12m"]) == (0.8, 120.0)
