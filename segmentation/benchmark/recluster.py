@@ -27,6 +27,8 @@ PHASES = (
     "matching",
     "label_write",
     "history_write",
+    "feature_write",
+    "predictions",
 )
 RESULT_PREFIX = "BENCH-RESULT "
 
@@ -45,6 +47,19 @@ def segmentation_reset() -> None:
                     cur.execute(f"DELETE FROM {model._meta.db_table}")
 
 
+def _peak_rss_kb() -> int:
+    """This process's own peak memory. Linux's ru_maxrss is inherited across fork and exec,
+    so a child started by the bench would report its parent's peak; VmHWM starts afresh."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def recluster_once() -> dict:
     """Run one recluster in this process through the service; its figures as a dict."""
     process = psutil.Process()
@@ -54,7 +69,7 @@ def recluster_once() -> dict:
     segmentation_run_execute(run=run)
     wall = time.perf_counter() - started
     run.refresh_from_db()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = _peak_rss_kb()
     timings = {k: float(v) for k, v in (run.timings or {}).items() if isinstance(v, int | float)}
     return {
         "run_id": run.pk,
