@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from crm.models import Customer
-from segmentation import clv
+from segmentation import clv_words, prediction_selectors
 from segmentation import selectors as segment_selectors
 from segmentation.models import CustomerPrediction, Segment
 
@@ -16,7 +16,7 @@ NOT_YET = "Not enough data yet to say what this customer will do."
 def customer_prediction(*, customer: Customer) -> dict:
     """The customer's outlook in words and numbers, with what it rests on, or an honest
     "not enough data yet" with the reason the last run gave."""
-    prediction = segment_selectors.customer_prediction_get(customer_id=customer.pk)
+    prediction = prediction_selectors.customer_prediction_get(customer_id=customer.pk)
     if prediction is None:
         run = segment_selectors.run_latest()
         reason = (run.predictions or {}).get("reason", "") if run else ""
@@ -25,14 +25,14 @@ def customer_prediction(*, customer: Customer) -> dict:
         return {"words": NOT_YET, "basis": reason, "prediction": None}
     unit = settings.PREDICTIONS_TIME_UNIT_DAYS
     return {
-        "words": clv.prediction_words(
+        "words": clv_words.prediction_words(
             p_alive=prediction.p_alive,
             expected_purchases_90d=prediction.expected_purchases_90d,
             value_12m=prediction.value_12m,
             currency=settings.DEFAULT_CURRENCY,
             repeat_purchases=prediction.x,
         ),
-        "basis": clv.prediction_basis(
+        "basis": clv_words.prediction_basis(
             x=prediction.x, t_x=prediction.t_x, T=prediction.T, time_unit_days=unit
         ),
         "prediction": prediction,
@@ -46,11 +46,11 @@ def segment_prediction(*, segment: Segment) -> dict | None:
     key = f"segment-predictions:{segment.pk}:{run.pk if run else 0}"
     summary = cache.get(key)
     if summary is None:
-        summary = segment_selectors.segment_prediction_summary(segment=segment)
+        summary = prediction_selectors.segment_prediction_summary(segment=segment)
         cache.set(key, summary, SEGMENT_CACHE_SECONDS)
     return summary if summary["customers"] else None
 
 
 def slipping_away(*, limit: int) -> list[CustomerPrediction]:
     """Valuable customers slipping away, the most value at risk first."""
-    return list(segment_selectors.customers_slipping_away(limit=limit))
+    return list(prediction_selectors.customers_slipping_away(limit=limit))

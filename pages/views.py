@@ -24,6 +24,7 @@ from pages import dashboard as dash
 from pages import selectors as page_selectors
 from pages.predictions import customer_prediction, segment_prediction
 from pages.today import today_overview
+from segmentation import prediction_selectors
 from segmentation import selectors as segment_selectors
 from segmentation import services as segment_services
 from segmentation.filters import segment_members_filter
@@ -125,7 +126,7 @@ def dashboard(request):
         "scatter": dash.chart_recency_monetary(segments=segments, seed=run.pk if run else 0),
         "trends": dash.chart_trends(segments=segments),
         "transitions": dash.chart_transitions(run=run, segments=segments),
-        "predictions": segment_selectors.predictions_track_record(),
+        "predictions": prediction_selectors.predictions_track_record(),
     }
     kpis = dash.dashboard_kpis()
     return render(

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from segmentation import clustering, explain, features, matching, naming
+from segmentation import clustering, explain, features, matching, naming, refine
 from segmentation.features import RAW_COLUMNS, EngineRejected
 from segmentation.matching import PreviousSegment
 from segmentation.wording import distinctness_words, run_words
@@ -61,7 +61,7 @@ class EngineConfig:
     match_threshold: float = matching.MATCH_THRESHOLD
     # "standard" (mean, standard deviation) or "robust" (median, IQR): see features.
     scaling: str = "standard"
-    # Actionable splits after clustering (clustering.actionable_splits) and their rules.
+    # Actionable splits after clustering (refine.actionable_splits) and their rules.
     refine: bool = True
     new_days: float = 30
     silent_days: float = 180
@@ -245,7 +245,7 @@ def _segment_customers(
     }
 
     def split_count(rows: np.ndarray, sample_labels: np.ndarray) -> int:
-        return clustering.actionable_splits(
+        return refine.actionable_splits(
             x[rows],
             sample_labels,
             recency_days=plain["recency_days"].to_numpy()[rows],
@@ -285,7 +285,7 @@ def _segment_customers(
     notes += result.notes
     labels, k, hints = result.labels, result.k, {}
     if config.refine and result.group_names is None:
-        refined = clustering.actionable_splits(
+        refined = refine.actionable_splits(
             x,
             result.labels,
             recency_days=plain["recency_days"].to_numpy(),
@@ -317,8 +317,8 @@ def _segment_customers(
 
     report("naming_explanation", 70)
     frequency = feats.plain["frequency"].to_numpy()
-    rhythm = clustering.business_rhythm(
-        clustering.usual_gaps(
+    rhythm = refine.business_rhythm(
+        refine.usual_gaps(
             feats.plain["recency_days"].to_numpy(), feats.plain["tenure_days"].to_numpy(), frequency
         ),
         frequency,

@@ -210,7 +210,7 @@ def segment_profiles(
 ) -> list[SegmentProfile]:
     """One profile per label 0..k-1 with a unique name (RFM group names when given).
 
-    ``hints`` name groups split off by rule (clustering.actionable_splits): "new" or
+    ``hints`` name groups split off by rule (refine.actionable_splits): "new" or
     "lapsing". With ``rhythm`` (days), recency is scored against the business's own rhythm
     instead of against the other customers, so that "recent" means recent."""
     hints = hints or {}

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from segmentation import clv, selectors
+from segmentation import clv, prediction_selectors
 from segmentation.models import CustomerPrediction, SegmentationRun
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     unit = _time_unit_days()
     discount = float(getattr(settings, "PREDICTIONS_MONTHLY_DISCOUNT", 0.01))
     started = time.perf_counter()
-    daily = selectors.customer_daily_sales(as_of=as_of)
+    daily = prediction_selectors.customer_daily_sales(as_of=as_of)
     summary = clv.rfm_from_daily(daily, as_of=as_of, time_unit_days=unit)
     del daily
     repeat = int((summary["x"] > 0).sum())
@@ -111,20 +111,22 @@ def predictions_track_record_fill(*, today: date | None = None) -> int:
     really came in it: the dashboard sets them against what that run expected. Each run is
     counted once, the day after its window closes; returns how many were filled."""
     today = today or timezone.localdate()
-    window = timedelta(days=selectors.TRACK_RECORD_DAYS)
+    window = timedelta(days=prediction_selectors.TRACK_RECORD_DAYS)
     filled = 0
     pending = (
         SegmentationRun.objects.succeeded()
         .filter(predictions__status="ok", predictions__has_key="expected_purchases_30d_total")
         .exclude(predictions__has_key="actual_purchases_30d")
     )
-    for run in pending.order_by("-finished_at", "-id")[: selectors.TRACK_RECORD_RUNS * 3]:
+    for run in pending.order_by("-finished_at", "-id")[
+        : prediction_selectors.TRACK_RECORD_RUNS * 3
+    ]:
         as_of = date.fromisoformat(run.predictions["as_of"])
         if as_of + window > today:
             continue
         record = {
             **run.predictions,
-            "actual_purchases_30d": selectors.repeat_purchase_days(
+            "actual_purchases_30d": prediction_selectors.repeat_purchase_days(
                 after=as_of, until=as_of + window
             ),
         }

@@ -9,8 +9,7 @@ from datetime import time as dt_time
 import numpy as np
 import pandas as pd
 from django.db import connection, transaction
-from django.db.models import Count, F, FloatField, Q, QuerySet, Sum
-from django.db.models.functions import Cast, TruncDate
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from crm.metrics import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
@@ -18,7 +17,6 @@ from crm.models import Customer, Feedback, Purchase
 from segmentation.features import RAW_COLUMNS
 from segmentation.matching import PreviousSegment
 from segmentation.models import (
-    CustomerPrediction,
     Membership,
     Segment,
     SegmentationRun,
@@ -34,7 +32,6 @@ EXTRA_COLUMNS = ["nps_promoters", "nps_detractors"]
 _INT_COLUMNS = ("customer_id", "frequency", "rating_count", "nps_count", *EXTRA_COLUMNS)
 _DAY_SECONDS = 86_400.0
 # Less than even odds of still being a customer: "likely gone" on every page.
-LIKELY_GONE_BELOW = 0.5
 
 
 @dataclass
@@ -459,157 +456,6 @@ def day_start(day: date) -> datetime:
 def _day_end(day: date) -> datetime:
     """The first moment after ``day`` in the business's time zone."""
     return day_start(day + timedelta(days=1))
-
-
-def customer_daily_sales(*, as_of: date) -> pd.DataFrame:
-    """One row per profiled customer and day with a sale up to and including ``as_of``:
-    customer_id, day (the business's local date, datetime64[D]) and amount (float), sorted by
-    customer then day. One GROUP BY in the database. Refunds are left out: the purchase
-    models count transactions, and a refund is not one."""
-    tz = timezone.get_default_timezone()
-    rows = (
-        Purchase.objects.filter(
-            kind=Purchase.Kind.SALE,
-            purchased_at__lt=_day_end(as_of),
-            customer__is_archived=False,
-            customer__profiling_opt_out=False,
-        )
-        .annotate(day=TruncDate("purchased_at", tzinfo=tz))
-        .values("customer_id", "day")
-        .annotate(total=Cast(Sum("amount"), FloatField()))
-        .order_by("customer_id", "day")
-        .values_list("customer_id", "day", "total")
-    )
-    customers, days, amounts = [], [], []
-    for customer_id, day, amount in rows.iterator(chunk_size=20_000):
-        customers.append(customer_id)
-        days.append(day)
-        amounts.append(amount)
-    return pd.DataFrame(
-        {
-            "customer_id": np.array(customers, dtype=np.int64),
-            "day": np.array(days, dtype="datetime64[D]"),
-            "amount": np.array(amounts, dtype=np.float64),
-        }
-    )
-
-
-def customer_prediction_get(*, customer_id: int) -> CustomerPrediction | None:
-    """The customer's current prediction, if the last fit covered them."""
-    return CustomerPrediction.objects.filter(customer_id=customer_id).first()
-
-
-def segment_prediction_summary(*, segment: Segment) -> dict[str, float | int]:
-    """A segment's members' expected value over the next 12 months, how many of them have a
-    prediction, and how many are likely gone (less than even odds of still being customers)."""
-    figures = CustomerPrediction.objects.filter(customer__membership__segment=segment).aggregate(
-        customers=Count("pk"),
-        value_12m=Sum("value_12m"),
-        likely_gone=Count("pk", filter=Q(p_alive__lt=LIKELY_GONE_BELOW)),
-        expected_purchases_90d=Sum("expected_purchases_90d"),
-    )
-    return {
-        "customers": figures["customers"],
-        "value_12m": float(figures["value_12m"] or 0),
-        "likely_gone": figures["likely_gone"],
-        "expected_purchases_90d": float(figures["expected_purchases_90d"] or 0),
-    }
-
-
-def customers_slipping_away(*, limit: int = 20) -> QuerySet[CustomerPrediction]:
-    """Customers with the most value at risk first: what their next 12 months would be worth
-    if they are still customers, times the chance they are not (see CustomerPrediction)."""
-    return (
-        CustomerPrediction.objects.filter(value_at_risk__gt=0)
-        .select_related("customer")
-        .order_by("-value_at_risk", "customer_id")[:limit]
-    )
-
-
-def predictions_actual_vs_predicted(*, run: SegmentationRun) -> list[dict[str, float | str]]:
-    """For the dashboard chart: per number of repeat purchases up to the run's as-of date
-    (0..7+), how many customers, their mean expected purchases in the next 90 days and their
-    mean actual purchase days since the as-of date (0 until days have passed)."""
-    if not run.as_of:
-        return []
-    as_of = run.as_of
-    predicted = pd.DataFrame(
-        CustomerPrediction.objects.filter(run=run).values_list(
-            "customer_id", "x", "expected_purchases_90d"
-        ),
-        columns=["customer_id", "x", "expected"],
-    )
-    if predicted.empty:
-        return []
-    since = (
-        Purchase.objects.filter(
-            kind=Purchase.Kind.SALE,
-            purchased_at__gte=_day_end(as_of),
-            purchased_at__lt=_day_end(as_of + timedelta(days=90)),
-            customer__prediction__run=run,
-        )
-        .annotate(day=TruncDate("purchased_at", tzinfo=timezone.get_default_timezone()))
-        .values("customer_id")
-        .annotate(days=Count("day", distinct=True))
-        .values_list("customer_id", "days")
-    )
-    actual = dict(since)
-    predicted["actual"] = predicted["customer_id"].map(actual).fillna(0)
-    predicted["group"] = np.minimum(predicted["x"], 7)
-    rows = []
-    for group, part in predicted.groupby("group"):
-        rows.append(
-            {
-                "x": f"{group}+" if group == 7 else str(group),
-                "customers": len(part),
-                "predicted": float(part["expected"].mean()),
-                "actual": float(part["actual"].mean()),
-            }
-        )
-    return rows
-
-
-# How many runs the predictions' track record looks back over, and the window it checks.
-TRACK_RECORD_RUNS = 12
-TRACK_RECORD_DAYS = 30
-
-
-def repeat_purchase_days(*, after: date, until: date) -> int:
-    """Purchase days (a customer's sales on one local day count once, as in the model) in
-    (after, until], of customers who had bought by ``after``."""
-    return (
-        Purchase.objects.filter(
-            kind=Purchase.Kind.SALE,
-            purchased_at__gte=_day_end(after),
-            purchased_at__lt=_day_end(until),
-            customer__first_purchase_at__lt=_day_end(after),
-        )
-        .annotate(day=TruncDate("purchased_at", tzinfo=timezone.get_default_timezone()))
-        .values("customer_id", "day")
-        .distinct()
-        .count()
-    )
-
-
-def predictions_track_record(*, runs: int = TRACK_RECORD_RUNS) -> list[dict]:
-    """Predicted against actual repeat purchases, run by run: for each of the last runs whose
-    predictions were fitted, the purchases expected in the 30 days after its as-of day and,
-    once those days have passed, the purchase days that came (recorded on the run by
-    segmentation.predictions; None while the window is still open). No aggregate here."""
-    fitted = (
-        SegmentationRun.objects.succeeded()
-        .filter(predictions__status="ok", predictions__has_key="expected_purchases_30d_total")
-        .order_by("-finished_at", "-id")
-        .values_list("predictions", flat=True)[:runs]
-    )
-    return [
-        {
-            "as_of": record["as_of"],
-            "predicted": record["expected_purchases_30d_total"],
-            "actual": record.get("actual_purchases_30d"),
-        }
-        for record in reversed(list(fitted))
-    ]
 
 
 def run_owner_words(*, run: SegmentationRun | None) -> list[str]:

@@ -2,13 +2,13 @@
 write (label_write) and one customer's membership or one segment (memberships)."""
 
 from segmentation.services.common import SegmentationCheckFailed
-from segmentation.services.label_write import SPECIAL_SEGMENTS
 from segmentation.services.memberships import segment_pin, segment_unpin, segment_update
 from segmentation.services.runs import (
     segmentation_run_execute,
     segmentation_run_request,
     segmentation_runs_recover_stale,
 )
+from segmentation.services.segment_records import SPECIAL_SEGMENTS
 
 __all__ = [
     "SPECIAL_SEGMENTS",

@@ -27,7 +27,8 @@ from segmentation.features import EngineRejected
 from segmentation.models import SegmentationRun
 from segmentation.predictions import predictions_refresh
 from segmentation.services.common import RunAlreadyFinished, SegmentationCheckFailed, jsonable
-from segmentation.services.label_write import RunPlan, labels_write, temp_tables_drop
+from segmentation.services.label_write import labels_write, temp_tables_drop
+from segmentation.services.plan import RunPlan
 
 if TYPE_CHECKING:
     from segmentation.engine import EngineConfig, EngineResult

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from crm.models import Purchase
 from pages.today import today_overview
-from segmentation import clv, predictions, selectors
+from segmentation import clv_words, prediction_selectors, predictions, selectors
 from segmentation.models import SegmentationRun
 from tests.factories import (
     CustomerFactory,
@@ -114,7 +114,7 @@ def test_a_run_records_what_really_came_once_its_thirty_days_have_passed():
     # Two purchase days of a customer who had bought before the run; the newcomer and the
     # refund do not count, two purchases on one day count once.
     assert run.predictions["actual_purchases_30d"] == 2
-    assert selectors.predictions_track_record() == [
+    assert prediction_selectors.predictions_track_record() == [
         {"as_of": as_of.isoformat(), "predicted": 2.5, "actual": 2}
     ]
 
@@ -131,7 +131,7 @@ def test_a_run_whose_thirty_days_are_still_running_has_no_actual_figure_yet():
     SegmentationRunFactory(predictions={"status": "not_enough_data", "reason": "few"})
 
     assert predictions.predictions_track_record_fill() == 0
-    assert selectors.predictions_track_record() == [
+    assert prediction_selectors.predictions_track_record() == [
         {"as_of": as_of.isoformat(), "predicted": 4.0, "actual": None}
     ]
 
@@ -157,7 +157,7 @@ def test_the_dashboard_carries_the_track_record_for_its_chart(staff_client):
     ],
 )
 def test_what_a_prediction_rests_on_is_said_in_plain_words(x, t_x, T, expected):
-    assert clv.prediction_basis(x=x, t_x=t_x, T=T, time_unit_days=7) == expected
+    assert clv_words.prediction_basis(x=x, t_x=t_x, T=T, time_unit_days=7) == expected
 
 
 def test_a_failed_or_thin_run_keeps_the_track_record_of_earlier_runs():
@@ -167,4 +167,4 @@ def test_a_failed_or_thin_run_keeps_the_track_record_of_earlier_runs():
     )
     SegmentationRunFactory(status=SegmentationRun.Status.FAILED, predictions={})
 
-    assert [p["predicted"] for p in selectors.predictions_track_record()] == [1.0]
+    assert [p["predicted"] for p in prediction_selectors.predictions_track_record()] == [1.0]

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segmentation import clv
+from segmentation import clv, clv_holdout, clv_words
 
 CDNOW = Path(__file__).resolve().parent.parent / "fixtures" / "cdnow_sample_purchases.csv"
 CALIBRATION_END = date(1997, 9, 30)
@@ -169,7 +169,7 @@ def test_a_fit_at_its_bound_or_not_converged_is_not_trusted():
 
 
 def test_holdout_check_tracks_the_actual_repeat_purchases_of_cdnow(cdnow):
-    model, check = clv.holdout_check(
+    model, check = clv_holdout.holdout_check(
         cdnow, calibration_end=CALIBRATION_END, holdout_end=date(1998, 6, 30)
     )
     assert significant(model.r) == 0.243
@@ -186,7 +186,7 @@ def test_holdout_check_tracks_the_actual_repeat_purchases_of_cdnow(cdnow):
 
 
 def test_prediction_words_speak_plainly_with_the_currency_code():
-    words = clv.prediction_words(
+    words = clv_words.prediction_words(
         p_alive=0.95, expected_purchases_90d=2.2, value_12m=338.0, currency="EUR"
     )
     assert words == (
@@ -196,14 +196,14 @@ def test_prediction_words_speak_plainly_with_the_currency_code():
 
 
 def test_prediction_words_say_likely_gone_below_even_odds_and_nothing_expected():
-    words = clv.prediction_words(
+    words = clv_words.prediction_words(
         p_alive=0.3, expected_purchases_90d=0.05, value_12m=0.4, currency="USD"
     )
     assert words == (
         "Likely gone — no purchase expected in the next 90 days — little expected over the "
         "next year"
     )
-    perhaps = clv.prediction_words(
+    perhaps = clv_words.prediction_words(
         p_alive=0.55, expected_purchases_90d=0.5, value_12m=1234, currency="GBP"
     )
     assert perhaps == (
@@ -214,12 +214,12 @@ def test_prediction_words_say_likely_gone_below_even_odds_and_nothing_expected()
 
 def test_prediction_words_admit_when_there_is_not_enough_data():
     assert (
-        clv.prediction_words(
+        clv_words.prediction_words(
             p_alive=None, expected_purchases_90d=None, value_12m=None, currency="EUR"
         )
         == "Not enough data yet to say what this customer will do."
     )
-    once = clv.prediction_words(
+    once = clv_words.prediction_words(
         p_alive=1.0, expected_purchases_90d=0.3, value_12m=20, currency="EUR", repeat_purchases=0
     )
     assert once.startswith("Has bought once so far — perhaps one purchase")

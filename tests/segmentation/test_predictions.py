@@ -1,6 +1,6 @@
 """Customer predictions: the sales per local day, the refresh service and the page reads."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from crm.models import Customer, Purchase
-from segmentation import clv, predictions, selectors, services
+from segmentation import clv, prediction_selectors, predictions, selectors, services
 from segmentation.exports import PREDICTION_COLUMNS as prediction_columns
 from segmentation.models import CustomerPrediction, Membership, SegmentationRun
 from tests.factories import (
@@ -63,7 +63,7 @@ def test_daily_sales_group_a_customers_sales_by_the_businesss_local_day(db, sett
     PurchaseFactory(customer=customer, amount=Decimal("7"), purchased_at=at(2024, 3, 5, 22, 30))
     PurchaseFactory(customer=customer, amount=Decimal("8"), purchased_at=at(2024, 3, 5, 23, 30))
 
-    daily = selectors.customer_daily_sales(as_of=date(2024, 3, 5))
+    daily = prediction_selectors.customer_daily_sales(as_of=date(2024, 3, 5))
 
     assert daily["day"].astype(str).tolist() == ["2024-03-02", "2024-03-05"]
     assert daily["amount"].tolist() == [15.0, 7.0]
@@ -74,7 +74,7 @@ def test_daily_sales_leave_out_archived_and_opted_out_customers(db):
     PurchaseFactory(customer=CustomerFactory(is_archived=True))
     PurchaseFactory(customer=CustomerFactory(profiling_opt_out=True))
     kept = PurchaseFactory()
-    daily = selectors.customer_daily_sales(as_of=timezone.localdate())
+    daily = prediction_selectors.customer_daily_sales(as_of=timezone.localdate())
     assert daily["customer_id"].tolist() == [kept.customer_id]
 
 
@@ -181,7 +181,7 @@ def test_segment_summary_counts_its_members_likely_gone_and_their_expected_value
     Membership.objects.bulk_create(Membership(customer_id=c, segment=segment) for c in members)
     rows = CustomerPrediction.objects.filter(customer_id__in=members)
 
-    summary = selectors.segment_prediction_summary(segment=segment)
+    summary = prediction_selectors.segment_prediction_summary(segment=segment)
 
     assert summary["customers"] == 50
     assert summary["likely_gone"] == rows.filter(p_alive__lt=0.5).count() > 0
@@ -192,7 +192,7 @@ def test_customers_slipping_away_come_most_value_at_risk_first(
     predicted, django_assert_num_queries
 ):
     with django_assert_num_queries(1):
-        rows = list(selectors.customers_slipping_away(limit=5))
+        rows = list(prediction_selectors.customers_slipping_away(limit=5))
         names = [r.customer.name for r in rows]
     assert len(names) == 5
     risks = [r.value_at_risk for r in rows]
@@ -203,24 +203,8 @@ def test_customers_slipping_away_come_most_value_at_risk_first(
 
 def test_prediction_get_returns_the_customers_row_or_none(predicted):
     some = next(iter(predicted.values()))
-    assert selectors.customer_prediction_get(customer_id=some).customer_id == some
-    assert selectors.customer_prediction_get(customer_id=CustomerFactory().pk) is None
-
-
-def test_actual_vs_predicted_counts_purchase_days_in_the_90_days_after_the_as_of_date(predicted):
-    run = CustomerPrediction.objects.first().run
-    rows = selectors.predictions_actual_vs_predicted(run=run)
-    assert [r["x"] for r in rows] == ["0", "1", "2", "3", "4", "5", "6", "7+"]
-    assert sum(r["customers"] for r in rows) == len(predicted)
-    frame = pd.read_csv(CDNOW)
-    frame = frame[frame["customer_id"].isin(predicted)]
-    days = pd.to_datetime(frame["purchased_at"]).dt.date
-    after = frame[(days > AS_OF) & (days <= AS_OF + timedelta(days=90))]
-    actual = after.drop_duplicates(["customer_id", "purchased_at"]).shape[0]
-    assert sum(r["actual"] * r["customers"] for r in rows) == pytest.approx(actual)
-    assert sum(r["predicted"] * r["customers"] for r in rows) == pytest.approx(
-        sum(CustomerPrediction.objects.values_list("expected_purchases_90d", flat=True))
-    )
+    assert prediction_selectors.customer_prediction_get(customer_id=some).customer_id == some
+    assert prediction_selectors.customer_prediction_get(customer_id=CustomerFactory().pk) is None
 
 
 def test_export_columns_read_a_batch_of_customers_in_one_query(

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from segmentation import clustering
+from segmentation import refine
 from segmentation.engine import EngineConfig, run_words, segment_customers
 from tests.segmentation.realdata import (
     BEHAVIOURS,
@@ -90,7 +90,7 @@ def test_every_candidate_is_recorded_with_its_scores_and_one_is_chosen():
 def test_a_new_customer_never_shares_a_group_with_a_long_silent_one():
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     x = np.arange(16, dtype=float).reshape(8, 2)
-    refined = clustering.actionable_splits(
+    refined = refine.actionable_splits(
         x,
         labels,
         recency_days=np.array([5.0, 300, 250, 10, 3, 4, 6, 8]),
@@ -113,7 +113,7 @@ def test_a_top_spender_gone_quiet_leaves_an_active_group():
     # Customer 3 bought ten times, every 30 days, but not for 120 days.
     labels = np.array([0, 0, 0, 0, 1, 1])
     x = np.zeros((6, 2))
-    refined = clustering.actionable_splits(
+    refined = refine.actionable_splits(
         x,
         labels,
         recency_days=np.array([5.0, 8, 10, 120, 300, 320]),

@@ -20,7 +20,7 @@ from segmentation.models import (
     SegmentSnapshot,
     SegmentTransition,
 )
-from segmentation.services import label_write, runs
+from segmentation.services import label_write, plan, runs
 from tests.factories import CustomerFactory, PurchaseFactory, SegmentFactory
 from tests.segmentation.shops import labels, shop_build
 
@@ -434,11 +434,11 @@ def test_a_rerun_writes_exactly_what_changed_since_the_last_run(shop):
 def test_label_write_stand_ins_never_collide():
     """Special labels, segment stand-ins and the no-reason number are told apart: a staged
     label is "unchanged" only when its real segment and reason are."""
-    labels = {int(label) for label in label_write.Label}
-    slots = {int(slot) for slot in label_write.SegmentSlot}
-    assert len(labels) == len(label_write.Label) and max(labels) < 0
-    assert len(slots) == len(label_write.SegmentSlot) and max(slots) < 1  # real ids are > 0
-    assert label_write.NO_REASON < 0  # real reason numbers start at 0
+    labels = {int(label) for label in plan.Label}
+    slots = {int(slot) for slot in plan.SegmentSlot}
+    assert len(labels) == len(plan.Label) and max(labels) < 0
+    assert len(slots) == len(plan.SegmentSlot) and max(slots) < 1  # real ids are > 0
+    assert plan.NO_REASON < 0  # real reason numbers start at 0
 
 
 def test_a_run_silent_for_a_few_minutes_is_recovered_not_after_the_time_limit(db, monkeypatch):

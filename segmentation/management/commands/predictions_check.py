@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from segmentation import clv, selectors
+from segmentation import clv_holdout, prediction_selectors
 
 
 class Command(BaseCommand):
@@ -34,10 +34,10 @@ class Command(BaseCommand):
         if holdout_end <= calibration_end:
             raise CommandError("--holdout-end must come after --calibration-end.")
         unit = float(getattr(settings, "PREDICTIONS_TIME_UNIT_DAYS", 7.0))
-        daily = selectors.customer_daily_sales(as_of=holdout_end)
+        daily = prediction_selectors.customer_daily_sales(as_of=holdout_end)
         if daily.empty:
             raise CommandError("No sales up to the holdout end: import purchases first.")
-        model, check = clv.holdout_check(
+        model, check = clv_holdout.holdout_check(
             daily.rename(columns={"day": "date"}),
             calibration_end=calibration_end,
             holdout_end=holdout_end,
