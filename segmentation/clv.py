@@ -130,6 +130,33 @@ def rfm_from_daily(
     )
 
 
+def rfm_from_totals(
+    totals: pd.DataFrame, *, as_of: date, time_unit_days: float = 7.0
+) -> pd.DataFrame:
+    """``rfm_summary`` from per-customer totals already summed by day in the database:
+    columns customer_id, days (distinct purchase days), first_day, last_day, total (all
+    purchase days) and first_total (the first day's purchases)."""
+    first = totals["first_day"].to_numpy().astype("datetime64[D]")
+    last = totals["last_day"].to_numpy().astype("datetime64[D]")
+    x = totals["days"].to_numpy(dtype=np.int64) - 1
+    repeat_value = totals["total"].to_numpy(dtype=np.float64) - totals["first_total"].to_numpy(
+        dtype=np.float64
+    )
+    monetary = np.divide(repeat_value, x, out=np.zeros(len(x)), where=x > 0)
+    as_of_day = np.datetime64(as_of, "D")
+    return pd.DataFrame(
+        {
+            "x": x,
+            "t_x": (last - first).astype(np.int64) / time_unit_days,
+            "T": (as_of_day - first).astype(np.int64) / time_unit_days,
+            "monetary": monetary,
+            "first_day": first,
+            "last_day": last,
+        },
+        index=pd.Index(totals["customer_id"].to_numpy(np.int64), name="customer_id"),
+    )
+
+
 def _unique_rows(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """The distinct rows of the given columns and how many times each occurs."""
     # A hash group-by: np.unique(axis=0) sorts the rows and takes 20x longer at 1M rows.

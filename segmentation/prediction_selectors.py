@@ -5,11 +5,12 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+from django.db import connection
 from django.db.models import Count, FloatField, Q, QuerySet, Sum
 from django.db.models.functions import Cast, TruncDate
 from django.utils import timezone
 
-from crm.models import Purchase
+from crm.models import Customer, Purchase
 from segmentation.models import CustomerPrediction, Segment, SegmentationRun
 from segmentation.selectors import _day_end
 
@@ -48,6 +49,51 @@ def customer_daily_sales(*, as_of: date) -> pd.DataFrame:
             "amount": np.array(amounts, dtype=np.float64),
         }
     )
+
+
+def customer_purchase_totals(*, as_of: date) -> pd.DataFrame:
+    """Per profiled customer with a sale up to and including ``as_of``: the number of days
+    with a purchase (the business's local days), the first and last of them, the total of
+    all of them and of the first one — what the purchase models need, summed in the
+    database (one row per customer, not per purchase day, comes back). Refunds are left
+    out: the models count transactions, and a refund is not one."""
+    tz = timezone.get_current_timezone_name()
+    if connection.vendor == "postgresql":
+        day = "(p.purchased_at AT TIME ZONE %s)::date"
+        amount = "SUM(p.amount)::float8"
+    else:
+        # Django's own SQLite function behind TruncDate: the local date of a UTC timestamp.
+        day = "django_datetime_cast_date(p.purchased_at, %s, 'UTC')"
+        amount = "CAST(SUM(p.amount) AS REAL)"
+    false = "FALSE" if connection.vendor == "postgresql" else "0"
+    sql = f"""
+        SELECT customer_id, COUNT(*), MIN(day), MAX(day), SUM(total),
+               SUM(CASE WHEN day = first_day THEN total ELSE 0 END)
+        FROM (
+            SELECT customer_id, day, total,
+                   MIN(day) OVER (PARTITION BY customer_id) AS first_day
+            FROM (
+                SELECT p.customer_id, {day} AS day, {amount} AS total
+                FROM {Purchase._meta.db_table} p
+                JOIN {Customer._meta.db_table} c ON c.id = p.customer_id
+                WHERE p.kind = %s AND p.purchased_at < %s
+                  AND c.is_archived = {false} AND c.profiling_opt_out = {false}
+                GROUP BY 1, 2
+            ) d
+        ) w
+        GROUP BY customer_id
+        ORDER BY customer_id
+    """
+    # Adapted as the ORM would: SQLite compares the stored text form of the timestamps.
+    params = [tz, Purchase.Kind.SALE, connection.ops.adapt_datetimefield_value(_day_end(as_of))]
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+    columns = ["customer_id", "days", "first_day", "last_day", "total", "first_total"]
+    frame = pd.DataFrame(rows, columns=columns)
+    for column in ("first_day", "last_day"):
+        frame[column] = pd.to_datetime(frame[column]).to_numpy().astype("datetime64[D]")
+    return frame
 
 
 def customer_prediction_get(*, customer_id: int) -> CustomerPrediction | None:

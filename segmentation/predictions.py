@@ -55,9 +55,9 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     unit = _time_unit_days()
     discount = float(getattr(settings, "PREDICTIONS_MONTHLY_DISCOUNT", 0.01))
     started = time.perf_counter()
-    daily = prediction_selectors.customer_daily_sales(as_of=as_of)
-    summary = clv.rfm_from_daily(daily, as_of=as_of, time_unit_days=unit)
-    del daily
+    totals = prediction_selectors.customer_purchase_totals(as_of=as_of)
+    summary = clv.rfm_from_totals(totals, as_of=as_of, time_unit_days=unit)
+    del totals
     repeat = int((summary["x"] > 0).sum())
     record: dict = {
         "model": MODEL,

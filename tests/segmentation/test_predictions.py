@@ -1,6 +1,6 @@
 """Customer predictions: the sales per local day, the refresh service and the page reads."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -266,3 +266,33 @@ def test_a_failing_prediction_keeps_the_new_segments_and_says_why(monkeypatch):
     assert run.status == SegmentationRun.Status.SUCCEEDED
     assert run.predictions["status"] == "failed"
     assert "previous ones are kept" in run.predictions["reason"]
+
+
+def test_purchase_totals_summed_in_the_database_give_the_same_summary_as_the_daily_sales(db):
+    as_of = timezone.localdate()
+    for _ in range(3):
+        customer = CustomerFactory()
+        for days_ago, amount in ((40, "10"), (40, "5"), (12, "30"), (3, "7.5")):
+            PurchaseFactory(
+                customer=customer,
+                amount=Decimal(amount),
+                purchased_at=timezone.now() - timedelta(days=days_ago),
+            )
+    PurchaseFactory(customer=customer, amount=Decimal("99"), kind="refund")
+    # Just after the as-of day: never counted.
+    PurchaseFactory(
+        customer=customer,
+        amount=Decimal("50"),
+        purchased_at=selectors.day_start(as_of + timedelta(days=1)),
+    )
+
+    by_totals = clv.rfm_from_totals(
+        prediction_selectors.customer_purchase_totals(as_of=as_of), as_of=as_of
+    )
+    by_days = clv.rfm_from_daily(
+        prediction_selectors.customer_daily_sales(as_of=as_of), as_of=as_of
+    )
+
+    pd.testing.assert_frame_equal(by_totals, by_days, check_dtype=False)
+    assert by_totals["x"].tolist() == [2, 2, 2]
+    assert by_totals["monetary"].tolist() == pytest.approx([18.75] * 3)
