@@ -6,7 +6,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 
-def client_ip(request: HttpRequest) -> str:
+def client_ip(request: HttpRequest) -> str | None:
     """The address the request came from, as far as this server can trust it.
 
     With CLIENT_IP_HEADER set (e.g. HTTP_X_FORWARDED_FOR behind one reverse proxy), the
@@ -18,7 +18,9 @@ def client_ip(request: HttpRequest) -> str:
         candidate = request.META.get(header, "").split(",")[-1].strip()
         if _is_address(candidate):
             return candidate
-    return request.META.get("REMOTE_ADDR") or "unknown"
+    # None when there is no connection to speak of (a request built in code): an address
+    # column (PostgreSQL's inet) takes no placeholder text.
+    return request.META.get("REMOTE_ADDR") or None
 
 
 def _is_address(value: str) -> bool:

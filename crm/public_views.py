@@ -85,7 +85,7 @@ def feedback_submit(request: HttpRequest, token: str) -> HttpResponse:
     """Show the feedback form of a link and store one submission from it."""
     ip_limit, ip_window = _rate("FEEDBACK_LINK_RATE_PER_IP", (30, 600))
     if rate_limit_exceeded(
-        key=f"ip:{client_ip(request)}", limit=ip_limit, window_seconds=ip_window
+        key=f"ip:{client_ip(request) or 'unknown'}", limit=ip_limit, window_seconds=ip_window
     ):
         return _error(request, status=429, message="Too many attempts. Please try again later.")
     try:
