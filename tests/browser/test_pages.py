@@ -12,7 +12,7 @@ from crm.feedback_link import feedback_link_url
 from crm.models import Customer, Feedback
 from offers.models import OfferResponse
 from offers.services import offer_holds_out
-from tests.factories import UserFactory
+from tests.factories import CustomerPredictionFactory, SegmentationRunFactory, UserFactory
 from tests.pages_data import shop_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -233,3 +233,33 @@ def test_the_pages_fit_a_phone_screen(browser, live_server, owner):
             _shot(page, name)
     finally:
         context.close()
+
+
+def test_the_owner_sees_the_predictions_in_words_and_a_chart(page, live_server, owner):
+    shop = shop_create(customers=10)
+    CustomerPredictionFactory(customer=shop.regular, p_alive=0.3, value_12m=300.0)
+    SegmentationRunFactory(
+        predictions={
+            "status": "ok",
+            "as_of": "2026-01-01",
+            "expected_purchases_30d_total": 8.0,
+            "actual_purchases_30d": 7,
+        }
+    )
+
+    _log_in(page, live_server)
+    slipping = page.locator("#today-slipping").inner_text()
+    assert "Rita Regular" in slipping
+    assert "70% chance they have already gone" in slipping
+
+    page.goto(f"{live_server.url}{reverse('pages:customer_detail', args=[shop.regular.pk])}")
+    outlook = page.locator("#outlook").inner_text()
+    assert "Likely gone" in outlook
+    assert "over the next year" in outlook
+    _shot(page, "06-customer-outlook")
+
+    page.goto(f"{live_server.url}{reverse('pages:dashboard')}")
+    page.wait_for_selector("#chart-predictions")
+    charts = {c["id"]: c for c in page.evaluate(CHARTS_DRAWN)}
+    assert charts["chart-predictions"]["points"] == 2  # predicted and actual, one run
+    assert charts["chart-predictions"]["painted"] > 500
