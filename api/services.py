@@ -142,8 +142,8 @@ def purchases_write(*, items: list[dict[str, Any]]) -> list[PurchaseWritten]:
     existing: dict[tuple[str, str], Purchase] = {}
     for source, values in _by_source(order_keys).items():
         for start in range(0, len(values), _BATCH):
-            for p in Purchase.objects.filter(
-                external_source=source, external_order_id__in=values[start : start + _BATCH]
+            for p in Purchase.objects.with_order_ids(
+                source=source, order_ids=values[start : start + _BATCH]
             ):
                 existing[(p.external_source, p.external_order_id)] = p
 

@@ -146,6 +146,14 @@ class PurchaseQuerySet(models.QuerySet):
     def sales(self):
         return self.filter(kind=Purchase.Kind.SALE)
 
+    def with_order_ids(self, *, source: str, order_ids: list[str]):
+        """The purchases of these shop order ids. The condition of the partial unique index
+        (purchase_external_order_unique) is repeated: without it PostgreSQL does not use
+        that index for a long IN list and scans every purchase, batch after batch."""
+        return self.filter(external_source=source, external_order_id__in=order_ids).exclude(
+            external_order_id=""
+        )
+
 
 class Purchase(models.Model):
     class Kind(models.TextChoices):

@@ -294,8 +294,8 @@ def _missing_customers_create(
 def _purchases_by_order_id(order_ids: list[str], *, source: str) -> dict[str, Purchase]:
     existing: dict[str, Purchase] = {}
     for start in range(0, len(order_ids), BATCH_SIZE):
-        for purchase in Purchase.objects.filter(
-            external_source=source, external_order_id__in=order_ids[start : start + BATCH_SIZE]
+        for purchase in Purchase.objects.with_order_ids(
+            source=source, order_ids=order_ids[start : start + BATCH_SIZE]
         ):
             existing[purchase.external_order_id] = purchase
     return existing

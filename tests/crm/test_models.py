@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from crm.models import Customer, Feedback, Purchase
 from segmentation.models import Membership, SegmentMembershipChange
-from tests.factories import CustomerFactory, SegmentFactory
+from tests.factories import CustomerFactory, PurchaseFactory, SegmentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -71,3 +71,15 @@ def test_deleting_a_customer_deletes_their_membership_and_segment_history():
     customer.delete()
     assert not Membership.objects.exists()
     assert not SegmentMembershipChange.objects.exists()
+
+
+@pytest.mark.django_db
+def test_purchases_are_found_by_their_shop_order_ids_never_by_a_blank_one():
+    customer = CustomerFactory()
+    shop_order = PurchaseFactory(customer=customer, external_source="shop", external_order_id="A1")
+    PurchaseFactory(customer=customer, external_source="shop", external_order_id="")
+    PurchaseFactory(customer=customer, external_source="other", external_order_id="A1")
+
+    found = Purchase.objects.with_order_ids(source="shop", order_ids=["A1", ""])
+
+    assert list(found) == [shop_order]
