@@ -12,6 +12,9 @@ admin.site.site_url = "/"
 # The customer list has many columns; the app list is one click away on the admin home.
 admin.site.enable_nav_sidebar = False
 
+# A failing disk or database shows a maintenance page (503), not a crash.
+handler500 = "config.errors.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     # For a monitor: no login, no data (config.health).
