@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from crm.cache import pages_cache_changed
 from crm.models import Customer, Feedback, Purchase, Tag
+from crm.search import SEARCHED_FIELDS
 from crm.signals import CUSTOMERS_ALL, customer_stats_refreshed
 
 _ID_BATCH = 500
@@ -140,6 +141,30 @@ CUSTOMER_EDITABLE_FIELDS = frozenset(
 )
 
 
+def customers_search_text_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
+    """Recompute Customer.search_text (for writers that insert raw rows). Returns the count.
+
+    Side effect: updates search_text of the customers given (everyone with no ids), in batches.
+    """
+    rows = Customer.objects.order_by("pk").only("name", "email", "phone", "search_text")
+    if customer_ids is not None:
+        rows = rows.filter(pk__in=list(customer_ids))
+    changed: list[Customer] = []
+    count = 0
+    for customer in rows.iterator(chunk_size=_ID_BATCH * 4):
+        before = customer.search_text
+        customer.search_text_set()
+        if customer.search_text != before:
+            changed.append(customer)
+            count += 1
+        if len(changed) >= _ID_BATCH:
+            Customer.objects.bulk_update(changed, ["search_text"])
+            changed.clear()
+    if changed:
+        Customer.objects.bulk_update(changed, ["search_text"])
+    return count
+
+
 def _customer_check_email(*, email: str, exclude_pk: int | None = None) -> None:
     if not email:
         return
@@ -161,6 +186,7 @@ def customer_create(*, tag_names: Iterable[str] = (), **fields) -> Customer:
     if unknown:
         raise ValidationError(f"Unknown customer field(s): {', '.join(sorted(unknown))}.")
     customer = Customer(**fields)
+    customer.search_text_set()
     _customer_check_email(email=customer.email)
     customer.full_clean()
     customer.save()
@@ -182,9 +208,13 @@ def customer_update(*, customer: Customer, **fields) -> Customer:
         raise ValidationError(f"Unknown customer field(s): {', '.join(sorted(unknown))}.")
     for name, value in fields.items():
         setattr(customer, name, value)
+    changed = [*fields, "updated_at"]
+    if SEARCHED_FIELDS & set(fields):
+        customer.search_text_set()
+        changed.append("search_text")
     _customer_check_email(email=customer.email, exclude_pk=customer.pk)
     customer.full_clean()
-    customer.save(update_fields=[*fields, "updated_at"])
+    customer.save(update_fields=changed)
     pages_cache_changed()
     return customer
 

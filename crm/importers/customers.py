@@ -20,6 +20,7 @@ from crm.importers.report import (
 )
 from crm.importers.values import CellError
 from crm.models import Customer, Tag
+from crm.search import SEARCHED_FIELDS
 
 BATCH_SIZE = 1000
 # bulk_update writes one CASE WHEN per row and field: small batches keep it linear.
@@ -211,6 +212,8 @@ def _match_customers(records: list[_CustomerRecord], report: ImportReport) -> No
 
 def _write_customers(records: list[_CustomerRecord], report: ImportReport) -> None:
     new = [Customer(**r.fields) for r in records if r.instance is None]
+    for customer in new:
+        customer.search_text_set()
     changed: list[Customer] = []
     update_fields: set[str] = set()
     for record in records:
@@ -220,6 +223,9 @@ def _write_customers(records: list[_CustomerRecord], report: ImportReport) -> No
                 continue
             record.instance.updated_at = timezone.now()  # bulk_update skips auto_now
             update_fields.update(record.fields)
+            if SEARCHED_FIELDS & set(record.fields):
+                record.instance.search_text_set()
+                update_fields.add("search_text")
             changed.append(record.instance)
     created = Customer.objects.bulk_create(new, batch_size=BATCH_SIZE)
     if changed and update_fields:
