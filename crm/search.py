@@ -5,9 +5,8 @@ import unicodedata
 
 # The Customer fields search_text is made of: a writer that changes one recomputes it.
 SEARCHED_FIELDS = frozenset({"name", "email", "phone"})
-# A phone is matched on its last digits: enough to tell people apart, few enough that a
-# number typed without its country code (or with a national trunk "0") still matches.
-PHONE_MATCH_MIN_DIGITS = 7
+# A phone is matched on its last digits: enough to tell people apart (7+ typed), few enough
+# that a number typed with or without its country code (or a national trunk "0") matches.
 PHONE_MATCH_MAX_DIGITS = 10
 # Separates the name, e-mail and phone parts so that a term never matches across two of them.
 _SEPARATOR = "|"
@@ -31,11 +30,11 @@ def customer_search_text(*, name: str, email: str, phone: str) -> str:
 
 
 def search_needle(term: str) -> str:
-    """The substring to look for in search_text: the last digits of a phone-like term
-    (7 or more digits), else the folded term. "" when there is nothing to search."""
+    """The substring to look for in search_text: the digits of a phone-like term (its last
+    10 at most, so a country code or trunk "0" typed or not still matches), else the folded
+    term. "" when there is nothing to search."""
     term = term.strip()
-    if _PHONE_TERM.fullmatch(term):
-        digits = phone_digits(term)
-        if len(digits) >= PHONE_MATCH_MIN_DIGITS:
-            return digits[-PHONE_MATCH_MAX_DIGITS:]
+    if _PHONE_TERM.fullmatch(term) and (digits := phone_digits(term)):
+        # Spaces, "+", dashes and brackets are how the number was written, not the number.
+        return digits[-PHONE_MATCH_MAX_DIGITS:]
     return text_folded(term)
