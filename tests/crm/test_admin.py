@@ -417,6 +417,33 @@ def test_admin_import_of_only_valid_rows_when_ticked(staff_client):
     assert list(Customer.objects.values_list("email", flat=True)) == ["ann@example.com"]
 
 
+def test_admin_import_of_only_valid_rows_chosen_on_the_preview(staff_client):
+    preview = _upload(staff_client, "email,age\nann@example.com,34\nbob@example.com,forty\n")
+    assert 'name="only_valid"' in preview.content.decode()
+    token = preview.context["stored"]["token"]
+
+    done = staff_client.post(
+        reverse("admin:crm_customer_import_confirm", args=[token]), {"only_valid": "1"}
+    )
+
+    assert done.status_code == 302
+    assert list(Customer.objects.values_list("email", flat=True)) == ["ann@example.com"]
+
+
+def test_admin_import_preview_keeps_each_value_in_its_column_after_a_blank_cell(staff_client):
+    preview = _upload(
+        staff_client,
+        "email,name,city,country\nann@example.com,,Leeds,UK\nbob@example.com,Bob,,France\n",
+    )
+
+    columns = preview.context["preview_columns"]
+    rows = [dict(zip(columns, row, strict=True)) for row in preview.context["preview_rows"]]
+    assert (rows[0]["name"], rows[0]["city"], rows[0]["country"]) == ("", "Leeds", "UK")
+    assert (rows[1]["name"], rows[1]["city"], rows[1]["country"]) == ("Bob", "", "France")
+    html = preview.content.decode()
+    assert "<td>Leeds</td><td>UK</td>" in html.replace("\n", "")
+
+
 def test_admin_import_token_of_another_session_is_refused(staff_client, alice):
     preview = _upload(staff_client, "email\nann@example.com\n")
     token = preview.context["stored"]["token"]
