@@ -5,8 +5,8 @@ from decimal import Decimal
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
-from crm.models import Customer, Purchase
-from crm.services import FEEDBACK_COMMENT_MAX
+from crm.models import Activity, Customer, Purchase
+from crm.services import ACTIVITY_SUMMARY_MAX, FEEDBACK_COMMENT_MAX
 
 
 class FeedbackForm(forms.Form):
@@ -107,3 +107,22 @@ class SaleForm(forms.Form):
     channel = forms.ChoiceField(
         label="Channel", choices=[("", "—"), *Purchase.Channel.choices], required=False
     )
+
+
+class ActivityForm(forms.Form):
+    """A call, an e-mail or a note logged against a customer (crm.services.activity_log)."""
+
+    kind = forms.ChoiceField(label="What", choices=Activity.Kind.choices)
+    summary = forms.CharField(
+        label="Notes",
+        required=False,
+        max_length=ACTIVITY_SUMMARY_MAX,
+        widget=forms.Textarea(attrs={"rows": 2, "maxlength": ACTIVITY_SUMMARY_MAX}),
+    )
+
+
+class FollowUpForm(forms.Form):
+    """A day to get back to a customer (crm.services.followup_create)."""
+
+    due_on = forms.DateField(label="Follow up on", widget=DateInput())
+    note = forms.CharField(label="About", max_length=500, required=False)

@@ -17,6 +17,26 @@ urlpatterns = [
     path("customers/<int:pk>/edit/", views.customer_edit, name="customer_edit"),
     path("customers/<int:pk>/sales/", views.customer_sale_record, name="customer_sale_record"),
     path(
+        "customers/<int:pk>/activities/",
+        views.customer_activity_log,
+        name="customer_activity_log",
+    ),
+    path(
+        "customers/<int:pk>/follow-ups/",
+        views.customer_followup_create,
+        name="customer_followup_create",
+    ),
+    path(
+        "customers/<int:pk>/follow-ups/<int:follow_up_pk>/done/",
+        views.followup_done,
+        name="followup_done",
+    ),
+    path(
+        "customers/<int:pk>/follow-ups/<int:follow_up_pk>/snooze/",
+        views.followup_snooze_view,
+        name="followup_snooze",
+    ),
+    path(
         "customers/<int:pk>/offers/<int:offer_pk>/",
         views.customer_offer_record,
         name="customer_offer_record",

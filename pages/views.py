@@ -17,14 +17,25 @@ from django_tables2.paginators import LazyPaginator
 
 from crm.exports import csv_lines, customer_rows
 from crm.feedback_link import feedback_link_url
-from crm.forms import CUSTOMER_FORM_FIELDS, CustomerForm, FeedbackForm, SaleForm
-from crm.models import Customer, Feedback
+from crm.forms import (
+    CUSTOMER_FORM_FIELDS,
+    ActivityForm,
+    CustomerForm,
+    FeedbackForm,
+    FollowUpForm,
+    SaleForm,
+)
+from crm.models import Customer, Feedback, FollowUp
 from crm.services import (
+    activity_log,
     customer_create,
     customer_update,
     customers_tag,
     feedback_mark_answered,
     feedback_submit,
+    followup_create,
+    followup_mark_done,
+    followup_snooze,
     purchase_record,
 )
 from offers import selectors as offer_selectors
@@ -56,6 +67,13 @@ def _error_text(error: ValidationError) -> str:
 def today(request):
     overview = today_overview()
     sections = [
+        {
+            "kind": "follow_up",
+            "title": "Follow-ups due",
+            "hint": "The days you set to get back to someone: today's and the ones waiting.",
+            "items": overview.follow_ups,
+            "empty": "No follow-up due today.",
+        },
         {
             "kind": "overdue",
             "title": "Overdue by their own rhythm",
@@ -97,7 +115,12 @@ def today(request):
     return render(
         request,
         "pages/today.html",
-        {"overview": overview, "sections": sections, "now": timezone.now()},
+        {
+            "overview": overview,
+            "sections": sections,
+            "now": timezone.now(),
+            "activity_kinds": ActivityForm.base_fields["kind"].choices,
+        },
     )
 
 
@@ -280,6 +303,10 @@ def _customer_page(
             "edit_form": edit_form or CustomerForm(instance=customer, with_tags=False),
             "edit_open": edit_form is not None,
             "sale_form": sale_form or SaleForm(),
+            "activity_form": ActivityForm(),
+            "followup_form": FollowUpForm(),
+            "follow_ups": page.follow_ups,
+            "timeline": page.timeline,
             "pin_form": SegmentPinForm(
                 initial={"segment": page.membership.segment_id if page.membership else None}
             ),
@@ -350,6 +377,79 @@ def _day_noon(day):
     if day is None or day == timezone.localdate():
         return None
     return timezone.make_aware(datetime.combine(day, time(12)))
+
+
+@require_POST
+def customer_activity_log(request, pk: int):
+    """Log a call, an e-mail or a note; from the customer page or Today ("Get in touch")."""
+    customer = _customer_get(pk)
+    form = ActivityForm(request.POST)
+    back = _next_url(request, f"{customer.get_absolute_url()}#activities")
+    if not form.is_valid():
+        messages.error(request, "Choose a call, an e-mail or a note.")
+        return redirect(back)
+    try:
+        activity = activity_log(
+            customer=customer,
+            kind=form.cleaned_data["kind"],
+            summary=form.cleaned_data["summary"],
+            user=request.user,
+        )
+    except ValidationError as error:
+        messages.error(request, _error_text(error))
+    else:
+        messages.success(request, f"{activity.get_kind_display()} with {customer} logged.")
+    return redirect(back)
+
+
+@require_POST
+def customer_followup_create(request, pk: int):
+    customer = _customer_get(pk)
+    form = FollowUpForm(request.POST)
+    back = f"{customer.get_absolute_url()}#follow-ups"
+    if not form.is_valid():
+        messages.error(request, "Give the day to follow up on.")
+        return redirect(back)
+    try:
+        follow_up = followup_create(
+            customer=customer,
+            due_on=form.cleaned_data["due_on"],
+            note=form.cleaned_data["note"],
+            user=request.user,
+        )
+    except ValidationError as error:
+        messages.error(request, _error_text(error))
+    else:
+        messages.success(request, f"Follow-up with {customer} set for {follow_up.due_on:%d %b}.")
+    return redirect(back)
+
+
+def _followup_get(pk: int, follow_up_pk: int) -> FollowUp:
+    return get_object_or_404(
+        FollowUp.objects.select_related("customer"), pk=follow_up_pk, customer_id=pk
+    )
+
+
+@require_POST
+def followup_done(request, pk: int, follow_up_pk: int):
+    follow_up = followup_mark_done(follow_up=_followup_get(pk, follow_up_pk))
+    messages.success(request, f"Follow-up with {follow_up.customer} done.")
+    return redirect(_next_url(request, f"{follow_up.customer.get_absolute_url()}#follow-ups"))
+
+
+@require_POST
+def followup_snooze_view(request, pk: int, follow_up_pk: int):
+    follow_up = _followup_get(pk, follow_up_pk)
+    days = request.POST.get("days", "")
+    try:
+        follow_up = followup_snooze(follow_up=follow_up, days=int(days) if days.isdigit() else 0)
+    except ValidationError as error:
+        messages.error(request, _error_text(error))
+    else:
+        messages.success(
+            request, f"Follow-up with {follow_up.customer} moved to {follow_up.due_on:%d %b}."
+        )
+    return redirect(_next_url(request, f"{follow_up.customer.get_absolute_url()}#follow-ups"))
 
 
 @require_POST
