@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -221,3 +222,11 @@ def test_recording_a_sale_refuses_a_zero_amount(staff_client):
 def test_the_top_navigation_leads_to_the_customer_list(staff_client):
     html = staff_client.get(reverse(LIST)).content.decode()
     assert f'href="{reverse(LIST)}" aria-current="page">Customers' in html
+
+
+def test_the_total_spent_header_shows_a_downward_arrow_when_highest_come_first(staff_client):
+    CustomerFactory()
+    html = staff_client.get(reverse(LIST)).content.decode()
+    th = re.search(r'<th class="([^"]*)"[^>]*>\s*<a [^>]*>Total spent', html)
+    # The declared descending order read "ascending" (highest first): app.css draws it ▼.
+    assert {"desc-first", "asc"} <= set(th.group(1).split())
