@@ -185,6 +185,8 @@ def purchases_write(*, items: list[dict[str, Any]]) -> list[PurchaseWritten]:
 
     created = list({id(c): c for c in new_customers.values()}.values())
     if created and not errors:
+        for customer in created:
+            customer.search_text_set()
         Customer.objects.bulk_create(created, batch_size=_BATCH)
 
     results: list[PurchaseWritten | None] = []

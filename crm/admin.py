@@ -225,7 +225,7 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
     # switches the search box on.
     search_fields = ("name",)
     search_help_text = (
-        "Start of a name, an e-mail (with @) or a phone number; an external id exactly."
+        "Any part of a name or an e-mail, a phone number by its digits; an external id exactly."
     )
     # Apps above crm extend this admin (segmentation adds the segment, its history and the
     # pin actions) by subclassing it and registering the subclass instead.
@@ -306,6 +306,11 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
     def timeline(self, obj):
         entries = selectors.customer_timeline(customer=obj)
         return render_to_string("admin/crm/customer/timeline.html", {"entries": entries})
+
+    def save_model(self, request, obj, form, change):
+        # The admin form writes the row itself: keep the search column in step (crm.search).
+        obj.search_text_set()
+        super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change):
         """Inline purchases were added, changed or deleted: refresh the stored statistics."""

@@ -84,6 +84,9 @@ class CsvImportMixin:
         )
 
     def _import_context(self, request, **extra):
+        report = extra.get("report")
+        if report is not None:
+            extra["preview_columns"], extra["preview_rows"] = report.preview_table()
         return {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -141,6 +144,10 @@ class CsvImportMixin:
             request.session.pop(key, None)
             messages.info(request, "Import cancelled; nothing was written.")
             return HttpResponseRedirect(changelist)
+        if "only_valid" in request.POST:
+            # Chosen on the preview, after seeing the errors: the valid rows are written.
+            stored["options"]["only_valid"] = True
+            request.session[key] = stored
         report = self._import_run(stored, dry_run=False)
         if not report.written:
             return render(

@@ -12,13 +12,12 @@ from typing import Any, Protocol, TextIO
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from crm.csv_guard import FORMULA_STARTS, csv_guarded
 from crm.importers.columns import CUSTOMER_CSV_COLUMNS, CUSTOMER_EXPORT_COLUMNS
 from crm.models import Customer, Purchase
 
 CHUNK_SIZE = 2000
 
-# Cells a spreadsheet would run as a formula (CSV injection, OWASP).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 PURCHASE_EXPORT_COLUMNS = (
     "id",
@@ -45,11 +44,15 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, int | float | Decimal):
         return value  # a negative number is a number, not a formula
     if isinstance(value, datetime):
-        return timezone.localtime(value).isoformat(sep=" ", timespec="seconds")
+        # Whole seconds read best; fractions are kept when there are any, so that a
+        # re-import gives back the very same moment.
+        return timezone.localtime(value).isoformat(sep=" ", timespec="auto")
     if isinstance(value, date):
         return value.isoformat()
     text = str(value)
-    if text.startswith(_FORMULA_STARTS):
+    # A text that already looks guarded gets a guard of its own, so the importer's
+    # csv_unguard (strip one guard) gives it back exactly.
+    if text.startswith(FORMULA_STARTS) or csv_guarded(text):
         return "'" + text
     return text
 

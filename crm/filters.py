@@ -4,10 +4,10 @@ from datetime import date, datetime, time, timedelta
 
 import django_filters
 from django import forms
-from django.db.models import Q
 from django.utils import timezone
 
 from crm.models import Customer
+from crm.selectors import customer_search
 
 
 class DateInput(forms.DateInput):
@@ -17,7 +17,7 @@ class DateInput(forms.DateInput):
 class CustomerFilter(django_filters.FilterSet):
     """Filters over customers' own columns and precomputed purchase figures."""
 
-    q = django_filters.CharFilter(label="Name or e-mail", method="filter_q")
+    q = django_filters.CharFilter(label="Name, e-mail or phone", method="filter_q")
     city = django_filters.CharFilter(label="City", lookup_expr="iexact")
     spent_min = django_filters.NumberFilter(
         label="Spent at least", field_name="total_spent", lookup_expr="gte"
@@ -42,10 +42,7 @@ class CustomerFilter(django_filters.FilterSet):
         fields = []
 
     def filter_q(self, queryset, name, value):
-        value = value.strip()
-        if not value:
-            return queryset
-        return queryset.filter(Q(name__icontains=value) | Q(email__icontains=value))
+        return customer_search(queryset=queryset, term=value)
 
     # Day bounds as datetimes, so the last-purchase index serves the range.
     def filter_bought_after(self, queryset, name, value):

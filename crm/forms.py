@@ -1,9 +1,12 @@
 """Forms of the customer pages: they check the shape of the input; services enforce the rules."""
 
+from decimal import Decimal
+
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
-from crm.services import FEEDBACK_COMMENT_MAX
+from crm.models import Activity, Customer, Purchase
+from crm.services import ACTIVITY_SUMMARY_MAX, FEEDBACK_COMMENT_MAX
 
 
 class FeedbackForm(forms.Form):
@@ -37,3 +40,89 @@ class FeedbackForm(forms.Form):
         if not scored and data.get("rating") is None and data.get("nps") is None:
             raise forms.ValidationError("Give a rating, a 0-10 score, or both.")
         return data
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+
+# The customer fields staff edit on the customer pages (the purchase figures are derived).
+CUSTOMER_FORM_FIELDS = (
+    "name",
+    "email",
+    "phone",
+    "city",
+    "country",
+    "birth_date",
+    "age",
+    "annual_income",
+    "notes",
+    "marketing_consent",
+    "profiling_opt_out",
+    "is_archived",
+)
+
+
+class CustomerForm(forms.ModelForm):
+    """A customer's own fields; crm.services.customer_create / customer_update write them."""
+
+    tag_names = forms.CharField(
+        label="Tags",
+        required=False,
+        help_text="Comma-separated; new tags are created.",
+    )
+
+    class Meta:
+        model = Customer
+        fields = CUSTOMER_FORM_FIELDS
+        widgets = {"birth_date": DateInput(), "notes": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args, with_tags: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not with_tags:
+            del self.fields["tag_names"]
+
+    def _post_clean(self):
+        # The services validate the instance (and the e-mail clash) themselves; the model
+        # form's own full_clean would do it twice and change the instance before they run.
+        pass
+
+    def tag_list(self) -> list[str]:
+        return [t.strip() for t in self.cleaned_data.get("tag_names", "").split(",") if t.strip()]
+
+    def changed_fields(self) -> dict:
+        return {f: self.cleaned_data[f] for f in self.changed_data if f in CUSTOMER_FORM_FIELDS}
+
+
+class SaleForm(forms.Form):
+    """A sale recorded by hand on the customer page (crm.services.purchase_record)."""
+
+    amount = forms.DecimalField(
+        label="Amount", max_digits=12, decimal_places=2, min_value=Decimal("0.01")
+    )
+    purchased_on = forms.DateField(
+        label="Date", required=False, widget=DateInput(), help_text="Empty: now."
+    )
+    product = forms.CharField(label="Product", max_length=200, required=False)
+    channel = forms.ChoiceField(
+        label="Channel", choices=[("", "—"), *Purchase.Channel.choices], required=False
+    )
+
+
+class ActivityForm(forms.Form):
+    """A call, an e-mail or a note logged against a customer (crm.services.activity_log)."""
+
+    kind = forms.ChoiceField(label="What", choices=Activity.Kind.choices)
+    summary = forms.CharField(
+        label="Notes",
+        required=False,
+        max_length=ACTIVITY_SUMMARY_MAX,
+        widget=forms.Textarea(attrs={"rows": 2, "maxlength": ACTIVITY_SUMMARY_MAX}),
+    )
+
+
+class FollowUpForm(forms.Form):
+    """A day to get back to a customer (crm.services.followup_create)."""
+
+    due_on = forms.DateField(label="Follow up on", widget=DateInput())
+    note = forms.CharField(label="About", max_length=500, required=False)

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from crm.metrics import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
+from crm.search import customer_search_text
 
 # Who counts as a promoter or a detractor (crm.metrics), as query conditions on Feedback.
 NPS_PROMOTER = Q(nps__gte=NPS_PROMOTER_MIN)
@@ -79,6 +80,11 @@ class Customer(models.Model):
     first_purchase_at = models.DateTimeField(null=True, blank=True)
     last_purchase_at = models.DateTimeField(null=True, blank=True)
 
+    # Name, e-mail and phone digits folded for search (crm.search.customer_search_text), kept
+    # in step by every writer of those fields. PostgreSQL answers substring searches on it from
+    # a trigram index (migration 0014); SQLite scans this one narrow column.
+    search_text = models.TextField(blank=True, default="", editable=False)
+
     objects = CustomerQuerySet.as_manager()
 
     class Meta:
@@ -131,6 +137,10 @@ class Customer(models.Model):
         # The customer page combines every app, so it lives in the top app (pages): a URL name,
         # not an import.
         return reverse("pages:customer_detail", args=[self.pk])
+
+    def search_text_set(self) -> None:
+        """Recompute search_text from the name, e-mail and phone (call before saving)."""
+        self.search_text = customer_search_text(name=self.name, email=self.email, phone=self.phone)
 
     @property
     def age_years(self) -> int | None:
@@ -283,3 +293,82 @@ class Feedback(models.Model):
         if self.nps is not None:
             parts.append(f"NPS {self.nps}/10")
         return ", ".join(parts) or "feedback"
+
+
+class Activity(models.Model):
+    """Something the owner did with a customer: a call, an e-mail, a note (who, when, what)."""
+
+    class Kind(models.TextChoices):
+        CALL = "call", "Call"
+        EMAIL = "email", "E-mail"
+        NOTE = "note", "Note"
+
+    # Indexed by activity_cust_date_idx, which starts with customer_id.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="activities", db_index=False
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    summary = models.TextField(blank=True)
+    happened_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-happened_at", "-id"]
+        verbose_name_plural = "activities"
+        indexes = [
+            # The customer's timeline, and Today's "handled since" checks per customer.
+            models.Index(fields=["customer", "happened_at"], name="activity_cust_date_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.happened_at:%Y-%m-%d}"
+
+
+class FollowUpQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(done_at__isnull=True)
+
+    def due_on(self, day):
+        """Open follow-ups due on or before the day."""
+        return self.open().filter(due_on__lte=day)
+
+
+class FollowUp(models.Model):
+    """A reminder to get back to a customer on a day; done, or snoozed to a later day."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="follow_ups")
+    due_on = models.DateField()
+    note = models.CharField(max_length=500, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    snoozed = models.PositiveSmallIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = FollowUpQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["due_on", "id"]
+        indexes = [
+            # Today's "follow-ups due": only the open ones, by day.
+            models.Index(
+                fields=["due_on", "id"],
+                condition=Q(done_at__isnull=True),
+                name="followup_open_due_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Follow up on {self.due_on:%Y-%m-%d}"

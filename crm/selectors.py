@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import connection
 from django.db.models import Count, Q, QuerySet
-from django.db.models.functions import Lower
 from django.urls import reverse
 
 from crm.models import NPS_DETRACTOR, NPS_PROMOTER, Customer, Feedback, Purchase
-
-# Higher than any code point: "abc" <= s < "abc" + _TOP holds exactly for strings that
-# start with "abc" under a binary collation (SQLite's default).
-_TOP = "\U0010ffff"
+from crm.search import search_needle
 
 
 def feedback_nps_counts() -> dict[str, Count]:
@@ -29,40 +23,23 @@ def feedback_nps_counts() -> dict[str, Count]:
     }
 
 
-def _prefix_q(lookup: str, prefix: str) -> Q:
-    """Strings starting with `prefix`, in a form the database answers from a btree index.
-
-    PostgreSQL uses the text_pattern_ops indexes for LIKE 'abc%'; SQLite does not use an
-    index for LIKE on an expression, but does for a range on the same expression.
-    """
-    if connection.vendor == "postgresql":
-        return Q(**{f"{lookup}__startswith": prefix})
-    return Q(**{f"{lookup}__gte": prefix, f"{lookup}__lt": prefix + _TOP})
-
-
 def customer_search(*, queryset: QuerySet[Customer], term: str) -> QuerySet[Customer]:
-    """Customers whose name, e-mail or phone starts with the term (case-insensitively).
+    """Customers whose name or e-mail contains the term, case- and accent-insensitively, or
+    whose phone ends in (or contains) the last digits of a phone-like term of 7+ digits.
 
-    Prefix search, not substring: it stays an index lookup at a million customers on both
-    databases. A term with "@" searches e-mails; one made of digits, spaces and + - ( )
-    searches phones; anything else searches names and e-mails. Any term also finds the
-    customer whose external id it is, exactly.
+    Substring search on the folded Customer.search_text: PostgreSQL answers it from a
+    trigram GIN index (LIKE '%...%' uses gin_trgm_ops); SQLite scans the column. Any term
+    also finds the customer whose external id it is, exactly.
     """
     term = " ".join(term.split())
     if not term:
         return queryset
-    lowered = term.lower()
-    queryset = queryset.alias(name_lower=Lower("name"), email_lower=Lower("email"))
-    by_external_id = Q(external_id=term)
-    if "@" in term:
-        return queryset.filter((~Q(email="") & _prefix_q("email_lower", lowered)) | by_external_id)
-    if re.fullmatch(r"[+\d][\d\s()+-]*", term):
-        return queryset.filter(_prefix_q("phone", term) | by_external_id)
-    return queryset.filter(
-        _prefix_q("name_lower", lowered)
-        | (~Q(email="") & _prefix_q("email_lower", lowered))
-        | by_external_id
-    )
+    needle = search_needle(term)
+    if not needle:
+        return queryset.filter(external_id=term)
+    # `contains`, not `icontains`: the column is already folded, and PostgreSQL's
+    # UPPER(...) LIKE UPPER(...) could not use the trigram index.
+    return queryset.filter(Q(search_text__contains=needle) | Q(external_id=term))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Every write here also invalidates the staff pages' cached figures (crm.cache.pag
 so no caller (page, admin action, import, command, task) has to remember to."""
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -26,7 +26,8 @@ from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from crm.cache import pages_cache_changed
-from crm.models import Customer, Feedback, Purchase, Tag
+from crm.models import Activity, Customer, Feedback, FollowUp, Purchase, Tag
+from crm.search import SEARCHED_FIELDS
 from crm.signals import CUSTOMERS_ALL, customer_stats_refreshed
 
 _ID_BATCH = 500
@@ -140,6 +141,30 @@ CUSTOMER_EDITABLE_FIELDS = frozenset(
 )
 
 
+def customers_search_text_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
+    """Recompute Customer.search_text (for writers that insert raw rows). Returns the count.
+
+    Side effect: updates search_text of the customers given (everyone with no ids), in batches.
+    """
+    rows = Customer.objects.order_by("pk").only("name", "email", "phone", "search_text")
+    if customer_ids is not None:
+        rows = rows.filter(pk__in=list(customer_ids))
+    changed: list[Customer] = []
+    count = 0
+    for customer in rows.iterator(chunk_size=_ID_BATCH * 4):
+        before = customer.search_text
+        customer.search_text_set()
+        if customer.search_text != before:
+            changed.append(customer)
+            count += 1
+        if len(changed) >= _ID_BATCH:
+            Customer.objects.bulk_update(changed, ["search_text"])
+            changed.clear()
+    if changed:
+        Customer.objects.bulk_update(changed, ["search_text"])
+    return count
+
+
 def _customer_check_email(*, email: str, exclude_pk: int | None = None) -> None:
     if not email:
         return
@@ -161,6 +186,7 @@ def customer_create(*, tag_names: Iterable[str] = (), **fields) -> Customer:
     if unknown:
         raise ValidationError(f"Unknown customer field(s): {', '.join(sorted(unknown))}.")
     customer = Customer(**fields)
+    customer.search_text_set()
     _customer_check_email(email=customer.email)
     customer.full_clean()
     customer.save()
@@ -182,9 +208,13 @@ def customer_update(*, customer: Customer, **fields) -> Customer:
         raise ValidationError(f"Unknown customer field(s): {', '.join(sorted(unknown))}.")
     for name, value in fields.items():
         setattr(customer, name, value)
+    changed = [*fields, "updated_at"]
+    if SEARCHED_FIELDS & set(fields):
+        customer.search_text_set()
+        changed.append("search_text")
     _customer_check_email(email=customer.email, exclude_pk=customer.pk)
     customer.full_clean()
-    customer.save(update_fields=[*fields, "updated_at"])
+    customer.save(update_fields=changed)
     pages_cache_changed()
     return customer
 
@@ -352,3 +382,95 @@ def customers_tag(*, customers: Iterable[Customer | int], tag_names: Iterable[st
         flush()
     pages_cache_changed()
     return count
+
+
+# Longest activity summary accepted.
+ACTIVITY_SUMMARY_MAX = 2000
+
+
+@transaction.atomic
+def activity_log(
+    *,
+    customer: Customer,
+    kind: str,
+    summary: str = "",
+    happened_at: datetime | None = None,
+    user=None,
+) -> Activity:
+    """Record a call, an e-mail or a note with a customer (who, when, what).
+
+    Side effects: inserts one Activity; the customer leaves Today's lists they were on
+    (an activity since they became overdue, at risk or new counts as handled). Raises
+    ValidationError for an unknown kind, a time in the future or a summary too long.
+    """
+    now = timezone.now()
+    errors = {}
+    if kind not in Activity.Kind.values:
+        errors["kind"] = f"Unknown activity {kind!r}: a call, an e-mail or a note."
+    if happened_at is not None and happened_at > now + timedelta(minutes=5):
+        errors["happened_at"] = "An activity cannot be dated in the future."
+    summary = summary.strip()
+    if len(summary) > ACTIVITY_SUMMARY_MAX:
+        errors["summary"] = f"Please keep it under {ACTIVITY_SUMMARY_MAX} characters."
+    if errors:
+        raise ValidationError(errors)
+    activity = Activity.objects.create(
+        customer=customer,
+        kind=kind,
+        summary=summary,
+        happened_at=happened_at or now,
+        created_by=user if getattr(user, "pk", None) else None,
+    )
+    pages_cache_changed()
+    return activity
+
+
+@transaction.atomic
+def followup_create(*, customer: Customer, due_on: date, note: str = "", user=None) -> FollowUp:
+    """Set a day to get back to a customer. Side effect: inserts one open FollowUp.
+
+    Raises ValidationError for a day in the past or a note too long.
+    """
+    if due_on < timezone.localdate():
+        raise ValidationError({"due_on": "A follow-up cannot be due in the past."})
+    follow_up = FollowUp(
+        customer=customer,
+        due_on=due_on,
+        note=note.strip(),
+        created_by=user if getattr(user, "pk", None) else None,
+    )
+    follow_up.full_clean()
+    follow_up.save()
+    pages_cache_changed()
+    return follow_up
+
+
+@transaction.atomic
+def followup_mark_done(*, follow_up: FollowUp) -> FollowUp:
+    """Close a follow-up. Idempotent: one already done keeps its first time.
+
+    Side effect: sets FollowUp.done_at (it leaves Today).
+    """
+    FollowUp.objects.filter(pk=follow_up.pk, done_at__isnull=True).update(done_at=timezone.now())
+    follow_up.refresh_from_db(fields=["done_at"])
+    pages_cache_changed()
+    return follow_up
+
+
+@transaction.atomic
+def followup_snooze(*, follow_up: FollowUp, days: int) -> FollowUp:
+    """Move an open follow-up to ``days`` days from today (1-90).
+
+    Side effect: sets due_on and counts the snooze. Raises ValidationError for a follow-up
+    already done or a number of days out of range.
+    """
+    if not 1 <= days <= 90:
+        raise ValidationError({"days": "Snooze for 1 to 90 days."})
+    if follow_up.done_at is not None:
+        raise ValidationError("This follow-up is already done.")
+    follow_up.due_on = timezone.localdate() + timedelta(days=days)
+    follow_up.snoozed = F("snoozed") + 1
+    follow_up.save(update_fields=["due_on", "snoozed"])
+    follow_up.refresh_from_db(fields=["snoozed"])
+    pages_cache_changed()
+    return follow_up

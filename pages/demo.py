@@ -11,6 +11,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from crm.models import Customer, Feedback, Purchase, Tag
+from crm.search import customer_search_text
 from crm.services import customer_stats_refresh
 from offers.models import Offer
 
@@ -276,6 +277,10 @@ def _customers(rng: np.random.Generator, n: int, first_id: int, today: datetime)
         "profiling_opt_out": opt_out.tolist(),
         "created_at": created,
         "updated_at": created,
+        "search_text": [
+            customer_search_text(name=n, email=e, phone=p)
+            for n, e, p in zip(names, emails, phones, strict=True)
+        ],
     }
     return _People(ids, behaviour, start, end, consent, columns)
 

@@ -1,6 +1,7 @@
 """Reads behind the customer and segment pages: each page calls one of these."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from django.core.cache import cache
@@ -8,7 +9,7 @@ from django.db.models import Avg, Count, Max, Q
 from django.utils import timezone
 
 from crm.cache import pages_cache_version
-from crm.models import Customer, Feedback, Purchase, Tag
+from crm.models import Activity, Customer, Feedback, FollowUp, Purchase, Tag
 from offers import services as offer_services
 from offers.metrics import SegmentResults, segment_results
 from offers.models import OfferResponse
@@ -43,6 +44,19 @@ class CustomerPage:
     ranked: list[offer_services.RankedOffer]
     rhythm_days: float | None  # mean days between purchases
     average_order: Decimal | None
+    activities: list[Activity] = field(default_factory=list)
+    follow_ups: list[FollowUp] = field(default_factory=list)  # open ones, soonest first
+    timeline: list["TimelineEvent"] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """One line of the customer's timeline."""
+
+    at: datetime
+    kind: str  # purchase | refund | feedback | offer | segment | call | email | note
+    title: str
+    detail: str = ""
 
 
 def customer_page(*, customer: Customer, recent: int = RECENT_ROWS) -> CustomerPage:
@@ -53,21 +67,28 @@ def customer_page(*, customer: Customer, recent: int = RECENT_ROWS) -> CustomerP
     if customer.purchase_count > 1 and customer.first_purchase_at and customer.last_purchase_at:
         span = customer.last_purchase_at - customer.first_purchase_at
         rhythm_days = span.total_seconds() / 86400 / (customer.purchase_count - 1)
+    purchases = list(customer.purchases.order_by("-purchased_at", "-id")[:recent])
+    feedback = list(customer.feedback.order_by("-created_at", "-id")[:recent])
+    history = list(segment_selectors.customer_segment_history(customer=customer, limit=recent))
+    responses = list(
+        customer.offer_responses.select_related("offer", "segment").order_by(
+            "-presented_at", "-id"
+        )[:recent]
+    )
+    activities = list(
+        customer.activities.select_related("created_by").order_by("-happened_at", "-id")[:recent]
+    )
     return CustomerPage(
         customer=customer,
         membership=segment_selectors.customer_membership(customer=customer),
         tags=list(customer.tags.all()),
-        purchases=list(customer.purchases.order_by("-purchased_at", "-id")[:recent]),
-        feedback=list(customer.feedback.order_by("-created_at", "-id")[:recent]),
+        purchases=purchases,
+        feedback=feedback,
         scores=customer.feedback.aggregate(
             answers=Count("pk"), avg_rating=Avg("rating"), avg_nps=Avg("nps")
         ),
-        history=list(segment_selectors.customer_segment_history(customer=customer, limit=recent)),
-        responses=list(
-            customer.offer_responses.select_related("offer", "segment").order_by(
-                "-presented_at", "-id"
-            )[:recent]
-        ),
+        history=history,
+        responses=responses,
         response_counts=customer.offer_responses.aggregate(
             presented=Count("pk", filter=~Q(outcome=OfferResponse.Outcome.HOLDOUT)),
             accepted=Count("pk", filter=Q(outcome=OfferResponse.Outcome.ACCEPTED)),
@@ -77,7 +98,70 @@ def customer_page(*, customer: Customer, recent: int = RECENT_ROWS) -> CustomerP
         average_order=(
             customer.total_spent / customer.purchase_count if customer.purchase_count else None
         ),
+        activities=activities,
+        follow_ups=list(customer.follow_ups.open().order_by("due_on", "id")[:recent]),
+        timeline=customer_timeline_events(
+            purchases=purchases,
+            feedback=feedback,
+            history=history,
+            responses=responses,
+            activities=activities,
+            limit=recent * 2,
+        ),
     )
+
+
+def customer_timeline_events(
+    *,
+    purchases: list[Purchase],
+    feedback: list[Feedback],
+    history: list[SegmentMembershipChange],
+    responses: list[OfferResponse],
+    activities: list[Activity],
+    limit: int,
+) -> list[TimelineEvent]:
+    """Purchases, feedback, offers, segment moves and activities as one list, newest first
+    (from rows the page has already read: no query of its own)."""
+    events = [
+        TimelineEvent(
+            p.purchased_at,
+            p.kind,
+            f"{p.get_kind_display()}: {p.amount:,.2f} {p.currency}",
+            " · ".join(x for x in (p.product, p.get_channel_display() or "") if x),
+        )
+        for p in purchases
+    ]
+    events += [
+        TimelineEvent(f.created_at, "feedback", f"Feedback: {f}", f.comment) for f in feedback
+    ]
+    events += [
+        TimelineEvent(
+            r.presented_at,
+            "offer",
+            f"Offer “{r.offer.title}”: {r.get_outcome_display().lower()}",
+        )
+        for r in responses
+    ]
+    events += [
+        TimelineEvent(
+            h.changed_at,
+            "segment",
+            f"Segment: {h.from_segment or 'none'} → {h.to_segment or 'none'}",
+            h.reason,
+        )
+        for h in history
+    ]
+    events += [
+        TimelineEvent(
+            a.happened_at,
+            a.kind,
+            a.get_kind_display() + (f" by {a.created_by.get_username()}" if a.created_by else ""),
+            a.summary,
+        )
+        for a in activities
+    ]
+    events.sort(key=lambda e: e.at, reverse=True)
+    return events[:limit]
 
 
 def segment_results_cached(*, segment: Segment) -> SegmentResults:

@@ -4,10 +4,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Exists, F, FloatField, Func, OuterRef, Q, Value
+from django.db.models import Exists, ExpressionWrapper, F, FloatField, Func, OuterRef, Q, Value
 from django.utils import timezone
 
-from crm.models import FEEDBACK_UNHAPPY, Customer, Feedback
+from crm.models import FEEDBACK_UNHAPPY, Activity, Customer, Feedback, FollowUp
 from offers.models import Offer, OfferResponse
 from offers.selectors import Acceptance, acceptance_by_segment_offer
 from offers.services import offer_holds_out
@@ -29,6 +29,7 @@ class Kind:
     WELCOME = "welcome"
     AT_RISK = "at_risk"
     SLIPPING = "slipping"
+    FOLLOW_UP = "follow_up"
 
 
 class Action:
@@ -37,6 +38,7 @@ class Action:
     CONTACT = "contact"  # get in touch (with the suggested offer, when there is one)
     ANSWER_FEEDBACK = "answer_feedback"  # answer, then crm.services.feedback_mark_answered
     PRESENT_OFFER = "present_offer"  # offer_response_record(outcome="presented")
+    FOLLOW_UP = "follow_up"  # get back to them, then followup_mark_done (or snooze)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class TodayItem:
     feedback: Feedback | None = None
     offer: Offer | None = None
     from_segment: Segment | None = None
+    follow_up: FollowUp | None = None
     numbers: dict = field(default_factory=dict)
 
 
@@ -68,10 +71,18 @@ class Today:
     welcome: list[TodayItem]
     at_risk: list[TodayItem]
     slipping: list[TodayItem] = field(default_factory=list)
+    follow_ups: list[TodayItem] = field(default_factory=list)
 
     @property
     def count(self) -> int:
-        lists = (self.overdue, self.unhappy, self.welcome, self.at_risk, self.slipping)
+        lists = (
+            self.follow_ups,
+            self.overdue,
+            self.unhappy,
+            self.welcome,
+            self.at_risk,
+            self.slipping,
+        )
         return sum(len(items) for items in lists)
 
 
@@ -79,12 +90,48 @@ def today_overview(*, now: datetime | None = None, limit: int = DEFAULT_LIMIT) -
     """The four Today lists, each at most ``limit`` items (about a dozen bounded queries)."""
     now = now or timezone.now()
     return Today(
+        follow_ups=followups_due(now=now, limit=limit),
         overdue=customers_overdue(now=now, limit=limit),
         unhappy=feedback_unhappy_unanswered(limit=limit),
         welcome=customers_due_welcome(now=now, limit=limit),
         at_risk=customers_newly_at_risk(now=now, limit=limit),
         slipping=customers_slipping_away(limit=limit),
     )
+
+
+def followups_due(*, now: datetime | None = None, limit: int = DEFAULT_LIMIT) -> list[TodayItem]:
+    """Open follow-ups due today or earlier, the longest waiting first (archived customers
+    left out). Reads the partial index of open follow-ups."""
+    today = timezone.localdate(now or timezone.now())
+    rows = (
+        FollowUp.objects.due_on(today)
+        .filter(customer__is_archived=False)
+        .select_related("customer", "customer__membership__segment")
+        .order_by("due_on", "id")[:limit]
+    )
+    items = []
+    for follow_up in rows:
+        late = (today - follow_up.due_on).days
+        when = "today" if late == 0 else f"{_days(late)} ago"
+        items.append(
+            TodayItem(
+                kind=Kind.FOLLOW_UP,
+                customer=follow_up.customer,
+                headline=f"Follow-up due {when}"
+                + (f": {follow_up.note}" if follow_up.note else "."),
+                action=Action.FOLLOW_UP,
+                action_label="Get back to them",
+                follow_up=follow_up,
+                numbers={"due_on": follow_up.due_on, "days_late": late},
+            )
+        )
+    return items
+
+
+def _handled_since(moment) -> Exists:
+    """An activity with the customer (OuterRef "pk") at or after ``moment``: they were
+    handled, and leave the list."""
+    return Exists(Activity.objects.filter(customer_id=OuterRef("pk"), happened_at__gte=moment))
 
 
 def customers_overdue(
@@ -128,6 +175,22 @@ def customers_overdue(
             since__lte=max_days_since * 86400.0,
             late__gt=F("allowed"),
             span__gte=F("one_day_each"),
+        )
+        # Handled: an activity since they became overdue, i.e. at a time t with
+        # (t - last) x intervals >= factor x (last - first), the same arithmetic as above.
+        .exclude(
+            Exists(
+                Activity.objects.filter(customer_id=OuterRef("pk"))
+                .alias(
+                    after=(_Epoch("happened_at") - _Epoch(OuterRef("last_purchase_at")))
+                    * ExpressionWrapper(OuterRef("purchase_count") - 1, output_field=FloatField()),
+                    owed=Value(factor)
+                    * (
+                        _Epoch(OuterRef("last_purchase_at")) - _Epoch(OuterRef("first_purchase_at"))
+                    ),
+                )
+                .filter(after__gte=F("owed"))
+            )
         )
         .select_related("membership__segment")
         .order_by("-total_spent", "-id")[:limit]
@@ -221,6 +284,8 @@ def customers_due_welcome(
         Customer.objects.active()
         .filter(first_purchase_at__gte=now - timedelta(days=days), first_purchase_at__lte=now)
         .exclude(Exists(OfferResponse.objects.filter(customer_id=OuterRef("pk"))))
+        # Welcomed already: an activity since their first purchase.
+        .exclude(_handled_since(OuterRef("first_purchase_at")))
         .select_related("membership__segment")
         .order_by("first_purchase_at", "id")[:limit]
     )
@@ -263,7 +328,14 @@ def customers_newly_at_risk(
     risky_ids = list(Segment.objects.at_risk().values_list("pk", flat=True))
     if not risky_ids:
         return []
-    changes = segment_arrivals(run=run, segment_ids=risky_ids)
+    changes = segment_arrivals(run=run, segment_ids=risky_ids).exclude(
+        # Handled: an activity since the run moved them.
+        Exists(
+            Activity.objects.filter(
+                customer_id=OuterRef("customer_id"), happened_at__gte=OuterRef("changed_at")
+            )
+        )
+    )
     if min_total_spent is not None:
         changes = changes.filter(customer__total_spent__gte=min_total_spent)
     changes = list(changes[:limit])

@@ -10,7 +10,32 @@ app_name = "pages"
 urlpatterns = [
     path("", views.today, name="today"),
     path("dashboard/", views.dashboard, name="dashboard"),
+    path("customers/", views.customer_list, name="customer_list"),
+    path("customers/new/", views.customer_new, name="customer_new"),
+    path("customers/bulk/", views.customers_bulk, name="customers_bulk"),
     path("customers/<int:pk>/", views.customer_detail, name="customer_detail"),
+    path("customers/<int:pk>/edit/", views.customer_edit, name="customer_edit"),
+    path("customers/<int:pk>/sales/", views.customer_sale_record, name="customer_sale_record"),
+    path(
+        "customers/<int:pk>/activities/",
+        views.customer_activity_log,
+        name="customer_activity_log",
+    ),
+    path(
+        "customers/<int:pk>/follow-ups/",
+        views.customer_followup_create,
+        name="customer_followup_create",
+    ),
+    path(
+        "customers/<int:pk>/follow-ups/<int:follow_up_pk>/done/",
+        views.followup_done,
+        name="followup_done",
+    ),
+    path(
+        "customers/<int:pk>/follow-ups/<int:follow_up_pk>/snooze/",
+        views.followup_snooze_view,
+        name="followup_snooze",
+    ),
     path(
         "customers/<int:pk>/offers/<int:offer_pk>/",
         views.customer_offer_record,

@@ -2,8 +2,11 @@
 
 Thin: parse, call, render."""
 
+from datetime import datetime, time
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -12,21 +15,43 @@ from django.views.decorators.http import require_GET, require_POST
 from django_tables2 import RequestConfig
 from django_tables2.paginators import LazyPaginator
 
+from crm.exports import csv_lines, customer_rows
 from crm.feedback_link import feedback_link_url
-from crm.forms import FeedbackForm
-from crm.models import Customer, Feedback
-from crm.services import feedback_mark_answered, feedback_submit
+from crm.forms import (
+    CUSTOMER_FORM_FIELDS,
+    ActivityForm,
+    CustomerForm,
+    FeedbackForm,
+    FollowUpForm,
+    SaleForm,
+)
+from crm.models import Customer, Feedback, FollowUp
+from crm.services import (
+    activity_log,
+    customer_create,
+    customer_update,
+    customers_tag,
+    feedback_mark_answered,
+    feedback_submit,
+    followup_create,
+    followup_mark_done,
+    followup_snooze,
+    purchase_record,
+)
 from offers import selectors as offer_selectors
 from offers import services as offer_services
 from offers.forms import OfferOutcomeForm, PresentOfferForm
 from offers.models import Offer
 from pages import dashboard as dash
 from pages import selectors as page_selectors
+from pages.filters import CustomerListFilter
 from pages.predictions import customer_prediction, segment_prediction
+from pages.tables import CustomerListTable
 from pages.today import today_overview
 from segmentation import prediction_selectors
 from segmentation import selectors as segment_selectors
 from segmentation import services as segment_services
+from segmentation.exports import CUSTOMER_EXPORT_PROVIDERS
 from segmentation.filters import segment_members_filter
 from segmentation.forms import SegmentPinForm
 from segmentation.models import Segment
@@ -44,6 +69,13 @@ def _error_text(error: ValidationError) -> str:
 def today(request):
     overview = today_overview()
     sections = [
+        {
+            "kind": "follow_up",
+            "title": "Follow-ups due",
+            "hint": "The days you set to get back to someone: today's and the ones waiting.",
+            "items": overview.follow_ups,
+            "empty": "No follow-up due today.",
+        },
         {
             "kind": "overdue",
             "title": "Overdue by their own rhythm",
@@ -85,7 +117,12 @@ def today(request):
     return render(
         request,
         "pages/today.html",
-        {"overview": overview, "sections": sections, "now": timezone.now()},
+        {
+            "overview": overview,
+            "sections": sections,
+            "now": timezone.now(),
+            "activity_kinds": ActivityForm.base_fields["kind"].choices,
+        },
     )
 
 
@@ -145,10 +182,110 @@ def dashboard(request):
     )
 
 
+# --- Customer list ---------------------------------------------------------------------------
+
+CUSTOMERS_PER_PAGE = 50
+
+
+@require_GET
+def customer_list(request):
+    filterset = CustomerListFilter(
+        request.GET or None,
+        queryset=Customer.objects.select_related("membership__segment").only(
+            *CUSTOMER_LIST_COLUMNS
+        ),
+    )
+    table = CustomerListTable(filterset.qs)
+    RequestConfig(
+        request, paginate={"paginator_class": LazyPaginator, "per_page": CUSTOMERS_PER_PAGE}
+    ).configure(table)
+    return render(
+        request,
+        "pages/customer_list.html",
+        {
+            "filter": filterset,
+            "table": table,
+            "filtered": bool(request.GET and filterset.form.has_changed()),
+            "list_url": request.get_full_path(),
+        },
+    )
+
+
+# The columns the list shows (and the segment through the membership).
+CUSTOMER_LIST_COLUMNS = (
+    "pk",
+    "name",
+    "email",
+    "external_source",
+    "external_id",
+    "city",
+    "purchase_count",
+    "total_spent",
+    "last_purchase_at",
+    "membership__segment__name",
+    "membership__segment__color",
+)
+
+
+@require_POST
+def customers_bulk(request):
+    """Tag or export the customers ticked on the list."""
+    ids = [int(v) for v in request.POST.getlist("selected") if v.isdigit()]
+    back = _next_url(request, reverse("pages:customer_list"))
+    if not ids:
+        messages.error(request, "Tick at least one customer first.")
+        return redirect(back)
+    selection = Customer.objects.filter(pk__in=ids)
+    action = request.POST.get("action")
+    if action == "export":
+        rows = customer_rows(selection.order_by("pk"), extra_columns=CUSTOMER_EXPORT_PROVIDERS)
+        response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="customers.csv"'
+        return response
+    if action == "tag":
+        try:
+            count = customers_tag(customers=ids, tag_names=[request.POST.get("tag_name", "")])
+        except ValidationError as error:
+            messages.error(request, _error_text(error))
+        else:
+            messages.success(request, f"Tagged {count} customer{'s' if count != 1 else ''}.")
+        return redirect(back)
+    messages.error(request, "Choose an action.")
+    return redirect(back)
+
+
+def customer_new(request):
+    form = CustomerForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            customer = customer_create(
+                tag_names=form.tag_list(),
+                **{f: form.cleaned_data[f] for f in CUSTOMER_FORM_FIELDS},
+            )
+        except ValidationError as error:
+            _form_errors_add(form, error)
+        else:
+            messages.success(request, f"{customer} added.")
+            return redirect(customer.get_absolute_url())
+    status = 400 if request.method == "POST" else 200
+    return render(request, "pages/customer_form.html", {"form": form}, status=status)
+
+
+def _form_errors_add(form, error: ValidationError) -> None:
+    """A service's ValidationError onto the form: on its field when the form has it."""
+    if hasattr(error, "error_dict"):
+        for field, errors in error.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error.messages)
+
+
 # --- Customer --------------------------------------------------------------------------------
 
 
-def _customer_page(request, customer: Customer, *, feedback_form=None, status=200):
+def _customer_page(
+    request, customer: Customer, *, feedback_form=None, edit_form=None, sale_form=None, status=200
+):
     page = page_selectors.customer_page(customer=customer)
     return render(
         request,
@@ -166,6 +303,13 @@ def _customer_page(request, customer: Customer, *, feedback_form=None, status=20
             "ranked": page.ranked,
             "ranking_method": offer_services.RANKING_METHOD,
             "feedback_form": feedback_form or FeedbackForm(),
+            "edit_form": edit_form or CustomerForm(instance=customer, with_tags=False),
+            "edit_open": edit_form is not None,
+            "sale_form": sale_form or SaleForm(),
+            "activity_form": ActivityForm(),
+            "followup_form": FollowUpForm(),
+            "follow_ups": page.follow_ups,
+            "timeline": page.timeline,
             "pin_form": SegmentPinForm(
                 initial={"segment": page.membership.segment_id if page.membership else None}
             ),
@@ -194,6 +338,124 @@ def _customer_get(pk: int) -> Customer:
 @require_GET
 def customer_detail(request, pk: int):
     return _customer_page(request, _customer_get(pk))
+
+
+@require_POST
+def customer_edit(request, pk: int):
+    customer = _customer_get(pk)
+    form = CustomerForm(request.POST, instance=customer, with_tags=False)
+    if form.is_valid():
+        try:
+            customer_update(customer=customer, **form.changed_fields())
+        except ValidationError as error:
+            _form_errors_add(form, error)
+            customer.refresh_from_db()  # the page shows what is stored, the form what was typed
+        else:
+            messages.success(request, f"{customer} saved.")
+            return redirect(customer.get_absolute_url())
+    return _customer_page(request, customer, edit_form=form, status=400)
+
+
+@require_POST
+def customer_sale_record(request, pk: int):
+    customer = _customer_get(pk)
+    form = SaleForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            purchase_record(
+                customer=customer,
+                amount=data["amount"],
+                purchased_at=_day_noon(data["purchased_on"]),
+                product=data["product"],
+                channel=data["channel"],
+            )
+        except ValidationError as error:
+            _form_errors_add(form, error)
+        else:
+            messages.success(request, f"Sale of {data['amount']} recorded for {customer}.")
+            return redirect(f"{customer.get_absolute_url()}#purchases")
+    return _customer_page(request, customer, sale_form=form, status=400)
+
+
+def _day_noon(day):
+    """A sale dated by hand: today means now; another day, its noon (local time)."""
+    if day is None or day == timezone.localdate():
+        return None
+    return timezone.make_aware(datetime.combine(day, time(12)))
+
+
+@require_POST
+def customer_activity_log(request, pk: int):
+    """Log a call, an e-mail or a note; from the customer page or Today ("Get in touch")."""
+    customer = _customer_get(pk)
+    form = ActivityForm(request.POST)
+    back = _next_url(request, f"{customer.get_absolute_url()}#activities")
+    if not form.is_valid():
+        messages.error(request, "Choose a call, an e-mail or a note.")
+        return redirect(back)
+    try:
+        activity = activity_log(
+            customer=customer,
+            kind=form.cleaned_data["kind"],
+            summary=form.cleaned_data["summary"],
+            user=request.user,
+        )
+    except ValidationError as error:
+        messages.error(request, _error_text(error))
+    else:
+        messages.success(request, f"{activity.get_kind_display()} with {customer} logged.")
+    return redirect(back)
+
+
+@require_POST
+def customer_followup_create(request, pk: int):
+    customer = _customer_get(pk)
+    form = FollowUpForm(request.POST)
+    back = f"{customer.get_absolute_url()}#follow-ups"
+    if not form.is_valid():
+        messages.error(request, "Give the day to follow up on.")
+        return redirect(back)
+    try:
+        follow_up = followup_create(
+            customer=customer,
+            due_on=form.cleaned_data["due_on"],
+            note=form.cleaned_data["note"],
+            user=request.user,
+        )
+    except ValidationError as error:
+        messages.error(request, _error_text(error))
+    else:
+        messages.success(request, f"Follow-up with {customer} set for {follow_up.due_on:%d %b}.")
+    return redirect(back)
+
+
+def _followup_get(pk: int, follow_up_pk: int) -> FollowUp:
+    return get_object_or_404(
+        FollowUp.objects.select_related("customer"), pk=follow_up_pk, customer_id=pk
+    )
+
+
+@require_POST
+def followup_done(request, pk: int, follow_up_pk: int):
+    follow_up = followup_mark_done(follow_up=_followup_get(pk, follow_up_pk))
+    messages.success(request, f"Follow-up with {follow_up.customer} done.")
+    return redirect(_next_url(request, f"{follow_up.customer.get_absolute_url()}#follow-ups"))
+
+
+@require_POST
+def followup_snooze_view(request, pk: int, follow_up_pk: int):
+    follow_up = _followup_get(pk, follow_up_pk)
+    days = request.POST.get("days", "")
+    try:
+        follow_up = followup_snooze(follow_up=follow_up, days=int(days) if days.isdigit() else 0)
+    except ValidationError as error:
+        messages.error(request, _error_text(error))
+    else:
+        messages.success(
+            request, f"Follow-up with {follow_up.customer} moved to {follow_up.due_on:%d %b}."
+        )
+    return redirect(_next_url(request, f"{follow_up.customer.get_absolute_url()}#follow-ups"))
 
 
 @require_POST

@@ -6,13 +6,13 @@ from datetime import date
 import numpy as np
 import pandas as pd
 from django.db import connection
-from django.db.models import Count, FloatField, Q, QuerySet, Sum
+from django.db.models import Count, Exists, FloatField, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import Cast, TruncDate
 from django.utils import timezone
 
-from crm.models import Customer, Purchase
+from crm.models import Activity, Customer, Purchase
 from segmentation.models import CustomerPrediction, Segment, SegmentationRun
-from segmentation.selectors import _day_end
+from segmentation.selectors import _day_end, day_start
 
 # "Likely gone": less than even odds of still being a customer, the line every page uses.
 LIKELY_GONE_BELOW = 0.5
@@ -120,12 +120,17 @@ def segment_prediction_summary(*, segment: Segment) -> dict[str, float | int]:
 
 def customers_slipping_away(*, limit: int = 20) -> QuerySet[CustomerPrediction]:
     """Customers with the most value at risk first: what their next 12 months would be worth
-    if they are still customers, times the chance they are not (see CustomerPrediction)."""
-    return (
-        CustomerPrediction.objects.filter(value_at_risk__gt=0)
-        .select_related("customer")
-        .order_by("-value_at_risk", "customer_id")[:limit]
-    )
+    if they are still customers, times the chance they are not (see CustomerPrediction).
+    Customers the owner has been in touch with since the predictions were made (an activity
+    since their as-of day) are left out: they are being handled."""
+    as_of = CustomerPrediction.objects.values_list("as_of", flat=True).first()
+    predictions = CustomerPrediction.objects.filter(value_at_risk__gt=0)
+    if as_of is not None:
+        handled = Activity.objects.filter(
+            customer_id=OuterRef("customer_id"), happened_at__gte=day_start(as_of)
+        )
+        predictions = predictions.exclude(Exists(handled))
+    return predictions.select_related("customer").order_by("-value_at_risk", "customer_id")[:limit]
 
 
 # How many runs the predictions' track record looks back over, and the window it checks.

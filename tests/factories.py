@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from crm.models import Customer, Feedback, Purchase, Tag
+from crm.search import customer_search_text
 from offers.models import Offer, OfferResponse
 from segmentation.models import CustomerPrediction, Membership, Segment, SegmentationRun
 
@@ -40,6 +41,10 @@ class CustomerFactory(factory.django.DjangoModelFactory):
     city = "London"
     country = "United Kingdom"
     marketing_consent = True
+    # What every writer of a customer keeps in step (crm.search).
+    search_text = factory.LazyAttribute(
+        lambda c: customer_search_text(name=c.name, email=c.email, phone=c.phone)
+    )
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):

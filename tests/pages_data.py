@@ -198,7 +198,7 @@ def respond(shop: Shop, customer: Customer, outcome: str) -> OfferResponse:
 
 
 def _customer(*, name: str, segment: Segment, index: int) -> Customer:
-    customer = Customer.objects.create(
+    customer = Customer(
         name=name,
         email=f"{name.split()[0].lower()}@example.com",
         phone=f"+4420700{index:05d}",
@@ -206,6 +206,8 @@ def _customer(*, name: str, segment: Segment, index: int) -> Customer:
         marketing_consent=True,
         created_at=timezone.now() - timedelta(days=500),
     )
+    customer.search_text_set()
+    customer.save()
     Membership.objects.create(
         customer=customer, segment=segment, reason=f"In {segment.name} because of the rules."
     )

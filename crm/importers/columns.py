@@ -108,12 +108,19 @@ def _created_at(value: str) -> datetime:
     return created
 
 
+def _customer_id(value: str) -> int:
+    if not re.fullmatch(r"\d+(\.0+)?", value) or int(Decimal(value)) == 0:
+        raise ValueError(f"'{value}' is not a customer id (a whole number)")
+    return int(Decimal(value))
+
+
 def _notes(value: str) -> str:
     return value
 
 
 CUSTOMER_CSV_COLUMNS: tuple[CsvColumn, ...] = (
-    CsvColumn("id", export=attrgetter("pk")),
+    # The export's own id: it names the customers that have neither e-mail nor external id.
+    CsvColumn("id", export=attrgetter("pk"), parse=_customer_id),
     CsvColumn("name", parse=_text("name")),
     CsvColumn("email", parse=_email),
     CsvColumn("phone", parse=_text("phone")),
@@ -128,7 +135,7 @@ CUSTOMER_CSV_COLUMNS: tuple[CsvColumn, ...] = (
     CsvColumn("notes", parse=_notes),
     CsvColumn("marketing_consent", parse=parse_bool),
     CsvColumn("profiling_opt_out", parse=parse_bool),
-    CsvColumn("is_archived"),
+    CsvColumn("is_archived", parse=parse_bool),
     CsvColumn("created_at", parse=_created_at),
     CsvColumn("purchase_count"),
     CsvColumn("total_spent"),

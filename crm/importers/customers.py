@@ -20,6 +20,7 @@ from crm.importers.report import (
 )
 from crm.importers.values import CellError
 from crm.models import Customer, Tag
+from crm.search import SEARCHED_FIELDS
 
 BATCH_SIZE = 1000
 # bulk_update writes one CASE WHEN per row and field: small batches keep it linear.
@@ -33,6 +34,8 @@ class _CustomerRecord:
     tags: list[str]
     email_key: str
     external_key: tuple[str, str] | None
+    # The export's id: matches only a row with neither e-mail nor external id.
+    customer_id: int | None = None
     instance: Customer | None = None
 
 
@@ -132,6 +135,7 @@ def _first_in_file(
 def _clean_customer(row: Row, *, source: str, report: ImportReport) -> _CustomerRecord | None:
     fields: dict = {}
     tags: list[str] = []
+    customer_id: int | None = None
     bad = False
     for column, text in row.values.items():
         if text == "":
@@ -144,12 +148,14 @@ def _clean_customer(row: Row, *, source: str, report: ImportReport) -> _Customer
             continue
         if column == "tags":
             tags = value  # tags are links to add, not a field of the customer
+        elif column == "id":
+            customer_id = value
         else:
             fields[column] = value
     if bad:
         return None
     external_id = fields.get("external_id", "")
-    if not fields.get("email") and not external_id:
+    if not fields.get("email") and not external_id and customer_id is None:
         report.add_error(row.number, "email", "a customer needs an e-mail or an external_id")
         return None
     if external_id:
@@ -160,6 +166,7 @@ def _clean_customer(row: Row, *, source: str, report: ImportReport) -> _Customer
         tags=tags,
         email_key=fields.get("email", "").lower(),
         external_key=(fields["external_source"], external_id) if external_id else None,
+        customer_id=customer_id if not fields.get("email") and not external_id else None,
     )
 
 
@@ -190,10 +197,31 @@ def customers_by_external_id(keys: list[tuple[str, str]]) -> dict[tuple[str, str
     return found
 
 
+def customers_by_id(ids: list[int]) -> dict[int, Customer]:
+    found: dict[int, Customer] = {}
+    for start in range(0, len(ids), BATCH_SIZE):
+        for customer in Customer.objects.filter(pk__in=ids[start : start + BATCH_SIZE]):
+            found[customer.pk] = customer
+    return found
+
+
 def _match_customers(records: list[_CustomerRecord], report: ImportReport) -> None:
     by_email = customers_by_email([r.email_key for r in records if r.email_key])
     by_external = customers_by_external_id([r.external_key for r in records if r.external_key])
+    by_id = customers_by_id([r.customer_id for r in records if r.customer_id])
     for record in records:
+        if record.customer_id:
+            record.instance = by_id.get(record.customer_id)
+            if record.instance is None:
+                report.add_error(
+                    record.row,
+                    "id",
+                    f"no customer with id {record.customer_id} (a customer without e-mail or "
+                    "external id is matched by the export's id)",
+                )
+                report.invalid_rows += 1
+                record.instance = False  # left out
+            continue
         email_match = by_email.get(record.email_key) if record.email_key else None
         external_match = by_external.get(record.external_key) if record.external_key else None
         if email_match and external_match and email_match.pk != external_match.pk:
@@ -211,6 +239,8 @@ def _match_customers(records: list[_CustomerRecord], report: ImportReport) -> No
 
 def _write_customers(records: list[_CustomerRecord], report: ImportReport) -> None:
     new = [Customer(**r.fields) for r in records if r.instance is None]
+    for customer in new:
+        customer.search_text_set()
     changed: list[Customer] = []
     update_fields: set[str] = set()
     for record in records:
@@ -220,6 +250,9 @@ def _write_customers(records: list[_CustomerRecord], report: ImportReport) -> No
                 continue
             record.instance.updated_at = timezone.now()  # bulk_update skips auto_now
             update_fields.update(record.fields)
+            if SEARCHED_FIELDS & set(record.fields):
+                record.instance.search_text_set()
+                update_fields.add("search_text")
             changed.append(record.instance)
     created = Customer.objects.bulk_create(new, batch_size=BATCH_SIZE)
     if changed and update_fields:

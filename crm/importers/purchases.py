@@ -287,6 +287,8 @@ def _missing_customers_create(
                 country=order.customer_country[:100],
             )
         )
+    for customer in new_customers:
+        customer.search_text_set()
     created = Customer.objects.bulk_create(new_customers, batch_size=BATCH_SIZE)
     return dict(zip(sorted(missing), created, strict=True))
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from crm.csv_guard import csv_unguard
 from crm.importers.report import FatalImportError, ImportReport, Progress
 
 PROGRESS_EVERY = 5000
@@ -117,8 +118,9 @@ def _rows(
             if not raw or not any(cell.strip() for cell in raw):
                 continue
             report.rows += 1
+            # The export's formula guard comes off here, for every importer alike.
             values = {
-                ours: raw[index].strip() if index < len(raw) else ""
+                ours: csv_unguard(raw[index].strip()) if index < len(raw) else ""
                 for ours, index in columns.items()
             }
             yield Row(reader.line_num, values)

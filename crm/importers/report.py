@@ -54,6 +54,15 @@ class ImportReport:
     preview: list[dict] = field(default_factory=list)
     total_amount: Decimal = Decimal("0")
 
+    def preview_table(self) -> tuple[list[str], list[list]]:
+        """The preview as a table: every column any row has, in first-seen order, and each
+        row's value under its own column ("" where a row has none: a blank cell)."""
+        columns: dict[str, None] = {}
+        for row in self.preview:
+            columns.update(dict.fromkeys(row))
+        names = list(columns)
+        return names, [[row.get(name, "") for name in names] for row in self.preview]
+
     @property
     def ok(self) -> bool:
         """True when the import can be (or was) written."""

@@ -2,14 +2,17 @@
 live test server. Screenshots land in screenshots/ (not versioned)."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
 from crm.feedback_link import feedback_link_url
 from crm.models import Customer, Feedback
+from crm.services import customers_search_text_refresh
 from offers.models import OfferResponse
 from offers.services import offer_holds_out
 from tests.factories import CustomerPredictionFactory, SegmentationRunFactory, UserFactory
@@ -263,3 +266,71 @@ def test_the_owner_sees_the_predictions_in_words_and_a_chart(page, live_server, 
     charts = {c["id"]: c for c in page.evaluate(CHARTS_DRAWN)}
     assert charts["chart-predictions"]["points"] == 2  # predicted and actual, one run
     assert charts["chart-predictions"]["painted"] > 500
+
+
+def test_owner_finds_a_customer_records_a_sale_logs_a_call_and_sets_a_follow_up(
+    page, live_server, owner
+):
+    shop = shop_create(customers=40)
+    nina = shop.newcomer
+    Customer.objects.filter(pk=nina.pk).update(phone="+44 7700 900123")
+    customers_search_text_refresh(customer_ids=[nina.pk])
+
+    _log_in(page, live_server)
+    page.click("nav.mainnav >> text=Customers")
+    assert page.locator("h1").inner_text() == "Customers"
+
+    # By surname, then by phone without its country code.
+    page.fill("#id_q", "newcomer")
+    page.click("form.filters >> text=Filter")
+    rows = page.locator("#customers table.data tbody tr")
+    assert rows.count() == 1 and "Nina Newcomer" in rows.first.inner_text()
+    page.fill("#id_q", "7700 900123")
+    page.click("form.filters >> text=Filter")
+    assert rows.count() == 1 and "Nina Newcomer" in rows.first.inner_text()
+    _shot(page, "20-customers-found")
+
+    page.click("#customers table.data >> text=Nina Newcomer")
+    before = _kpi(page, "total-spent")
+    page.click("text=Record a sale")
+    page.fill("#sale-form [name=amount]", "125.00")
+    page.fill("#sale-form [name=product]", "Gift box")
+    page.click("#sale-form >> text=Record sale")
+    page.wait_for_url("**#purchases")
+    assert _kpi(page, "total-spent") != before
+    assert "Gift box" in page.locator("#purchases").inner_text()
+
+    page.select_option("#activity-form [name=kind]", "call")
+    page.fill("#activity-form [name=summary]", "Thanked her for the order")
+    page.click("#activity-form >> text=Log it")
+    assert "Thanked her for the order" in page.locator("#timeline").inner_text()
+
+    due = (timezone.localdate() + timedelta(days=3)).isoformat()
+    page.fill("#followup-form [name=due_on]", due)
+    page.fill("#followup-form [name=note]", "Ask how the gift went")
+    page.click("#followup-form >> text=Set follow-up")
+    assert "Ask how the gift went" in page.locator("#follow-ups").inner_text()
+    _shot(page, "21-customer-after-sale-call-follow-up")
+    nina.refresh_from_db()
+    assert nina.purchase_count == 2
+    assert nina.activities.get().kind == "call"
+    assert nina.follow_ups.get().note == "Ask how the gift went"
+
+
+@pytest.mark.parametrize("width", [390, 1366])
+def test_the_customer_list_fits_a_phone_and_a_laptop(browser, live_server, owner, width):
+    shop_create(customers=40)
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    try:
+        _log_in(page, live_server)
+        page.goto(f"{live_server.url}{reverse('pages:customer_list')}")
+        # The page itself never scrolls sideways; only the table does, inside its container.
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+        assert page_width <= width
+        container = page.locator("#customers .table-container")
+        overflow = container.evaluate("(el) => getComputedStyle(el).overflowX")
+        assert overflow == "auto"
+        _shot(page, f"22-customers-{width}")
+    finally:
+        context.close()

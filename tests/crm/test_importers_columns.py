@@ -31,6 +31,8 @@ CASES = {
     "marketing_consent": ("Yes", True, "maybe", "not yes/no"),
     "profiling_opt_out": ("0", False, "2", "not yes/no"),
     "created_at": ("2024-03-01 10:30", None, "01/03/2024", "not a date and time"),
+    "id": ("17.0", 17, "seventeen", "not a customer id"),
+    "is_archived": ("no", False, "archived", "not yes/no"),
 }
 
 

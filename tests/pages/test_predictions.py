@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from crm.models import Purchase
+from crm.services import activity_log
 from pages.today import today_overview
 from segmentation import clv_words, prediction_selectors, predictions, selectors
 from segmentation.models import SegmentationRun
@@ -168,3 +169,13 @@ def test_a_failed_or_thin_run_keeps_the_track_record_of_earlier_runs():
     SegmentationRunFactory(status=SegmentationRun.Status.FAILED, predictions={})
 
     assert [p["predicted"] for p in prediction_selectors.predictions_track_record()] == [1.0]
+
+
+def test_a_customer_the_owner_already_called_leaves_the_slipping_away_list(alice):
+    drifting = CustomerPredictionFactory(p_alive=0.25, value_12m=250.0)
+    other = CustomerPredictionFactory(p_alive=0.5, value_12m=200.0)
+    activity_log(customer=drifting.customer, kind="call", summary="Called", user=alice)
+
+    slipping = today_overview().slipping
+
+    assert [item.customer.pk for item in slipping] == [other.customer_id]

@@ -1,0 +1,122 @@
+"""Customer search: folded search text, kept in step by every writer, found by any part."""
+
+import io
+
+import pytest
+from django.db import connection
+
+from crm.importers.customers import customers_import
+from crm.models import Customer
+from crm.search import customer_search_text, search_needle, text_folded
+from crm.selectors import customer_search
+from crm.services import customer_create, customer_update, customers_search_text_refresh
+from tests.factories import CustomerFactory
+
+
+def test_folding_lowers_and_strips_accents():
+    assert text_folded("  Zoë   ÓLAFSDÓTTIR ") == "zoe olafsdottir"
+    assert customer_search_text(name="Renée", email="R@Ex.com", phone="+44 7700 900123") == (
+        "renee|r@ex.com|447700900123"
+    )
+
+
+def test_a_phone_like_term_searches_its_last_digits():
+    assert search_needle("7700 900123") == "7700900123"
+    assert search_needle("+44 (0)7700-900123") == "7700900123"
+    assert search_needle("+44 20") == "4420"
+    assert search_needle("Nina") == "nina"
+
+
+def _found(term: str) -> set[str]:
+    return set(
+        customer_search(queryset=Customer.objects.all(), term=term).values_list("name", flat=True)
+    )
+
+
+@pytest.mark.django_db
+def test_search_finds_any_part_of_a_name_or_email_in_any_case_and_accent():
+    CustomerFactory(name="Nina Newcomer", email="nina@example.com", phone="")
+    CustomerFactory(name="Zoë Ólafsdóttir", email="zoe@fjord.is", phone="")
+    CustomerFactory(name="Bob Stone", email="bob@stone.example", phone="")
+
+    assert _found("Newcomer") == {"Nina Newcomer"}
+    assert _found("newc") == {"Nina Newcomer"}
+    assert _found("OLAFS") == {"Zoë Ólafsdóttir"}
+    assert _found("zoe ó") == {"Zoë Ólafsdóttir"}
+    assert _found("FJORD.IS") == {"Zoë Ólafsdóttir"}
+    assert _found("example") == {"Nina Newcomer", "Bob Stone"}
+    assert _found("nobody") == set()
+
+
+@pytest.mark.django_db
+def test_search_finds_a_phone_with_or_without_country_code_and_spaces():
+    CustomerFactory(name="Nina Newcomer", phone="+44 7700 900123")
+    CustomerFactory(name="Otto National", phone="07700 900456")
+    CustomerFactory(name="Other", phone="+44 20 7946 0000")
+
+    assert _found("7700 900123") == {"Nina Newcomer"}
+    assert _found("+447700900123") == {"Nina Newcomer"}
+    assert _found("07700900123") == {"Nina Newcomer"}
+    assert _found("+44 7700 900456") == {"Otto National"}
+    assert _found("7700900") == {"Nina Newcomer", "Otto National"}
+
+
+@pytest.mark.django_db
+def test_search_still_finds_an_external_id_exactly():
+    CustomerFactory(name="Shop one", external_source="shop", external_id="A-17")
+    assert _found("A-17") == {"Shop one"}
+
+
+@pytest.mark.django_db
+def test_services_keep_the_search_text_in_step():
+    customer = customer_create(name="Ann Example", email="ann@example.com", phone="+1 555 0100")
+    assert customer.search_text == "ann example|ann@example.com|15550100"
+
+    customer_update(customer=customer, name="Ann Élan")
+    customer.refresh_from_db()
+    assert customer.search_text == "ann elan|ann@example.com|15550100"
+
+    customer_update(customer=customer, city="Paris")  # not searched: left alone
+    customer.refresh_from_db()
+    assert customer.search_text.startswith("ann elan|")
+
+
+@pytest.mark.django_db
+def test_the_customer_importer_keeps_the_search_text_in_step():
+    existing = CustomerFactory(name="Old Name", email="old@example.com", phone="")
+    data = (
+        "name,email,phone\nNew Name,old@example.com,\n"
+        "Cléo Dupont,cleo@example.com,+33 6 12 34 56 78\n"
+    )
+
+    customers_import(source=io.BytesIO(data.encode()))
+
+    existing.refresh_from_db()
+    assert existing.search_text == "new name|old@example.com|"
+    assert Customer.objects.get(email="cleo@example.com").search_text == (
+        "cleo dupont|cleo@example.com|33612345678"
+    )
+
+
+@pytest.mark.django_db
+def test_refresh_recomputes_rows_written_behind_the_services_back():
+    customer = CustomerFactory(name="Raw Row", email="raw@example.com", phone="")
+    Customer.objects.filter(pk=customer.pk).update(search_text="")
+
+    assert customers_search_text_refresh() == 1
+    customer.refresh_from_db()
+    assert customer.search_text == "raw row|raw@example.com|"
+    assert customers_search_text_refresh() == 0
+
+
+@pytest.mark.django_db
+def test_postgresql_answers_the_search_from_the_trigram_index():
+    if connection.vendor != "postgresql":
+        pytest.skip("the trigram index exists on PostgreSQL only")
+    CustomerFactory.create_batch(3)
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        query = customer_search(queryset=Customer.objects.all(), term="newcomer")
+        plan = query.explain()
+        cursor.execute("SET enable_seqscan = on")
+    assert "customer_search_trgm_idx" in plan
