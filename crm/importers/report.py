@@ -52,6 +52,7 @@ class ImportReport:
     fatal: bool = False  # the file cannot be read at all (encoding of the header, columns)
     written: bool = False
     preview: list[dict] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)  # in the file, not ours
     total_amount: Decimal = Decimal("0")
 
     @property
@@ -86,6 +87,10 @@ class ImportReport:
                 lines.append(f"{noun.capitalize()} already up to date: {self.unchanged:,}.")
             if self.kind == "purchases":
                 lines.extend(self._purchase_lines(verb))
+        if self.ignored_columns:
+            lines.append(
+                f"Columns ignored (not known to the import): {', '.join(self.ignored_columns)}."
+            )
         for reason, count in sorted(self.skipped.items(), key=lambda kv: -kv[1]):
             lines.append(f"Skipped {count:,} row(s): {reason}.")
         if self.dry_run:
