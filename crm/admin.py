@@ -19,6 +19,7 @@ from django.utils.html import format_html
 from crm import selectors
 from crm.admin_forms import TagNamesForm
 from crm.admin_imports import CsvImportMixin
+from crm.admin_safety import BoundedTabularInline, SafeModelAdmin
 from crm.exports import csv_lines, customer_rows, purchase_rows
 from crm.models import Customer, Feedback, Purchase, Tag
 from crm.services import customer_stats_refresh, customers_tag
@@ -67,7 +68,7 @@ class LargeTablePaginator(Paginator):
         return int(row[0] or 0) if row else 0
 
 
-class LargeTableAdmin(admin.ModelAdmin):
+class LargeTableAdmin(SafeModelAdmin):
     """Changelist settings that keep a page fast at a million rows."""
 
     paginator = LargeTablePaginator
@@ -178,7 +179,7 @@ class LatestInlineFormSet(BaseInlineFormSet):
         return self._latest_queryset
 
 
-class PurchaseInline(admin.TabularInline):
+class PurchaseInline(BoundedTabularInline):
     model = Purchase
     formset = LatestInlineFormSet
     fields = ("purchased_at", "kind", "amount", "currency", "product", "category", "channel")
@@ -188,7 +189,7 @@ class PurchaseInline(admin.TabularInline):
     verbose_name_plural = f"purchases (latest {INLINE_LIMIT}; add one here)"
 
 
-class FeedbackInline(admin.TabularInline):
+class FeedbackInline(BoundedTabularInline):
     model = Feedback
     formset = LatestInlineFormSet
     fields = ("created_at", "rating", "nps", "comment", "source", "purchase")
@@ -370,6 +371,7 @@ class PurchaseAdmin(CsvImportMixin, LargeTableAdmin):
     )
     list_select_related = ("customer",)
     list_filter = ("kind", "channel", ("purchased_at", admin.DateFieldListFilter))
+    lookup_fields_allowed = ("customer",)  # the customer page's "All purchases" link
     sortable_by = ("purchased_at",)
     raw_id_fields = ("customer",)
     # No search box: purchases are reached from their customer ("All purchases" link, an
@@ -404,6 +406,7 @@ class FeedbackAdmin(LargeTableAdmin):
     list_display = ("created_at", "customer", "rating", "nps", "source", "short_comment")
     list_select_related = ("customer",)
     list_filter = ("source", "rating", ("created_at", admin.DateFieldListFilter))
+    lookup_fields_allowed = ("customer",)  # the customer page's "All feedback" link
     sortable_by = ("created_at",)
     raw_id_fields = ("customer", "purchase")
 
@@ -413,6 +416,6 @@ class FeedbackAdmin(LargeTableAdmin):
 
 
 @admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
+class TagAdmin(SafeModelAdmin):
     search_fields = ("name",)
     list_display = ("name",)

@@ -99,6 +99,14 @@ class Customer(models.Model):
                 condition=Q(annual_income__isnull=True) | Q(annual_income__gte=0),
                 name="customer_income_non_negative",
             ),
+            # SQLite stores any decimal: the digits of max_digits, enforced (crm.bounds).
+            models.CheckConstraint(
+                condition=Q(annual_income__isnull=True) | Q(annual_income__lt=10**12),
+                name="customer_income_fits",
+            ),
+            models.CheckConstraint(
+                condition=Q(total_spent__lt=10**12), name="customer_total_spent_fits"
+            ),
         ]
         indexes = [
             models.Index(fields=["total_spent", "id"], name="customer_total_spent_idx"),
@@ -183,6 +191,8 @@ class Purchase(models.Model):
         ordering = ["-purchased_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gte=0), name="purchase_amount_non_negative"),
+            # SQLite stores any decimal: max_digits=12 with 2 places, enforced (crm.bounds).
+            models.CheckConstraint(condition=Q(amount__lt=10**10), name="purchase_amount_fits"),
             models.UniqueConstraint(
                 fields=["external_source", "external_order_id"],
                 condition=~Q(external_order_id=""),

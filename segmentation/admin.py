@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from config.celery import app
+from crm.admin_safety import BoundedTabularInline, SafeModelAdmin
 
 # The customer admin extended with the segment and the pin actions: imported so that the
 # admin's autodiscovery, which reads segmentation.admin only, registers it.
@@ -99,7 +100,7 @@ def segmentation_status() -> dict:
     }
 
 
-class TransitionInline(admin.TabularInline):
+class TransitionInline(BoundedTabularInline):
     model = SegmentTransition
     fields = ("count", "from_segment", "to_segment")
     readonly_fields = fields
@@ -118,7 +119,7 @@ class TransitionInline(admin.TabularInline):
         return False
 
 
-class SnapshotInline(admin.TabularInline):
+class SnapshotInline(BoundedTabularInline):
     model = SegmentSnapshot
     fields = ("segment", "size", "revenue", "avg_rating", "nps")
     readonly_fields = fields
@@ -137,7 +138,7 @@ class SnapshotInline(admin.TabularInline):
 
 
 @admin.register(SegmentationRun)
-class SegmentationRunAdmin(admin.ModelAdmin):
+class SegmentationRunAdmin(SafeModelAdmin):
     change_list_template = "admin/segmentation/segmentationrun/change_list.html"
     list_display = (
         "__str__",
@@ -347,7 +348,7 @@ class SegmentForm(forms.ModelForm):
 
 
 @admin.register(Segment)
-class SegmentAdmin(admin.ModelAdmin):
+class SegmentAdmin(SafeModelAdmin):
     form = SegmentForm
     list_display = (
         "name",
@@ -421,7 +422,7 @@ class SegmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(SegmentMembershipChange)
-class SegmentMembershipChangeAdmin(admin.ModelAdmin):
+class SegmentMembershipChangeAdmin(SafeModelAdmin):
     list_display = ("changed_at", "customer", "from_segment", "to_segment", "run", "reason")
     list_select_related = ("customer", "from_segment", "to_segment", "run")
     list_filter = ("run",)

@@ -170,12 +170,27 @@ def test_a_bad_purchase_value_is_a_field_error(api, field, value):
     assert not Purchase.objects.exists()
 
 
-def test_a_year_one_purchase_date_is_stored_not_a_server_error(api):
+def test_a_year_one_purchase_date_is_a_field_error_not_a_server_error(api, settings):
+    settings.TIME_ZONE = "Asia/Tokyo"
     customer = CustomerFactory()
-    body = {"customer_id": customer.pk, "amount": "1", "purchased_at": "0001-01-01T00:00:00Z"}
-    response = api.post("/api/v1/purchases/", body, format="json")
-    assert response.status_code == 201
-    assert response.json()["purchased_at"] == "0001-01-01T00:00:00Z"
+    for moment in ("0001-01-01T00:00:00Z", "0001-01-01T05:00:00+09:00", "2201-01-01T00:00:00Z"):
+        body = {"customer_id": customer.pk, "amount": "1", "purchased_at": moment}
+        response = api.post("/api/v1/purchases/", body, format="json")
+        assert response.status_code == 400, moment
+        assert "purchased_at" in response.json()
+    assert not Purchase.objects.exists()
+
+
+def test_an_income_of_a_trillion_and_a_year_one_birth_date_are_field_errors(api):
+    body = {
+        "email": "ann@example.com",
+        "annual_income": "1000000000000",
+        "birth_date": "0001-01-01",
+    }
+    response = api.post("/api/v1/customers/", body, format="json")
+    assert response.status_code == 400
+    assert {"annual_income", "birth_date"} <= set(response.json())
+    assert not Customer.objects.exists()
 
 
 def test_bulk_purchases_are_all_or_nothing_and_name_the_item(api):
