@@ -38,7 +38,7 @@ class ApiTokenAdmin(SafeModelAdmin):
             request, f"The new token (copy it now, it will not be shown again): {token}"
         )
 
-    @admin.action(description="Revoke the selected tokens")
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
     def revoke(self, request, queryset: QuerySet[ApiToken]) -> None:
         for api_token in queryset:
             services.api_token_revoke(api_token=api_token)

@@ -7,8 +7,15 @@ from rest_framework import serializers
 from rest_framework.fields import get_error_detail
 from rest_framework.settings import api_settings
 
+from api.models import ApiToken
 from crm.bounds import field_validators
-from crm.models import Customer, Feedback, Purchase
+from crm.models import (
+    CUSTOMER_SENSITIVE_FIELDS,
+    CUSTOMER_SENSITIVE_PERMISSION,
+    Customer,
+    Feedback,
+    Purchase,
+)
 from crm.services import CUSTOMER_EDITABLE_FIELDS
 from segmentation.models import Membership, Segment
 from segmentation.selectors import customer_membership
@@ -80,6 +87,18 @@ class CustomerSerializer(BoundedModelSerializer):
         ]
         # Uniqueness (e-mail, external id) is checked by crm.services.customer_create/update.
         validators = []
+
+    def to_representation(self, customer: Customer):
+        data = super().to_representation(customer)
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        # A staff session without the permission does not see them; a token is the shop's
+        # own integration and sees the record it writes.
+        session = request is not None and not isinstance(request.auth, ApiToken)
+        if session and not user.has_perm(CUSTOMER_SENSITIVE_PERMISSION):
+            for name in CUSTOMER_SENSITIVE_FIELDS:
+                data.pop(name, None)
+        return data
 
     def get_segment(self, customer: Customer) -> int | None:
         membership = customer_membership(customer=customer)

@@ -5,6 +5,9 @@ import time
 from django.conf import settings
 from django.contrib.auth import logout
 from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.core.exceptions import PermissionDenied
+
+from config.access import PAGE_PERMISSIONS, SELF_CHECKED_NAMESPACES
 
 
 class StaffRequiredMiddleware(LoginRequiredMiddleware):
@@ -21,6 +24,33 @@ class StaffRequiredMiddleware(LoginRequiredMiddleware):
         if not getattr(view_func, "login_required", True):
             return None
         return self.handle_no_permission(request, view_func)
+
+
+class PermissionRequiredMiddleware:
+    """After the staff check: the page's permission from config.access.PAGE_PERMISSIONS.
+
+    The staff check says who may log in; this says what each role may open. A page not in
+    the table is closed to everyone but superusers.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if not getattr(view_func, "login_required", True):
+            return None
+        match = request.resolver_match
+        if match is None or (match.namespaces and match.namespaces[0] in SELF_CHECKED_NAMESPACES):
+            return None
+        if request.user.is_superuser:
+            return None
+        permission = PAGE_PERMISSIONS.get(match.view_name)
+        if permission is None or not request.user.has_perm(permission):
+            raise PermissionDenied
+        return None
 
 
 class SessionTimeoutMiddleware:

@@ -72,6 +72,8 @@ MIDDLEWARE = [
     "config.middleware.SessionTimeoutMiddleware",
     # Django's LoginRequiredMiddleware, also requiring is_staff (login_not_required opts out).
     "config.middleware.StaffRequiredMiddleware",
+    # Then the permission each page needs (config.access), per role.
+    "config.middleware.PermissionRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",

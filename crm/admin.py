@@ -21,7 +21,14 @@ from crm.admin_forms import TagNamesForm
 from crm.admin_imports import CsvImportMixin
 from crm.admin_safety import BoundedTabularInline, SafeModelAdmin
 from crm.exports import csv_lines, customer_rows, purchase_rows
-from crm.models import Customer, Feedback, Purchase, Tag
+from crm.models import (
+    CUSTOMER_SENSITIVE_FIELDS,
+    CUSTOMER_SENSITIVE_PERMISSION,
+    Customer,
+    Feedback,
+    Purchase,
+    Tag,
+)
 from crm.services import customer_stats_refresh, customers_tag
 
 # -- a paginator that never counts a million rows ----------------------------------------------
@@ -66,6 +73,23 @@ class LargeTablePaginator(Paginator):
                 cursor.execute(f"SELECT max(id) FROM {table}")
             row = cursor.fetchone()
         return int(row[0] or 0) if row else 0
+
+
+def fieldsets_without(fieldsets, names: tuple[str, ...]) -> tuple:
+    """The fieldsets with these fields taken out (rows and empty sets dropped)."""
+    kept = []
+    for title, options in fieldsets:
+        rows = []
+        for row in options["fields"]:
+            if isinstance(row, tuple | list):
+                row = tuple(f for f in row if f not in names)
+                if row:
+                    rows.append(row if len(row) > 1 else row[0])
+            elif row not in names:
+                rows.append(row)
+        if rows:
+            kept.append((title, {**options, "fields": tuple(rows)}))
+    return tuple(kept)
 
 
 class LargeTableAdmin(SafeModelAdmin):
@@ -288,9 +312,14 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
         return self.readonly_fields
 
     def get_fieldsets(self, request, obj=None):
-        if obj is None:
-            return self.fieldsets[:3]
-        return self.fieldsets
+        fieldsets = self.fieldsets[:3] if obj is None else self.fieldsets
+        if request.user.has_perm(CUSTOMER_SENSITIVE_PERMISSION):
+            return fieldsets
+        # Left out of the form too, so a save keeps the stored values.
+        return fieldsets_without(fieldsets, CUSTOMER_SENSITIVE_FIELDS)
+
+    def has_export_permission(self, request) -> bool:
+        return request.user.has_perm("crm.export_customer")
 
     @admin.display(description="all purchases")
     def all_purchases(self, obj):
@@ -313,7 +342,7 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
         super().save_related(request, form, formsets, change)
         customer_stats_refresh(customer_ids=[form.instance.pk])
 
-    @admin.action(description="Add tags to the selected customers")
+    @admin.action(description="Add tags to the selected customers", permissions=["change"])
     def tag_selected(self, request, queryset):
         if "apply" in request.POST:
             form = TagNamesForm(request.POST)
@@ -345,12 +374,15 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
             },
         )
 
-    @admin.action(description="Export the selected customers as CSV")
+    @admin.action(description="Export the selected customers as CSV", permissions=["export"])
     def export_selected_csv(self, request, queryset):
-        return _csv_response(
-            csv_lines(customer_rows(queryset, extra_columns=self.export_columns)),
-            name="customers",
+        hidden = (
+            ()
+            if request.user.has_perm(CUSTOMER_SENSITIVE_PERMISSION)
+            else CUSTOMER_SENSITIVE_FIELDS
         )
+        rows = customer_rows(queryset, extra_columns=self.export_columns, hidden=hidden)
+        return _csv_response(csv_lines(rows), name="customers")
 
 
 # -- purchases, feedback, tags ---------------------------------------------------------------
@@ -396,7 +428,10 @@ class PurchaseAdmin(CsvImportMixin, LargeTableAdmin):
         super().delete_queryset(request, queryset)
         customer_stats_refresh(customer_ids=customer_ids)
 
-    @admin.action(description="Export the selected purchases as CSV")
+    def has_export_permission(self, request) -> bool:
+        return request.user.has_perm("crm.export_customer")
+
+    @admin.action(description="Export the selected purchases as CSV", permissions=["export"])
     def export_selected_csv(self, request, queryset):
         return _csv_response(csv_lines(purchase_rows(queryset)), name="purchases")
 

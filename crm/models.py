@@ -20,6 +20,12 @@ RATING_UNHAPPY_MAX = 2
 FEEDBACK_UNHAPPY = Q(rating__lte=RATING_UNHAPPY_MAX) | NPS_DETRACTOR
 
 
+# A customer's income and what tells their age: shown, edited and exported only by a user
+# with this permission (the Owner role; superusers).
+CUSTOMER_SENSITIVE_FIELDS = ("birth_date", "age", "annual_income")
+CUSTOMER_SENSITIVE_PERMISSION = "crm.view_customer_sensitive"
+
+
 class Tag(models.Model):
     name = models.CharField(max_length=50, unique=True)
 
@@ -83,6 +89,10 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [
+            ("export_customer", "Can export customers and purchases as CSV"),
+            ("view_customer_sensitive", "Can see a customer's income and birth date"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 Lower("email"), condition=~Q(email=""), name="customer_email_ci_unique"

@@ -318,10 +318,10 @@ class SegmentationRunAdmin(SafeModelAdmin):
 
     def recluster_view(self, request: HttpRequest):
         """POST: request a run now (the service records it as skipped if one is busy)."""
+        if not request.user.has_perm("segmentation.run_segmentation"):
+            raise PermissionDenied
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not self.has_view_permission(request):
-            raise PermissionDenied
         run = _services().segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
         if run.status == SegmentationRun.Status.SKIPPED:
             messages.warning(request, f"Not started: {run.error}")

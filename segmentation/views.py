@@ -7,6 +7,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_tables2 import RequestConfig
 
 from crm.exports import csv_lines, customer_rows
+from crm.models import CUSTOMER_SENSITIVE_FIELDS, CUSTOMER_SENSITIVE_PERMISSION
 from segmentation import selectors
 from segmentation.engine import run_words
 from segmentation.exports import CUSTOMER_EXPORT_PROVIDERS
@@ -53,7 +54,10 @@ def segment_members_export(request, pk: int):
     if filterset.is_bound and not filterset.is_valid():
         messages.error(request, "The filter is not valid; fix it before exporting.")
         return redirect(segment.get_absolute_url())
-    rows = customer_rows(filterset.qs, extra_columns=CUSTOMER_EXPORT_PROVIDERS)
+    hidden = (
+        () if request.user.has_perm(CUSTOMER_SENSITIVE_PERMISSION) else CUSTOMER_SENSITIVE_FIELDS
+    )
+    rows = customer_rows(filterset.qs, extra_columns=CUSTOMER_EXPORT_PROVIDERS, hidden=hidden)
     response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="segment-{segment.pk}-members.csv"'
     return response
