@@ -28,3 +28,15 @@ PAGE_PERMISSIONS: dict[str, str] = {
     "segmentation:segment_members_export": "crm.export_customer",
     "segmentation:segmentation_run_start": "segmentation.run_segmentation",
 }
+
+# Requests that leave an entry in the audit trail (config.middleware.AuditTrailMiddleware):
+# URL name -> (method, action, object type, URL argument holding the object's id). Recorded
+# when the page answered (200) or the POST went through (a redirect). Exports, imports and
+# admin edits and run starts are recorded where they happen (crm.admin, crm.importers,
+# segmentation.views and segmentation.admin).
+AUDITED_REQUESTS: dict[str, tuple[str, str, str, str]] = {
+    "pages:customer_detail": ("GET", "viewed", "crm.customer", "pk"),
+    "admin:crm_customer_change": ("GET", "viewed", "crm.customer", "object_id"),
+    "pages:customer_segment_pin": ("POST", "changed_segment", "crm.customer", "pk"),
+    "pages:customer_segment_unpin": ("POST", "changed_segment", "crm.customer", "pk"),
+}

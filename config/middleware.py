@@ -7,7 +7,8 @@ from django.contrib.auth import logout
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.core.exceptions import PermissionDenied
 
-from config.access import PAGE_PERMISSIONS, SELF_CHECKED_NAMESPACES
+from config.access import AUDITED_REQUESTS, PAGE_PERMISSIONS, SELF_CHECKED_NAMESPACES
+from crm.audit import audit_actor, audit_record
 
 
 class StaffRequiredMiddleware(LoginRequiredMiddleware):
@@ -51,6 +52,29 @@ class PermissionRequiredMiddleware:
         if permission is None or not request.user.has_perm(permission):
             raise PermissionDenied
         return None
+
+
+class AuditTrailMiddleware:
+    """Records the requests of config.access.AUDITED_REQUESTS in the audit trail."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        match = request.resolver_match
+        audited = AUDITED_REQUESTS.get(match.view_name) if match else None
+        if audited and request.method == audited[0] and request.user.is_authenticated:
+            method, action, object_type, argument = audited
+            done = response.status_code == 200 if method == "GET" else response.status_code == 302
+            if done:
+                audit_record(
+                    actor=audit_actor(request),
+                    action=action,
+                    object_type=object_type,
+                    object_id=str(match.kwargs.get(argument, "")) if argument else "",
+                )
+        return response
 
 
 class SessionTimeoutMiddleware:

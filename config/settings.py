@@ -74,6 +74,8 @@ MIDDLEWARE = [
     "config.middleware.StaffRequiredMiddleware",
     # Then the permission each page needs (config.access), per role.
     "config.middleware.PermissionRequiredMiddleware",
+    # What was viewed or started, for the audit trail (crm.AuditEntry).
+    "config.middleware.AuditTrailMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -186,6 +188,9 @@ if CACHE_URL := env_str("CACHE_URL"):
 # client IP on the page and per link for submissions; the request header holding the
 # client's address (behind a reverse proxy, e.g. HTTP_X_REAL_IP set by the proxy).
 FEEDBACK_LINK_MAX_AGE_DAYS = env_int("FEEDBACK_LINK_MAX_AGE_DAYS", 30, low=1)
+# Days the audit trail keeps an entry (crm.audit.audit_prune, daily). At least 30: the
+# database refuses to delete a younger entry (crm migration 0016).
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365, low=30)
 FEEDBACK_LINK_RATE_PER_IP = (env_int("FEEDBACK_LINK_RATE_PER_IP", 30, low=1), 600)
 FEEDBACK_LINK_RATE_PER_TOKEN = (env_int("FEEDBACK_LINK_RATE_PER_TOKEN", 10, low=1), 3600)
 

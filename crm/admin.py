@@ -20,10 +20,12 @@ from crm import selectors
 from crm.admin_forms import TagNamesForm
 from crm.admin_imports import CsvImportMixin
 from crm.admin_safety import BoundedTabularInline, SafeModelAdmin
+from crm.audit import audit_actor, audit_record
 from crm.exports import csv_lines, customer_rows, purchase_rows
 from crm.models import (
     CUSTOMER_SENSITIVE_FIELDS,
     CUSTOMER_SENSITIVE_PERMISSION,
+    AuditEntry,
     Customer,
     Feedback,
     Purchase,
@@ -109,6 +111,20 @@ def _csv_response(lines, *, name: str) -> StreamingHttpResponse:
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.csv"'
     return response
+
+
+def _export_audit(request, queryset, *, kind: str) -> None:
+    """An export of the admin's selection to the audit trail: how many rows, which filter."""
+    selection = (
+        "all matching the filter" if request.POST.get("select_across") == "1" else "selected"
+    )
+    audit_record(
+        actor=audit_actor(request),
+        action=AuditEntry.Action.EXPORTED,
+        object_type=kind,
+        count=queryset.count(),
+        detail=f"{selection}; filter: {request.GET.urlencode() or 'none'}",
+    )
 
 
 # -- changelist filters: each one an index lookup ---------------------------------------------
@@ -382,6 +398,7 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
             else CUSTOMER_SENSITIVE_FIELDS
         )
         rows = customer_rows(queryset, extra_columns=self.export_columns, hidden=hidden)
+        _export_audit(request, queryset, kind="crm.customer")
         return _csv_response(csv_lines(rows), name="customers")
 
 
@@ -433,6 +450,7 @@ class PurchaseAdmin(CsvImportMixin, LargeTableAdmin):
 
     @admin.action(description="Export the selected purchases as CSV", permissions=["export"])
     def export_selected_csv(self, request, queryset):
+        _export_audit(request, queryset, kind="crm.purchase")
         return _csv_response(csv_lines(purchase_rows(queryset)), name="purchases")
 
 
@@ -454,3 +472,25 @@ class FeedbackAdmin(LargeTableAdmin):
 class TagAdmin(SafeModelAdmin):
     search_fields = ("name",)
     list_display = ("name",)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(SafeModelAdmin):
+    """The audit trail, read-only: owners (crm.view_auditentry) see it; nobody edits it."""
+
+    list_display = ("at", "username", "address", "action", "object_type", "object_id", "count")
+    list_filter = ("action", ("at", admin.DateFieldListFilter), "object_type")
+    lookup_fields_allowed = ("object_id", "username")
+    sortable_by = ("at",)
+    paginator = LargeTablePaginator
+    show_full_result_count = False
+    list_per_page = 100
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

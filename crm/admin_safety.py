@@ -6,7 +6,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.admin.options import BaseModelAdmin
 
+from crm.audit import audit_actor, audit_record
 from crm.bounds import formfield_bounded
+from crm.models import AuditEntry
 
 # Lookup types a filter or a link of ours puts in a changelist URL; never regex, contains...
 SAFE_LOOKUP_TYPES = frozenset(
@@ -57,7 +59,43 @@ class LookupAllowListMixin(admin.ModelAdmin):
         return False
 
 
-class SafeModelAdmin(BoundedFormsMixin, LookupAllowListMixin, admin.ModelAdmin):
+class AuditedAdminMixin(admin.ModelAdmin):
+    """Every add, change and delete made in the admin goes to the audit trail, next to
+    Django's own LogEntry (which anyone with the database can edit)."""
+
+    # A segment's edit is its own kind of entry; other models are "edited".
+    audit_change_action = AuditEntry.Action.EDITED
+
+    def log_addition(self, request, obj, message):
+        audit_record(actor=audit_actor(request), action=AuditEntry.Action.CREATED, obj=obj)
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        items = message if isinstance(message, list) else []
+        changed = sorted(
+            {
+                name
+                for item in items
+                if isinstance(item, dict)
+                for name in item.get("changed", {}).get("fields", [])
+            }
+        )
+        audit_record(
+            actor=audit_actor(request),
+            action=self.audit_change_action,
+            obj=obj,
+            detail=f"changed: {', '.join(changed)}" if changed else "",
+        )
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request, queryset):
+        actor = audit_actor(request)
+        for obj in queryset:
+            audit_record(actor=actor, action=AuditEntry.Action.DELETED, obj=obj)
+        return super().log_deletions(request, queryset)
+
+
+class SafeModelAdmin(AuditedAdminMixin, BoundedFormsMixin, LookupAllowListMixin, admin.ModelAdmin):
     """The base of every ModelAdmin in the product."""
 
 

@@ -295,3 +295,47 @@ class Feedback(models.Model):
         if self.nps is not None:
             parts.append(f"NPS {self.nps}/10")
         return ", ".join(parts) or "feedback"
+
+
+class AuditEntry(models.Model):
+    """One thing someone did with customer data: who, when, from where, what, on what.
+
+    Append-only: written by crm.audit.audit_record, never changed; the database refuses an
+    UPDATE (and on PostgreSQL a DELETE of an entry younger than 30 days, migration 0016);
+    crm.audit.audit_prune removes the entries past AUDIT_RETENTION_DAYS.
+    """
+
+    class Action(models.TextChoices):
+        VIEWED = "viewed", "Viewed"
+        EXPORTED = "exported", "Exported"
+        IMPORTED = "imported", "Imported"
+        CREATED = "created", "Created"
+        EDITED = "edited", "Edited"
+        DELETED = "deleted", "Deleted"
+        RAN_SEGMENTATION = "ran_segmentation", "Ran the segmentation"
+        CHANGED_SEGMENT = "changed_segment", "Changed a segment"
+
+    at = models.DateTimeField(default=timezone.now)
+    # No foreign key: an entry outlives its user and is never updated when the user goes.
+    user_id = models.IntegerField(null=True, blank=True)
+    username = models.CharField(max_length=150, blank=True)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=20, choices=Action.choices)
+    object_type = models.CharField(max_length=100, blank=True)  # "crm.customer"
+    object_id = models.CharField(max_length=100, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    count = models.PositiveIntegerField(null=True, blank=True)  # rows exported or imported
+    detail = models.TextField(blank=True)  # the filter of an export, the changed fields...
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["at"], name="audit_at_idx"),
+            models.Index(fields=["object_type", "object_id", "at"], name="audit_object_idx"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.username or "system"
+        what = f" {self.object_type} {self.object_id}".rstrip()
+        return f"{self.at:%Y-%m-%d %H:%M} {who} {self.get_action_display().lower()}{what}"

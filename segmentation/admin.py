@@ -16,6 +16,8 @@ from django.utils.timesince import timesince
 
 from config.celery import app
 from crm.admin_safety import BoundedTabularInline, SafeModelAdmin
+from crm.audit import audit_actor, audit_record
+from crm.models import AuditEntry
 
 # The customer admin extended with the segment and the pin actions: imported so that the
 # admin's autodiscovery, which reads segmentation.admin only, registers it.
@@ -323,6 +325,12 @@ class SegmentationRunAdmin(SafeModelAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         run = _services().segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+        audit_record(
+            actor=audit_actor(request),
+            action=AuditEntry.Action.RAN_SEGMENTATION,
+            obj=run,
+            detail=run.status,
+        )
         if run.status == SegmentationRun.Status.SKIPPED:
             messages.warning(request, f"Not started: {run.error}")
         else:
@@ -349,6 +357,7 @@ class SegmentForm(forms.ModelForm):
 
 @admin.register(Segment)
 class SegmentAdmin(SafeModelAdmin):
+    audit_change_action = AuditEntry.Action.CHANGED_SEGMENT
     form = SegmentForm
     list_display = (
         "name",

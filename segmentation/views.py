@@ -6,8 +6,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_tables2 import RequestConfig
 
+from crm.audit import audit_actor, audit_record
 from crm.exports import csv_lines, customer_rows
-from crm.models import CUSTOMER_SENSITIVE_FIELDS, CUSTOMER_SENSITIVE_PERMISSION
+from crm.models import CUSTOMER_SENSITIVE_FIELDS, CUSTOMER_SENSITIVE_PERMISSION, AuditEntry
 from segmentation import selectors
 from segmentation.engine import run_words
 from segmentation.exports import CUSTOMER_EXPORT_PROVIDERS
@@ -58,6 +59,13 @@ def segment_members_export(request, pk: int):
         () if request.user.has_perm(CUSTOMER_SENSITIVE_PERMISSION) else CUSTOMER_SENSITIVE_FIELDS
     )
     rows = customer_rows(filterset.qs, extra_columns=CUSTOMER_EXPORT_PROVIDERS, hidden=hidden)
+    audit_record(
+        actor=audit_actor(request),
+        action=AuditEntry.Action.EXPORTED,
+        obj=segment,
+        count=filterset.qs.count(),
+        detail=f"segment members; filter: {request.GET.urlencode() or 'none'}",
+    )
     response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="segment-{segment.pk}-members.csv"'
     return response
@@ -69,6 +77,12 @@ def segmentation_run_start(request):
     from segmentation.services import segmentation_run_request
 
     run = segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+    audit_record(
+        actor=audit_actor(request),
+        action=AuditEntry.Action.RAN_SEGMENTATION,
+        obj=run,
+        detail=run.status,
+    )
     if run.status == SegmentationRun.Status.SKIPPED:
         messages.warning(request, f"Not started: {run.error}")
     elif run.status == SegmentationRun.Status.FAILED:

@@ -16,6 +16,8 @@ from django_celery_beat import models as beat
 
 from api import services as api_services
 from api.models import WebhookEvent
+from crm.audit import SYSTEM, audit_record
+from crm.models import AuditEntry
 from segmentation.models import SegmentMembershipChange
 from tests.factories import (
     CustomerFactory,
@@ -138,6 +140,7 @@ def _sample_objects() -> None:
     OfferResponseFactory(customer=customer, offer=OfferFactory())
     api_services.api_token_create(user=UserFactory(), name="shop", scope="read")
     WebhookEvent.objects.create(source="stripe", event_id="evt_1")
+    audit_record(actor=SYSTEM, action=AuditEntry.Action.VIEWED, obj=customer)
     interval = beat.IntervalSchedule.objects.create(every=1, period="days")
     beat.CrontabSchedule.objects.create()
     beat.SolarSchedule.objects.create(event="sunrise", latitude=0, longitude=0)

@@ -8,6 +8,7 @@ from typing import BinaryIO
 
 from django.conf import settings
 
+from crm.audit import SYSTEM, Actor
 from crm.bounds import decimal_checked
 from crm.importers.customers import (
     BATCH_SIZE,
@@ -46,6 +47,7 @@ def purchases_import(
     cancel_prefix: str | None = None,
     date_format: str = "",
     progress: Progress | None = None,
+    actor: Actor = SYSTEM,
 ) -> ImportReport:
     """Create or update purchases from a CSV file; returns the report.
 
@@ -103,6 +105,7 @@ def purchases_import(
         return report
     return import_write(
         report=report,
+        actor=actor,
         write=lambda: _write_purchases(
             valid,
             customers=customers,

@@ -10,7 +10,9 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from crm.audit import SYSTEM, Actor, audit_record
 from crm.cache import pages_cache_changed
+from crm.models import AuditEntry
 
 Progress = Callable[[int], None]
 
@@ -124,10 +126,13 @@ class _DryRunRollback(Exception):
     pass
 
 
-def import_write(*, report: ImportReport, write: Callable[[], None]) -> ImportReport:
+def import_write(
+    *, report: ImportReport, write: Callable[[], None], actor: Actor = SYSTEM
+) -> ImportReport:
     """Run `write` in one transaction, rolled back on a dry run; a refusal becomes fatal.
 
-    Every import writes through here, so here the pages' cached figures are invalidated.
+    Every import writes through here, so here the pages' cached figures are invalidated and
+    the import goes to the audit trail (in the same transaction: no entry without the rows).
     """
     try:
         with transaction.atomic():
@@ -135,6 +140,14 @@ def import_write(*, report: ImportReport, write: Callable[[], None]) -> ImportRe
             if report.dry_run:
                 raise _DryRunRollback
             pages_cache_changed()
+            audit_record(
+                actor=actor,
+                action=AuditEntry.Action.IMPORTED,
+                object_type="crm.customer" if report.kind == "customers" else "crm.purchase",
+                count=report.created + report.updated,
+                detail=f"created {report.created}, updated {report.updated}, "
+                f"invalid rows {report.invalid_rows}",
+            )
         report.written = True
     except _DryRunRollback:
         pass

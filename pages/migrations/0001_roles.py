@@ -78,7 +78,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
-        ("crm", "0014_customer_permissions"),
+        ("crm", "0016_audit_append_only"),
         ("segmentation", "0010_run_permission"),
         ("offers", "0001_initial"),
         ("api", "0001_initial"),
