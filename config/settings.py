@@ -143,7 +143,7 @@ AXES_COOLOFF_TIME = 1  # hours
 # Locked per user name at an address, and per address across user names, so one address
 # cannot try user names forever.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
-AXES_CLIENT_IP_CALLABLE = "config.client_ip.client_ip"
+AXES_CLIENT_IP_CALLABLE = "config.client_ip.axes_client_ip"
 AXES_RESET_ON_SUCCESS = True
 
 LOGIN_URL = "admin:login"
