@@ -6,7 +6,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from api.models import ApiToken
-from crm.models import Customer, Feedback, Purchase
+from crm.models import AuditEntry, Customer, Feedback, Purchase
 from tests.factories import CustomerFactory, PurchaseFactory, SegmentFactory
 
 pytestmark = pytest.mark.django_db
@@ -291,3 +291,17 @@ def test_segments_and_memberships_are_read_only(api):
         {"customer_id": customer.pk, "segment_id": segment.pk, "reason": "", "pinned": False}
     ]
     assert api.post("/api/v1/segments/", {"name": "x"}, format="json").status_code == 405
+
+
+def test_api_writes_go_to_the_audit_trail_with_the_token_user(api):
+    body = {"customer_email": "new@example.com", "amount": "25.50", "external_order_id": "A1"}
+    response = api.post("/api/v1/purchases/", body, format="json")
+
+    entry = AuditEntry.objects.get(object_type="crm.purchase")
+    assert (entry.action, entry.username, entry.object_id, entry.count) == (
+        AuditEntry.Action.CREATED,
+        "shop",
+        str(response.json()["id"]),
+        1,
+    )
+    assert entry.address == "127.0.0.1"
