@@ -5,10 +5,11 @@ from django.db.models import QuerySet
 
 from api import services
 from api.models import ApiToken, WebhookEvent
+from crm.admin_safety import SafeModelAdmin
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(SafeModelAdmin):
     list_display = ["name", "user", "scope", "prefix", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["scope"]
     search_fields = ["name", "prefix", "user__username"]
@@ -37,7 +38,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
             request, f"The new token (copy it now, it will not be shown again): {token}"
         )
 
-    @admin.action(description="Revoke the selected tokens")
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
     def revoke(self, request, queryset: QuerySet[ApiToken]) -> None:
         for api_token in queryset:
             services.api_token_revoke(api_token=api_token)
@@ -45,7 +46,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(SafeModelAdmin):
     list_display = ["source", "type", "event_id", "received_at", "processed_at", "error"]
     list_filter = ["source", "type"]
     search_fields = ["event_id"]

@@ -2,11 +2,20 @@
 
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from rest_framework import serializers
 from rest_framework.fields import get_error_detail
 from rest_framework.settings import api_settings
 
-from crm.models import Customer, Feedback, Purchase
+from api.models import ApiToken
+from crm.bounds import field_validators
+from crm.models import (
+    CUSTOMER_SENSITIVE_FIELDS,
+    CUSTOMER_SENSITIVE_PERMISSION,
+    Customer,
+    Feedback,
+    Purchase,
+)
 from crm.services import CUSTOMER_EDITABLE_FIELDS
 from segmentation.models import CustomerPrediction, Membership, Segment
 from segmentation.selectors import customer_membership
@@ -23,16 +32,34 @@ def drf_error(error: DjangoValidationError) -> serializers.ValidationError:
     return serializers.ValidationError(detail=detail)
 
 
+class BoundedModelSerializer(serializers.ModelSerializer):
+    # A ModelSerializer whose fields refuse what the columns cannot hold (crm.bounds). A
+    # comment, not a docstring: the schema would show a docstring as each shape's description.
+
+    def build_standard_field(self, field_name, model_field):
+        field_class, field_kwargs = super().build_standard_field(field_name, model_field)
+        extra = [v for v in field_validators(model_field) if not _is_range(v)]
+        if extra and not field_kwargs.get("read_only"):
+            field_kwargs["validators"] = [*field_kwargs.get("validators", []), *extra]
+        return field_class, field_kwargs
+
+
+def _is_range(validator) -> bool:
+    # Integer ranges stay as DRF derives them (min_value/max_value from the model's own
+    # validators): the schema contract names them. The other bounds are checks only.
+    return isinstance(validator, MinValueValidator | MaxValueValidator)
+
+
 def _model_field(model, name: str, **kwargs) -> serializers.Field:
     """The serializer field ModelSerializer would build for model.name, under another name."""
-    field_class, field_kwargs = serializers.ModelSerializer().build_standard_field(
+    field_class, field_kwargs = BoundedModelSerializer().build_standard_field(
         name, model._meta.get_field(name)
     )
     field_kwargs.update(kwargs)
     return field_class(**field_kwargs)
 
 
-class CustomerSerializer(serializers.ModelSerializer):
+class CustomerSerializer(BoundedModelSerializer):
     tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
     segment = serializers.SerializerMethodField()
 
@@ -61,6 +88,18 @@ class CustomerSerializer(serializers.ModelSerializer):
         # Uniqueness (e-mail, external id) is checked by crm.services.customer_create/update.
         validators = []
 
+    def to_representation(self, customer: Customer):
+        data = super().to_representation(customer)
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        # A staff session without the permission does not see them; a token is the shop's
+        # own integration and sees the record it writes.
+        session = request is not None and not isinstance(request.auth, ApiToken)
+        if session and not user.has_perm(CUSTOMER_SENSITIVE_PERMISSION):
+            for name in CUSTOMER_SENSITIVE_FIELDS:
+                data.pop(name, None)
+        return data
+
     def get_segment(self, customer: Customer) -> int | None:
         membership = customer_membership(customer=customer)
         return membership.segment_id if membership else None
@@ -77,7 +116,7 @@ class CustomerUpsertSerializer(CustomerSerializer):
         return attrs
 
 
-class PurchaseSerializer(serializers.ModelSerializer):
+class PurchaseSerializer(BoundedModelSerializer):
     customer_id = serializers.IntegerField(
         min_value=1, max_value=ID_MAX, required=False, help_text="An existing customer's id."
     )
@@ -158,7 +197,7 @@ class PurchaseBulkResultSerializer(serializers.Serializer):
     purchases = PurchaseWrittenSerializer(many=True)
 
 
-class FeedbackSerializer(serializers.ModelSerializer):
+class FeedbackSerializer(BoundedModelSerializer):
     customer_id = serializers.IntegerField(min_value=1, max_value=ID_MAX)
     purchase_id = serializers.IntegerField(
         min_value=1, max_value=ID_MAX, required=False, allow_null=True

@@ -28,16 +28,19 @@ from api.serializers import (
     drf_error,
 )
 from crm import services as crm_services
-from crm.models import Customer, Purchase
+from crm.audit import audit_actor, audit_record
+from crm.models import AuditEntry, Customer, Purchase
 from segmentation.models import CustomerPrediction, Membership, Segment
 
 audit = logging.getLogger("api.audit")
 
 
 def audit_write(request, *, what: str, ids) -> None:
-    """One line per write: who (token prefix or session user), what, which rows."""
+    """One line per write (who: token prefix or session user; what; which rows) in the log,
+    and one entry in the audit trail."""
     token = request.auth
     who = f"token={token.prefix}" if isinstance(token, ApiToken) else "session"
+    ids = list(ids)
     audit.info(
         "%s user=%s %s %s %s ids=%s",
         who,
@@ -45,7 +48,16 @@ def audit_write(request, *, what: str, ids) -> None:
         request.method,
         request.path,
         what,
-        list(ids),
+        ids,
+    )
+    entity, _, verb = what.partition(".")
+    audit_record(
+        actor=audit_actor(request),
+        action=AuditEntry.Action.CREATED if "create" in verb else AuditEntry.Action.EDITED,
+        object_type=f"crm.{entity}",
+        object_id=str(ids[0]) if len(ids) == 1 else "",
+        count=len(ids),
+        detail=f"API {what} ({who})",
     )
 
 

@@ -29,3 +29,11 @@ def _is_address(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def axes_client_ip(request: HttpRequest) -> str | None:
+    """client_ip for django-axes, which stores it in an address column: None when there is
+    no address (a request built in code, a unix socket) rather than the text "unknown",
+    which PostgreSQL's inet type refuses (the login would fail with a 500)."""
+    address = client_ip(request)
+    return address if _is_address(address) else None

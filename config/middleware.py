@@ -5,6 +5,10 @@ import time
 from django.conf import settings
 from django.contrib.auth import logout
 from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.core.exceptions import PermissionDenied
+
+from config.access import AUDITED_REQUESTS, PAGE_PERMISSIONS, SELF_CHECKED_NAMESPACES
+from crm.audit import audit_actor, audit_record
 
 
 class StaffRequiredMiddleware(LoginRequiredMiddleware):
@@ -21,6 +25,56 @@ class StaffRequiredMiddleware(LoginRequiredMiddleware):
         if not getattr(view_func, "login_required", True):
             return None
         return self.handle_no_permission(request, view_func)
+
+
+class PermissionRequiredMiddleware:
+    """After the staff check: the page's permission from config.access.PAGE_PERMISSIONS.
+
+    The staff check says who may log in; this says what each role may open. A page not in
+    the table is closed to everyone but superusers.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if not getattr(view_func, "login_required", True):
+            return None
+        match = request.resolver_match
+        if match is None or (match.namespaces and match.namespaces[0] in SELF_CHECKED_NAMESPACES):
+            return None
+        if request.user.is_superuser:
+            return None
+        permission = PAGE_PERMISSIONS.get(match.view_name)
+        if permission is None or not request.user.has_perm(permission):
+            raise PermissionDenied
+        return None
+
+
+class AuditTrailMiddleware:
+    """Records the requests of config.access.AUDITED_REQUESTS in the audit trail."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        match = request.resolver_match
+        audited = AUDITED_REQUESTS.get(match.view_name) if match else None
+        if audited and request.method == audited[0] and request.user.is_authenticated:
+            method, action, object_type, argument = audited
+            done = response.status_code == 200 if method == "GET" else response.status_code == 302
+            if done:
+                audit_record(
+                    actor=audit_actor(request),
+                    action=action,
+                    object_type=object_type,
+                    object_id=str(match.kwargs.get(argument, "")) if argument else "",
+                )
+        return response
 
 
 class SessionTimeoutMiddleware:

@@ -72,6 +72,10 @@ MIDDLEWARE = [
     "config.middleware.SessionTimeoutMiddleware",
     # Django's LoginRequiredMiddleware, also requiring is_staff (login_not_required opts out).
     "config.middleware.StaffRequiredMiddleware",
+    # Then the permission each page needs (config.access), per role.
+    "config.middleware.PermissionRequiredMiddleware",
+    # What was viewed or started, for the audit trail (crm.AuditEntry).
+    "config.middleware.AuditTrailMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -139,7 +143,7 @@ AXES_COOLOFF_TIME = 1  # hours
 # Locked per user name at an address, and per address across user names, so one address
 # cannot try user names forever.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
-AXES_CLIENT_IP_CALLABLE = "config.client_ip.client_ip"
+AXES_CLIENT_IP_CALLABLE = "config.client_ip.axes_client_ip"
 AXES_RESET_ON_SUCCESS = True
 
 LOGIN_URL = "admin:login"
@@ -184,6 +188,9 @@ if CACHE_URL := env_str("CACHE_URL"):
 # client IP on the page and per link for submissions; the request header holding the
 # client's address (behind a reverse proxy, e.g. HTTP_X_REAL_IP set by the proxy).
 FEEDBACK_LINK_MAX_AGE_DAYS = env_int("FEEDBACK_LINK_MAX_AGE_DAYS", 30, low=1)
+# Days the audit trail keeps an entry (crm.audit.audit_prune, daily). At least 30: the
+# database refuses to delete a younger entry (crm migration 0016).
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365, low=30)
 FEEDBACK_LINK_RATE_PER_IP = (env_int("FEEDBACK_LINK_RATE_PER_IP", 30, low=1), 600)
 FEEDBACK_LINK_RATE_PER_TOKEN = (env_int("FEEDBACK_LINK_RATE_PER_TOKEN", 10, low=1), 3600)
 

@@ -19,8 +19,18 @@ from django.utils.html import format_html
 from crm import selectors
 from crm.admin_forms import TagNamesForm
 from crm.admin_imports import CsvImportMixin
+from crm.admin_safety import BoundedTabularInline, SafeModelAdmin
+from crm.audit import audit_actor, audit_record
 from crm.exports import csv_lines, customer_rows, purchase_rows
-from crm.models import Customer, Feedback, Purchase, Tag
+from crm.models import (
+    CUSTOMER_SENSITIVE_FIELDS,
+    CUSTOMER_SENSITIVE_PERMISSION,
+    AuditEntry,
+    Customer,
+    Feedback,
+    Purchase,
+    Tag,
+)
 from crm.services import customer_stats_refresh, customers_tag
 
 # -- a paginator that never counts a million rows ----------------------------------------------
@@ -67,7 +77,24 @@ class LargeTablePaginator(Paginator):
         return int(row[0] or 0) if row else 0
 
 
-class LargeTableAdmin(admin.ModelAdmin):
+def fieldsets_without(fieldsets, names: tuple[str, ...]) -> tuple:
+    """The fieldsets with these fields taken out (rows and empty sets dropped)."""
+    kept = []
+    for title, options in fieldsets:
+        rows = []
+        for row in options["fields"]:
+            if isinstance(row, tuple | list):
+                row = tuple(f for f in row if f not in names)
+                if row:
+                    rows.append(row if len(row) > 1 else row[0])
+            elif row not in names:
+                rows.append(row)
+        if rows:
+            kept.append((title, {**options, "fields": tuple(rows)}))
+    return tuple(kept)
+
+
+class LargeTableAdmin(SafeModelAdmin):
     """Changelist settings that keep a page fast at a million rows."""
 
     paginator = LargeTablePaginator
@@ -84,6 +111,20 @@ def _csv_response(lines, *, name: str) -> StreamingHttpResponse:
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.csv"'
     return response
+
+
+def _export_audit(request, queryset, *, kind: str) -> None:
+    """An export of the admin's selection to the audit trail: how many rows, which filter."""
+    selection = (
+        "all matching the filter" if request.POST.get("select_across") == "1" else "selected"
+    )
+    audit_record(
+        actor=audit_actor(request),
+        action=AuditEntry.Action.EXPORTED,
+        object_type=kind,
+        count=queryset.count(),
+        detail=f"{selection}; filter: {request.GET.urlencode() or 'none'}",
+    )
 
 
 # -- changelist filters: each one an index lookup ---------------------------------------------
@@ -178,7 +219,7 @@ class LatestInlineFormSet(BaseInlineFormSet):
         return self._latest_queryset
 
 
-class PurchaseInline(admin.TabularInline):
+class PurchaseInline(BoundedTabularInline):
     model = Purchase
     formset = LatestInlineFormSet
     fields = ("purchased_at", "kind", "amount", "currency", "product", "category", "channel")
@@ -188,7 +229,7 @@ class PurchaseInline(admin.TabularInline):
     verbose_name_plural = f"purchases (latest {INLINE_LIMIT}; add one here)"
 
 
-class FeedbackInline(admin.TabularInline):
+class FeedbackInline(BoundedTabularInline):
     model = Feedback
     formset = LatestInlineFormSet
     fields = ("created_at", "rating", "nps", "comment", "source", "purchase")
@@ -287,9 +328,14 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
         return self.readonly_fields
 
     def get_fieldsets(self, request, obj=None):
-        if obj is None:
-            return self.fieldsets[:3]
-        return self.fieldsets
+        fieldsets = self.fieldsets[:3] if obj is None else self.fieldsets
+        if request.user.has_perm(CUSTOMER_SENSITIVE_PERMISSION):
+            return fieldsets
+        # Left out of the form too, so a save keeps the stored values.
+        return fieldsets_without(fieldsets, CUSTOMER_SENSITIVE_FIELDS)
+
+    def has_export_permission(self, request) -> bool:
+        return request.user.has_perm("crm.export_customer")
 
     @admin.display(description="all purchases")
     def all_purchases(self, obj):
@@ -317,7 +363,7 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
         super().save_related(request, form, formsets, change)
         customer_stats_refresh(customer_ids=[form.instance.pk])
 
-    @admin.action(description="Add tags to the selected customers")
+    @admin.action(description="Add tags to the selected customers", permissions=["change"])
     def tag_selected(self, request, queryset):
         if "apply" in request.POST:
             form = TagNamesForm(request.POST)
@@ -349,12 +395,16 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
             },
         )
 
-    @admin.action(description="Export the selected customers as CSV")
+    @admin.action(description="Export the selected customers as CSV", permissions=["export"])
     def export_selected_csv(self, request, queryset):
-        return _csv_response(
-            csv_lines(customer_rows(queryset, extra_columns=self.export_columns)),
-            name="customers",
+        hidden = (
+            ()
+            if request.user.has_perm(CUSTOMER_SENSITIVE_PERMISSION)
+            else CUSTOMER_SENSITIVE_FIELDS
         )
+        rows = customer_rows(queryset, extra_columns=self.export_columns, hidden=hidden)
+        _export_audit(request, queryset, kind="crm.customer")
+        return _csv_response(csv_lines(rows), name="customers")
 
 
 # -- purchases, feedback, tags ---------------------------------------------------------------
@@ -375,6 +425,7 @@ class PurchaseAdmin(CsvImportMixin, LargeTableAdmin):
     )
     list_select_related = ("customer",)
     list_filter = ("kind", "channel", ("purchased_at", admin.DateFieldListFilter))
+    lookup_fields_allowed = ("customer",)  # the customer page's "All purchases" link
     sortable_by = ("purchased_at",)
     raw_id_fields = ("customer",)
     # No search box: purchases are reached from their customer ("All purchases" link, an
@@ -399,8 +450,12 @@ class PurchaseAdmin(CsvImportMixin, LargeTableAdmin):
         super().delete_queryset(request, queryset)
         customer_stats_refresh(customer_ids=customer_ids)
 
-    @admin.action(description="Export the selected purchases as CSV")
+    def has_export_permission(self, request) -> bool:
+        return request.user.has_perm("crm.export_customer")
+
+    @admin.action(description="Export the selected purchases as CSV", permissions=["export"])
     def export_selected_csv(self, request, queryset):
+        _export_audit(request, queryset, kind="crm.purchase")
         return _csv_response(csv_lines(purchase_rows(queryset)), name="purchases")
 
 
@@ -409,6 +464,7 @@ class FeedbackAdmin(LargeTableAdmin):
     list_display = ("created_at", "customer", "rating", "nps", "source", "short_comment")
     list_select_related = ("customer",)
     list_filter = ("source", "rating", ("created_at", admin.DateFieldListFilter))
+    lookup_fields_allowed = ("customer",)  # the customer page's "All feedback" link
     sortable_by = ("created_at",)
     raw_id_fields = ("customer", "purchase")
 
@@ -418,6 +474,28 @@ class FeedbackAdmin(LargeTableAdmin):
 
 
 @admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
+class TagAdmin(SafeModelAdmin):
     search_fields = ("name",)
     list_display = ("name",)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(SafeModelAdmin):
+    """The audit trail, read-only: owners (crm.view_auditentry) see it; nobody edits it."""
+
+    list_display = ("at", "username", "address", "action", "object_type", "object_id", "count")
+    list_filter = ("action", ("at", admin.DateFieldListFilter), "object_type")
+    lookup_fields_allowed = ("object_id", "username")
+    sortable_by = ("at",)
+    paginator = LargeTablePaginator
+    show_full_result_count = False
+    list_per_page = 100
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

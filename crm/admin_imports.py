@@ -14,6 +14,7 @@ from django.shortcuts import render
 from django.urls import path, reverse
 
 from crm.admin_forms import ImportUploadForm
+from crm.audit import SYSTEM, Actor, audit_actor
 from crm.importers import customers_import, purchases_import
 
 IMPORT_DIR_NAME = "imports"
@@ -64,7 +65,7 @@ class CsvImportMixin:
         if not (self.has_add_permission(request) and self.has_change_permission(request)):
             raise PermissionDenied
 
-    def _import_run(self, stored: dict, *, dry_run: bool):
+    def _import_run(self, stored: dict, *, dry_run: bool, actor: Actor = SYSTEM):
         options = stored["options"]
         path_ = _import_dir() / f"{stored['token']}.upload"
         if self.import_kind == "customers":
@@ -73,6 +74,7 @@ class CsvImportMixin:
                 dry_run=dry_run,
                 only_valid=options["only_valid"],
                 mapping=options["mapping"],
+                actor=actor,
             )
         return purchases_import(
             source=path_,
@@ -81,6 +83,7 @@ class CsvImportMixin:
             mapping=options["mapping"],
             preset=options.get("preset", ""),
             create_customers=options.get("create_customers", False),
+            actor=actor,
         )
 
     def _import_context(self, request, **extra):
@@ -148,7 +151,7 @@ class CsvImportMixin:
             # Chosen on the preview, after seeing the errors: the valid rows are written.
             stored["options"]["only_valid"] = True
             request.session[key] = stored
-        report = self._import_run(stored, dry_run=False)
+        report = self._import_run(stored, dry_run=False, actor=audit_actor(request))
         if not report.written:
             return render(
                 request,

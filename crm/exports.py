@@ -70,11 +70,16 @@ class ColumnProvider(Protocol):
 
 
 def customer_rows(
-    queryset: QuerySet[Customer], *, extra_columns: Sequence[ColumnProvider] = ()
+    queryset: QuerySet[Customer],
+    *,
+    extra_columns: Sequence[ColumnProvider] = (),
+    hidden: Sequence[str] = (),
 ) -> Iterator[list[Any]]:
     """The header, then one row per customer, read in chunks (tags prefetched per chunk).
 
     ``extra_columns``: providers whose columns follow crm's own, each asked once per chunk.
+    ``hidden``: crm columns written blank (CUSTOMER_SENSITIVE_FIELDS for a user who may not
+    see them); the header keeps them, so the file imports back the same way.
     """
     yield [*CUSTOMER_EXPORT_COLUMNS, *(c for p in extra_columns for c in p.columns)]
     customers = queryset.prefetch_related("tags").order_by("pk").iterator(chunk_size=CHUNK_SIZE)
@@ -82,18 +87,22 @@ def customer_rows(
     for customer in customers:
         chunk.append(customer)
         if len(chunk) == CHUNK_SIZE:
-            yield from _customer_chunk_rows(chunk, extra_columns)
+            yield from _customer_chunk_rows(chunk, extra_columns, hidden)
             chunk = []
     if chunk:
-        yield from _customer_chunk_rows(chunk, extra_columns)
+        yield from _customer_chunk_rows(chunk, extra_columns, hidden)
+
+
+def _blank(customer: Customer) -> str:
+    return ""
 
 
 def _customer_chunk_rows(
-    chunk: list[Customer], extra_columns: Sequence[ColumnProvider]
+    chunk: list[Customer], extra_columns: Sequence[ColumnProvider], hidden: Sequence[str]
 ) -> Iterator[list[Any]]:
     ids = [c.pk for c in chunk]
     extras = [(p.columns, p.values(ids)) for p in extra_columns]
-    getters = [column.read for column in CUSTOMER_CSV_COLUMNS]
+    getters = [_blank if c.name in hidden else c.read for c in CUSTOMER_CSV_COLUMNS]
     for c in chunk:
         extra = [
             values.get(c.pk, {}).get(column) for columns, values in extras for column in columns

@@ -5,7 +5,7 @@ from decimal import Decimal
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
-from crm.models import Activity, Customer, Purchase
+from crm.models import CUSTOMER_SENSITIVE_FIELDS, Activity, Customer, Purchase
 from crm.services import ACTIVITY_SUMMARY_MAX, FEEDBACK_COMMENT_MAX
 
 
@@ -77,10 +77,13 @@ class CustomerForm(forms.ModelForm):
         fields = CUSTOMER_FORM_FIELDS
         widgets = {"birth_date": DateInput(), "notes": forms.Textarea(attrs={"rows": 3})}
 
-    def __init__(self, *args, with_tags: bool = True, **kwargs):
+    def __init__(self, *args, with_tags: bool = True, sensitive: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         if not with_tags:
             del self.fields["tag_names"]
+        if not sensitive:  # a user without crm.view_customer_sensitive neither sees nor sets them
+            for name in CUSTOMER_SENSITIVE_FIELDS:
+                self.fields.pop(name, None)
 
     def _post_clean(self):
         # The services validate the instance (and the e-mail clash) themselves; the model

@@ -21,6 +21,12 @@ RATING_UNHAPPY_MAX = 2
 FEEDBACK_UNHAPPY = Q(rating__lte=RATING_UNHAPPY_MAX) | NPS_DETRACTOR
 
 
+# A customer's income and what tells their age: shown, edited and exported only by a user
+# with this permission (the Owner role; superusers).
+CUSTOMER_SENSITIVE_FIELDS = ("birth_date", "age", "annual_income")
+CUSTOMER_SENSITIVE_PERMISSION = "crm.view_customer_sensitive"
+
+
 class Tag(models.Model):
     name = models.CharField(max_length=50, unique=True)
 
@@ -89,6 +95,10 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [
+            ("export_customer", "Can export customers and purchases as CSV"),
+            ("view_customer_sensitive", "Can see a customer's income and birth date"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 Lower("email"), condition=~Q(email=""), name="customer_email_ci_unique"
@@ -104,6 +114,14 @@ class Customer(models.Model):
             models.CheckConstraint(
                 condition=Q(annual_income__isnull=True) | Q(annual_income__gte=0),
                 name="customer_income_non_negative",
+            ),
+            # SQLite stores any decimal: the digits of max_digits, enforced (crm.bounds).
+            models.CheckConstraint(
+                condition=Q(annual_income__isnull=True) | Q(annual_income__lt=10**12),
+                name="customer_income_fits",
+            ),
+            models.CheckConstraint(
+                condition=Q(total_spent__lt=10**12), name="customer_total_spent_fits"
             ),
         ]
         indexes = [
@@ -201,6 +219,8 @@ class Purchase(models.Model):
         ordering = ["-purchased_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gte=0), name="purchase_amount_non_negative"),
+            # SQLite stores any decimal: max_digits=12 with 2 places, enforced (crm.bounds).
+            models.CheckConstraint(condition=Q(amount__lt=10**10), name="purchase_amount_fits"),
             models.UniqueConstraint(
                 fields=["external_source", "external_order_id"],
                 condition=~Q(external_order_id=""),
@@ -372,3 +392,47 @@ class FollowUp(models.Model):
 
     def __str__(self) -> str:
         return f"Follow up on {self.due_on:%Y-%m-%d}"
+
+
+class AuditEntry(models.Model):
+    """One thing someone did with customer data: who, when, from where, what, on what.
+
+    Append-only: written by crm.audit.audit_record, never changed; the database refuses an
+    UPDATE (and on PostgreSQL a DELETE of an entry younger than 30 days, migration 0016);
+    crm.audit.audit_prune removes the entries past AUDIT_RETENTION_DAYS.
+    """
+
+    class Action(models.TextChoices):
+        VIEWED = "viewed", "Viewed"
+        EXPORTED = "exported", "Exported"
+        IMPORTED = "imported", "Imported"
+        CREATED = "created", "Created"
+        EDITED = "edited", "Edited"
+        DELETED = "deleted", "Deleted"
+        RAN_SEGMENTATION = "ran_segmentation", "Ran the segmentation"
+        CHANGED_SEGMENT = "changed_segment", "Changed a segment"
+
+    at = models.DateTimeField(default=timezone.now)
+    # No foreign key: an entry outlives its user and is never updated when the user goes.
+    user_id = models.IntegerField(null=True, blank=True)
+    username = models.CharField(max_length=150, blank=True)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=20, choices=Action.choices)
+    object_type = models.CharField(max_length=100, blank=True)  # "crm.customer"
+    object_id = models.CharField(max_length=100, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    count = models.PositiveIntegerField(null=True, blank=True)  # rows exported or imported
+    detail = models.TextField(blank=True)  # the filter of an export, the changed fields...
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["at"], name="audit_at_idx"),
+            models.Index(fields=["object_type", "object_id", "at"], name="audit_object_idx"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.username or "system"
+        what = f" {self.object_type} {self.object_id}".rstrip()
+        return f"{self.at:%Y-%m-%d %H:%M} {who} {self.get_action_display().lower()}{what}"

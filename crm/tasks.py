@@ -5,6 +5,7 @@ import socket
 from celery import shared_task
 from django.db import connection
 
+from crm import audit
 from crm.models import Customer
 
 
@@ -17,3 +18,9 @@ def crm_health_check() -> dict:
         "database": connection.vendor,
         "customers": Customer.objects.count(),
     }
+
+
+@shared_task(acks_late=True)
+def audit_prune() -> int:
+    """Delete the audit entries older than AUDIT_RETENTION_DAYS (scheduled daily)."""
+    return audit.audit_prune()

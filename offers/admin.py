@@ -4,11 +4,12 @@ from django.contrib import admin
 
 # The large-table paginator and admin base of crm's admin (a lower app's admin building blocks).
 from crm.admin import LargeTableAdmin
+from crm.admin_safety import SafeModelAdmin
 from offers.models import Offer, OfferResponse
 
 
 @admin.register(Offer)
-class OfferAdmin(admin.ModelAdmin):
+class OfferAdmin(SafeModelAdmin):
     list_display = ("title", "channel", "starts_on", "ends_on", "discount_percent", "is_active")
     list_filter = ("is_active", "channel")
     search_fields = ("title",)

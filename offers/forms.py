@@ -2,6 +2,7 @@
 
 from django import forms
 
+from crm.bounds import bounded_formfield_callback
 from offers.models import Offer, OfferResponse
 from offers.services import OFFER_EDITABLE_FIELDS
 from segmentation.models import Segment
@@ -34,6 +35,8 @@ class OfferForm(forms.ModelForm):
     class Meta:
         model = Offer
         fields = [*OFFER_EDITABLE_FIELDS, "segments"]
+        # Numbers, dates and text within what the columns hold (attribution_days=99999999999).
+        formfield_callback = bounded_formfield_callback
         widgets = {
             "starts_on": DateInput(),
             "ends_on": DateInput(),

@@ -5,7 +5,7 @@ Thin: parse, call, render."""
 from datetime import datetime, time
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_tables2 import RequestConfig
 from django_tables2.paginators import LazyPaginator
 
+from crm.audit import audit_actor, audit_record
 from crm.exports import csv_lines, customer_rows
 from crm.feedback_link import feedback_link_url
 from crm.forms import (
@@ -25,7 +26,14 @@ from crm.forms import (
     FollowUpForm,
     SaleForm,
 )
-from crm.models import Customer, Feedback, FollowUp
+from crm.models import (
+    CUSTOMER_SENSITIVE_FIELDS,
+    CUSTOMER_SENSITIVE_PERMISSION,
+    AuditEntry,
+    Customer,
+    Feedback,
+    FollowUp,
+)
 from crm.services import (
     activity_log,
     customer_create,
@@ -56,6 +64,10 @@ from segmentation.filters import segment_members_filter
 from segmentation.forms import SegmentPinForm
 from segmentation.models import Segment
 from segmentation.tables import SegmentMemberTable
+
+
+def _sees_sensitive(request) -> bool:
+    return request.user.has_perm(CUSTOMER_SENSITIVE_PERMISSION)
 
 
 def _error_text(error: ValidationError) -> str:
@@ -238,7 +250,23 @@ def customers_bulk(request):
     selection = Customer.objects.filter(pk__in=ids)
     action = request.POST.get("action")
     if action == "export":
-        rows = customer_rows(selection.order_by("pk"), extra_columns=CUSTOMER_EXPORT_PROVIDERS)
+        if not request.user.has_perm("crm.export_customer"):
+            raise PermissionDenied
+        hidden = (
+            ()
+            if request.user.has_perm(CUSTOMER_SENSITIVE_PERMISSION)
+            else CUSTOMER_SENSITIVE_FIELDS
+        )
+        rows = customer_rows(
+            selection.order_by("pk"), extra_columns=CUSTOMER_EXPORT_PROVIDERS, hidden=hidden
+        )
+        audit_record(
+            actor=audit_actor(request),
+            action=AuditEntry.Action.EXPORTED,
+            obj=None,
+            count=len(ids),
+            detail="customers ticked on the customer list",
+        )
         response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="customers.csv"'
         return response
@@ -255,7 +283,7 @@ def customers_bulk(request):
 
 
 def customer_new(request):
-    form = CustomerForm(request.POST or None)
+    form = CustomerForm(request.POST or None, sensitive=_sees_sensitive(request))
     if request.method == "POST" and form.is_valid():
         try:
             customer = customer_create(
@@ -303,7 +331,8 @@ def _customer_page(
             "ranked": page.ranked,
             "ranking_method": offer_services.RANKING_METHOD,
             "feedback_form": feedback_form or FeedbackForm(),
-            "edit_form": edit_form or CustomerForm(instance=customer, with_tags=False),
+            "edit_form": edit_form
+            or CustomerForm(instance=customer, with_tags=False, sensitive=_sees_sensitive(request)),
             "edit_open": edit_form is not None,
             "sale_form": sale_form or SaleForm(),
             "activity_form": ActivityForm(),
@@ -343,7 +372,9 @@ def customer_detail(request, pk: int):
 @require_POST
 def customer_edit(request, pk: int):
     customer = _customer_get(pk)
-    form = CustomerForm(request.POST, instance=customer, with_tags=False)
+    form = CustomerForm(
+        request.POST, instance=customer, with_tags=False, sensitive=_sees_sensitive(request)
+    )
     if form.is_valid():
         try:
             customer_update(customer=customer, **form.changed_fields())

@@ -16,6 +16,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from config.celery import app
+from crm.admin_safety import BoundedTabularInline, SafeModelAdmin
+from crm.audit import audit_actor, audit_record
+from crm.models import AuditEntry
 
 # The customer admin extended with the segment and the pin actions: imported so that the
 # admin's autodiscovery, which reads segmentation.admin only, registers it.
@@ -94,7 +97,7 @@ def segmentation_status() -> dict:
     }
 
 
-class TransitionInline(admin.TabularInline):
+class TransitionInline(BoundedTabularInline):
     model = SegmentTransition
     fields = ("count", "from_segment", "to_segment")
     readonly_fields = fields
@@ -113,7 +116,7 @@ class TransitionInline(admin.TabularInline):
         return False
 
 
-class SnapshotInline(admin.TabularInline):
+class SnapshotInline(BoundedTabularInline):
     model = SegmentSnapshot
     fields = ("segment", "size", "revenue", "avg_rating", "nps")
     readonly_fields = fields
@@ -132,7 +135,7 @@ class SnapshotInline(admin.TabularInline):
 
 
 @admin.register(SegmentationRun)
-class SegmentationRunAdmin(admin.ModelAdmin):
+class SegmentationRunAdmin(SafeModelAdmin):
     change_list_template = "admin/segmentation/segmentationrun/change_list.html"
     list_display = (
         "__str__",
@@ -312,6 +315,8 @@ class SegmentationRunAdmin(admin.ModelAdmin):
 
     def recluster_view(self, request: HttpRequest):
         """POST: request a run now (the service records it as skipped if one is busy)."""
+        if not request.user.has_perm("segmentation.run_segmentation"):
+            raise PermissionDenied
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_view_permission(request):
@@ -322,6 +327,12 @@ class SegmentationRunAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(reverse("admin:segmentation_segmentationrun_changelist"))
         as_of = form.cleaned_data["as_of"]
         run = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL, as_of=as_of)
+        audit_record(
+            actor=audit_actor(request),
+            action=AuditEntry.Action.RAN_SEGMENTATION,
+            obj=run,
+            detail=run.status,
+        )
         if run.status in (SegmentationRun.Status.SKIPPED, SegmentationRun.Status.FAILED):
             messages.warning(request, f"Not started: {run.error}")
         else:
@@ -364,7 +375,8 @@ class SegmentForm(forms.ModelForm):
 
 
 @admin.register(Segment)
-class SegmentAdmin(admin.ModelAdmin):
+class SegmentAdmin(SafeModelAdmin):
+    audit_change_action = AuditEntry.Action.CHANGED_SEGMENT
     form = SegmentForm
     list_display = (
         "name",
@@ -438,7 +450,7 @@ class SegmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(SegmentMembershipChange)
-class SegmentMembershipChangeAdmin(admin.ModelAdmin):
+class SegmentMembershipChangeAdmin(SafeModelAdmin):
     list_display = ("changed_at", "customer", "from_segment", "to_segment", "run", "reason")
     list_select_related = ("customer", "from_segment", "to_segment", "run")
     list_filter = ("run",)

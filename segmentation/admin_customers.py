@@ -29,7 +29,9 @@ def _pin_targets(modeladmin, request, queryset) -> list | None:
     return customers
 
 
-@admin.action(description="Pin the selected customers to their current segment")
+@admin.action(
+    description="Pin the selected customers to their current segment", permissions=["pin"]
+)
 def customers_pin(modeladmin, request, queryset) -> None:
     customers = _pin_targets(modeladmin, request, queryset)
     if customers is None:
@@ -48,7 +50,9 @@ def customers_pin(modeladmin, request, queryset) -> None:
         modeladmin.message_user(request, "; ".join(problems[:3]) + more, messages.WARNING)
 
 
-@admin.action(description="Unpin the selected customers (the next run places them)")
+@admin.action(
+    description="Unpin the selected customers (the next run places them)", permissions=["pin"]
+)
 def customers_unpin(modeladmin, request, queryset) -> None:
     customers = _pin_targets(modeladmin, request, queryset)
     if customers is None:
@@ -76,6 +80,10 @@ class CustomerSegmentAdmin(CustomerAdmin):
         ("membership__segment", admin.RelatedFieldListFilter),
     )
     actions = [*CustomerAdmin.actions, customers_pin, customers_unpin]
+
+    def has_pin_permission(self, request) -> bool:
+        return request.user.has_perm("segmentation.change_membership")
+
     export_columns = CUSTOMER_EXPORT_PROVIDERS
     readonly_fields = (
         "segment_link",

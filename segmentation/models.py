@@ -97,6 +97,7 @@ class SegmentationRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("run_segmentation", "Can start a segmentation run")]
         indexes = [models.Index(fields=["status", "finished_at"], name="run_status_finished_idx")]
         constraints = [
             models.UniqueConstraint(fields=["active_slot"], name="run_one_active_unique"),

@@ -6,7 +6,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_tables2 import RequestConfig
 
+from crm.audit import audit_actor, audit_record
 from crm.exports import csv_lines, customer_rows
+from crm.models import CUSTOMER_SENSITIVE_FIELDS, CUSTOMER_SENSITIVE_PERMISSION, AuditEntry
 from segmentation import selectors, services
 from segmentation.exports import CUSTOMER_EXPORT_PROVIDERS
 from segmentation.filters import segment_members_filter
@@ -40,7 +42,17 @@ def segment_members_export(request, pk: int):
     if filterset.is_bound and not filterset.is_valid():
         messages.error(request, "The filter is not valid; fix it before exporting.")
         return redirect(segment.get_absolute_url())
-    rows = customer_rows(filterset.qs, extra_columns=CUSTOMER_EXPORT_PROVIDERS)
+    hidden = (
+        () if request.user.has_perm(CUSTOMER_SENSITIVE_PERMISSION) else CUSTOMER_SENSITIVE_FIELDS
+    )
+    rows = customer_rows(filterset.qs, extra_columns=CUSTOMER_EXPORT_PROVIDERS, hidden=hidden)
+    audit_record(
+        actor=audit_actor(request),
+        action=AuditEntry.Action.EXPORTED,
+        obj=segment,
+        count=filterset.qs.count(),
+        detail=f"segment members; filter: {request.GET.urlencode() or 'none'}",
+    )
     response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="segment-{segment.pk}-members.csv"'
     return response
@@ -49,6 +61,12 @@ def segment_members_export(request, pk: int):
 @require_POST
 def segmentation_run_start(request):
     run = services.segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+    audit_record(
+        actor=audit_actor(request),
+        action=AuditEntry.Action.RAN_SEGMENTATION,
+        obj=run,
+        detail=run.status,
+    )
     if run.status == SegmentationRun.Status.SKIPPED:
         messages.warning(request, f"Not started: {run.error}")
     elif run.status == SegmentationRun.Status.FAILED:

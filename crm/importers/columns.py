@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
 
+from crm.bounds import decimal_checked, text_checked
 from crm.importers.reading import encoding_problem
 from crm.importers.values import (
     CENT,
@@ -91,7 +92,7 @@ def _annual_income(value: str) -> Decimal:
     income = parse_decimal(value, what="an amount")
     if income < 0:
         raise ValueError(f"{value} is negative")
-    return income.quantize(CENT, ROUND_HALF_UP)
+    return decimal_checked(Customer, "annual_income", income.quantize(CENT, ROUND_HALF_UP))
 
 
 def _tags(value: str) -> list[str]:
@@ -115,7 +116,7 @@ def _customer_id(value: str) -> int:
 
 
 def _notes(value: str) -> str:
-    return value
+    return text_checked(value)
 
 
 CUSTOMER_CSV_COLUMNS: tuple[CsvColumn, ...] = (

@@ -9,6 +9,7 @@ from typing import BinaryIO
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from crm.audit import SYSTEM, Actor
 from crm.importers.columns import CUSTOMER_COLUMNS, CUSTOMER_PARSERS
 from crm.importers.reading import Row, open_text, rows_read
 from crm.importers.report import (
@@ -47,6 +48,7 @@ def customers_import(
     mapping: dict[str, str] | None = None,
     external_source: str = "shop",
     progress: Progress | None = None,
+    actor: Actor = SYSTEM,
 ) -> ImportReport:
     """Create or update customers from a CSV file; returns the report.
 
@@ -83,7 +85,7 @@ def customers_import(
     report.note_left_out()
     if not report.ok:
         return report
-    return import_write(report=report, write=lambda: _write_customers(records, report))
+    return import_write(report=report, write=lambda: _write_customers(records, report), actor=actor)
 
 
 def _customer_records(rows, *, source: str, report: ImportReport) -> list[_CustomerRecord]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP
+from decimal import ROUND_HALF_UP, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
 
+from crm.audit import SYSTEM, Actor
+from crm.bounds import decimal_checked
 from crm.importers.customers import (
     BATCH_SIZE,
     UPDATE_BATCH_SIZE,
@@ -45,6 +47,7 @@ def purchases_import(
     cancel_prefix: str | None = None,
     date_format: str = "",
     progress: Progress | None = None,
+    actor: Actor = SYSTEM,
 ) -> ImportReport:
     """Create or update purchases from a CSV file; returns the report.
 
@@ -102,6 +105,7 @@ def purchases_import(
         return report
     return import_write(
         report=report,
+        actor=actor,
         write=lambda: _write_purchases(
             valid,
             customers=customers,
@@ -132,21 +136,35 @@ def _require_purchase_columns(columns: set[str]) -> None:
 def _orders_with_valid_amounts(
     orders: dict[str, Order], *, bad_orders: set[str], report: ImportReport
 ) -> list[Order]:
-    """The orders whose lines were all valid, rounded to the cent; negative totals reported."""
+    """The orders whose lines were all valid, rounded to the cent; negative or too large
+    totals reported."""
     for key, order in orders.items():
         if key in bad_orders:
             continue
-        order.amount = order.amount.quantize(CENT, ROUND_HALF_UP)
-        if order.amount < 0:
-            report.add_error(
-                order.row,
-                order.amount_column,
-                f"the order's amount is negative ({order.amount}); record a refund with "
-                "kind=refund and a positive amount",
-            )
+        problem = _order_amount_problem(order)
+        if problem:
+            report.add_error(order.row, order.amount_column, problem)
             report.invalid_rows += 1
             bad_orders.add(key)
     return [o for k, o in orders.items() if k not in bad_orders]
+
+
+def _order_amount_problem(order: Order) -> str:
+    """Why the order's total cannot be stored ("" when it can); rounds it to the cent."""
+    try:
+        order.amount = order.amount.quantize(CENT, ROUND_HALF_UP)
+    except InvalidOperation:  # more digits than any amount has (a huge quantity x price)
+        return "the order's amount is too large"
+    if order.amount < 0:
+        return (
+            f"the order's amount is negative ({order.amount}); record a refund with "
+            "kind=refund and a positive amount"
+        )
+    try:
+        decimal_checked(Purchase, "amount", order.amount)
+    except ValueError as exc:
+        return f"the order's amount {exc}"
+    return ""
 
 
 def _orders_with_known_customers(

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from crm.bounds import NUL_MESSAGE
 from crm.csv_guard import csv_unguard
 from crm.importers.report import FatalImportError, ImportReport, Progress
 
 PROGRESS_EVERY = 5000
 
-BAD_BYTES = re.compile("[\udc80-\udcff]")
+# Bytes that were not UTF-8 (kept as surrogates) and NUL bytes, which no text may hold.
+BAD_BYTES = re.compile("[\udc80-\udcff\x00]")
 
 
 def open_text(source: str | Path | BinaryIO) -> io.TextIOWrapper:
@@ -37,6 +39,8 @@ def encoding_problem(value: str) -> str | None:
     match = BAD_BYTES.search(value)
     if not match:
         return None
+    if match.group() == "\x00":
+        return NUL_MESSAGE
     byte = ord(match.group()) - 0xDC00
     return (
         f"byte 0x{byte:02X} is not valid UTF-8 (the file looks like Latin-1/Windows-1252, "
@@ -63,6 +67,11 @@ def rows_read(
     reader = csv.reader(text)
     header = _header(reader)
     columns = _column_positions(header, known=known, mapping=mapping)
+    used = set(columns.values())
+    # A misspelt column is otherwise silently left out: the report names every one.
+    report.ignored_columns = [
+        name.strip() for i, name in enumerate(header) if i not in used and name.strip()
+    ]
     return set(columns), _rows(reader, columns=columns, report=report, progress=progress)
 
 
@@ -130,3 +139,5 @@ def _rows(
         raise FatalImportError(reader.line_num, None, f"the file cannot be read ({exc})") from None
     if progress:
         progress(count % PROGRESS_EVERY)
+    if not report.rows:
+        raise FatalImportError(2, None, "the file has no data rows, only a header")

@@ -10,7 +10,9 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from crm.audit import SYSTEM, Actor, audit_record
 from crm.cache import pages_cache_changed
+from crm.models import AuditEntry
 
 Progress = Callable[[int], None]
 
@@ -52,6 +54,7 @@ class ImportReport:
     fatal: bool = False  # the file cannot be read at all (encoding of the header, columns)
     written: bool = False
     preview: list[dict] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)  # in the file, not ours
     total_amount: Decimal = Decimal("0")
 
     def preview_table(self) -> tuple[list[str], list[list]]:
@@ -95,6 +98,10 @@ class ImportReport:
                 lines.append(f"{noun.capitalize()} already up to date: {self.unchanged:,}.")
             if self.kind == "purchases":
                 lines.extend(self._purchase_lines(verb))
+        if self.ignored_columns:
+            lines.append(
+                f"Columns ignored (not known to the import): {', '.join(self.ignored_columns)}."
+            )
         for reason, count in sorted(self.skipped.items(), key=lambda kv: -kv[1]):
             lines.append(f"Skipped {count:,} row(s): {reason}.")
         if self.dry_run:
@@ -128,10 +135,13 @@ class _DryRunRollback(Exception):
     pass
 
 
-def import_write(*, report: ImportReport, write: Callable[[], None]) -> ImportReport:
+def import_write(
+    *, report: ImportReport, write: Callable[[], None], actor: Actor = SYSTEM
+) -> ImportReport:
     """Run `write` in one transaction, rolled back on a dry run; a refusal becomes fatal.
 
-    Every import writes through here, so here the pages' cached figures are invalidated.
+    Every import writes through here, so here the pages' cached figures are invalidated and
+    the import goes to the audit trail (in the same transaction: no entry without the rows).
     """
     try:
         with transaction.atomic():
@@ -139,6 +149,14 @@ def import_write(*, report: ImportReport, write: Callable[[], None]) -> ImportRe
             if report.dry_run:
                 raise _DryRunRollback
             pages_cache_changed()
+            audit_record(
+                actor=actor,
+                action=AuditEntry.Action.IMPORTED,
+                object_type="crm.customer" if report.kind == "customers" else "crm.purchase",
+                count=report.created + report.updated,
+                detail=f"created {report.created}, updated {report.updated}, "
+                f"invalid rows {report.invalid_rows}",
+            )
         report.written = True
     except _DryRunRollback:
         pass

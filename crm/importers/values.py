@@ -8,7 +8,10 @@ from decimal import Decimal, InvalidOperation
 
 from django.utils import timezone
 
+from crm.bounds import date_checked, model_text_checked
+
 CENT = Decimal("0.01")
+DECIMAL_DIGITS_MAX = 18
 
 _TRUE = {"1", "true", "yes", "y", "on", "x"}
 _FALSE = {"0", "false", "no", "n", "off"}
@@ -32,16 +35,20 @@ def parse_decimal(value: str, *, what: str = "a number") -> Decimal:
         raise ValueError(f"'{value}' is not {what}") from None
     if not number.is_finite():
         raise ValueError(f"'{value}' is not {what}")
+    # No field holds 10^18; refusing here keeps "1e999999" from failing later in quantize().
+    if number and number.adjusted() >= DECIMAL_DIGITS_MAX:
+        raise ValueError(f"'{value}' is too large")
     return number
 
 
 def parse_date(value: str) -> date:
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError as exc:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             raise ValueError(f"'{value}' is not a real date ({exc})") from None
         raise ValueError(f"'{value}' is not a date; use YYYY-MM-DD") from None
+    return date_checked(day)
 
 
 def parse_datetime(value: str, *, date_format: str = "") -> datetime:
@@ -56,6 +63,8 @@ def parse_datetime(value: str, *, date_format: str = "") -> datetime:
             raise ValueError(f"'{value}' is not a real date ({exc})") from None
         expected = date_format or "YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS]"
         raise ValueError(f"'{value}' is not a date and time; use {expected}") from None
+    # Before the time zone: year 1 east of UTC has no UTC equivalent (OverflowError).
+    date_checked(moment)
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment)
     return moment
@@ -78,8 +87,5 @@ def parse_external_id(value: str) -> str:
 
 
 def within_max_length(model, name: str, value: str) -> str:
-    """The value, when it fits the model field's max_length."""
-    limit = model._meta.get_field(name).max_length
-    if limit and len(value) > limit:
-        raise ValueError(f"longer than {limit} characters")
-    return value
+    """The value, when it fits the model field's max_length (and holds no NUL byte)."""
+    return model_text_checked(model, name, value)

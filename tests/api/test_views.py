@@ -6,7 +6,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from api.models import ApiToken
-from crm.models import Customer, Feedback, Purchase
+from crm.models import AuditEntry, Customer, Feedback, Purchase
 from tests.factories import (
     CustomerFactory,
     CustomerPredictionFactory,
@@ -175,12 +175,27 @@ def test_a_bad_purchase_value_is_a_field_error(api, field, value):
     assert not Purchase.objects.exists()
 
 
-def test_a_year_one_purchase_date_is_stored_not_a_server_error(api):
+def test_a_year_one_purchase_date_is_a_field_error_not_a_server_error(api, settings):
+    settings.TIME_ZONE = "Asia/Tokyo"
     customer = CustomerFactory()
-    body = {"customer_id": customer.pk, "amount": "1", "purchased_at": "0001-01-01T00:00:00Z"}
-    response = api.post("/api/v1/purchases/", body, format="json")
-    assert response.status_code == 201
-    assert response.json()["purchased_at"] == "0001-01-01T00:00:00Z"
+    for moment in ("0001-01-01T00:00:00Z", "0001-01-01T05:00:00+09:00", "2201-01-01T00:00:00Z"):
+        body = {"customer_id": customer.pk, "amount": "1", "purchased_at": moment}
+        response = api.post("/api/v1/purchases/", body, format="json")
+        assert response.status_code == 400, moment
+        assert "purchased_at" in response.json()
+    assert not Purchase.objects.exists()
+
+
+def test_an_income_of_a_trillion_and_a_year_one_birth_date_are_field_errors(api):
+    body = {
+        "email": "ann@example.com",
+        "annual_income": "1000000000000",
+        "birth_date": "0001-01-01",
+    }
+    response = api.post("/api/v1/customers/", body, format="json")
+    assert response.status_code == 400
+    assert {"annual_income", "birth_date"} <= set(response.json())
+    assert not Customer.objects.exists()
 
 
 def test_bulk_purchases_are_all_or_nothing_and_name_the_item(api):
@@ -293,3 +308,17 @@ def test_predictions_are_read_per_customer_once_a_run_made_them(read_api):
     (row,) = response.json()["results"]
     assert row["customer_id"] == prediction.customer_id
     assert (row["p_alive"], row["value_12m"]) == (0.8, 120.0)
+
+
+def test_api_writes_go_to_the_audit_trail_with_the_token_user(api):
+    body = {"customer_email": "new@example.com", "amount": "25.50", "external_order_id": "A1"}
+    response = api.post("/api/v1/purchases/", body, format="json")
+
+    entry = AuditEntry.objects.get(object_type="crm.purchase")
+    assert (entry.action, entry.username, entry.object_id, entry.count) == (
+        AuditEntry.Action.CREATED,
+        "shop",
+        str(response.json()["id"]),
+        1,
+    )
+    assert entry.address == "127.0.0.1"

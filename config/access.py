@@ -1,0 +1,52 @@
+"""Which permission each staff page needs: one table, checked by PermissionRequiredMiddleware.
+
+The admin checks its own model permissions (and crm.admin / segmentation.admin their custom
+views and actions), the API its own (api.permissions); every other page is listed here by URL
+name. A page missing from the table is refused to everyone but superusers, so a page added
+later is closed until someone decides who may open it (tests/test_roles.py names it).
+"""
+
+# Namespaces whose views check permissions themselves.
+SELF_CHECKED_NAMESPACES = ("admin", "api")
+
+PAGE_PERMISSIONS: dict[str, str] = {
+    "pages:today": "crm.view_customer",
+    "pages:dashboard": "crm.view_purchase",
+    "pages:customer_detail": "crm.view_customer",
+    "pages:customer_list": "crm.view_customer",
+    "pages:customer_new": "crm.add_customer",
+    # Tagging; the export inside it also asks for crm.export_customer (pages.views).
+    "pages:customers_bulk": "crm.change_customer",
+    "pages:customer_edit": "crm.change_customer",
+    "pages:customer_sale_record": "crm.add_purchase",
+    "pages:customer_activity_log": "crm.add_activity",
+    "pages:customer_followup_create": "crm.add_followup",
+    "pages:followup_done": "crm.change_followup",
+    "pages:followup_snooze": "crm.change_followup",
+    "pages:customer_offer_record": "offers.add_offerresponse",
+    "pages:customer_feedback_add": "crm.add_feedback",
+    "pages:customer_segment_pin": "segmentation.change_membership",
+    "pages:customer_segment_unpin": "segmentation.change_membership",
+    "pages:feedback_answered": "crm.change_feedback",
+    "pages:segment_detail": "segmentation.view_segment",
+    "offers:offer_list": "offers.view_offer",
+    "offers:offer_detail": "offers.view_offer",
+    "offers:offer_create": "offers.add_offer",
+    "offers:offer_edit": "offers.change_offer",
+    "offers:segment_offer_present": "offers.add_offerresponse",
+    "segmentation:segment_list": "segmentation.view_segment",
+    "segmentation:segment_members_export": "crm.export_customer",
+    "segmentation:segmentation_run_start": "segmentation.run_segmentation",
+}
+
+# Requests that leave an entry in the audit trail (config.middleware.AuditTrailMiddleware):
+# URL name -> (method, action, object type, URL argument holding the object's id). Recorded
+# when the page answered (200) or the POST went through (a redirect). Exports, imports and
+# admin edits and run starts are recorded where they happen (crm.admin, crm.importers,
+# segmentation.views and segmentation.admin).
+AUDITED_REQUESTS: dict[str, tuple[str, str, str, str]] = {
+    "pages:customer_detail": ("GET", "viewed", "crm.customer", "pk"),
+    "admin:crm_customer_change": ("GET", "viewed", "crm.customer", "object_id"),
+    "pages:customer_segment_pin": ("POST", "changed_segment", "crm.customer", "pk"),
+    "pages:customer_segment_unpin": ("POST", "changed_segment", "crm.customer", "pk"),
+}
