@@ -11,7 +11,6 @@ retried"). Marketing mail twice is worse than marketing mail missed.
 
 import smtplib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import make_msgid
@@ -245,7 +244,6 @@ def offer_deliveries_send(
     offer_id: int,
     limit: int,
     rate: float,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> SendCounts:
     """Send up to ``limit`` queued deliveries of the offer, at most ``rate`` a second.
 
@@ -254,14 +252,20 @@ def offer_deliveries_send(
     OfferResponse PRESENTED recorded (kept when the customer already has one). A customer
     who lost consent or unsubscribed since queueing is marked failed, not sent. A refused
     recipient is marked bounced; any other SMTP or network error marks that delivery failed
-    (not retried: it may have gone out) and is raised, so the task retries the rest later.
+    (not retried: it may have gone out) and is raised, so the task retries the rest later;
+    so is a server that cannot be reached, before anything is claimed.
     Stale "sending" rows are given up first (deliveries_give_up_stale).
     """
     deliveries_give_up_stale()
     counts = SendCounts()
     interval = 1.0 / rate
     next_at = time.monotonic()
+    if not Delivery.objects.filter(offer_id=offer_id, status=Delivery.Status.QUEUED).exists():
+        return counts
     connection = get_connection()
+    # Opened before anything is claimed: a server that cannot be reached raises here and
+    # leaves every message queued for the task's retry.
+    connection.open()
     try:
         for _ in range(limit):
             delivery = delivery_claim_next(offer_id=offer_id)
@@ -278,7 +282,7 @@ def offer_deliveries_send(
                 continue
             wait = next_at - time.monotonic()
             if wait > 0:
-                sleep(wait)
+                time.sleep(wait)
             next_at = max(next_at, time.monotonic()) + interval
             email = offer_email(offer=delivery.offer, customer=customer)
             email.connection = connection

@@ -56,9 +56,13 @@ def template_fields(text: str) -> list[str]:
         if name is None:
             continue
         if name not in MERGE_FIELDS or spec or conversion:
-            shown = "{" + name + ("!" + conversion if conversion else "") + (
-                ":" + spec if spec else ""
-            ) + "}"
+            shown = (
+                "{"
+                + name
+                + ("!" + conversion if conversion else "")
+                + (":" + spec if spec else "")
+                + "}"
+            )
             raise MessageTemplateError(
                 f"{shown} is not a merge field; use one of "
                 + ", ".join("{" + f + "}" for f in MERGE_FIELDS)

@@ -12,9 +12,7 @@ urlpatterns = [
     path("offers/<int:pk>/", views.offer_detail, name="offer_detail"),
     path("offers/<int:pk>/edit/", views.offer_edit, name="offer_edit"),
     path("offers/<int:pk>/email/test/", views.offer_email_test, name="offer_email_test"),
-    path(
-        "offers/<int:pk>/send/<int:segment_pk>/", views.offer_email_send, name="offer_email_send"
-    ),
+    path("offers/<int:pk>/send/<int:segment_pk>/", views.offer_email_send, name="offer_email_send"),
     path(
         "offers/<int:pk>/send/<int:segment_pk>/recipients.csv",
         views.offer_recipients_csv,
