@@ -195,30 +195,18 @@ def _offer_form(request, *, offer: Offer | None):
 
 @require_POST
 def segment_offer_present(request, pk: int):
+    """The segment page's "present an offer": on to choosing who actually receives it.
+
+    Nobody is recorded as presented here: an e-mail offer goes to its send page (recipients,
+    then confirm; PRESENTED is recorded as each message goes out), any other channel to the
+    list where the owner ticks whom they contacted.
+    """
     segment = get_object_or_404(Segment, pk=pk)
-    back = f"{segment.get_absolute_url()}#offers"
     form = PresentOfferForm(request.POST, offers=selectors.offers_open_for_segment(segment=segment))
     if not form.is_valid():
         messages.error(request, "Choose one of the open offers for this segment.")
         return redirect(segment.get_absolute_url())
     offer = form.cleaned_data["offer"]
-    try:
-        outcome = services.offer_present_or_queue(offer=offer, segment=segment)
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-    else:
-        if outcome.queued:
-            messages.info(
-                request,
-                f"“{offer}” is being presented to the {segment.size:,} customers of {segment} "
-                "in the background; its results appear here in a minute or two.",
-            )
-        else:
-            done = outcome.done
-            messages.success(
-                request,
-                f"“{offer}” presented to {done.presented:,} customers of {segment}; "
-                f"{done.held_out:,} kept aside as the control group"
-                + (f"; {done.already:,} already had it." if done.already else "."),
-            )
-    return redirect(back)
+    if offer.channel == Offer.Channel.EMAIL:
+        return redirect("offers:offer_email_send", pk=offer.pk, segment_pk=segment.pk)
+    return redirect("offers:offer_present_by_hand", pk=offer.pk, segment_pk=segment.pk)
