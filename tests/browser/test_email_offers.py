@@ -15,7 +15,7 @@ from tests.pages_data import shop_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-# The staff pages' browser fixtures and helpers, shared rather than copied.
+# The staff pages' browser fixtures and functions, shared rather than copied.
 browser, page, owner = staff_pages.browser, staff_pages.page, staff_pages.owner
 _log_in, _shot = staff_pages._log_in, staff_pages._shot
 
