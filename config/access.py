@@ -34,6 +34,12 @@ PAGE_PERMISSIONS: dict[str, str] = {
     "offers:offer_create": "offers.add_offer",
     "offers:offer_edit": "offers.change_offer",
     "offers:segment_offer_present": "offers.add_offerresponse",
+    # E-mail to a segment, a test send to oneself: the owner's decisions.
+    "offers:offer_email_send": "offers.add_delivery",
+    "offers:offer_email_test": "offers.change_offer",
+    # Names and e-mail addresses leave the product: an export.
+    "offers:offer_recipients_csv": "crm.export_customer",
+    "offers:offer_present_by_hand": "offers.add_offerresponse",
     "segmentation:segment_list": "segmentation.view_segment",
     "segmentation:segment_members_export": "crm.export_customer",
     "segmentation:segmentation_run_start": "segmentation.run_segmentation",

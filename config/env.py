@@ -72,3 +72,44 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 def env_list(name: str, default: str = "") -> list[str]:
     """A comma-separated list; blank items are dropped."""
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def env_email(name: str = "EMAIL_URL") -> dict[str, object]:
+    """Django's EMAIL_* settings from one URL: smtp://user:pass@host:port, ?tls or ?ssl.
+
+    Empty: no settings (the caller's defaults apply). Any other scheme, a missing host, both
+    tls and ssl, or an unknown query parameter stops the start and says why.
+    """
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    raw = env_str(name)
+    if not raw:
+        return {}
+    parts = urlsplit(raw)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ImproperlyConfigured(f"{name} must start with smtp:// or smtps://, not {raw!r}.")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} has a port that is not a number.") from None
+    if not parts.hostname:
+        raise ImproperlyConfigured(f"{name} must name a host: smtp://user:pass@host:port.")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = set(query) - {"tls", "ssl"}
+    if unknown:
+        raise ImproperlyConfigured(
+            f"{name} may carry ?tls or ?ssl, not {', '.join(sorted(unknown))}."
+        )
+    use_ssl = "ssl" in query or parts.scheme == "smtps"
+    use_tls = "tls" in query
+    if use_ssl and use_tls:
+        raise ImproperlyConfigured(f"{name} cannot ask for both tls and ssl.")
+    return {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": parts.hostname,
+        "EMAIL_PORT": port or (465 if use_ssl else 587 if use_tls else 25),
+        "EMAIL_HOST_USER": unquote(parts.username or ""),
+        "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
+        "EMAIL_USE_TLS": use_tls,
+        "EMAIL_USE_SSL": use_ssl,
+    }

@@ -6,7 +6,15 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from config.env import (
+    env_bool,
+    env_choice,
+    env_email,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
 
 # Importing this module reads the environment and nothing else: no folder, no file is created
 # here. What writes under VAR_DIR makes its folder (runstack, the broker, the SQLite backend,
@@ -234,6 +242,40 @@ PREDICTIONS_MONTHLY_DISCOUNT = env_float("PREDICTIONS_MONTHLY_DISCOUNT", 0.01, l
 
 # Presenting an offer to a segment bigger than this runs as a background task.
 OFFER_PRESENT_INLINE_MAX = env_int("OFFER_PRESENT_INLINE_MAX", 5000, low=0)
+
+# E-mail. EMAIL_URL (smtp://user:pass@host:port, ?tls or ?ssl) or the EMAIL_HOST, EMAIL_PORT,
+# EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS variables; with neither, development
+# prints messages on the console (`make run` shows them) and production uses Django's default
+# (SMTP on localhost:25), so a message is never reported sent when it went nowhere.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, low=1)
+if _email_from_url := env_email("EMAIL_URL"):
+    globals().update(_email_from_url)
+elif env_str("EMAIL_HOST"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = env_str("EMAIL_HOST")
+    EMAIL_PORT = env_int("EMAIL_PORT", 25, low=1, high=65535)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")
+    if EMAIL_USE_TLS and EMAIL_USE_SSL:
+        raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be on.")
+elif not PRODUCTION:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "shop@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The shop's name in offer e-mails ({business_name}) and the public offer pages.
+BUSINESS_NAME = env_str("BUSINESS_NAME", "Our shop")
+# The address customers reach the public pages at (links in e-mails are sent by the worker,
+# which has no request to read it from), e.g. https://crm.example.com.
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Offer e-mails per second (a provider's limit; the sending task sleeps to stay under it), how
+# many one task claims at a time, how long a personal offer link stays valid, and after how
+# many minutes a message left "sending" by a worker that died is given up (not resent).
+EMAIL_SEND_RATE = env_float("EMAIL_SEND_RATE", 10.0, low=0.01, high=10_000.0)
+EMAIL_SEND_BATCH = env_int("EMAIL_SEND_BATCH", 100, low=1)
+OFFER_LINK_MAX_AGE_DAYS = env_int("OFFER_LINK_MAX_AGE_DAYS", 30, low=1)
+EMAIL_SENDING_STALE_MINUTES = env_int("EMAIL_SENDING_STALE_MINUTES", 15, low=1)
 
 # REST API (api/): tokens or a staff session; requests per token (or per staff user) and
 # period; webhook secrets (an endpoint whose secret is unset answers 503).

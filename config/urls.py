@@ -22,6 +22,8 @@ urlpatterns = [
     path("api/v1/", include("api.urls")),
     # The public, unauthenticated page behind the feedback links sent to customers.
     path("feedback/", include("crm.public_urls")),
+    # The public pages behind offer e-mails: one-click unsubscribe and the personal offer link.
+    path("", include("offers.public_urls")),
     path("", include("pages.urls")),
     path("", include("offers.urls")),
     path("", include("segmentation.urls")),

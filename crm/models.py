@@ -72,6 +72,9 @@ class Customer(models.Model):
     notes = models.TextField(blank=True)
 
     marketing_consent = models.BooleanField(default=False)
+    # When the customer unsubscribed from offer e-mails (the link in each message); set, it
+    # stops marketing whatever marketing_consent says, until the customer opts in again.
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
     # Customers who opted out of profiling are never clustered (GDPR art. 21).
     profiling_opt_out = models.BooleanField(default=False)
     is_archived = models.BooleanField(default=False)

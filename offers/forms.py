@@ -3,6 +3,7 @@
 from django import forms
 
 from crm.bounds import bounded_formfield_callback
+from offers.messages import DEFAULT_SUBJECT, MERGE_FIELDS
 from offers.models import Offer, OfferResponse
 from offers.services import OFFER_EDITABLE_FIELDS
 from segmentation.models import Segment
@@ -41,6 +42,7 @@ class OfferForm(forms.ModelForm):
             "starts_on": DateInput(),
             "ends_on": DateInput(),
             "description": forms.Textarea(attrs={"rows": 3}),
+            "email_body": forms.Textarea(attrs={"rows": 10}),
         }
         labels = {
             "starts_on": "Starts on",
@@ -49,12 +51,18 @@ class OfferForm(forms.ModelForm):
             "holdout_share": "Control group share",
             "attribution_days": "Count purchases for (days)",
             "is_active": "Active",
+            "email_subject": "E-mail subject",
+            "email_body": "E-mail text",
         }
         help_texts = {
             "holdout_share": "Share of customers kept aside to measure the offer's effect "
             "(0.1 = 10%).",
             "attribution_days": "Purchases this many days after an acceptance count as the "
             "offer's revenue.",
+            "email_subject": "Empty: “" + DEFAULT_SUBJECT + "”.",
+            "email_body": "Plain text. Merge fields: "
+            + ", ".join("{" + f + "}" for f in MERGE_FIELDS)
+            + ". Empty: a short standard text. Every message also carries an unsubscribe link.",
         }
 
     def clean(self):

@@ -1,12 +1,13 @@
 """Offers made to customers and their responses (presented, accepted, declined, held out)."""
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from crm.models import Customer
@@ -87,6 +88,10 @@ class Offer(models.Model):
     attribution_days = models.PositiveSmallIntegerField(default=30)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The e-mail that carries the offer: plain text with merge fields ({first_name}, ...;
+    # offers.messages.MERGE_FIELDS), filled in with str.format_map, never run as a template.
+    email_subject = models.CharField(max_length=200, blank=True)
+    email_body = models.TextField(blank=True)
 
     objects = OfferQuerySet.as_manager()
 
@@ -109,6 +114,9 @@ class Offer(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("offers:offer_detail", args=[self.pk])
 
     def is_open_on(self, day: date) -> bool:
         """Whether the offer may be presented on ``day``: the same rule as
@@ -162,3 +170,57 @@ TREATED_OUTCOMES = (
     OfferResponse.Outcome.ACCEPTED,
     OfferResponse.Outcome.DECLINED,
 )
+
+
+class DeliveryQuerySet(models.QuerySet):
+    def stale_sending(self, *, before: "datetime") -> "DeliveryQuerySet":
+        """Rows claimed for sending before ``before`` and never marked: their worker died."""
+        return self.filter(status=Delivery.Status.SENDING, claimed_at__lt=before)
+
+
+class Delivery(models.Model):
+    """One offer e-mail to one customer, written before it is sent.
+
+    The row is the send's memory: queued -> sending (claimed, in a short transaction) -> sent
+    or failed. A row left "sending" by a worker that died is never sent again (at most once:
+    offers.services.deliveries_give_up_stale).
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        BOUNCED = "bounced", "Bounced"
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="deliveries")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="deliveries")
+    segment = models.ForeignKey(
+        "segmentation.Segment",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deliveries",
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    message_id = models.CharField(max_length=255, blank=True)
+
+    objects = DeliveryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["offer", "customer"], name="delivery_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["offer", "status"], name="delivery_offer_status_idx"),
+            models.Index(fields=["status", "claimed_at"], name="delivery_status_claimed_idx"),
+        ]
+        verbose_name_plural = "deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.offer} → {self.customer}: {self.get_status_display()}"

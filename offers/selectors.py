@@ -7,7 +7,7 @@ from datetime import date
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from offers.models import TREATED_OUTCOMES, Offer, OfferResponse
+from offers.models import TREATED_OUTCOMES, Delivery, Offer, OfferResponse
 from segmentation.models import Segment
 
 
@@ -62,3 +62,11 @@ def acceptance_by_segment_offer(
         )
         .order_by()
     }
+
+
+def offer_delivery_counts(*, offer: Offer) -> dict[str, int]:
+    """The offer's e-mail deliveries per status (every status present, 0 when none)."""
+    counts = dict.fromkeys(Delivery.Status.values, 0)
+    rows = Delivery.objects.filter(offer=offer).values("status").annotate(n=Count("pk"))
+    counts.update({row["status"]: row["n"] for row in rows.order_by()})
+    return counts

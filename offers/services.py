@@ -17,6 +17,7 @@ from scipy.special import betaincinv
 from crm.cache import pages_cache_changed
 from crm.models import Customer
 from offers import tasks
+from offers.messages import MessageTemplateError, template_fields
 from offers.models import TREATED_OUTCOMES, Offer, OfferResponse
 from offers.selectors import Acceptance, acceptance_by_segment_offer
 from segmentation.models import Segment
@@ -48,6 +49,8 @@ OFFER_EDITABLE_FIELDS = (
     "holdout_share",
     "attribution_days",
     "is_active",
+    "email_subject",
+    "email_body",
 )
 
 
@@ -57,8 +60,8 @@ def offer_save(*, offer: Offer | None = None, segments: Iterable = (), **fields)
 
     Side effects: one Offer row written, its target segments replaced, the pages' cached
     figures invalidated. Raises
-    ValidationError for unknown fields or values the model refuses (e.g. a window that
-    ends before it starts).
+    ValidationError for unknown fields, values the model refuses (e.g. a window that
+    ends before it starts) or an e-mail text with a placeholder that is not a merge field.
     """
     unknown = set(fields) - set(OFFER_EDITABLE_FIELDS)
     if unknown:
@@ -66,6 +69,14 @@ def offer_save(*, offer: Offer | None = None, segments: Iterable = (), **fields)
     offer = offer or Offer()
     for name, value in fields.items():
         setattr(offer, name, value)
+    errors = {}
+    for name in ("email_subject", "email_body"):
+        try:
+            template_fields(getattr(offer, name))
+        except MessageTemplateError as error:
+            errors[name] = str(error)
+    if errors:
+        raise ValidationError(errors)
     offer.full_clean()
     offer.save()
     offer.segments.set(segments)

@@ -18,6 +18,7 @@ from api import services as api_services
 from api.models import WebhookEvent
 from crm.audit import SYSTEM, audit_record
 from crm.models import AuditEntry
+from offers.models import Delivery
 from segmentation.models import SegmentMembershipChange
 from tests.factories import (
     CustomerFactory,
@@ -60,6 +61,10 @@ PAGES = {
     "offers:offer_create": (True, False, False),
     "offers:offer_edit": (True, False, False),
     "offers:segment_offer_present": (True, True, False),
+    "offers:offer_email_send": (True, False, False),
+    "offers:offer_email_test": (True, False, False),
+    "offers:offer_recipients_csv": (True, False, False),
+    "offers:offer_present_by_hand": (True, True, False),
     "segmentation:segment_list": (True, True, True),
     "segmentation:segment_members_export": (True, False, False),
     "segmentation:segmentation_run_start": (True, False, False),
@@ -151,7 +156,9 @@ def _sample_objects() -> None:
     run = SegmentationRunFactory()
     segment = SegmentFactory()
     SegmentMembershipChange.objects.create(customer=customer, run=run, to_segment=segment)
-    OfferResponseFactory(customer=customer, offer=OfferFactory())
+    offer = OfferFactory()
+    OfferResponseFactory(customer=customer, offer=offer)
+    Delivery.objects.create(offer=offer, customer=customer, segment=segment)
     api_services.api_token_create(user=UserFactory(), name="shop", scope="read")
     WebhookEvent.objects.create(source="stripe", event_id="evt_1")
     audit_record(actor=SYSTEM, action=AuditEntry.Action.VIEWED, obj=customer)

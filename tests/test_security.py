@@ -27,6 +27,9 @@ PUBLIC_URL_NAMES = {
     # The signed link customers receive to leave feedback, and its thank-you page.
     "feedback:submit",
     "feedback:thanks",
+    # The signed links in offer e-mails: one-click unsubscribe and the customer's offer page.
+    "offer_public:unsubscribe",
+    "offer_public:offer",
 }
 
 # The REST API answers clients that are not browsers: 401/403 instead of a redirect (a token

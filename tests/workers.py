@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import kombu.pools
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -176,8 +177,9 @@ def _celery_app_point_at(*, broker_url: str, result_backend: str, queue: str):
     def apply(values: dict) -> None:
         conf.update(values)
         # Drop the connection pools and the result backend built from the old settings.
-        if celery_app._pool is not None:
-            celery_app._pool.force_close_all()
+        # kombu keeps its pools per broker address: reset them all, or pointing back at an
+        # address used before would hand out the pool closed here.
+        kombu.pools.reset()
         celery_app._pool = None
         # amqp caches the queues (task_default_queue) and the producer pool.
         celery_app.__dict__.pop("amqp", None)

@@ -92,7 +92,7 @@ class Migration(migrations.Migration):
         ("contenttypes", "0002_remove_content_type_name"),
         ("crm", "0019_audit_append_only"),
         ("segmentation", "0010_run_permission"),
-        ("offers", "0001_initial"),
+        ("offers", "0002_offer_email_and_delivery"),
         ("api", "0001_initial"),
         ("django_celery_beat", "__latest__"),
         ("axes", "__latest__"),

@@ -59,7 +59,10 @@ def test_moving_offers_to_their_app_keeps_offers_targets_responses_and_admin_rec
     )
     # Content types as a database migrated on the old code has them: under crm.
     offer_type = ContentType.objects.get(app_label="crm", model="offer")
-    assert not ContentType.objects.filter(app_label="offers").exists()
+    # (Models added to offers later, such as Delivery, have theirs from the test database.)
+    assert not ContentType.objects.filter(
+        app_label="offers", model__in=["offer", "offerresponse"]
+    ).exists()
     permission = Permission.objects.get(content_type_id=offer_type.pk, codename="change_offer")
     entry = LogEntry.objects.create(
         user=alice,

@@ -182,19 +182,22 @@ def test_export_neutralises_spreadsheet_formulas(staff_client, shop):
     assert rows[0]["name"] == "'=HYPERLINK(evil)"
 
 
-def test_presenting_an_offer_to_the_segment_shows_its_results(staff_client, shop):
+def test_presenting_an_offer_to_the_segment_leads_to_its_recipients_and_records_nothing(
+    staff_client, shop
+):
     url = reverse("offers:segment_offer_present", args=[shop.loyal.pk])
-    response = staff_client.post(url, {"offer": shop.offer.pk}, follow=True)
-    members = Customer.objects.filter(membership__segment=shop.loyal).count()
-    rows = OfferResponse.objects.filter(offer=shop.offer)
-    assert rows.count() == members
-    presented = rows.exclude(outcome=OfferResponse.Outcome.HOLDOUT).count()
-    html = response.content.decode()
-    assert f"presented to {presented} customers of Loyal regulars" in html
-    start = html.index('id="offers"')
-    offers = html[start : html.index("</section>", start)]
-    assert "Loyalty thank-you" in offers
-    assert response.context["results"].presented == presented
+    response = staff_client.post(url, {"offer": shop.offer.pk})
+    assert response["Location"] == reverse(
+        "offers:offer_email_send", args=[shop.offer.pk, shop.loyal.pk]
+    )
+    assert not OfferResponse.objects.exists()
+    shop.offer.channel = "phone"
+    shop.offer.save()
+    response = staff_client.post(url, {"offer": shop.offer.pk})
+    assert response["Location"] == reverse(
+        "offers:offer_present_by_hand", args=[shop.offer.pk, shop.loyal.pk]
+    )
+    assert not OfferResponse.objects.exists()
 
 
 def test_presenting_an_offer_aimed_at_another_segment_is_refused(staff_client, shop):
@@ -220,26 +223,6 @@ def test_recluster_now_queues_a_run_and_says_so(staff_client, shop):
     run = SegmentationRun.objects.order_by("-pk").first()
     assert run.trigger == SegmentationRun.Trigger.MANUAL
     assert f"Segmentation run #{run.pk} queued" in response.content.decode()
-
-
-def test_presenting_to_a_large_segment_is_left_to_the_worker(
-    staff_client, shop, settings, monkeypatch, django_capture_on_commit_callbacks
-):
-    from offers import tasks
-
-    settings.OFFER_PRESENT_INLINE_MAX = 0
-    queued = []
-    monkeypatch.setattr(tasks.offer_present_to_segment, "delay", lambda *a: queued.append(a))
-    url = reverse("offers:segment_offer_present", args=[shop.loyal.pk])
-    shop.loyal.size = Customer.objects.filter(membership__segment=shop.loyal).count()
-    shop.loyal.save(update_fields=["size"])
-
-    with django_capture_on_commit_callbacks(execute=True):
-        response = staff_client.post(url, {"offer": shop.offer.pk}, follow=True)
-
-    assert queued == [(shop.offer.pk, shop.loyal.pk)]
-    assert "in the background" in response.content.decode()
-    assert not OfferResponse.objects.exists()
 
 
 @pytest.mark.django_db
