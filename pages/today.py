@@ -433,7 +433,8 @@ def customers_slipping_away(*, limit: int = DEFAULT_LIMIT) -> list[TodayItem]:
     currency = settings.DEFAULT_CURRENCY
     items = []
     for prediction in slipping_away(limit=limit):
-        gone = round(100 * (1 - prediction.p_alive))
+        # Never "100 %": the model cannot be sure of that.
+        gone = min(99, round(100 * (1 - prediction.p_alive)))
         # value_12m is already weighed by the chance they are still a customer.
         if_still = prediction.value_12m / max(prediction.p_alive, 1e-9)
         items.append(
