@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -19,11 +18,9 @@ from django.db import connection, transaction
 from segmentation import features
 from segmentation.models import CustomerFeatures, SegmentationRun
 from segmentation.naming import days_ago, number, times
+from segmentation.pg_copy import EPOCH, copy_binary
 
 COPY_CHUNK = 100_000
-_COPY_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-_COPY_BINARY_TRAILER = (-1).to_bytes(2, "big", signed=True)
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 # The stored columns after the customer, in the table's order; the last two may be NULL.
 _VALUE_COLUMNS = (
     "recency_days",
@@ -97,13 +94,9 @@ def customer_features_store(*, run: SegmentationRun, frame: pd.DataFrame) -> int
     with transaction.atomic(), connection.cursor() as cur:
         if connection.vendor == "postgresql":
             cur.execute(f"TRUNCATE {db_table}")
-            as_of_us = round((as_of - _PG_EPOCH).total_seconds() * 1_000_000)
+            as_of_us = round((as_of - EPOCH).total_seconds() * 1_000_000)
             sql = f"COPY {db_table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)"
-            with cur.cursor.copy(sql) as copy:
-                copy.write(_COPY_BINARY_HEADER)
-                for chunk in _binary_rows(table, run_id=run.pk, as_of_us=as_of_us):
-                    copy.write(chunk)
-                copy.write(_COPY_BINARY_TRAILER)
+            copy_binary(cur, sql, _binary_rows(table, run_id=run.pk, as_of_us=as_of_us))
         else:
             cur.execute(f"DELETE FROM {db_table}")
             stamp = connection.ops.adapt_datetimefield_value(as_of)

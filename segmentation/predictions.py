@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from segmentation import clv, prediction_selectors
 from segmentation.models import CustomerPrediction, SegmentationRun
+from segmentation.pg_copy import EPOCH_DATE, copy_binary
 
 logger = logging.getLogger(__name__)
 
@@ -146,12 +147,9 @@ def _record(run: SegmentationRun, record: dict, *, status: str, reason: str, sta
     return record
 
 
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 # PostgreSQL's binary types of the columns: bigint ids, a date (int4 days since 2000-01-01),
 # float8 figures and an int4 count.
 _PG_TYPES = {"customer_id": ">i8", "run_id": ">i8", "as_of": ">i4", "x": ">i4"}
-_PG_EPOCH = date(2000, 1, 1)
 
 
 def _predictions_insert(scores: pd.DataFrame, *, run_id: int, as_of: date) -> None:
@@ -175,13 +173,13 @@ def _predictions_insert(scores: pd.DataFrame, *, run_id: int, as_of: date) -> No
         for name in _COLUMNS:
             kind = _PG_TYPES.get(name, ">f8")
             records[f"{name}__len"] = np.dtype(kind).itemsize
-            records[name] = (as_of - _PG_EPOCH).days if name == "as_of" else values[name]
+            records[name] = (as_of - EPOCH_DATE).days if name == "as_of" else values[name]
         sql = f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT binary)"
-        with connection.cursor() as cur, cur.cursor.copy(sql) as copy:
-            copy.write(_COPY_HEADER)
-            for start in range(0, n, COPY_CHUNK):
-                copy.write(records[start : start + COPY_CHUNK].tobytes())
-            copy.write(_COPY_TRAILER)
+        chunks = (
+            records[start : start + COPY_CHUNK].tobytes() for start in range(0, n, COPY_CHUNK)
+        )
+        with connection.cursor() as cur:
+            copy_binary(cur, sql, chunks)
         return
     values["as_of"] = np.full(n, as_of.isoformat(), dtype=object)
     placeholders = ", ".join(["%s"] * len(_COLUMNS))

@@ -27,6 +27,7 @@ from segmentation.models import (
     SegmentMembershipChange,
     SegmentTransition,
 )
+from segmentation.pg_copy import copy_binary
 from segmentation.services.common import RunAlreadyFinished, SegmentationCheckFailed, jsonable
 from segmentation.services.plan import NO_REASON, Label, RunPlan, SegmentSlot, StagedLabels
 from segmentation.services.segment_records import (
@@ -123,8 +124,6 @@ def temp_tables_drop() -> None:
 
 # PostgreSQL's binary COPY format: a signature, flags and header extension, then the rows,
 # then a field count of -1.
-_COPY_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-_COPY_BINARY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 _LABEL_ROW = np.dtype(
     [
         ("fields", ">i2"),
@@ -286,12 +285,9 @@ def _rows_insert(table: str, columns: tuple[str, ...], rows) -> None:
 def _labels_copy(ids: np.ndarray, labels: np.ndarray, reason_ids: np.ndarray) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
-            with cur.cursor.copy(f"COPY {LABELS_TABLE} FROM STDIN WITH (FORMAT binary)") as copy:
-                copy.write(_COPY_BINARY_HEADER)
-                for start in range(0, len(ids), COPY_CHUNK):
-                    part = slice(start, start + COPY_CHUNK)
-                    copy.write(label_rows_binary(ids[part], labels[part], reason_ids[part]))
-                copy.write(_COPY_BINARY_TRAILER)
+            parts = (slice(start, start + COPY_CHUNK) for start in range(0, len(ids), COPY_CHUNK))
+            chunks = (label_rows_binary(ids[p], labels[p], reason_ids[p]) for p in parts)
+            copy_binary(cur, f"COPY {LABELS_TABLE} FROM STDIN WITH (FORMAT binary)", chunks)
             cur.execute(f"ANALYZE {LABELS_TABLE}")
         return
     _rows_insert(
