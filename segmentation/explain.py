@@ -98,19 +98,41 @@ def stable_threshold(column: str, value: float) -> float:
     return value  # frequency: splits fall between whole purchases already
 
 
+def finer_threshold(column: str, value: float) -> float:
+    """A round value closer to a split than stable_threshold's, for when that one would cost
+    too much agreement: whole weeks (tens of days from 60 on) for days, two significant
+    figures (to the half) for
+    money; still the same text when the tree's split moves by a little the next day."""
+    if not np.isfinite(value) or value <= 0:
+        return value
+    if column in ("recency_days", "tenure_days"):
+        if value < 60:
+            return float(max(7, round(value / 7) * 7))
+        return float(round(value / 10) * 10)
+    if column in ("monetary_total", "avg_order_value", "income"):
+        scale = 10.0 ** (math.floor(math.log10(value)) - 1)
+        return float(round(value / scale * 2) / 2 * scale)
+    return stable_threshold(column, value)
+
+
 def _thresholds_snap(
     tree: DecisionTreeClassifier, columns: list[str], xs: np.ndarray, ys: np.ndarray
 ) -> None:
-    """Move each split to its round value (stable_threshold) unless that costs more than
-    SNAP_FIDELITY_COST of the sample's agreement with the segments; root first."""
+    """Move each split to its round value (stable_threshold), else to a finer round value
+    (finer_threshold), whichever first costs no more than SNAP_FIDELITY_COST of the sample's
+    agreement with the segments; root first. A split that neither fits keeps its value."""
     t = tree.tree_
     floor = float(np.mean(tree.predict(xs) == ys)) - SNAP_FIDELITY_COST
     for node in range(t.node_count):
         if t.children_left[node] == t.children_right[node]:
             continue
         before = float(t.threshold[node])
-        t.threshold[node] = stable_threshold(columns[t.feature[node]], before)
-        if float(np.mean(tree.predict(xs) == ys)) < floor:
+        column = columns[t.feature[node]]
+        for rounded in (stable_threshold(column, before), finer_threshold(column, before)):
+            t.threshold[node] = rounded
+            if float(np.mean(tree.predict(xs) == ys)) >= floor:
+                break
+        else:
             t.threshold[node] = before
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from segmentation.explain import (
     condition_text,
+    finer_threshold,
     short_summary,
     stable_threshold,
     surrogate_explanation,
@@ -189,3 +190,18 @@ def test_reasons_name_no_segment_so_a_renamed_segment_keeps_them_true():
 )
 def test_split_thresholds_become_round_values_that_do_not_drift_day_by_day(column, value, expected):
     assert stable_threshold(column, value) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("column", "today", "tomorrow", "said"),
+    [
+        ("monetary_total", 44.4, 44.6, 44.5),
+        ("monetary_total", 1_230.0, 1_270.0, 1_250.0),
+        ("recency_days", 198.6, 201.3, 200.0),
+        ("recency_days", 53.0, 54.2, 56.0),
+    ],
+)
+def test_a_split_that_moves_a_little_overnight_keeps_its_finer_round_value(
+    column, today, tomorrow, said
+):
+    assert finer_threshold(column, today) == finer_threshold(column, tomorrow) == said
