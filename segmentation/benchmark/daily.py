@@ -88,15 +88,20 @@ def stored_figures_floor() -> dict:
     purchase) into numpy: the cheapest source of the unchanged customers' features."""
 
     table = Customer._meta.db_table
+    if connection.vendor == "postgresql":
+        epoch, real = "date_part('epoch', {})", "double precision"
+    else:
+        epoch, real = "((julianday({}) - 2440587.5) * 86400.0)", "REAL"
+    sql = (
+        f"SELECT id, purchase_count, CAST(total_spent AS {real}), "
+        f"{epoch.format('first_purchase_at')}, {epoch.format('last_purchase_at')} "
+        f"FROM {table} WHERE purchase_count > 0 ORDER BY id"
+    )
     started = time.perf_counter()
     with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT id, purchase_count, total_spent, first_purchase_at, last_purchase_at "
-            f"FROM {table} WHERE purchase_count > 0 ORDER BY id"
-        )
-        rows = cur.fetchall()
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    return {"seconds": time.perf_counter() - started, "rows": len(ids)}
+        cur.execute(sql)
+        figures = np.array(cur.fetchall(), dtype=np.float64)
+    return {"seconds": time.perf_counter() - started, "rows": len(figures)}
 
 
 def caches_drop() -> dict:
