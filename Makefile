@@ -31,6 +31,8 @@ install: $(STAMP)
 run: $(RUN_STAMP)
 	$(BIN)/python manage.py runstack
 
+# The cold-cache case empties the page cache and restarts a local PostgreSQL (as root only).
+BENCH_ARGS ?= --cold-cache
 bench: install
 	$(BIN)/python manage.py bench $(BENCH_ARGS)
 

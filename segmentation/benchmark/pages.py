@@ -18,6 +18,8 @@ BENCH_USER = "bench-owner"
 CUSTOMER_PAGE_NAMES = ("pages:customer_detail",)
 DASHBOARD_NAMES = ("pages:dashboard",)
 TODAY_NAMES = ("pages:today",)
+CUSTOMER_LIST_NAMES = ("pages:customer_list",)
+OFFER_LIST_NAMES = ("offers:offer_list",)
 SEGMENT_PAGE_NAMES = ("pages:segment_detail",)
 REQUESTS = 20
 
@@ -63,7 +65,20 @@ def page_urls() -> dict[str, list[str]]:
         staff = [_reverse_first(CUSTOMER_PAGE_NAMES, pk) for pk, _ in customers]
         if all(staff):
             pages["customer_page"] = staff
-    for page, names in (("dashboard", DASHBOARD_NAMES), ("today", TODAY_NAMES)):
+        listing = _reverse_first(CUSTOMER_LIST_NAMES)
+        if listing:
+            pages["customer_list"] = [listing]
+            # A surname, and a phone's last digits typed without its country code.
+            pages["customer_search"] = [f"{listing}?q={term}"]
+            phone = Customer.objects.filter(pk=customers[0][0]).values_list("phone", flat=True)
+            digits = "".join(ch for ch in (phone.first() or "") if ch.isdigit())
+            if digits.startswith("44"):  # the generated numbers are British: +44 20 ...
+                pages["customer_search_phone"] = [f"{listing}?q=0{digits[2:]}"]
+    for page, names in (
+        ("dashboard", DASHBOARD_NAMES),
+        ("today", TODAY_NAMES),
+        ("offers", OFFER_LIST_NAMES),
+    ):
         url = _reverse_first(names)
         if url:
             pages[page] = [url]

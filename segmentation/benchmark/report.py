@@ -110,18 +110,33 @@ def summary_lines(results: dict) -> list[str]:
     size = results["dataset"]
     label = f"{size['customers']:,} customers / {size.get('purchases', 0):,} purchases"
     lines.append(f"dataset: {label} on {results['database']['version']}")
-    for case in ("cold", "warm"):
+    for case in ("cold", "warm", "daily", "cold_cache"):
         rec = results["recluster"].get(case)
-        if not rec:
+        if not rec or not rec.get("runs"):
             continue
         lines.append(
             f"recluster {case}: median {_fmt_s(rec['median_seconds'])} of "
             f"{len(rec['runs'])} runs, peak RSS {rec['peak_rss_mb']:.0f} MB"
         )
     floors = results.get("floors", {})
-    for name in ("aggregate", "sklearn", "label_write_cold", "label_write_warm", "pull"):
+    for name in (
+        "aggregate",
+        "aggregate_best_plan",
+        "changed_aggregate",
+        "stored_figures",
+        "sklearn",
+        "predictions",
+        "label_load_cold",
+        "label_write_cold",
+        "label_write_warm",
+        "label_write_daily",
+        "pull",
+    ):
         if name in floors:
             lines.append(f"floor {name}: {_fmt_s(floors[name]['seconds'])}")
+    for case in ("cold", "warm", "daily"):
+        if f"honest_{case}" in floors:
+            lines.append(f"honest floor, {case} run: {_fmt_s(floors[f'honest_{case}'])}")
     if "naive" in results:
         naive = results["naive"]
         lines.append(

@@ -124,16 +124,39 @@ def test_a_tiny_bench_run_reports_every_phase_floor_and_ratio(small_database_cle
     assert results["dataset"]["customers"] == 300
     assert results["machine"]["cores_logical"] >= 1
     assert results["database"]["version"]
-    for case in ("cold", "warm"):
+    for case in ("cold", "warm", "daily"):
         run = results["recluster"][case]["runs"][0]
         assert run["status"] == "succeeded"
         assert set(PHASES) <= set(run["timings"])
         assert run["peak_rss_mb"] > 0
-    for floor in ("aggregate", "sklearn", "label_write_cold", "label_write_warm"):
-        assert results["floors"][floor]["seconds"] >= 0
-    assert results["floors"]["label_write_cold"]["rows_changed"] == 300
+    floors = results["floors"]
+    for floor in (
+        "aggregate",
+        "aggregate_best_plan",
+        "changed_aggregate",
+        "stored_figures",
+        "sklearn",
+        "predictions",
+        "label_load_cold",
+        "label_write_cold",
+        "label_write_warm",
+        "label_write_daily",
+    ):
+        assert floors[floor]["seconds"] >= 0
+    assert floors["label_write_cold"]["rows_changed"] == 300
+    # The first run's honest floor loads every label into an empty table, indexes after.
+    assert floors["label_load_cold"]["rows"] == 300
+    assert floors["label_load_cold"]["indexes"] >= 3
+    # One bench day: at least 300 customers bought (here every one of the 300).
+    assert len(results["recluster"]["daily"]["changed_customers"]) == 300
     ratios = results["ratios"]
-    assert {"end_to_end_over_floors_cold", "end_to_end_over_floors_warm"} <= set(ratios)
+    assert {
+        "cold_over_honest_floor",
+        "warm_over_honest_floor",
+        "daily_over_honest_floor",
+        "end_to_end_over_floors_cold_previous",
+        "peak_memory_gb",
+    } <= set(ratios)
     assert "naive_over_end_to_end" in ratios
     pages = set(results["pages"]["300"])
     assert {"admin_changelist", "admin_search", "admin_customer", "segment_page"} <= pages
@@ -142,6 +165,8 @@ def test_a_tiny_bench_run_reports_every_phase_floor_and_ratio(small_database_cle
     for page in pages:
         assert f"page_{page}_300_over_120" in ratios
         assert f"page_{page}_during_recluster_over_idle" in ratios
+    # The day's purchases are taken out again: the dataset stays the generated one.
+    assert not Purchase.objects.filter(external_source="bench-daily").exists()
     # Nothing was written back: labels are those of the last recluster.
     assert not Customer.objects.filter(
         purchase_count__gt=0, membership__segment__isnull=True

@@ -42,6 +42,15 @@ class Command(BaseCommand):
         parser.add_argument("--skip-pages", action="store_true")
         parser.add_argument("--skip-naive", action="store_true")
         parser.add_argument(
+            "--skip-daily", action="store_true", help="Skip the nightly case (a day of sales)."
+        )
+        parser.add_argument(
+            "--cold-cache",
+            action="store_true",
+            help="Also time a nightly run after emptying the page cache and restarting a "
+            "local PostgreSQL (needs root; stops every other connection to that server).",
+        )
+        parser.add_argument(
             "--small-database-url",
             help="Database for the 1,000-customer page timings (default: a sibling of this "
             "database named <name>_1k, created if missing).",
@@ -77,6 +86,8 @@ class Command(BaseCommand):
             requests=max(1, opts["requests"]),
             small_database_url=opts["small_database_url"],
             small_customers=max(1, opts["small_customers"]),
+            daily=not opts["skip_daily"],
+            cold_cache=opts["cold_cache"],
         )
         log = self.stderr.write if opts["pages_only"] else self.stdout.write
         try:
@@ -92,8 +103,10 @@ class Command(BaseCommand):
             results = bench_run(options, log=log)
         except (BenchRefused, ValueError) as error:
             raise CommandError(str(error)) from error
-        for case in ("cold", "warm"):
-            runs = results["recluster"][case]["runs"]
+        for case in ("cold", "warm", "daily", "cold_cache"):
+            runs = results["recluster"].get(case, {}).get("runs")
+            if not runs:
+                continue
             median_run = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
             self.stdout.write(f"\nrecluster, {case} (median run):")
             for line in report.phase_table(median_run):

@@ -1,0 +1,137 @@
+"""The nightly case: one day of new purchases on top of the data, then the run.
+
+What happens each night in use: a few hundred to a few thousand customers bought since
+yesterday; the run must place everyone again. The purchases are added the way the product
+records them (then the customers' statistics refreshed, as every write path does), untimed;
+`daily_purchases_remove` takes them out again so a reused dataset stays the generated one.
+"""
+
+import os
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+from django.db import connection
+
+from crm.models import Customer, Purchase
+from crm.services import customer_stats_refresh
+
+DAILY_SOURCE = "bench-daily"
+DAILY_SHARE = 0.001  # of the customers buy on a given day
+DAILY_MIN, DAILY_MAX = 300, 3000
+
+
+def daily_customers(total: int) -> int:
+    """How many customers buy in one bench day: 0.1 %, at least 300, at most 3,000."""
+    return int(min(total, max(DAILY_MIN, min(DAILY_MAX, round(total * DAILY_SHARE)))))
+
+
+def daily_purchases_add(*, total_customers: int, day: int, seed: int) -> list[int]:
+    """One purchase today for daily_customers(total) customers picked at random; their ids."""
+    rng = np.random.default_rng([seed, day])
+    n = daily_customers(total_customers)
+    ids = sorted(int(i) for i in rng.choice(np.arange(1, total_customers + 1), n, replace=False))
+    amounts = np.round(np.exp(rng.normal(3.6, 0.6, n)), 2)
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    Purchase.objects.bulk_create(
+        [
+            Purchase(
+                customer_id=customer_id,
+                amount=Decimal(str(amount)),
+                purchased_at=now,
+                external_source=DAILY_SOURCE,
+                external_order_id=f"{day}-{customer_id}",
+            )
+            for customer_id, amount in zip(ids, amounts, strict=True)
+        ],
+        batch_size=1000,
+    )
+    customer_stats_refresh(customer_ids=ids)
+    return ids
+
+
+def daily_purchases_remove() -> int:
+    """Delete the bench's daily purchases and refresh their customers; how many."""
+    added = Purchase.objects.filter(external_source=DAILY_SOURCE)
+    ids = sorted(set(added.values_list("customer_id", flat=True)))
+    deleted, _ = added.delete()
+    if ids:
+        customer_stats_refresh(customer_ids=ids)
+    return deleted
+
+
+def changed_aggregate_floor(customer_ids: list[int]) -> dict:
+    """Seconds of the bare aggregate over only the purchases of `customer_ids` (through the
+    purchases' customer index): what a run that reuses everyone else's figures must read."""
+    table = Purchase._meta.db_table
+    placeholders = ", ".join(["%s"] * len(customer_ids))
+    sql = (
+        "SELECT count(*), sum(n), sum(total), max(first_at), max(last_at) FROM ("
+        "SELECT customer_id, count(*) AS n, sum(amount) AS total, min(purchased_at) AS first_at,"
+        f" max(purchased_at) AS last_at FROM {table} WHERE customer_id IN ({placeholders}) "
+        "GROUP BY customer_id) AS per_customer"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, customer_ids)  # warm-up
+        started = time.perf_counter()
+        cur.execute(sql, customer_ids)
+        cur.fetchone()
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "customers": len(customer_ids)}
+
+
+def stored_figures_floor() -> dict:
+    """Seconds to read every customer's kept figures (purchases, spend, first and last
+    purchase) into numpy: the cheapest source of the unchanged customers' features."""
+
+    table = Customer._meta.db_table
+    if connection.vendor == "postgresql":
+        epoch, real = "date_part('epoch', {})", "double precision"
+    else:
+        epoch, real = "((julianday({}) - 2440587.5) * 86400.0)", "REAL"
+    sql = (
+        f"SELECT id, purchase_count, CAST(total_spent AS {real}), "
+        f"{epoch.format('first_purchase_at')}, {epoch.format('last_purchase_at')} "
+        f"FROM {table} WHERE purchase_count > 0 ORDER BY id"
+    )
+    started = time.perf_counter()
+    with connection.cursor() as cur:
+        cur.execute(sql)
+        figures = np.array(cur.fetchall(), dtype=np.float64)
+    return {"seconds": time.perf_counter() - started, "rows": len(figures)}
+
+
+def caches_drop() -> dict:
+    """Empty the operating system's page cache and restart a local PostgreSQL (its shared
+    buffers), so the next run reads from disk. Needs root; says why when it cannot."""
+    if os.geteuid() != 0:
+        return {"dropped": False, "why": "needs root to drop the page cache"}
+    connection.close()
+    restarted = False
+    if connection.vendor == "postgresql" and Path("/etc/postgresql").is_dir():
+        (version,) = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1:]
+        done = subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        restarted = done.returncode == 0
+        if not restarted:
+            return {"dropped": False, "why": f"PostgreSQL restart failed: {done.stderr[-300:]}"}
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as error:
+        return {"dropped": False, "why": f"cannot drop the page cache: {error}"}
+    for _ in range(60):  # the server takes a moment to accept connections again
+        try:
+            connection.ensure_connection()
+            break
+        except Exception:  # any connection error: wait and retry
+            connection.close()
+            time.sleep(0.5)
+    return {"dropped": True, "postgresql_restarted": restarted}
