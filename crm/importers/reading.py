@@ -7,7 +7,7 @@ import gzip
 import io
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,6 +53,8 @@ def encoding_problem(value: str) -> str | None:
 class Row:
     number: int
     values: dict[str, str]
+    # (column, message) found before the importer's own checks (a preset's reading of it)
+    problems: list[tuple[str, str]] = field(default_factory=list)
 
 
 def rows_read(
