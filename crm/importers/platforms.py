@@ -117,25 +117,24 @@ def _with_zone(moment: datetime, zone: tzinfo | None) -> str:
 
 def moment_text(
     text: str, *, date_format: str, zone: tzinfo | None, column: str = "purchased_at"
-) -> Line | str:
+) -> tuple[str, Problems]:
     """The cell as ISO 8601 text, with `zone` when it names none. Without a date format, text
-    that is not ISO comes back unchanged for the importer to report; with one, a Line holding
-    the problem."""
+    that is not ISO comes back unchanged, for the importer to report."""
     if not text:
-        return text
+        return text, []
     if date_format:
         try:
             moment = datetime.strptime(text, date_format)  # noqa: DTZ007 (zone added below)
         except ValueError:
-            return Line({}, [(column, f"'{text}' is not a date and time; use {date_format}")])
-        return _with_zone(moment, zone)
+            return text, [(column, f"'{text}' is not a date and time; use {date_format}")]
+        return _with_zone(moment, zone), []
     # "2024-03-05 14:22:10 -0500" (Shopify) is ISO but for the space before the offset.
     iso = re.sub(r"\s+([+-]\d{2}):?(\d{2})$", r"\1:\2", text)
     try:
         moment = datetime.fromisoformat(iso)
     except ValueError:
-        return text
-    return _with_zone(moment, zone)
+        return text, []
+    return _with_zone(moment, zone), []
 
 
 def _line_values(values: dict[str, str], ours: tuple[str, ...]) -> dict[str, str]:
@@ -167,13 +166,9 @@ class StripePayments:
         sale.setdefault("customer_country", values.get("Card Address Country", ""))
         sale.setdefault("product", values.get("Description", ""))
         created = sale.get("purchased_at") or values.get("Created date (UTC)", "")
-        when = moment_text(
-            created or values.get("Created (UTC)", ""),
-            date_format=self.date_format,
-            zone=UTC,
+        when, problems = moment_text(
+            created or values.get("Created (UTC)", ""), date_format=self.date_format, zone=UTC
         )
-        if isinstance(when, Line):
-            return [Line(sale, when.problems)]
         sale |= {
             "purchased_at": when,
             "amount": plain_amount(sale.get("amount", "")),
@@ -183,7 +178,7 @@ class StripePayments:
         refunded = values.get("Amount Refunded", "")
         if "Amount Refunded" not in values and status.lower() == "refunded":
             refunded = sale["amount"]
-        return [Line(sale), *_refund_lines(sale, refunded)]
+        return _with_refund(sale, refunded, problems)
 
 
 class ShopifyOrders:
@@ -227,22 +222,19 @@ class ShopifyOrders:
         line["order_id"] = values.get("Id") or name
         line["kind"] = SALE
         line["channel"] = line.get("channel") or ONLINE
-        when = moment_text(
+        line["purchased_at"], problems = moment_text(
             line.get("purchased_at") or values.get("Paid at", ""),
             date_format=self.date_format,
             zone=None,
         )
-        if isinstance(when, Line):
-            return [Line(line, when.problems)]
-        line["purchased_at"] = when
         if not is_first:
             line["amount"] = "0"  # the order's total is on its first line only
-            return [Line(line)]
+            return [Line(line, problems)]
         line["amount"] = plain_amount(line.get("amount", ""))
         refunded = values.get("Refunded Amount", "")
         if not refunded and status.lower() == "refunded":
             refunded = line["amount"]
-        return [Line(line), *_refund_lines(line, refunded)]
+        return _with_refund(line, refunded, problems)
 
 
 class PayPalActivity:
@@ -323,16 +315,19 @@ class PayPalActivity:
             layout = f"%d{found[2]}%m{found[2]}%Y"
             raise FileLayoutError(
                 "purchased_at",
-                f"'{day}' is day first: this PayPal file writes its dates as {layout}; "
-                f"import it again with that date format ({layout})",
+                f"'{day}' has the day first: this PayPal file writes its dates as {layout}; "
+                f"import it again with the date format {layout}",
             )
 
 
-def _refund_lines(sale: dict[str, str], refunded: str) -> list[Line]:
-    """The sale's refund, when the line records one (an amount that is not 0)."""
-    if not refunded or (_decimal(refunded) is not None and not _is_positive(refunded)):
-        return []
-    return [Line(_refund(sale, amount=plain_amount(refunded)))]
+def _with_refund(sale: dict[str, str], refunded: str, problems: Problems) -> list[Line]:
+    """The sale, and its refund when the line records one (an amount that is not 0). A line
+    that cannot be read is one error: no refund is read from it."""
+    if problems or not refunded:
+        return [Line(sale, problems)]
+    if _decimal(refunded) is not None and not _is_positive(refunded):
+        return [Line(sale)]
+    return [Line(sale), Line(_refund(sale, amount=plain_amount(refunded)))]
 
 
 def _refund(sale: dict[str, str], *, amount: str) -> dict[str, str]:

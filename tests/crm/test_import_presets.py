@@ -176,7 +176,7 @@ def test_paypal_file_with_the_day_first_is_refused_until_the_date_format_says_so
             "import_purchases", str(path), "--preset", "paypal", "--create-customers",
             stdout=io.StringIO(), stderr=err,
         )  # fmt: skip
-    assert "Row 3, column 'purchased_at': '18/05/2024' is day first" in err.getvalue()
+    assert "Row 3, column 'purchased_at': '18/05/2024' has the day first" in err.getvalue()
     assert "%d/%m/%Y" in err.getvalue()
     assert not Purchase.objects.exists()
 

@@ -42,10 +42,12 @@ def test_time_zones_by_abbreviation_or_name():
 
 def test_shopify_offsets_become_iso_and_other_text_is_left_for_the_importer():
     shopify = "2024-03-02 10:15:03 +0100"
-    assert moment_text(shopify, date_format="", zone=None) == "2024-03-02 10:15:03+01:00"
-    assert moment_text("soon", date_format="", zone=None) == "soon"
-    unreadable = moment_text("soon", date_format="%d/%m/%Y", zone=None)
-    assert unreadable.problems == [("purchased_at", "'soon' is not a date and time; use %d/%m/%Y")]
+    assert moment_text(shopify, date_format="", zone=None) == ("2024-03-02 10:15:03+01:00", [])
+    assert moment_text("soon", date_format="", zone=None) == ("soon", [])
+    assert moment_text("soon", date_format="%d/%m/%Y", zone=None) == (
+        "soon",
+        [("purchased_at", "'soon' is not a date and time; use %d/%m/%Y")],
+    )
 
 
 def paypal_line(**values: str) -> dict[str, str]:
