@@ -51,9 +51,8 @@ PRESETS = {
     ),
     "stripe": Preset(
         name="stripe",
-        description="Stripe payments export (Dashboard > Payments > Export): one line per "
-        "payment, times in UTC; payments not paid (failed, canceled, uncaptured...) are "
-        "skipped, 'Amount Refunded' becomes a refund.",
+        description="Stripe payments export (Payments > Export): payments not paid are "
+        "skipped, 'Amount Refunded' is a refund.",
         mapping={"order_id": "id", "amount": "Amount", "currency": "Currency"},
         external_source="stripe",
         reads=(
@@ -78,9 +77,8 @@ PRESETS = {
     ),
     "shopify": Preset(
         name="shopify",
-        description="Shopify orders export (Orders > Export): one line per item, the order's "
-        "total, status and refunds on its first line; orders not paid (pending, authorized, "
-        "voided...) are skipped, 'Refunded Amount' becomes a refund.",
+        description="Shopify orders export (Orders > Export): orders not paid are skipped, "
+        "'Refunded Amount' is a refund.",
         mapping={
             "customer_email": "Email",
             "purchased_at": "Created at",
@@ -104,10 +102,8 @@ PRESETS = {
     ),
     "paypal": Preset(
         name="paypal",
-        description="PayPal activity download (Activity > Statements > Activity download): "
-        "payments received become sales and refunds sent become refunds; everything else "
-        "(withdrawals, holds, conversions, payments you made, pending) is skipped. Dates are "
-        "read as month/day/year: give the date format (e.g. %d/%m/%Y) for other layouts.",
+        description="PayPal activity download: payments received and refunds sent, nothing "
+        "else; dates month/day/year unless a date format says otherwise.",
         mapping={
             "order_id": "Transaction ID",
             "purchased_at": "Date",
