@@ -55,7 +55,9 @@ def purchases_import(
 
     Rows sharing an order_id are lines of one order (amount = the sum of their amounts, or
     of quantity x unit_price). Lines without a customer, cancelled orders (order id starting
-    with `cancel_prefix`) and lines with a negative quantity are skipped and counted. An
+    with `cancel_prefix`) and lines with a negative quantity are skipped and counted. A
+    platform's preset (stripe, shopify, paypal) first reads each line the platform's way
+    (crm.importers.platforms): the lines it leaves out are counted the same way. An
     order already imported from the same source is updated, never duplicated. Side effects:
     creates and updates Purchase rows, creates the customers the file names when
     `create_customers` is set, and refreshes the purchase statistics of every customer
@@ -147,7 +149,7 @@ def _preset_lines(
         except FileLayoutError as wrong:
             raise FatalImportError(row.number, wrong.column, str(wrong)) from None
         for line in lines:
-            yield Row(row.number, line.values, line.problems)
+            yield Row(row.number, line.values, tuple(line.problems))
 
 
 def _require_purchase_columns(columns: set[str]) -> None:

@@ -7,7 +7,7 @@ import gzip
 import io
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -54,7 +54,7 @@ class Row:
     number: int
     values: dict[str, str]
     # (column, message) found before the importer's own checks (a preset's reading of it)
-    problems: list[tuple[str, str]] = field(default_factory=list)
+    problems: tuple[tuple[str, str], ...] = ()
 
 
 def rows_read(
