@@ -35,6 +35,7 @@ run: $(RUN_STAMP)
 BENCH_ARGS ?= --cold-cache
 bench: install
 	$(BIN)/python manage.py bench $(BENCH_ARGS)
+	$(BIN)/python manage.py bench_api
 
 # Installs Chromium for the browser tests when it is missing: with apt-get as root,
 # otherwise stops at once with the command to run.

@@ -40,6 +40,13 @@ class ImportUploadForm(forms.Form):
                 label="Create missing customers",
                 help_text="Create the customers the file names that do not exist yet.",
             )
+            self.fields["date_format"] = forms.CharField(
+                required=False,
+                max_length=50,
+                label="Date format",
+                help_text="Only when the file's dates are not YYYY-MM-DD: e.g. %d/%m/%Y %H:%M "
+                "(day/month/year). PayPal files from outside the US: %d/%m/%Y.",
+            )
 
     def clean_file(self):
         upload = self.cleaned_data["file"]

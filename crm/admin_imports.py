@@ -83,6 +83,7 @@ class CsvImportMixin:
             mapping=options["mapping"],
             preset=options.get("preset", ""),
             create_customers=options.get("create_customers", False),
+            date_format=options.get("date_format", ""),
             actor=actor,
         )
 
@@ -113,6 +114,7 @@ class CsvImportMixin:
                     "mapping": form.cleaned_data["mapping"],
                     "preset": form.cleaned_data.get("preset", ""),
                     "create_customers": form.cleaned_data.get("create_customers", False),
+                    "date_format": form.cleaned_data.get("date_format", ""),
                 }
                 stored = {
                     "token": str(token),

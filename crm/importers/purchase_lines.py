@@ -93,7 +93,7 @@ class PurchaseLineParser:
         if reason := self._skip_reason(email=email, external_id=external_id, order_id=order_id):
             self.report.skipped[reason] += 1
             return
-        problems = _encoding_problems(values)
+        problems = [*row.problems, *_encoding_problems(values)]
         measured = self._measure(values, email=email, problems=problems)
         if measured is None:
             self.report.skipped["negative quantity (a return or cancellation line)"] += 1

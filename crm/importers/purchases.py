@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO
@@ -17,9 +18,10 @@ from crm.importers.customers import (
     customers_by_email,
     customers_by_external_id,
 )
-from crm.importers.presets import PRESETS
+from crm.importers.platforms import FileLayoutError, SkipLine
+from crm.importers.presets import PRESETS, Preset
 from crm.importers.purchase_lines import PURCHASE_COLUMNS, Order, PurchaseLineParser
-from crm.importers.reading import open_text, rows_read
+from crm.importers.reading import Row, open_text, rows_read
 from crm.importers.report import (
     PREVIEW_ROWS,
     FatalImportError,
@@ -53,7 +55,9 @@ def purchases_import(
 
     Rows sharing an order_id are lines of one order (amount = the sum of their amounts, or
     of quantity x unit_price). Lines without a customer, cancelled orders (order id starting
-    with `cancel_prefix`) and lines with a negative quantity are skipped and counted. An
+    with `cancel_prefix`) and lines with a negative quantity are skipped and counted. A
+    platform's preset (stripe, shopify, paypal) first reads each line the platform's way
+    (crm.importers.platforms): the lines it leaves out are counted the same way. An
     order already imported from the same source is updated, never duplicated. Side effects:
     creates and updates Purchase rows, creates the customers the file names when
     `create_customers` is set, and refreshes the purchase statistics of every customer
@@ -71,21 +75,27 @@ def purchases_import(
     report = ImportReport(kind="purchases", dry_run=dry_run, only_valid=only_valid)
     orders: dict[str, Order] = {}
     bad_orders: set[str] = set()
+    adapted = chosen is not None and chosen.adapter is not None
     try:
         with open_text(source) as text:
             columns, rows = rows_read(
                 text,
-                known=PURCHASE_COLUMNS,
+                known=PURCHASE_COLUMNS + (chosen.reads if chosen else ()),
                 mapping=columns_map,
                 report=report,
                 progress=progress,
             )
+            if adapted:
+                _require_preset_columns(chosen, columns)
+                columns = (columns & set(PURCHASE_COLUMNS)) | chosen.provides
+                # The adapter reads the platform's dates (with the date format, if given).
+                rows = _preset_lines(rows, chosen, date_format=date_format, report=report)
             _require_purchase_columns(columns)
             parse = PurchaseLineParser(
                 columns=columns,
                 default_currency=default_currency,
                 cancel_prefix=prefix,
-                date_format=date_format,
+                date_format="" if adapted else date_format,
                 report=report,
             )
             for row in rows:
@@ -114,6 +124,32 @@ def purchases_import(
             report=report,
         ),
     )
+
+
+def _require_preset_columns(preset: Preset, columns: set[str]) -> None:
+    for group in preset.requires:
+        if not columns.intersection(group):
+            names = " or ".join(f"'{name}'" for name in group)
+            raise FatalImportError(
+                1, group[0], f"missing column {names}: the {preset.name} preset reads it"
+            )
+
+
+def _preset_lines(
+    rows: Iterator[Row], preset: Preset, *, date_format: str, report: ImportReport
+) -> Iterator[Row]:
+    """The file's rows as the preset's adapter reads them: our lines, under their row number."""
+    adapter = preset.adapter(date_format=date_format, ours=PURCHASE_COLUMNS)
+    for row in rows:
+        try:
+            lines = adapter.lines(row.values)
+        except SkipLine as skip:
+            report.skipped[skip.reason] += 1
+            continue
+        except FileLayoutError as wrong:
+            raise FatalImportError(row.number, wrong.column, str(wrong)) from None
+        for line in lines:
+            yield Row(row.number, line.values, tuple(line.problems))
 
 
 def _require_purchase_columns(columns: set[str]) -> None:

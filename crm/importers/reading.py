@@ -53,6 +53,8 @@ def encoding_problem(value: str) -> str | None:
 class Row:
     number: int
     values: dict[str, str]
+    # (column, message) found before the importer's own checks (a preset's reading of it)
+    problems: tuple[tuple[str, str], ...] = ()
 
 
 def rows_read(

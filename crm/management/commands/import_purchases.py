@@ -35,7 +35,8 @@ class Command(ImportCommand):
         parser.add_argument(
             "--date-format",
             default="",
-            help="strptime format of purchased_at when it is not ISO (e.g. '%%d/%%m/%%Y %%H:%%M').",
+            help="strptime format of purchased_at when it is not ISO (e.g. '%%d/%%m/%%Y %%H:%%M'); "
+            "with --preset paypal, of its Date column (default '%%m/%%d/%%Y').",
         )
 
     def handle(self, *args, **options):
