@@ -196,8 +196,13 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
     if report is None:
         pass
     elif report.written:
+        # Also over a "failed" set meanwhile by the stale check (on SQLite the heartbeat
+        # waits behind the import's own write lock): the rows are written, the job says so.
         _job_finish(
-            job, status=Status.DONE, report=report_json(report), only_from=(Status.IMPORTING,)
+            job,
+            status=Status.DONE,
+            report=report_json(report),
+            only_from=(Status.IMPORTING, Status.FAILED),
         )
     elif report.fatal:
         _job_finish(

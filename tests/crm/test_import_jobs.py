@@ -281,3 +281,22 @@ def _preview_in_thread(job_id: int) -> None:
         import_job_preview(job=ImportJob.objects.get(pk=job_id))
     finally:
         connection.close()
+
+
+def test_an_import_that_commits_after_being_taken_for_dead_still_ends_done(db, monkeypatch):
+    job = import_job_preview(job=_job("email\nann@example.com\n"))
+    job = import_job_confirm(job=job, only_valid=False, actor=Actor())
+    real_import = import_jobs._importer_call
+
+    def slow_import(job, **kwargs):
+        report = real_import(job, **kwargs)
+        # The page's stale check ran while the write held the database.
+        ImportJob.objects.filter(pk=job.pk).update(status=Status.FAILED, error="silent")
+        return report
+
+    monkeypatch.setattr(import_jobs, "_importer_call", slow_import)
+
+    job = import_job_run(job=job)
+
+    assert job.status == Status.DONE and job.error == ""
+    assert Customer.objects.count() == 1
