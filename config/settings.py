@@ -245,7 +245,7 @@ PREDICTIONS_MONTHLY_DISCOUNT = env_float("PREDICTIONS_MONTHLY_DISCOUNT", 0.01, l
 # there), the hours after which an upload nobody confirmed is deleted, and the seconds of
 # silence after which a job's worker is taken for dead.
 IMPORT_MAX_UPLOAD_MB = env_int("IMPORT_MAX_UPLOAD_MB", 200, low=1)
-IMPORT_MAX_DECOMPRESSED_MB = env_int("IMPORT_MAX_DECOMPRESSED_MB", 1000, low=1)
+IMPORT_MAX_DECOMPRESSED_MB = env_int("IMPORT_MAX_DECOMPRESSED_MB", 250, low=1)
 IMPORT_ABANDONED_HOURS = env_int("IMPORT_ABANDONED_HOURS", 24, low=1)
 IMPORT_STALE_SECONDS = env_int("IMPORT_STALE_SECONDS", 10 * 60, low=60)
 

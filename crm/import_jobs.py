@@ -332,15 +332,15 @@ def _upload_opened(job: ImportJob) -> Iterator[tuple[BinaryIO, BinaryIO]]:
 
 
 def limited_stream(raw: BinaryIO, *, limit: int) -> io.BufferedReader:
-    """The upload's bytes, decompressed when it is gzip, refused past `limit` bytes.
+    """The upload's bytes, decompressed when it is gzip and then refused past `limit` bytes.
 
     The bytes are counted as they come out of the decompressor, so a small file that
     expands to gigabytes (a "zip bomb") stops at the limit without ever being expanded.
     """
     head = raw.read(2)
     raw.seek(0)
-    if head != GZIP_MAGIC:
-        return io.BufferedReader(_CountingReader(raw, limit=limit))
+    if head != GZIP_MAGIC:  # as large as it was uploaded, within IMPORT_MAX_UPLOAD_MB
+        return io.BufferedReader(_CountingReader(raw, limit=None))
     stream = io.BufferedReader(_CountingReader(gzip.GzipFile(fileobj=raw), limit=limit))
     with contextlib.suppress(OSError, EOFError):  # a broken gzip: the importer says so
         if stream.peek(2)[:2] == GZIP_MAGIC:
@@ -352,7 +352,7 @@ def limited_stream(raw: BinaryIO, *, limit: int) -> io.BufferedReader:
 
 
 class _CountingReader(io.RawIOBase):
-    def __init__(self, inner: BinaryIO, *, limit: int):
+    def __init__(self, inner: BinaryIO, *, limit: int | None):
         self.inner, self.limit, self.count = inner, limit, 0
 
     def readable(self) -> bool:
@@ -371,7 +371,7 @@ class _CountingReader(io.RawIOBase):
     def readinto(self, buffer) -> int:
         data = self.inner.read(len(buffer))
         self.count += len(data)
-        if self.count > self.limit:
+        if self.limit is not None and self.count > self.limit:
             raise ImportTooLarge(
                 f"The file expands to more than {self.limit // MB:,} MB once uncompressed "
                 "(setting IMPORT_MAX_DECOMPRESSED_MB); nothing was imported. Split it, or "

@@ -300,3 +300,11 @@ def test_an_import_that_commits_after_being_taken_for_dead_still_ends_done(db, m
 
     assert job.status == Status.DONE and job.error == ""
     assert Customer.objects.count() == 1
+
+
+def test_a_plain_csv_is_bounded_by_the_upload_limit_alone():
+    data = b"email\n" + b"a@example.com\n" * 100_000
+
+    stream = import_jobs.limited_stream(io.BytesIO(data), limit=1024)
+
+    assert stream.read() == data
