@@ -42,6 +42,9 @@ HEARTBEAT_SECONDS = 30
 # A step whose worker died this many times (each death redelivers its task) is failed.
 MAX_ATTEMPTS = 2
 ERRORS_KEPT = 200  # row errors stored with the job; their count is always exact
+# No row of ours comes near this; the text layer would hold a longer line whole in memory
+# before the CSV reader could refuse it (a "zip bomb" of zeros is one endless line).
+MAX_LINE_BYTES = 1 * MB
 
 
 class ImportTooLarge(Exception):
@@ -332,7 +335,8 @@ def _upload_opened(job: ImportJob) -> Iterator[tuple[BinaryIO, BinaryIO]]:
 
 
 def limited_stream(raw: BinaryIO, *, limit: int) -> io.BufferedReader:
-    """The upload's bytes, decompressed when it is gzip and then refused past `limit` bytes.
+    """The upload's bytes, decompressed when it is gzip and then refused past `limit` bytes,
+    and refused at any line longer than MAX_LINE_BYTES.
 
     The bytes are counted as they come out of the decompressor, so a small file that
     expands to gigabytes (a "zip bomb") stops at the limit without ever being expanded.
@@ -354,6 +358,7 @@ def limited_stream(raw: BinaryIO, *, limit: int) -> io.BufferedReader:
 class _CountingReader(io.RawIOBase):
     def __init__(self, inner: BinaryIO, *, limit: int | None):
         self.inner, self.limit, self.count = inner, limit, 0
+        self.line_bytes = 0  # since the last newline
 
     def readable(self) -> bool:
         return True
@@ -362,7 +367,7 @@ class _CountingReader(io.RawIOBase):
         return True  # the importer peeks at the first bytes, then rewinds
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        self.count = self.inner.seek(offset, whence)
+        self.count = self.line_bytes = self.inner.seek(offset, whence)
         return self.count
 
     def tell(self) -> int:
@@ -371,6 +376,16 @@ class _CountingReader(io.RawIOBase):
     def readinto(self, buffer) -> int:
         data = self.inner.read(len(buffer))
         self.count += len(data)
+        last_newline = data.rfind(b"\n")
+        if last_newline < 0:
+            self.line_bytes += len(data)
+        else:
+            self.line_bytes = len(data) - last_newline - 1
+        if self.line_bytes > MAX_LINE_BYTES:
+            raise ImportTooLarge(
+                f"The file has a line longer than {MAX_LINE_BYTES // MB} MB: it is not a CSV "
+                "file of rows, or it is damaged. Nothing was imported."
+            )
         if self.limit is not None and self.count > self.limit:
             raise ImportTooLarge(
                 f"The file expands to more than {self.limit // MB:,} MB once uncompressed "

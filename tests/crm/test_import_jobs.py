@@ -119,10 +119,9 @@ def test_an_upload_over_the_size_limit_is_refused_before_it_is_stored(db, settin
     assert list(import_jobs.import_dir().iterdir()) == []
 
 
-def test_a_gzip_bomb_is_refused_while_it_expands_not_after(db, settings):
-    settings.IMPORT_MAX_DECOMPRESSED_MB = 20
+def test_a_gzip_bomb_is_refused_quickly_with_the_default_limits(db):
     bomb = _gzip_of_zeros(300)
-    assert len(bomb) < 400 * 1024  # about 305 KB on disk
+    assert len(bomb) < 400 * 1024  # about 300 KB on disk
     job = _job(bomb, name="bomb.csv.gz")
 
     started = time.monotonic()
@@ -130,17 +129,29 @@ def test_a_gzip_bomb_is_refused_while_it_expands_not_after(db, settings):
     elapsed = time.monotonic() - started
 
     assert job.status == Status.FAILED
-    assert "expands to more than 20 MB once uncompressed" in job.error
+    assert "a line longer than 1 MB" in job.error and "Nothing was imported" in job.error
     assert not job.upload_path.exists()
-    # 300 MB take seconds to expand; stopping at 20 MB takes a fraction of that.
+    # Expanding all 300 MB takes seconds; the first line's megabyte, a fraction of that.
     assert elapsed < 2.0
 
 
+def test_a_gzip_upload_is_refused_while_it_expands_past_the_limit(db, settings):
+    settings.IMPORT_MAX_DECOMPRESSED_MB = 2
+    rows = ("x" * 999 + "\n") * 50_000  # 50 MB once expanded, 150 KB compressed
+    job = _job(gzip.compress(("email\n" + rows).encode()), name="big.csv.gz")
+
+    job = import_job_preview(job=job)
+
+    assert job.status == Status.FAILED
+    assert "expands to more than 2 MB once uncompressed" in job.error
+    assert not job.upload_path.exists()
+
+
 def test_the_counting_reader_stops_at_the_limit_not_at_the_end():
-    raw = io.BytesIO(_gzip_of_zeros(50))
+    raw = io.BytesIO(gzip.compress(b"a@example.com\n" * 4_000_000))  # 56 MB expanded
     stream = import_jobs.limited_stream(raw, limit=3 * 1024 * 1024)
     read = 0
-    with pytest.raises(import_jobs.ImportTooLarge):
+    with pytest.raises(import_jobs.ImportTooLarge, match="expands to more than 3 MB"):
         while chunk := stream.read(64 * 1024):
             read += len(chunk)
     assert read <= 3 * 1024 * 1024
