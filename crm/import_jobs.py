@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
@@ -259,6 +260,16 @@ def _job_import(job: ImportJob, *, status: str, dry_run: bool) -> ImportReport |
         return None
     except ImportTooLarge as exc:
         _job_finish(job, status=Status.FAILED, error=str(exc), only_from=(status,))
+    except SoftTimeLimitExceeded:
+        _job_finish(
+            job,
+            status=Status.FAILED,
+            error=f"The file took longer than the worker's time limit "
+            f"({settings.CELERY_TASK_SOFT_TIME_LIMIT // 60} minutes, setting "
+            "CELERY_TASK_SOFT_TIME_LIMIT); nothing was imported. Split it, or use the import "
+            "command on the server.",
+            only_from=(status,),
+        )
     except FileNotFoundError:
         _job_finish(
             job,

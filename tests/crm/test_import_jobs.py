@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
@@ -319,3 +320,15 @@ def test_a_plain_csv_is_bounded_by_the_upload_limit_alone():
     stream = import_jobs.limited_stream(io.BytesIO(data), limit=1024)
 
     assert stream.read() == data
+
+
+def test_a_job_over_the_time_limit_fails_saying_so(db, monkeypatch):
+    def too_long(job, **kwargs):
+        raise SoftTimeLimitExceeded
+
+    monkeypatch.setattr(import_jobs, "_importer_call", too_long)
+
+    job = import_job_preview(job=_job("email\nann@example.com\n"))
+
+    assert job.status == Status.FAILED and "longer than the worker's time limit" in job.error
+    assert not job.upload_path.exists()
