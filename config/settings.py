@@ -240,6 +240,15 @@ RUN_STALE_SECONDS = env_int("RUN_STALE_SECONDS", 5 * 60, low=60)
 PREDICTIONS_TIME_UNIT_DAYS = env_float("PREDICTIONS_TIME_UNIT_DAYS", 7.0, low=1.0, high=31.0)
 PREDICTIONS_MONTHLY_DISCOUNT = env_float("PREDICTIONS_MONTHLY_DISCOUNT", 0.01, low=0.0, high=0.5)
 
+# CSV imports in the admin run on the worker (crm.import_jobs): the largest upload accepted,
+# the most a gzip upload may expand to (counted while it expands, so a "zip bomb" stops
+# there), the hours after which an upload nobody confirmed is deleted, and the seconds of
+# silence after which a job's worker is taken for dead.
+IMPORT_MAX_UPLOAD_MB = env_int("IMPORT_MAX_UPLOAD_MB", 200, low=1)
+IMPORT_MAX_DECOMPRESSED_MB = env_int("IMPORT_MAX_DECOMPRESSED_MB", 250, low=1)
+IMPORT_ABANDONED_HOURS = env_int("IMPORT_ABANDONED_HOURS", 24, low=1)
+IMPORT_STALE_SECONDS = env_int("IMPORT_STALE_SECONDS", 10 * 60, low=60)
+
 # Presenting an offer to a segment bigger than this runs as a background task.
 OFFER_PRESENT_INLINE_MAX = env_int("OFFER_PRESENT_INLINE_MAX", 5000, low=0)
 

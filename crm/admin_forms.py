@@ -1,10 +1,10 @@
 """Forms of the admin's CSV import pages and bulk actions (shape only; services decide)."""
 
 from django import forms
+from django.conf import settings
 
+from crm.import_jobs import MB, upload_too_large_message
 from crm.importers import CUSTOMER_COLUMNS, PRESETS, PURCHASE_COLUMNS, parse_mapping
-
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 
 
 class ImportUploadForm(forms.Form):
@@ -50,11 +50,8 @@ class ImportUploadForm(forms.Form):
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
-        if upload.size > MAX_UPLOAD_BYTES:
-            raise forms.ValidationError(
-                f"The file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB; "
-                "use the import command instead."
-            )
+        if upload.size > settings.IMPORT_MAX_UPLOAD_MB * MB:
+            raise forms.ValidationError(upload_too_large_message(upload.size))
         return upload
 
     def clean_mapping(self):

@@ -1,61 +1,49 @@
-"""CSV imports in the admin: upload and preview (a dry run), then confirm or cancel."""
+"""CSV imports in the admin: upload, watch the worker check the file, then confirm or cancel."""
 
 from __future__ import annotations
 
-import time
-import uuid
-from pathlib import Path
-
-from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import path, reverse
 
+from crm import import_jobs
 from crm.admin_forms import ImportUploadForm
-from crm.audit import SYSTEM, Actor, audit_actor
-from crm.importers import customers_import, purchases_import
+from crm.audit import audit_actor
+from crm.models import ImportJob
 
-IMPORT_DIR_NAME = "imports"
-IMPORT_MAX_AGE_SECONDS = 24 * 3600
-
-
-def _import_dir() -> Path:
-    directory = Path(settings.VAR_DIR) / IMPORT_DIR_NAME
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
-def _import_dir_prune() -> None:
-    """Forget uploads nobody confirmed within a day."""
-    limit = time.time() - IMPORT_MAX_AGE_SECONDS
-    for stale in _import_dir().glob("*.upload"):
-        if stale.stat().st_mtime < limit:
-            stale.unlink(missing_ok=True)
+RECENT_JOBS = 5
 
 
 class CsvImportMixin:
-    """Adds import/ (upload and preview) and import/<token>/ (confirm) to a ModelAdmin.
+    """Adds the import pages to a ModelAdmin: import/ (upload), import/<id>/ (progress,
+    preview, result), import/<id>/status/ (polled by the page) and import/<id>/confirm/.
 
-    The uploaded file is kept under VAR_DIR/imports/ and named by a random token; the session
-    holds the token and the options, so the confirmation re-reads the same file from the
-    server and never trusts data sent back by the browser.
+    The worker checks and imports the file (crm.import_jobs); a job is seen only by the
+    user who uploaded it, and its options are read from the job, never from the browser.
     """
 
     import_kind = ""  # "customers" or "purchases"
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
+        view = self.admin_site.admin_view
         return [
+            path("import/", view(self.import_view), name="{}_{}_import".format(*info)),
             path(
-                "import/",
-                self.admin_site.admin_view(self.import_view),
-                name="{}_{}_import".format(*info),
+                "import/<int:job_id>/",
+                view(self.import_job_view),
+                name="{}_{}_import_job".format(*info),
             ),
             path(
-                "import/<uuid:token>/",
-                self.admin_site.admin_view(self.import_confirm_view),
+                "import/<int:job_id>/status/",
+                view(self.import_job_status_view),
+                name="{}_{}_import_job_status".format(*info),
+            ),
+            path(
+                "import/<int:job_id>/confirm/",
+                view(self.import_confirm_view),
                 name="{}_{}_import_confirm".format(*info),
             ),
             *super().get_urls(),
@@ -65,32 +53,19 @@ class CsvImportMixin:
         if not (self.has_add_permission(request) and self.has_change_permission(request)):
             raise PermissionDenied
 
-    def _import_run(self, stored: dict, *, dry_run: bool, actor: Actor = SYSTEM):
-        options = stored["options"]
-        path_ = _import_dir() / f"{stored['token']}.upload"
-        if self.import_kind == "customers":
-            return customers_import(
-                source=path_,
-                dry_run=dry_run,
-                only_valid=options["only_valid"],
-                mapping=options["mapping"],
-                actor=actor,
-            )
-        return purchases_import(
-            source=path_,
-            dry_run=dry_run,
-            only_valid=options["only_valid"],
-            mapping=options["mapping"],
-            preset=options.get("preset", ""),
-            create_customers=options.get("create_customers", False),
-            date_format=options.get("date_format", ""),
-            actor=actor,
-        )
+    def _import_job(self, request, job_id: int) -> ImportJob:
+        self._import_check_permission(request)
+        job = ImportJob.objects.filter(
+            pk=job_id, kind=self.import_kind, user_id=request.user.pk
+        ).first()
+        if job is None:
+            raise Http404("No such import of yours.")
+        return job
+
+    def _import_url(self, name: str, *args) -> str:
+        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_{name}", args=args)
 
     def _import_context(self, request, **extra):
-        report = extra.get("report")
-        if report is not None:
-            extra["preview_columns"], extra["preview_rows"] = report.preview_table()
         return {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -104,11 +79,6 @@ class CsvImportMixin:
         if request.method == "POST":
             form = ImportUploadForm(request.POST, request.FILES, kind=self.import_kind)
             if form.is_valid():
-                _import_dir_prune()
-                token = uuid.uuid4()
-                with open(_import_dir() / f"{token}.upload", "wb") as out:
-                    for chunk in form.cleaned_data["file"].chunks():
-                        out.write(chunk)
                 options = {
                     "only_valid": form.cleaned_data["only_valid"],
                     "mapping": form.cleaned_data["mapping"],
@@ -116,51 +86,64 @@ class CsvImportMixin:
                     "create_customers": form.cleaned_data.get("create_customers", False),
                     "date_format": form.cleaned_data.get("date_format", ""),
                 }
-                stored = {
-                    "token": str(token),
-                    "kind": self.import_kind,
-                    "filename": form.cleaned_data["file"].name,
-                    "options": options,
-                }
-                request.session[f"crm_import:{token}"] = stored
-                report = self._import_run(stored, dry_run=True)
-                return render(
-                    request,
-                    "admin/crm/import_preview.html",
-                    self._import_context(request, report=report, stored=stored),
-                )
+                try:
+                    job = import_jobs.import_job_create(
+                        kind=self.import_kind,
+                        upload=form.cleaned_data["file"],
+                        options=options,
+                        actor=audit_actor(request),
+                    )
+                except ValidationError as exc:
+                    form.add_error("file", exc)
+                else:
+                    return HttpResponseRedirect(self._import_url("import_job", job.pk))
         else:
             form = ImportUploadForm(kind=self.import_kind)
+        recent = ImportJob.objects.filter(kind=self.import_kind, user_id=request.user.pk)
         return render(
-            request, "admin/crm/import_form.html", self._import_context(request, form=form)
+            request,
+            "admin/crm/import_form.html",
+            self._import_context(request, form=form, recent_jobs=recent[:RECENT_JOBS]),
         )
 
-    def import_confirm_view(self, request, token):
-        self._import_check_permission(request)
-        key = f"crm_import:{token}"
-        stored = request.session.get(key)
-        upload = _import_dir() / f"{token}.upload"
-        changelist = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
-        if request.method != "POST" or not stored or stored["kind"] != self.import_kind:
-            messages.error(request, "This import has expired or belongs to another session.")
-            return HttpResponseRedirect(changelist)
-        if "cancel" in request.POST or not upload.exists():
-            upload.unlink(missing_ok=True)
-            request.session.pop(key, None)
-            messages.info(request, "Import cancelled; nothing was written.")
-            return HttpResponseRedirect(changelist)
-        if "only_valid" in request.POST:
-            # Chosen on the preview, after seeing the errors: the valid rows are written.
-            stored["options"]["only_valid"] = True
-            request.session[key] = stored
-        report = self._import_run(stored, dry_run=False, actor=audit_actor(request))
-        if not report.written:
-            return render(
-                request,
-                "admin/crm/import_preview.html",
-                self._import_context(request, report=report, stored=stored),
+    def import_job_view(self, request, job_id: int):
+        job = self._import_job(request, job_id)
+        import_jobs.import_jobs_recover_stale()
+        job.refresh_from_db()
+        return render(
+            request,
+            "admin/crm/import_job.html",
+            self._import_context(request, job=job, report=job.report, Status=ImportJob.Status),
+        )
+
+    def import_job_status_view(self, request, job_id: int):
+        job = self._import_job(request, job_id)
+        import_jobs.import_jobs_recover_stale()
+        job.refresh_from_db()
+        return JsonResponse(
+            {
+                "status": job.status,
+                "status_label": job.get_status_display(),
+                "progress": job.progress,
+                "rows_read": job.rows_read,
+                "message": job.progress_message(),
+            }
+        )
+
+    def import_confirm_view(self, request, job_id: int):
+        job = self._import_job(request, job_id)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        try:
+            if "cancel" in request.POST:
+                import_jobs.import_job_cancel(job=job)
+                messages.info(
+                    request, "Import cancelled: nothing was written, the file is deleted."
+                )
+                return HttpResponseRedirect(self._import_url("changelist"))
+            import_jobs.import_job_confirm(
+                job=job, only_valid="only_valid" in request.POST, actor=audit_actor(request)
             )
-        upload.unlink(missing_ok=True)
-        request.session.pop(key, None)
-        messages.success(request, " ".join(report.summary()))
-        return HttpResponseRedirect(changelist)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        return HttpResponseRedirect(self._import_url("import_job", job.pk))

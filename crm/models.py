@@ -439,3 +439,94 @@ class AuditEntry(models.Model):
         who = self.username or "system"
         what = f" {self.object_type} {self.object_id}".rstrip()
         return f"{self.at:%Y-%m-%d %H:%M} {who} {self.get_action_display().lower()}{what}"
+
+
+class ImportJobQuerySet(models.QuerySet):
+    def unfinished(self):
+        return self.exclude(status__in=ImportJob.FINISHED)
+
+    def waiting_for_worker(self):
+        """Jobs a worker holds or should pick up: silent ones belong to a dead worker."""
+        return self.filter(status__in=ImportJob.WORKER_STATUSES)
+
+
+class ImportJob(models.Model):
+    """A CSV import run by the worker: upload, preview (a dry run), confirmation, import.
+
+    The uploaded file lives under VAR_DIR/imports/ (`upload_path`) until the job ends (done,
+    failed or cancelled) or is abandoned (crm.import_jobs.import_jobs_clean).
+    """
+
+    class Kind(models.TextChoices):
+        CUSTOMERS = "customers", "Customers"
+        PURCHASES = "purchases", "Purchases"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for the worker"
+        PREVIEWING = "previewing", "Checking the file"
+        READY = "ready", "Ready to import"
+        IMPORTING = "importing", "Importing"
+        DONE = "done", "Imported"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.DONE, Status.FAILED, Status.CANCELLED)
+    WORKER_STATUSES = (Status.QUEUED, Status.PREVIEWING, Status.IMPORTING)
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    filename = models.CharField(max_length=255)  # as uploaded, for the pages
+    stored_name = models.CharField(max_length=64, unique=True)  # under VAR_DIR/imports/
+    size = models.PositiveBigIntegerField(default=0)  # bytes as uploaded
+    # only_valid, mapping, preset, create_customers: the upload form's choices.
+    options = models.JSONField(default=dict)
+    progress = models.PositiveSmallIntegerField(default=0)  # percent of the file read
+    rows_read = models.PositiveIntegerField(default=0)
+    # The preview's (then the import's) report: summary lines, errors, first rows.
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    # Who uploaded (and confirmed: only they see the job), and from where, for the audit trail.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    address = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Touched while a worker holds the job; silence means the worker died.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Times a worker started this job's current step: more than one means one died under it.
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    objects = ImportJobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"], name="importjob_status_idx")]
+
+    def __str__(self) -> str:
+        return f"Import of {self.filename} ({self.get_status_display().lower()})"
+
+    @property
+    def upload_path(self):
+        return settings.VAR_DIR / "imports" / self.stored_name
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    def progress_message(self) -> str:
+        """Where the job is, in a sentence for the progress page."""
+        Status = self.Status
+        if self.status == Status.QUEUED:
+            return "Waiting for the worker to start checking the file…"
+        if self.status in (Status.PREVIEWING, Status.IMPORTING):
+            verb = "Checking" if self.status == Status.PREVIEWING else "Importing"
+            if self.progress >= 100:
+                return (
+                    f"{verb}: all {self.rows_read:,} rows read; comparing them with what is stored…"
+                )
+            if not self.rows_read:
+                return f"{verb}: starting…"
+            return f"{verb}: {self.progress} % of the file read ({self.rows_read:,} rows)."
+        return self.get_status_display() + "."

@@ -5,8 +5,8 @@ import socket
 from celery import shared_task
 from django.db import connection
 
-from crm import audit
-from crm.models import Customer
+from crm import audit, import_jobs
+from crm.models import Customer, ImportJob
 
 
 @shared_task(acks_late=True)
@@ -24,3 +24,23 @@ def crm_health_check() -> dict:
 def audit_prune() -> int:
     """Delete the audit entries older than AUDIT_RETENTION_DAYS (scheduled daily)."""
     return audit.audit_prune()
+
+
+# Import jobs: the service does the work and records every outcome on the job row; a job
+# whose worker dies is redelivered (acks_late) and resumed, or failed by import_jobs_clean.
+@shared_task(acks_late=True)
+def import_job_preview(job_id: int) -> None:
+    """Check an uploaded CSV file (a dry run) and store what it would change."""
+    import_jobs.import_job_preview(job=ImportJob.objects.get(pk=job_id))
+
+
+@shared_task(acks_late=True)
+def import_job_run(job_id: int) -> None:
+    """Import a confirmed CSV file."""
+    import_jobs.import_job_run(job=ImportJob.objects.get(pk=job_id))
+
+
+@shared_task(acks_late=True)
+def import_jobs_clean() -> int:
+    """Delete abandoned uploads and fail jobs of dead workers (scheduled hourly)."""
+    return import_jobs.import_jobs_clean()

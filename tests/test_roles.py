@@ -238,7 +238,7 @@ def _expected(role_index: int, user, name: str, path: str, method: str, baseline
         return user.has_perm(f"{opts.app_label}.{action}_{opts.model_name}")
 
     view = name.rsplit("_", 1)[-1] if name.startswith("admin:") else ""
-    if name.endswith(("_import", "_import_confirm")):
+    if name.endswith(("_import", "_import_job", "_import_job_status", "_import_confirm")):
         return may("add") and may("change")
     if name.endswith("_recluster"):
         return user.has_perm("segmentation.run_segmentation")

@@ -1,19 +1,17 @@
-"""The customer admin: pages, search, filters, bounded queries, inlines, actions, CSV import."""
+"""The customer admin: pages, search, filters, bounded queries, inlines, actions, export."""
 
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from crm.admin import LargeTablePaginator, TagFilter
-from crm.models import Customer, Purchase
+from crm.models import Purchase
 from crm.services import customer_stats_refresh
 from segmentation.models import SegmentMembershipChange
 from tests.factories import (
@@ -368,106 +366,3 @@ def test_export_action_streams_the_selected_customers_as_safe_csv(staff_client):
     assert response["Content-Type"].startswith("text/csv")
     body = b"".join(response.streaming_content).decode()
     assert "'=HYPERLINK(1)" in body and "Not selected" not in body
-
-
-# -- CSV import through the admin ------------------------------------------------------------
-
-IMPORT_URL = "admin:crm_customer_import"
-
-
-def _upload(client, text: str, **options):
-    upload = SimpleUploadedFile("customers.csv", text.encode(), content_type="text/csv")
-    return client.post(reverse(IMPORT_URL), {"file": upload, **options})
-
-
-def test_admin_import_previews_then_writes_on_confirmation(staff_client):
-    assert staff_client.get(reverse(IMPORT_URL)).status_code == 200
-    preview = _upload(staff_client, "email,name\nann@example.com,Ann\nbob@example.com,Bob\n")
-
-    assert preview.status_code == 200
-    assert "Customers would be created: 2." in preview.content.decode()
-    assert Customer.objects.count() == 0  # the preview writes nothing
-    token = preview.context["stored"]["token"]
-
-    done = staff_client.post(reverse("admin:crm_customer_import_confirm", args=[token]))
-    assert done.status_code == 302
-    assert sorted(Customer.objects.values_list("name", flat=True)) == ["Ann", "Bob"]
-    # The file is gone with the session entry: confirming twice writes nothing more.
-    again = staff_client.post(reverse("admin:crm_customer_import_confirm", args=[token]))
-    assert again.status_code == 302 and Customer.objects.count() == 2
-
-
-def test_admin_import_shows_row_errors_and_refuses_to_write(staff_client):
-    preview = _upload(staff_client, "email,age\nann@example.com,34\nbob@example.com,forty\n")
-    html = preview.content.decode()
-
-    assert "forty" in html and "Confirm the import" not in html
-    token = preview.context["stored"]["token"]
-    response = staff_client.post(reverse("admin:crm_customer_import_confirm", args=[token]))
-    assert response.status_code == 200 and Customer.objects.count() == 0
-
-
-def test_admin_import_of_only_valid_rows_when_ticked(staff_client):
-    preview = _upload(
-        staff_client, "email,age\nann@example.com,34\nbob@example.com,forty\n", only_valid="on"
-    )
-    token = preview.context["stored"]["token"]
-    staff_client.post(reverse("admin:crm_customer_import_confirm", args=[token]))
-
-    assert list(Customer.objects.values_list("email", flat=True)) == ["ann@example.com"]
-
-
-def test_admin_import_of_only_valid_rows_chosen_on_the_preview(staff_client):
-    preview = _upload(staff_client, "email,age\nann@example.com,34\nbob@example.com,forty\n")
-    assert 'name="only_valid"' in preview.content.decode()
-    token = preview.context["stored"]["token"]
-
-    done = staff_client.post(
-        reverse("admin:crm_customer_import_confirm", args=[token]), {"only_valid": "1"}
-    )
-
-    assert done.status_code == 302
-    assert list(Customer.objects.values_list("email", flat=True)) == ["ann@example.com"]
-
-
-def test_admin_import_preview_keeps_each_value_in_its_column_after_a_blank_cell(staff_client):
-    preview = _upload(
-        staff_client,
-        "email,name,city,country\nann@example.com,,Leeds,UK\nbob@example.com,Bob,,France\n",
-    )
-
-    columns = preview.context["preview_columns"]
-    rows = [dict(zip(columns, row, strict=True)) for row in preview.context["preview_rows"]]
-    assert (rows[0]["name"], rows[0]["city"], rows[0]["country"]) == ("", "Leeds", "UK")
-    assert (rows[1]["name"], rows[1]["city"], rows[1]["country"]) == ("Bob", "", "France")
-    html = preview.content.decode()
-    assert "<td>Leeds</td><td>UK</td>" in html.replace("\n", "")
-
-
-def test_admin_import_token_of_another_session_is_refused(staff_client, alice):
-    preview = _upload(staff_client, "email\nann@example.com\n")
-    token = preview.context["stored"]["token"]
-    other = Client()
-    other.force_login(alice)  # another session of the same user
-
-    response = other.post(reverse("admin:crm_customer_import_confirm", args=[token]))
-    assert response.status_code == 302 and Customer.objects.count() == 0
-
-
-def test_admin_purchase_import_groups_lines_and_creates_customers(staff_client):
-    text = (
-        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
-        "1,A,Mug,2,2011-01-01 10:00,3.00,100.0,France\n"
-        "1,B,Pen,1,2011-01-01 10:00,1.50,100.0,France\n"
-        "C2,A,Mug,-1,2011-01-02 10:00,3.00,100.0,France\n"
-    )
-    upload = SimpleUploadedFile("lines.csv", text.encode(), content_type="text/csv")
-    preview = staff_client.post(
-        reverse("admin:crm_purchase_import"),
-        {"file": upload, "preset": "uci", "create_customers": "on"},
-    )
-    token = preview.context["stored"]["token"]
-    staff_client.post(reverse("admin:crm_purchase_import_confirm", args=[token]))
-
-    purchase = Purchase.objects.get()
-    assert purchase.amount == Decimal("7.50") and purchase.customer.external_id == "100"

@@ -10,7 +10,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from crm.models import Customer, Purchase
+from crm import import_jobs
+from crm.models import Customer, ImportJob, Purchase
 
 pytestmark = pytest.mark.django_db
 
@@ -226,7 +227,16 @@ def test_older_stripe_exports_and_unreadable_cells_go_through_the_importers_chec
     assert purchases("stripe") == {"ch_1": ("ann@example.com", "sale", Decimal("19"), "USD")}
 
 
-def test_admin_import_reads_a_day_first_paypal_file_with_its_date_format(staff_client):
+def test_admin_import_reads_a_day_first_paypal_file_with_its_date_format(
+    staff_client, monkeypatch, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.VAR_DIR = tmp_path
+    # The worker's steps, run at once in this process.
+    monkeypatch.setattr(
+        import_jobs,
+        "_enqueue",
+        lambda task, job_id: getattr(import_jobs, task)(job=ImportJob.objects.get(pk=job_id)),
+    )
     text = (
         '"Date","Time","TimeZone","Name","Type","Status","Currency","Gross","Fee","Net",'
         '"From Email Address","To Email Address","Transaction ID"\n'
@@ -234,12 +244,22 @@ def test_admin_import_reads_a_day_first_paypal_file_with_its_date_format(staff_c
         '"EUR","35,00","-1,40","33,60","eva@example.de","shop@example.de","3CC"\n'
     )
     upload = SimpleUploadedFile("Download.CSV", text.encode(), content_type="text/csv")
-    preview = staff_client.post(
-        reverse("admin:crm_purchase_import"),
-        {"file": upload, "preset": "paypal", "create_customers": "on", "date_format": "%d/%m/%Y"},
-    )
-    token = preview.context["stored"]["token"]
-    staff_client.post(reverse("admin:crm_purchase_import_confirm", args=[token]))
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(
+            reverse("admin:crm_purchase_import"),
+            {
+                "file": upload,
+                "preset": "paypal",
+                "create_customers": "on",
+                "date_format": "%d/%m/%Y",
+            },
+        )
+    job = ImportJob.objects.get()
+    assert job.status == ImportJob.Status.READY, job.error
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(
+            reverse("admin:crm_purchase_import_confirm", args=[job.pk]), {"confirm": "1"}
+        )
 
     purchase = Purchase.objects.get()
     assert (purchase.amount, purchase.currency) == (Decimal("35.00"), "EUR")
