@@ -296,6 +296,15 @@ def chart_trends(*, segments: list[Segment]) -> dict:
     return {"labels": labels, "segments": ordered}
 
 
+def transitions_empty_words(*, run: SegmentationRun | None, first_run_going: bool) -> str:
+    """What the movements chart says when it has no bar to draw."""
+    if run is None:
+        if first_run_going:
+            return "Movements appear when the first segmentation run has finished."
+        return "Movements appear after the first segmentation run."
+    return f"Nobody changed segment in the last run (#{run.pk}): every customer stayed put."
+
+
 def chart_transitions(*, run: SegmentationRun | None, segments: list[Segment]) -> dict:
     """Where the customers of each segment went in ``run``: one stacked bar per origin."""
     if run is None:

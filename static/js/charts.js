@@ -198,7 +198,7 @@
         },
         plugins: { tooltip: { callbacks: { label: function (ctx) { return ctx.dataset.label + ": " + number.format(ctx.parsed.x); } } } },
       },
-    }, moves.datasets.length > 0, "Movements appear after the first segmentation run.");
+    }, moves.datasets.length > 0, moves.empty || "Movements appear after the first segmentation run.");
   }
 
   function segment(d) {
