@@ -201,7 +201,7 @@ def demo_seed(
 
 
 def demo_start(
-    *, customers: int = DEMO_CUSTOMERS, seed: int = 1
+    *, customers: int | None = None, seed: int = 1
 ) -> tuple[DemoSummary, SegmentationRun]:
     """Fill an empty database with demo data and request the first segmentation run.
 
@@ -214,7 +214,7 @@ def demo_start(
                 "Demo data is only loaded into an empty database, and there are customers "
                 "already. Remove them first if you want to try the demo."
             )
-        summary = demo_seed(customers=customers, seed=seed)
+        summary = demo_seed(customers=customers or DEMO_CUSTOMERS, seed=seed)
         run = segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
     return summary, run
 
