@@ -251,7 +251,15 @@ def chart_recency_monetary(
             if points.get(s.pk)
         ],
         "sampled": sampled,
+        "empty": _scatter_empty_words(segments=segments),
     }
+
+
+def _scatter_empty_words(*, segments: list[Segment]) -> str:
+    # Points are coloured by segment: before the first run there are purchases but no point.
+    if not segments and Purchase.objects.exists():
+        return "Customers appear here once they are grouped into segments."
+    return "No purchases yet."
 
 
 def chart_trends(*, segments: list[Segment]) -> dict:

@@ -507,6 +507,9 @@ def run_progress(*, run: SegmentationRun) -> RunProgress:
             n_clustered=run.n_clustered,
             k=run.k,
             n_moved=run.n_moved,
+            first=run.status == SegmentationRun.Status.SUCCEEDED
+            and run.finished_at is not None
+            and run_previous(run=run) is None,
         )
     title = f"Run #{run.pk}"
     if run.as_of:

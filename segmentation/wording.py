@@ -60,11 +60,14 @@ def run_phase_words(*, phase: str, percent: int) -> str:
 
 
 def run_outcome_words(
-    *, status: str, error: str, n_clustered: int, k: int | None, n_moved: int
+    *, status: str, error: str, n_clustered: int, k: int | None, n_moved: int, first: bool = False
 ) -> str:
-    """One sentence on how a finished run ended, for the page that watched it."""
+    """One sentence on how a finished run ended, for the page that watched it. A first run
+    places everyone: nobody "changed" segment then."""
     if status == "succeeded":
         groups = f" in {k} segments" if k else ""
+        if first:
+            return f"Finished. Your first segments: {n_clustered:,} customers grouped{groups}."
         if n_moved == 0:
             moved = "nobody changed segment"
         elif n_moved == 1:

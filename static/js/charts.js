@@ -138,7 +138,7 @@
           },
         },
       },
-    }, scatter.length > 0, "No purchases yet.");
+    }, scatter.length > 0, d.scatter.empty || "No purchases yet.");
 
     var trends = d.trends;
     var revenue = lineSeries(trends.segments, "revenue");

@@ -10,6 +10,7 @@ from pages import demo
 from segmentation.models import SegmentationRun
 from tests.factories import (
     CustomerFactory,
+    PurchaseFactory,
     SegmentationRunFactory,
     SegmentFactory,
     UserFactory,
@@ -188,3 +189,11 @@ def test_dashboard_before_any_run_says_movements_come_with_the_first_run(staff_c
     CustomerFactory()
     charts = staff_client.get(reverse("pages:dashboard")).context["charts"]
     assert charts["transitions"]["empty"] == "Movements appear after the first segmentation run."
+
+
+def test_dashboard_before_the_first_run_does_not_claim_there_are_no_purchases(staff_client):
+    PurchaseFactory()
+    charts = staff_client.get(reverse("pages:dashboard")).context["charts"]
+    assert charts["scatter"]["empty"] == (
+        "Customers appear here once they are grouped into segments."
+    )

@@ -1,6 +1,8 @@
 """Following a run: its JSON status, the progress panel on the dashboard and the runs' admin
 pages, and the outcome said once, in agreement with the run's state."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
@@ -61,6 +63,7 @@ def test_status_of_a_running_run_gives_its_percent_and_phase_in_words(staff_clie
 
 
 def test_status_of_a_finished_run_says_how_it_ended(staff_client):
+    SegmentationRunFactory(finished_at=timezone.now() - timedelta(days=1))
     run = SegmentationRunFactory(n_clustered=1500, k=4, n_moved=37, progress=100)
 
     state = _status(staff_client, run)
@@ -157,7 +160,7 @@ def test_a_run_that_ended_before_the_page_was_drawn_is_reported_finished_once(st
     first = staff_client.get(reverse("pages:dashboard")).content.decode()
     again = staff_client.get(reverse("pages:dashboard")).content.decode()
 
-    assert f"Run #{run.pk}: Finished. 900 customers grouped in 3 segments" in first
+    assert f"Run #{run.pk}: Finished. Your first segments: 900 customers grouped in 3" in first
     assert "Waiting for the worker" not in first
     assert 'data-active="false"' in first  # the script leaves a finished run alone
     assert f"Run #{run.pk}: Finished" not in again
@@ -227,3 +230,11 @@ def test_run_page_of_a_finished_run_has_no_progress_panel(staff_client):
     ).content.decode()
 
     assert "data-run-progress" not in body
+
+
+def test_the_first_run_says_it_grouped_everyone_not_that_everyone_moved(staff_client):
+    run = SegmentationRunFactory(n_clustered=272, k=6, n_moved=300)
+
+    words = _status(staff_client, run)["words"]
+
+    assert words == "Finished. Your first segments: 272 customers grouped in 6 segments."
