@@ -123,14 +123,23 @@ def today(request):
             "hint": "Customers whose next year is worth the most and who may be drifting away, "
             "as the last run's predictions see them.",
             "items": overview.slipping,
-            "empty": "Nobody valuable is slipping away, or there are no predictions yet.",
+            "empty": (
+                "Nobody valuable is slipping away."
+                if prediction_selectors.predictions_exist()
+                else "This list fills once a segmentation run has made predictions: they "
+                "need customers who bought more than once."
+            ),
         },
         {
             "kind": "risk",
             "title": "Valuable customers now at risk",
             "hint": "Good customers the last segmentation moved into an at-risk segment.",
             "items": overview.at_risk,
-            "empty": "Nobody valuable slipped into an at-risk segment in the last run.",
+            "empty": (
+                "Nobody valuable slipped into an at-risk segment in the last run."
+                if segment_selectors.run_latest()
+                else "This list fills after the first segmentation run."
+            ),
         },
     ]
     if not has_customers:

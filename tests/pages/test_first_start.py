@@ -10,6 +10,7 @@ from pages import demo
 from segmentation.models import SegmentationRun
 from tests.factories import (
     CustomerFactory,
+    CustomerPredictionFactory,
     PurchaseFactory,
     SegmentationRunFactory,
     SegmentFactory,
@@ -197,3 +198,22 @@ def test_dashboard_before_the_first_run_does_not_claim_there_are_no_purchases(st
     assert charts["scatter"]["empty"] == (
         "Customers appear here once they are grouped into segments."
     )
+
+
+def test_today_before_any_run_says_the_run_lists_fill_after_it(staff_client):
+    CustomerFactory()
+
+    sections = {s["kind"]: s["empty"] for s in staff_client.get("/").context["sections"]}
+
+    assert sections["risk"] == "This list fills after the first segmentation run."
+    assert sections["slipping"].startswith("This list fills once a segmentation run has made")
+
+
+def test_today_after_a_run_with_predictions_gives_its_all_clear(staff_client):
+    CustomerPredictionFactory()
+    SegmentationRunFactory()
+
+    sections = {s["kind"]: s["empty"] for s in staff_client.get("/").context["sections"]}
+
+    assert sections["risk"] == "Nobody valuable slipped into an at-risk segment in the last run."
+    assert sections["slipping"] == "Nobody valuable is slipping away."
