@@ -208,6 +208,7 @@ def dashboard(request):
         {
             "has_customers": page_selectors.customers_exist(),
             "run_progress": progress,
+            "run_failed": segment_selectors.run_failed_since(run=run),
             "kpis": kpis,
             "revenue_windows": [kpis.revenue_30, kpis.revenue_90],
             "run": run,

@@ -537,3 +537,14 @@ def segments_empty_words() -> str:
     if not Customer.objects.exists():
         return "No segments yet: import customers, then run a segmentation from the dashboard."
     return "No segments yet: run a segmentation from the dashboard."
+
+
+def run_failed_since(*, run: SegmentationRun | None) -> SegmentationRun | None:
+    """The last run, when it ended without new segments after ``run`` (the one the pages
+    show): pages say so instead of only "segments last updated…"."""
+    last = segmentation_run_last_finished()
+    if last is None or last.status == SegmentationRun.Status.SUCCEEDED:
+        return None
+    if run is not None and (last.finished_at, last.pk) < (run.finished_at, run.pk):
+        return None
+    return last

@@ -1,9 +1,12 @@
 """First start: an empty database welcomes the owner, loads demo data on request, and every
 empty list says what fills it instead of claiming all is well."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
+from django.utils import timezone
 
 from crm.models import Customer, Purchase
 from pages import demo
@@ -217,3 +220,24 @@ def test_today_after_a_run_with_predictions_gives_its_all_clear(staff_client):
 
     assert sections["risk"] == "Nobody valuable slipped into an at-risk segment in the last run."
     assert sections["slipping"] == "Nobody valuable is slipping away."
+
+
+def test_dashboard_says_when_the_last_run_failed_after_the_segments_it_shows(staff_client):
+    CustomerFactory()
+    shown = SegmentationRunFactory(finished_at=timezone.now() - timedelta(days=2))
+    failed = SegmentationRunFactory(status=Status.FAILED, error="The disk is full.")
+
+    body = staff_client.get(reverse("pages:dashboard")).content.decode()
+
+    assert f"The last run (#{failed.pk}) ended without new segments: The disk is full." in body
+    assert f"still those of run #{shown.pk}" in body
+
+
+def test_dashboard_says_nothing_of_a_failure_older_than_the_segments(staff_client):
+    CustomerFactory()
+    SegmentationRunFactory(status=Status.FAILED, finished_at=timezone.now() - timedelta(days=2))
+    SegmentationRunFactory()
+
+    body = staff_client.get(reverse("pages:dashboard")).content.decode()
+
+    assert 'id="run-failed"' not in body
