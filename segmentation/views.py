@@ -13,7 +13,7 @@ from segmentation import selectors, services
 from segmentation.exports import CUSTOMER_EXPORT_PROVIDERS
 from segmentation.filters import segment_members_filter
 from segmentation.models import Segment, SegmentationRun
-from segmentation.run_watch import run_watch_remember
+from segmentation.run_watch import run_watch_progress, run_watch_remember
 from segmentation.tables import SegmentTable
 
 
@@ -33,6 +33,7 @@ def segment_list(request):
             "show_retired": show_retired,
             "run": run,
             "run_words": selectors.run_owner_words(run=run),
+            "run_progress": run_watch_progress(request),
         },
     )
 

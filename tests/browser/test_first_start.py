@@ -11,12 +11,7 @@ from pages import demo
 from segmentation.models import SegmentationRun
 from tests.browser.test_pages import PASSWORD, _log_in, browser, owner, page  # noqa: F401
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.worker,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 DEMO_CUSTOMERS = 300
 WIDTHS = (390, 1366)
@@ -51,6 +46,8 @@ def _shots(tab, folder, name: str) -> None:
     tab.set_viewport_size({"width": 1366, "height": 900})
 
 
+@pytest.mark.worker
+@pytest.mark.slow
 def test_owner_starts_from_nothing_loads_demo_data_and_watches_the_first_run(
     page,  # noqa: F811
     live_server,
@@ -102,3 +99,29 @@ def test_owner_starts_from_nothing_loads_demo_data_and_watches_the_first_run(
     _shots(page, tmp_path, "03-after-the-run")
     print(f"Screenshots in {tmp_path}: {sorted(p.name for p in tmp_path.iterdir())}")
     print("Sentences seen before the reload:", texts)
+
+
+def test_the_runs_admin_page_moves_the_bar_of_a_running_run_without_a_reload(
+    page,  # noqa: F811
+    live_server,
+    owner,  # noqa: F811
+    tmp_path,
+):
+    run = SegmentationRun.objects.create(
+        status=SegmentationRun.Status.RUNNING, active_slot=1, phase="fit", progress=40
+    )
+    _log_in(page, live_server)
+    page.goto(f"{live_server.url}{reverse('admin:segmentation_segmentationrun_changelist')}")
+    panel = page.locator("#run-progress")
+    assert "Grouping customers who buy alike… 40 %" in panel.inner_text()
+    page.evaluate("() => { window.sameLoad = true; }")
+    _shots(page, tmp_path, "04-admin-runs")
+
+    SegmentationRun.objects.filter(pk=run.pk).update(phase="writing", progress=88)
+    page.wait_for_function(
+        "() => document.querySelector('.run-progress-words').textContent.includes('88 %')",
+        timeout=15_000,
+    )
+    assert page.evaluate("() => window.sameLoad") is True
+    assert "Placing customers in segments… 88 %" in panel.inner_text()
+    print(f"Screenshots in {tmp_path}")

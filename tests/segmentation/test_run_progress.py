@@ -238,3 +238,12 @@ def test_the_first_run_says_it_grouped_everyone_not_that_everyone_moved(staff_cl
     words = _status(staff_client, run)["words"]
 
     assert words == "Finished. Your first segments: 272 customers grouped in 6 segments."
+
+
+def test_segment_list_shows_the_run_in_progress(staff_client):
+    run = _running(phase="naming_explanation", progress=60)
+
+    body = staff_client.get(reverse("segmentation:segment_list")).content.decode()
+
+    assert f"Run #{run.pk}: Naming and describing the segments… 60 %" in body
+    assert "js/run_progress.js" in body
