@@ -165,6 +165,8 @@ def test_dashboard_on_an_empty_database_asks_for_customers_not_a_recluster(staff
     assert "No segmentation yet: import customers first" in body
     assert "they appear once customers are imported" in body
     assert "press “Recluster now”" not in body
+    # Nothing to group yet: the button would only start a run that is bound to be refused.
+    assert reverse("segmentation:segmentation_run_start") not in body
 
 
 def test_every_page_links_the_favicon(staff_client):
