@@ -247,3 +247,37 @@ def test_segment_list_shows_the_run_in_progress(staff_client):
 
     assert f"Run #{run.pk}: Naming and describing the segments… 60 %" in body
     assert "js/run_progress.js" in body
+
+
+def test_a_run_seen_in_progress_is_the_one_whose_end_is_reported(staff_client):
+    CustomerFactory()
+    staff_client.post(reverse("segmentation:segmentation_run_start"))
+    mine = SegmentationRun.objects.get()
+    SegmentationRun.objects.filter(pk=mine.pk).update(
+        status=Status.SUCCEEDED, finished_at=timezone.now(), active_slot=None
+    )
+    scheduled = _running(phase="fit", progress=50, trigger=SegmentationRun.Trigger.SCHEDULE)
+
+    staff_client.get(reverse("pages:dashboard"))  # shows the scheduled run going
+    SegmentationRun.objects.filter(pk=scheduled.pk).update(
+        status=Status.SUCCEEDED, finished_at=timezone.now(), active_slot=None, n_moved=3
+    )
+    body = staff_client.get(reverse("pages:dashboard")).content.decode()
+
+    assert f"Run #{scheduled.pk}: Finished." in body
+    assert f"Run #{mine.pk}: " not in body
+
+
+def test_an_outcome_hours_old_is_not_news(staff_client):
+    CustomerFactory()
+    staff_client.post(reverse("segmentation:segmentation_run_start"))
+    SegmentationRun.objects.update(
+        status=Status.SUCCEEDED,
+        finished_at=timezone.now() - timedelta(hours=3),
+        active_slot=None,
+    )
+
+    body = staff_client.get(reverse("pages:dashboard")).content.decode()
+
+    assert "data-run-progress" not in body
+    assert SESSION_KEY not in staff_client.session
