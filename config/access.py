@@ -12,6 +12,8 @@ SELF_CHECKED_NAMESPACES = ("admin", "api")
 PAGE_PERMISSIONS: dict[str, str] = {
     "pages:today": "crm.view_customer",
     "pages:dashboard": "crm.view_purchase",
+    # Demo data fills an empty database and starts the first run: the owner's decision.
+    "pages:demo_load": "segmentation.run_segmentation",
     "pages:customer_detail": "crm.view_customer",
     "pages:customer_list": "crm.view_customer",
     "pages:customer_new": "crm.add_customer",
@@ -43,6 +45,8 @@ PAGE_PERMISSIONS: dict[str, str] = {
     "segmentation:segment_list": "segmentation.view_segment",
     "segmentation:segment_members_export": "crm.export_customer",
     "segmentation:segmentation_run_start": "segmentation.run_segmentation",
+    # Everyone who sees the dashboard may watch a run's progress there.
+    "segmentation:segmentation_run_status": "segmentation.view_segment",
 }
 
 # Requests that leave an entry in the audit trail (config.middleware.AuditTrailMiddleware):

@@ -251,7 +251,15 @@ def chart_recency_monetary(
             if points.get(s.pk)
         ],
         "sampled": sampled,
+        "empty": _scatter_empty_words(segments=segments),
     }
+
+
+def _scatter_empty_words(*, segments: list[Segment]) -> str:
+    # Points are coloured by segment: before the first run there are purchases but no point.
+    if not segments and Purchase.objects.exists():
+        return "Customers appear here once they are grouped into segments."
+    return "No purchases yet."
 
 
 def chart_trends(*, segments: list[Segment]) -> dict:
@@ -294,6 +302,15 @@ def chart_trends(*, segments: list[Segment]) -> dict:
     labels = [timezone.localtime(at).strftime("%d %b %H:%M") if at else "" for _, at in runs]
     ordered = [series[s.pk] for s in segments if s.pk in series]
     return {"labels": labels, "segments": ordered}
+
+
+def transitions_empty_words(*, run: SegmentationRun | None, first_run_going: bool) -> str:
+    """What the movements chart says when it has no bar to draw."""
+    if run is None:
+        if first_run_going:
+            return "Movements appear when the first segmentation run has finished."
+        return "Movements appear after the first segmentation run."
+    return f"Nobody changed segment in the last run (#{run.pk}): every customer stayed put."
 
 
 def chart_transitions(*, run: SegmentationRun | None, segments: list[Segment]) -> dict:

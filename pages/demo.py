@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
+from django.core.exceptions import ValidationError
 from django.core.management.color import no_style
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -14,8 +15,13 @@ from crm.models import Customer, Feedback, Purchase, Tag
 from crm.search import customer_search_text
 from crm.services import customer_stats_refresh
 from offers.models import Offer
+from segmentation.models import SegmentationRun
+from segmentation.services import segmentation_run_request
 
 BATCH_SIZE = 5_000
+# The first start's "Load demo data": enough customers for distinct segments, loaded within
+# a few seconds of a web request.
+DEMO_CUSTOMERS = 1_000
 HISTORY_DAYS = 730
 
 Progress = Callable[[str], None]
@@ -192,6 +198,25 @@ def demo_seed(
         tags=len(tag_rows["customer_id"]),
         offers=offers,
     )
+
+
+def demo_start(
+    *, customers: int | None = None, seed: int = 1
+) -> tuple[DemoSummary, SegmentationRun]:
+    """Fill an empty database with demo data and request the first segmentation run.
+
+    Refused with a ValidationError when any customer exists: demo people never mix with
+    real ones. Side effects: demo_seed's rows, one SegmentationRun enqueued after commit.
+    """
+    with transaction.atomic():
+        if Customer.objects.exists():
+            raise ValidationError(
+                "Demo data is only loaded into an empty database, and there are customers "
+                "already. Remove them first if you want to try the demo."
+            )
+        summary = demo_seed(customers=customers or DEMO_CUSTOMERS, seed=seed)
+        run = segmentation_run_request(trigger=SegmentationRun.Trigger.MANUAL)
+    return summary, run
 
 
 @dataclass

@@ -59,6 +59,11 @@ class TimelineEvent:
     detail: str = ""
 
 
+def customers_exist() -> bool:
+    """Whether anyone was imported or added yet: an empty database gets a welcome."""
+    return Customer.objects.exists()
+
+
 def customer_page(*, customer: Customer, recent: int = RECENT_ROWS) -> CustomerPage:
     """The customer's latest purchases, feedback, segment changes and offers, their scores,
     and the offers ranked for them. Bounded queries whatever the customer's history (read

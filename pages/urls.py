@@ -10,6 +10,7 @@ app_name = "pages"
 urlpatterns = [
     path("", views.today, name="today"),
     path("dashboard/", views.dashboard, name="dashboard"),
+    path("demo/", views.demo_load, name="demo_load"),
     path("customers/", views.customer_list, name="customer_list"),
     path("customers/new/", views.customer_new, name="customer_new"),
     path("customers/bulk/", views.customers_bulk, name="customers_bulk"),

@@ -52,6 +52,7 @@ from offers.forms import OfferOutcomeForm, PresentOfferForm
 from offers.models import Offer
 from pages import dashboard as dash
 from pages import selectors as page_selectors
+from pages.demo import demo_start
 from pages.filters import CustomerListFilter
 from pages.predictions import customer_prediction, segment_prediction
 from pages.tables import CustomerListTable
@@ -63,6 +64,7 @@ from segmentation.exports import CUSTOMER_EXPORT_PROVIDERS
 from segmentation.filters import segment_members_filter
 from segmentation.forms import SegmentPinForm
 from segmentation.models import Segment
+from segmentation.run_watch import run_watch_progress, run_watch_remember
 from segmentation.tables import SegmentMemberTable
 
 
@@ -77,9 +79,14 @@ def _error_text(error: ValidationError) -> str:
 # --- Today -----------------------------------------------------------------------------------
 
 
+# On an empty database every list of Today says what fills it, not that all is well.
+NO_CUSTOMERS_YET = "No customers yet: import a CSV or add one, and this list fills itself."
+
+
 @require_GET
 def today(request):
     overview = today_overview()
+    has_customers = page_selectors.customers_exist()
     sections = [
         {
             "kind": "follow_up",
@@ -116,20 +123,33 @@ def today(request):
             "hint": "Customers whose next year is worth the most and who may be drifting away, "
             "as the last run's predictions see them.",
             "items": overview.slipping,
-            "empty": "Nobody valuable is slipping away, or there are no predictions yet.",
+            "empty": (
+                "Nobody valuable is slipping away."
+                if prediction_selectors.predictions_exist()
+                else "This list fills once a segmentation run has made predictions: they "
+                "need customers who bought more than once."
+            ),
         },
         {
             "kind": "risk",
             "title": "Valuable customers now at risk",
             "hint": "Good customers the last segmentation moved into an at-risk segment.",
             "items": overview.at_risk,
-            "empty": "Nobody valuable slipped into an at-risk segment in the last run.",
+            "empty": (
+                "Nobody valuable slipped into an at-risk segment in the last run."
+                if segment_selectors.run_latest()
+                else "This list fills after the first segmentation run."
+            ),
         },
     ]
+    if not has_customers:
+        for section in sections:
+            section["empty"] = NO_CUSTOMERS_YET
     return render(
         request,
         "pages/today.html",
         {
+            "has_customers": has_customers,
             "overview": overview,
             "sections": sections,
             "now": timezone.now(),
@@ -178,10 +198,17 @@ def dashboard(request):
         "predictions": prediction_selectors.predictions_track_record(),
     }
     kpis = dash.dashboard_kpis()
+    progress = run_watch_progress(request)
+    charts["transitions"]["empty"] = dash.transitions_empty_words(
+        run=run, first_run_going=progress is not None and progress.active
+    )
     return render(
         request,
         "pages/dashboard.html",
         {
+            "has_customers": page_selectors.customers_exist(),
+            "run_progress": progress,
+            "run_failed": segment_selectors.run_failed_since(run=run),
             "kpis": kpis,
             "revenue_windows": [kpis.revenue_30, kpis.revenue_90],
             "run": run,
@@ -192,6 +219,30 @@ def dashboard(request):
             "kpi_cache_minutes": dash.KPI_CACHE_SECONDS // 60,
         },
     )
+
+
+@require_POST
+def demo_load(request):
+    """First start: demo customers into an empty database, then the first segmentation."""
+    try:
+        summary, run = demo_start()
+    except ValidationError as error:
+        messages.error(request, _error_text(error))
+        return redirect("pages:today")
+    audit_record(
+        actor=audit_actor(request),
+        action=AuditEntry.Action.IMPORTED,
+        object_type="crm.customer",
+        count=summary.customers,
+        detail=f"demo data; first segmentation run #{run.pk}",
+    )
+    messages.success(
+        request,
+        f"Demo data loaded: {summary.customers:,} customers with {summary.purchases:,} "
+        f"purchases and {summary.feedback:,} feedback entries, and {summary.offers} offers.",
+    )
+    run_watch_remember(request, run=run)
+    return redirect("pages:dashboard")
 
 
 # --- Customer list ---------------------------------------------------------------------------
@@ -208,6 +259,9 @@ def customer_list(request):
         ),
     )
     table = CustomerListTable(filterset.qs)
+    filtered = bool(request.GET and filterset.form.has_changed())
+    if not filtered:
+        table.empty_text = "No customers yet: import a CSV or add one."
     RequestConfig(
         request, paginate={"paginator_class": LazyPaginator, "per_page": CUSTOMERS_PER_PAGE}
     ).configure(table)
@@ -217,7 +271,7 @@ def customer_list(request):
         {
             "filter": filterset,
             "table": table,
-            "filtered": bool(request.GET and filterset.form.has_changed()),
+            "filtered": filtered,
             "list_url": request.get_full_path(),
         },
     )
@@ -609,6 +663,12 @@ def segment_detail(request, pk: int):
     segment = get_object_or_404(Segment, pk=pk)
     filterset = segment_members_filter(request.GET or None, segment=segment)
     table = SegmentMemberTable(filterset.qs)
+    filtered = bool(request.GET and filterset.form.has_changed())
+    if not filtered:
+        table.empty_text = (
+            "Nobody is in this segment right now: each segmentation run places customers "
+            "in the segment that fits them."
+        )
     RequestConfig(
         request, paginate={"paginator_class": LazyPaginator, "per_page": MEMBERS_PER_PAGE}
     ).configure(table)
@@ -622,7 +682,7 @@ def segment_detail(request, pk: int):
             "segment": segment,
             "filter": filterset,
             "table": table,
-            "filtered": bool(request.GET and filterset.form.has_changed()),
+            "filtered": filtered,
             "movements": page_selectors.segment_movements(segment=segment, run=run),
             "results": results,
             "chart_data": {

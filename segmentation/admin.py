@@ -34,6 +34,8 @@ from segmentation.models import (
     SegmentSnapshot,
     SegmentTransition,
 )
+from segmentation.run_watch import run_watch_progress, run_watch_remember
+from segmentation.wording import run_phase_words
 
 # The worker check: a Celery ping with a short timeout, run in a thread the page waits for at
 # most PING_WAIT seconds (a dead broker can make the client block on connect), and cached.
@@ -93,6 +95,7 @@ def segmentation_status() -> dict:
         "last_succeeded_ago": timesince(last_ok.finished_at) if last_ok else None,
         "last_succeeded_duration": _duration(last_ok.duration_seconds) if last_ok else None,
         "active_run": active,
+        "any_run": last is not None or active is not None or SegmentationRun.objects.exists(),
         "worker": worker_status(),
     }
 
@@ -137,6 +140,7 @@ class SnapshotInline(BoundedTabularInline):
 @admin.register(SegmentationRun)
 class SegmentationRunAdmin(SafeModelAdmin):
     change_list_template = "admin/segmentation/segmentationrun/change_list.html"
+    change_form_template = "admin/segmentation/segmentationrun/change_form.html"
     list_display = (
         "__str__",
         "trigger",
@@ -221,8 +225,12 @@ class SegmentationRunAdmin(SafeModelAdmin):
     @admin.display(description="progress")
     def progress_display(self, obj: SegmentationRun) -> str:
         if obj.status in (SegmentationRun.Status.PENDING, SegmentationRun.Status.RUNNING):
-            return f"{obj.phase or 'waiting'} {obj.progress}%"
-        return "-"
+            return run_phase_words(phase=obj.phase, percent=obj.progress)
+        if obj.status == SegmentationRun.Status.SUCCEEDED:
+            return "done"
+        if obj.status == SegmentationRun.Status.SKIPPED:
+            return "did not start"
+        return f"stopped at {obj.progress} %"
 
     @admin.display(description="silhouette", ordering="silhouette")
     def silhouette_display(self, obj: SegmentationRun) -> str:
@@ -336,15 +344,28 @@ class SegmentationRunAdmin(SafeModelAdmin):
         if run.status in (SegmentationRun.Status.SKIPPED, SegmentationRun.Status.FAILED):
             messages.warning(request, f"Not started: {run.error}")
         else:
-            when = f" as of {as_of:%d %b %Y}" if as_of else ""
-            messages.success(
-                request, f"Run #{run.pk}{when} is queued; this page shows its progress."
-            )
+            # No "queued" flash: it would still say so after the run ended. The progress
+            # panel above the runs follows the run and says how it ended.
+            run_watch_remember(request, run=run)
         return HttpResponseRedirect(reverse("admin:segmentation_segmentationrun_changelist"))
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "segmentation_status": segmentation_status()}
+        extra_context = {
+            **(extra_context or {}),
+            "segmentation_status": segmentation_status(),
+            "run_progress": run_watch_progress(request),
+        }
         return super().changelist_view(request, extra_context=extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = SegmentationRun.objects.filter(pk=object_id).first() if object_id.isdigit() else None
+        progress = selectors.run_progress(run=run) if run else None
+        extra_context = {
+            **(extra_context or {}),
+            # Only a run still going is followed live; a finished one shows its fields.
+            "run_progress": progress if progress and progress.active else None,
+        }
+        return super().change_view(request, object_id, form_url, extra_context=extra_context)
 
 
 class ReclusterForm(forms.Form):

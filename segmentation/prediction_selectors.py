@@ -118,6 +118,11 @@ def segment_prediction_summary(*, segment: Segment) -> dict[str, float | int]:
     }
 
 
+def predictions_exist() -> bool:
+    """Whether a run has made predictions yet (it needs enough customers who bought twice)."""
+    return CustomerPrediction.objects.exists()
+
+
 def customers_slipping_away(*, limit: int = 20) -> QuerySet[CustomerPrediction]:
     """Customers with the most value at risk first: what their next 12 months would be worth
     if they are still customers, times the chance they are not (see CustomerPrediction).

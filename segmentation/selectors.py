@@ -23,7 +23,7 @@ from segmentation.models import (
     SegmentMembershipChange,
     SegmentTransition,
 )
-from segmentation.wording import run_words
+from segmentation.wording import run_outcome_words, run_phase_words, run_words
 
 # Columns the engine consumes, in its order (pure module: numpy and pandas only).
 FEATURE_COLUMNS = list(RAW_COLUMNS)
@@ -469,3 +469,82 @@ def run_owner_words(*, run: SegmentationRun | None) -> list[str]:
         confidence=run.confidence,
         scoring=run.method == SegmentationRun.Method.RFM,
     )
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """Where a run stands, for the pages that watch it: a percent and one sentence."""
+
+    run_id: int
+    title: str  # "Run #5", or "Run #5 as of 9 Dec 2011"
+    status: str
+    active: bool
+    percent: int
+    words: str
+
+    def as_json(self) -> dict:
+        return {
+            "run": self.run_id,
+            "title": self.title,
+            "status": self.status,
+            "active": self.active,
+            "percent": self.percent,
+            "words": self.words,
+        }
+
+
+def run_progress(*, run: SegmentationRun) -> RunProgress:
+    """A run's progress while it is pending or running, its outcome once it has ended."""
+    active = run.status in (SegmentationRun.Status.PENDING, SegmentationRun.Status.RUNNING)
+    if active:
+        percent = max(0, min(100, run.progress))
+        words = run_phase_words(phase=run.phase, percent=percent)
+    else:
+        percent = 100 if run.status == SegmentationRun.Status.SUCCEEDED else run.progress
+        words = run_outcome_words(
+            status=run.status,
+            error=run.error,
+            n_clustered=run.n_clustered,
+            k=run.k,
+            n_moved=run.n_moved,
+            first=run.status == SegmentationRun.Status.SUCCEEDED
+            and run.finished_at is not None
+            and run_previous(run=run) is None,
+        )
+    title = f"Run #{run.pk}"
+    if run.as_of:
+        title += f" as of {run.as_of.day} {run.as_of:%b %Y}"
+    return RunProgress(
+        run_id=run.pk, title=title, status=run.status, active=active, percent=percent, words=words
+    )
+
+
+def run_watched(*, run_id: int | None) -> SegmentationRun | None:
+    """The run a page follows: the one in progress, else the one just started from this
+    session (which may have ended before the page was drawn)."""
+    active = segmentation_run_active()
+    if active is not None:
+        return active
+    if run_id is None:
+        return None
+    return SegmentationRun.objects.filter(pk=run_id).first()
+
+
+def segments_empty_words() -> str:
+    """What the segment list says while it has no segment: what will fill it."""
+    if segmentation_run_active() is not None:
+        return "A segmentation run is grouping your customers: segments appear when it ends."
+    if not Customer.objects.exists():
+        return "No segments yet: import customers, then run a segmentation from the dashboard."
+    return "No segments yet: run a segmentation from the dashboard."
+
+
+def run_failed_since(*, run: SegmentationRun | None) -> SegmentationRun | None:
+    """The last run, when it ended without new segments after ``run`` (the one the pages
+    show): pages say so instead of only "segments last updated…"."""
+    last = segmentation_run_last_finished()
+    if last is None or last.status == SegmentationRun.Status.SUCCEEDED:
+        return None
+    if run is not None and (last.finished_at, last.pk) < (run.finished_at, run.pk):
+        return None
+    return last

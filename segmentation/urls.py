@@ -13,5 +13,10 @@ urlpatterns = [
         views.segment_members_export,
         name="segment_members_export",
     ),
+    path(
+        "segments/runs/<int:pk>/status/",
+        views.segmentation_run_status,
+        name="segmentation_run_status",
+    ),
     path("segments/recluster/", views.segmentation_run_start, name="segmentation_run_start"),
 ]

@@ -1,7 +1,7 @@
-"""Segment pages: the list, a segment's members as CSV, starting a run."""
+"""Segment pages: the list, a segment's members as CSV, starting a run and following it."""
 
 from django.contrib import messages
-from django.http import StreamingHttpResponse
+from django.http import JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_tables2 import RequestConfig
@@ -13,6 +13,7 @@ from segmentation import selectors, services
 from segmentation.exports import CUSTOMER_EXPORT_PROVIDERS
 from segmentation.filters import segment_members_filter
 from segmentation.models import Segment, SegmentationRun
+from segmentation.run_watch import run_watch_progress, run_watch_remember
 from segmentation.tables import SegmentTable
 
 
@@ -21,6 +22,7 @@ def segment_list(request):
     show_retired = request.GET.get("retired") == "1"
     segments = Segment.objects.all() if show_retired else Segment.objects.active()
     table = SegmentTable(segments.order_by("-is_active", "-size", "id"))
+    table.empty_text = selectors.segments_empty_words()
     RequestConfig(request, paginate={"per_page": 50}).configure(table)
     run = selectors.run_latest()
     return render(
@@ -31,6 +33,7 @@ def segment_list(request):
             "show_retired": show_retired,
             "run": run,
             "run_words": selectors.run_owner_words(run=run),
+            "run_progress": run_watch_progress(request),
         },
     )
 
@@ -72,8 +75,20 @@ def segmentation_run_start(request):
     elif run.status == SegmentationRun.Status.FAILED:
         messages.error(request, f"Not started: {run.error}")
     else:
-        messages.success(
-            request,
-            f"Segmentation run #{run.pk} queued; the segments update when it finishes.",
-        )
+        # No "queued" flash: it would still say so after the run ended. The dashboard's
+        # progress panel follows the run and says how it ended.
+        run_watch_remember(request, run=run)
     return redirect("pages:dashboard")
+
+
+@require_GET
+def segmentation_run_status(request, pk: int):
+    """A run's progress as JSON, polled by the pages that show it (static/js/run_progress.js)."""
+    run = SegmentationRun.objects.filter(pk=pk).first()
+    if run is None:
+        return JsonResponse({"error": f"There is no run #{pk}."}, status=404)
+    progress = selectors.run_progress(run=run)
+    if not progress.active:
+        # The page reloads once when the run ends: it then says how this run ended.
+        run_watch_remember(request, run=run)
+    return JsonResponse(progress.as_json())

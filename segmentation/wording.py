@@ -36,3 +36,47 @@ def run_words(
     else:
         first += "."
     return [first, distinctness_words(silhouette, scoring=scoring)]
+
+
+# What a running run is doing, in the owner's words, by the phase the engine reports.
+PHASE_WORDS = {
+    "": "Waiting for the worker to start",
+    "waiting to retry": "Waiting to try again",
+    "features": "Reading purchases and feedback",
+    "preprocessing": "Preparing each customer's figures",
+    "k_selection": "Finding how many groups fit best",
+    "fit": "Grouping customers who buy alike",
+    "naming_explanation": "Naming and describing the segments",
+    "matching": "Matching the groups with the segments you know",
+    "writing": "Placing customers in segments",
+    "done": "Finishing",
+}
+
+
+def run_phase_words(*, phase: str, percent: int) -> str:
+    """ "Placing customers in segments… 40 %": what an unfinished run is doing."""
+    doing = PHASE_WORDS.get(phase, "Working")
+    return f"{doing}… {percent} %"
+
+
+def run_outcome_words(
+    *, status: str, error: str, n_clustered: int, k: int | None, n_moved: int, first: bool = False
+) -> str:
+    """One sentence on how a finished run ended, for the page that watched it. A first run
+    places everyone: nobody "changed" segment then."""
+    if status == "succeeded":
+        groups = f" in {k} segments" if k else ""
+        if first:
+            return f"Finished. Your first segments: {n_clustered:,} customers grouped{groups}."
+        if n_moved == 0:
+            moved = "nobody changed segment"
+        elif n_moved == 1:
+            moved = "1 customer changed segment"
+        else:
+            moved = f"{n_moved:,} customers changed segment"
+        return f"Finished. {n_clustered:,} customers grouped{groups}; {moved}."
+    if status == "rejected":
+        return f"Not kept: {error} The segments stay as they were."
+    if status == "skipped":
+        return f"Did not start: {error}"
+    return f"Failed: {error} The segments stay as they were."

@@ -40,6 +40,7 @@ WEBHOOKS = {"api:webhook_stripe", "api:webhook_shopify"}  # signed by the sender
 PAGES = {
     "pages:today": (True, True, True),
     "pages:dashboard": (True, True, True),
+    "pages:demo_load": (True, False, False),
     "pages:customer_detail": (True, True, True),
     "pages:customer_list": (True, True, True),
     "pages:customer_new": (True, True, False),
@@ -68,6 +69,7 @@ PAGES = {
     "segmentation:segment_list": (True, True, True),
     "segmentation:segment_members_export": (True, False, False),
     "segmentation:segmentation_run_start": (True, False, False),
+    "segmentation:segmentation_run_status": (True, True, True),
     "api:docs": (True, True, True),
 }
 

@@ -138,7 +138,7 @@
           },
         },
       },
-    }, scatter.length > 0, "No purchases yet.");
+    }, scatter.length > 0, d.scatter.empty || "No purchases yet.");
 
     var trends = d.trends;
     var revenue = lineSeries(trends.segments, "revenue");
@@ -198,7 +198,7 @@
         },
         plugins: { tooltip: { callbacks: { label: function (ctx) { return ctx.dataset.label + ": " + number.format(ctx.parsed.x); } } } },
       },
-    }, moves.datasets.length > 0, "Movements appear after the first segmentation run.");
+    }, moves.datasets.length > 0, moves.empty || "Movements appear after the first segmentation run.");
   }
 
   function segment(d) {

@@ -47,7 +47,7 @@ def test_recluster_now_requests_a_run(
     assert run.trigger == SegmentationRun.Trigger.MANUAL
     assert run.status == SegmentationRun.Status.PENDING
     assert requested == [run.pk]
-    assert f"Run #{run.pk} is queued" in response.content.decode()
+    assert f"Run #{run.pk}: Waiting for the worker to start… 0 %" in response.content.decode()
 
 
 def test_recluster_as_of_a_past_day_records_the_day_on_the_run(staff_client, monkeypatch):
@@ -57,7 +57,7 @@ def test_recluster_as_of_a_past_day_records_the_day_on_the_run(staff_client, mon
 
     run = SegmentationRun.objects.get()
     assert run.as_of == date(2011, 12, 9)
-    assert f"Run #{run.pk} as of 09 Dec 2011 is queued" in response.content.decode()
+    assert f"Run #{run.pk} as of 9 Dec 2011: Waiting for the worker" in response.content.decode()
 
 
 def test_recluster_as_of_a_future_day_is_refused_and_starts_nothing(staff_client):
