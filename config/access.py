@@ -6,6 +6,9 @@ name. A page missing from the table is refused to everyone but superusers, so a 
 later is closed until someone decides who may open it (tests/test_roles.py names it).
 """
 
+# Pages about the user's own login, open to every staff user whatever their role.
+EVERY_STAFF_USER = "every staff user"
+
 # Namespaces whose views check permissions themselves.
 SELF_CHECKED_NAMESPACES = ("admin", "api")
 
@@ -43,6 +46,11 @@ PAGE_PERMISSIONS: dict[str, str] = {
     "segmentation:segment_list": "segmentation.view_segment",
     "segmentation:segment_members_export": "crm.export_customer",
     "segmentation:segmentation_run_start": "segmentation.run_segmentation",
+    "accounts:two_step": EVERY_STAFF_USER,
+    "accounts:two_step_start": EVERY_STAFF_USER,
+    "accounts:two_step_confirm": EVERY_STAFF_USER,
+    "accounts:recovery_codes_regenerate": EVERY_STAFF_USER,
+    "accounts:two_step_turn_off": EVERY_STAFF_USER,
 }
 
 # Requests that leave an entry in the audit trail (config.middleware.AuditTrailMiddleware):
