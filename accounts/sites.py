@@ -139,12 +139,13 @@ class TwoStepAdminSite(admin.AdminSite):
             if logged_in:
                 logout(request)
             return HttpResponseRedirect(reverse("admin:login", current_app=self.name))
-        form = CodeForm(request.POST or None)
+        form, errors = CodeForm(request.POST or None), []
         if request.method == "POST" and form.is_valid():
             try:
                 device = two_step_code_verify(user=user, code=form.cleaned_data["code"])
             except ValidationError as error:
-                form.add_error("code", error)
+                errors = error.messages
+                form = CodeForm()  # an empty field for the next try
                 # Counted by django-axes like a wrong password; past the limit its middleware
                 # answers with the lockout page, and this half-done login is dropped.
                 user_login_failed.send(sender=__name__, credentials=credentials, request=request)
@@ -165,6 +166,7 @@ class TwoStepAdminSite(admin.AdminSite):
             "title": "Enter your code",
             "subtitle": None,
             "form": form,
+            "errors": errors or form.errors.get("code", []),
             "username": user.get_username(),
             "logged_in": logged_in,
         }
