@@ -1,10 +1,14 @@
 """Two-step sign-in: set-up, login with a code or a recovery code, lockout, enforcement."""
 
+import os
+import subprocess
+import sys
 import time
 from base64 import b32encode
 
 import pytest
 from axes.models import AccessAttempt
+from django.conf import settings as django_settings
 from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
@@ -372,3 +376,43 @@ def test_a_code_is_checked_against_the_users_own_app_only(carol_app, db):
 
     with pytest.raises(ValidationError):
         services.two_step_code_verify(user=dave, code=codes[0])
+
+
+# --- Settings ----------------------------------------------------------------------------
+
+PRINT_REQUIRED = (
+    "import django; django.setup(); from django.conf import settings; "
+    "print(settings.OTP_REQUIRED_FOR_OWNERS)"
+)
+
+
+def _required_with(env: dict[str, str], tmp_path) -> str:
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DJANGO_ENV", "SECRET_KEY", "ALLOWED_HOSTS", "OTP_REQUIRED_FOR_OWNERS"}
+        and key != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", PRINT_REQUIRED],
+        env={**inherited, "VAR_DIR": str(tmp_path), **env},
+        cwd=django_settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_owners_must_set_it_up_in_production_unless_turned_off(tmp_path):
+    production = {
+        "DJANGO_ENV": "production",
+        "SECRET_KEY": "k" * 60,
+        "ALLOWED_HOSTS": "crm.example.com",
+    }
+
+    assert _required_with(production, tmp_path) == "True"
+    assert _required_with({**production, "OTP_REQUIRED_FOR_OWNERS": "off"}, tmp_path) == "False"
+    assert _required_with({}, tmp_path) == "False"
+    assert _required_with({"OTP_REQUIRED_FOR_OWNERS": "on"}, tmp_path) == "True"
