@@ -67,3 +67,7 @@ def test_an_owner_sets_up_an_app_and_logs_in_with_its_code(page, live_server, ow
     page.goto(f"{live_server.url}/")
     assert page.locator("text=Log out owner").count() == 1
     _shot(page, "two_step_logged_in")
+
+    page.click("text=Two-step sign-in")
+    assert page.locator("[data-recovery-left]").inner_text() == "10 of 10"
+    _shot(page, "two_step_on")
