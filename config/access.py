@@ -6,6 +6,9 @@ name. A page missing from the table is refused to everyone but superusers, so a 
 later is closed until someone decides who may open it (tests/test_roles.py names it).
 """
 
+# Pages about the user's own login, open to every staff user whatever their role.
+EVERY_STAFF_USER = "every staff user"
+
 # Namespaces whose views check permissions themselves.
 SELF_CHECKED_NAMESPACES = ("admin", "api")
 
@@ -47,6 +50,11 @@ PAGE_PERMISSIONS: dict[str, str] = {
     "segmentation:segmentation_run_start": "segmentation.run_segmentation",
     # Everyone who sees the dashboard may watch a run's progress there.
     "segmentation:segmentation_run_status": "segmentation.view_segment",
+    "accounts:two_step": EVERY_STAFF_USER,
+    "accounts:two_step_start": EVERY_STAFF_USER,
+    "accounts:two_step_confirm": EVERY_STAFF_USER,
+    "accounts:recovery_codes_regenerate": EVERY_STAFF_USER,
+    "accounts:two_step_turn_off": EVERY_STAFF_USER,
 }
 
 # Requests that leave an entry in the audit trail (config.middleware.AuditTrailMiddleware):

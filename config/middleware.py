@@ -7,7 +7,12 @@ from django.contrib.auth import logout
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.core.exceptions import PermissionDenied
 
-from config.access import AUDITED_REQUESTS, PAGE_PERMISSIONS, SELF_CHECKED_NAMESPACES
+from config.access import (
+    AUDITED_REQUESTS,
+    EVERY_STAFF_USER,
+    PAGE_PERMISSIONS,
+    SELF_CHECKED_NAMESPACES,
+)
 from crm.audit import audit_actor, audit_record
 
 
@@ -49,6 +54,8 @@ class PermissionRequiredMiddleware:
         if request.user.is_superuser:
             return None
         permission = PAGE_PERMISSIONS.get(match.view_name)
+        if permission == EVERY_STAFF_USER:
+            return None
         if permission is None or not request.user.has_perm(permission):
             raise PermissionDenied
         return None

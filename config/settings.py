@@ -46,7 +46,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "127.0.0.1,local
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin, whose login asks for the second factor (accounts.sites).
+    "accounts.apps.TwoStepAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -59,6 +60,9 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "axes",
     "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "crm",
     "segmentation",
     "offers",
@@ -67,6 +71,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "api",
+    # After django-otp's plugins: its admin takes their device pages out of the admin.
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -76,10 +82,15 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session passed the second step of the login.
+    "django_otp.middleware.OTPMiddleware",
     # Before the staff check, so an expired session is sent to the login page.
     "config.middleware.SessionTimeoutMiddleware",
     # Django's LoginRequiredMiddleware, also requiring is_staff (login_not_required opts out).
     "config.middleware.StaffRequiredMiddleware",
+    # Then the second step: a user with an authenticator app enters a code first, an owner
+    # without one sets it up first when OTP_REQUIRED_FOR_OWNERS (accounts.middleware).
+    "accounts.middleware.TwoStepMiddleware",
     # Then the permission each page needs (config.access), per role.
     "config.middleware.PermissionRequiredMiddleware",
     # What was viewed or started, for the audit trail (crm.AuditEntry).
@@ -153,6 +164,14 @@ AXES_COOLOFF_TIME = 1  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
 AXES_CLIENT_IP_CALLABLE = "config.client_ip.axes_client_ip"
 AXES_RESET_ON_SUCCESS = True
+
+# Two-step sign-in (accounts/): owners (superusers and the Owner group) must set up an
+# authenticator app before any other page, on by default in production. Codes of the
+# authenticator app are named after OTP_TOTP_ISSUER in the app; a half-done login (password
+# right, code not yet entered) is forgotten after TWO_STEP_PENDING_SECONDS.
+OTP_REQUIRED_FOR_OWNERS = env_bool("OTP_REQUIRED_FOR_OWNERS", default=PRODUCTION)
+OTP_TOTP_ISSUER = "Customer CRM"
+TWO_STEP_PENDING_SECONDS = 5 * 60
 
 LOGIN_URL = "admin:login"
 LOGIN_REDIRECT_URL = "/"

@@ -20,6 +20,8 @@ urlpatterns = [
     # For a monitor: no login, no data (config.health).
     path("healthz", healthz, name="healthz"),
     path("api/v1/", include("api.urls")),
+    # A staff user's own login settings: two-step sign-in.
+    path("account/", include("accounts.urls")),
     # The public, unauthenticated page behind the feedback links sent to customers.
     path("feedback/", include("crm.public_urls")),
     # The public pages behind offer e-mails: one-click unsubscribe and the personal offer link.

@@ -71,6 +71,12 @@ PAGES = {
     "segmentation:segmentation_run_start": (True, False, False),
     "segmentation:segmentation_run_status": (True, True, True),
     "api:docs": (True, True, True),
+    # One's own two-step sign-in: every role.
+    "accounts:two_step": (True, True, True),
+    "accounts:two_step_start": (True, True, True),
+    "accounts:two_step_confirm": (True, True, True),
+    "accounts:recovery_codes_regenerate": (True, True, True),
+    "accounts:two_step_turn_off": (True, True, True),
 }
 
 # What the Assistant and the Viewer may do, model by model (the Owner may do everything).

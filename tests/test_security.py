@@ -22,6 +22,8 @@ from tests.factories import UserFactory
 # Pages anyone may open without logging in. Everything else redirects to the login page.
 PUBLIC_URL_NAMES = {
     "admin:login",
+    # The login's second step (a code): it opens only after a right password.
+    "admin:login_code",
     # For a monitor: statuses only, no customer data.
     "healthz",
     # The signed link customers receive to leave feedback, and its thank-you page.
