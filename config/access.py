@@ -29,6 +29,8 @@ PAGE_PERMISSIONS: dict[str, str] = {
     "pages:customer_segment_unpin": "segmentation.change_membership",
     "pages:feedback_answered": "crm.change_feedback",
     "pages:segment_detail": "segmentation.view_segment",
+    # The business's name, currency and time zone: the Owner's.
+    "pages:business_settings": "crm.change_businesssettings",
     "offers:offer_list": "offers.view_offer",
     "offers:offer_detail": "offers.view_offer",
     "offers:offer_create": "offers.add_offer",

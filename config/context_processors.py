@@ -1,8 +1,9 @@
 """Values every page may show."""
 
-from django.conf import settings
+from crm.selectors import business_get
 
 
 def business(request) -> dict:
-    """The business's currency, written next to amounts."""
-    return {"currency": settings.DEFAULT_CURRENCY}
+    """The business's name and currency (written next to amounts), from the Settings page."""
+    business = business_get()
+    return {"business": business, "currency": business.currency}

@@ -50,4 +50,5 @@ urlpatterns = [
         name="feedback_answered",
     ),
     path("segments/<int:pk>/", views.segment_detail, name="segment_detail"),
+    path("settings/", views.business_settings, name="business_settings"),
 ]

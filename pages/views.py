@@ -2,6 +2,7 @@
 
 Thin: parse, call, render."""
 
+from dataclasses import asdict
 from datetime import datetime, time
 
 from django.contrib import messages
@@ -11,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_tables2 import RequestConfig
 from django_tables2.paginators import LazyPaginator
 
@@ -21,6 +22,7 @@ from crm.feedback_link import feedback_link_url
 from crm.forms import (
     CUSTOMER_FORM_FIELDS,
     ActivityForm,
+    BusinessSettingsForm,
     CustomerForm,
     FeedbackForm,
     FollowUpForm,
@@ -34,8 +36,10 @@ from crm.models import (
     Feedback,
     FollowUp,
 )
+from crm.selectors import business_get
 from crm.services import (
     activity_log,
+    business_settings_update,
     customer_create,
     customer_update,
     customers_tag,
@@ -639,3 +643,25 @@ def segment_detail(request, pk: int):
             "outlook": segment_prediction(segment=segment),
         },
     )
+
+
+@require_http_methods(["GET", "POST"])
+def business_settings(request):
+    """The owner's Settings page: the business's name, currency and time zone."""
+    business = business_get()
+    if request.method == "POST":
+        form = BusinessSettingsForm(request.POST)
+        if form.is_valid():
+            try:
+                business_settings_update(**form.cleaned_data)
+            except ValidationError as error:
+                for field, problems in error.message_dict.items():
+                    form.add_error(field if field in form.fields else None, problems)
+            else:
+                messages.success(request, "Settings saved.")
+                return redirect("pages:business_settings")
+        status = 400
+    else:
+        form = BusinessSettingsForm(initial=asdict(business))
+        status = 200
+    return render(request, "pages/business_settings.html", {"form": form}, status=status)
