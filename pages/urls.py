@@ -42,6 +42,11 @@ urlpatterns = [
         name="customer_offer_record",
     ),
     path("customers/<int:pk>/feedback/", views.customer_feedback_add, name="customer_feedback_add"),
+    path(
+        "customers/<int:pk>/feedback-link/",
+        views.customer_feedback_link_create,
+        name="customer_feedback_link_create",
+    ),
     path("customers/<int:pk>/pin/", views.customer_segment_pin, name="customer_segment_pin"),
     path("customers/<int:pk>/unpin/", views.customer_segment_unpin, name="customer_segment_unpin"),
     path(

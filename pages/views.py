@@ -18,7 +18,12 @@ from django_tables2.paginators import LazyPaginator
 
 from crm.audit import audit_actor, audit_record
 from crm.exports import csv_lines, customer_rows
-from crm.feedback_link import feedback_link_url
+from crm.feedback_link import (
+    FeedbackLinkError,
+    feedback_link_url,
+    feedback_short_link_create,
+    feedback_short_link_url,
+)
 from crm.forms import (
     CUSTOMER_FORM_FIELDS,
     ActivityForm,
@@ -350,6 +355,7 @@ def _customer_page(
             "rhythm_days": page.rhythm_days,
             "average_order": page.average_order,
             "feedback_link": _feedback_link(request, customer),
+            "feedback_short_link": _feedback_short_link_shown(request, customer),
             "outlook": customer_prediction(customer=customer),
             "why": page_selectors.segment_why(
                 customer=customer, segment=page.membership.segment if page.membership else None
@@ -362,6 +368,34 @@ def _customer_page(
 def _feedback_link(request, customer: Customer) -> str:
     """A fresh public feedback link, absolute so the owner can paste it anywhere."""
     return feedback_link_url(customer=customer, request=request)
+
+
+SHORT_LINK_SESSION_KEY = "feedback_short_link"
+
+
+def _feedback_short_link_shown(request, customer: Customer) -> str:
+    """The short link just made for this customer, shown once after the redirect."""
+    made = request.session.get(SHORT_LINK_SESSION_KEY)
+    if not made or made.get("customer") != customer.pk:
+        return ""
+    del request.session[SHORT_LINK_SESSION_KEY]
+    return made["url"]
+
+
+@require_POST
+def customer_feedback_link_create(request, pk: int):
+    """Make a short feedback link for a text message and show it on the customer page."""
+    customer = _customer_get(pk)
+    try:
+        link = feedback_short_link_create(customer=customer)
+    except FeedbackLinkError:
+        messages.error(request, "An archived customer cannot be sent a feedback link.")
+    else:
+        request.session[SHORT_LINK_SESSION_KEY] = {
+            "customer": customer.pk,
+            "url": feedback_short_link_url(link=link, request=request),
+        }
+    return redirect(f"{reverse('pages:customer_detail', args=[customer.pk])}#feedback-link")
 
 
 def _customer_get(pk: int) -> Customer:

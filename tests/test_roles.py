@@ -52,6 +52,7 @@ PAGES = {
     "pages:followup_snooze": (True, True, False),
     "pages:customer_offer_record": (True, True, False),
     "pages:customer_feedback_add": (True, True, False),
+    "pages:customer_feedback_link_create": (True, True, False),
     "pages:customer_segment_pin": (True, False, False),
     "pages:customer_segment_unpin": (True, False, False),
     "pages:feedback_answered": (True, True, False),
