@@ -148,7 +148,10 @@ class BusinessSettingsForm(forms.Form):
         label="Currency",
         max_length=3,
         widget=forms.TextInput(attrs={"size": 4, "autocapitalize": "characters"}),
-        help_text="The three-letter code written next to every amount, such as EUR, USD or GBP.",
+        help_text=(
+            "The three-letter code written next to every amount, such as EUR, USD or GBP. "
+            "Changing it converts nothing: recorded amounts keep their figures."
+        ),
     )
     time_zone = forms.ChoiceField(
         label="Time zone",

@@ -185,6 +185,8 @@ def dashboard(request):
         "trends": dash.chart_trends(segments=segments),
         "transitions": dash.chart_transitions(run=run, segments=segments),
         "predictions": prediction_selectors.predictions_track_record(),
+        # Written after every amount the charts show.
+        "currency": business_get().currency,
     }
     kpis = dash.dashboard_kpis()
     return render(
@@ -603,13 +605,13 @@ MEMBERS_PER_PAGE = 25
 PROFILE_LABELS = {
     "recency_days": ("Last purchase", "{:.0f} days ago"),
     "frequency": ("Purchases", "{:g}"),
-    "monetary_total": ("Total spent", "{:,.2f}"),
-    "avg_order_value": ("Average order", "{:,.2f}"),
+    "monetary_total": ("Total spent", "{:,.2f}\u00a0{currency}"),
+    "avg_order_value": ("Average order", "{:,.2f}\u00a0{currency}"),
     "tenure_days": ("Customer for", "{:.0f} days"),
     "rating_mean": ("Rating", "{:.1f} / 5"),
     "nps_mean": ("Would recommend", "{:.1f} / 10"),
     "age": ("Age", "{:.0f}"),
-    "income": ("Income", "{:,.0f}"),
+    "income": ("Income", "{:,.0f}\u00a0{currency}"),
     "spend_vs_median": ("Spend vs typical customer", "{:.1f}\u00d7"),
     "feedback_share": ("Gave feedback", "{:.0%}"),
 }
@@ -617,10 +619,11 @@ PROFILE_LABELS = {
 
 def _profile_facts(segment: Segment) -> list[tuple[str, str]]:
     facts = []
+    currency = business_get().currency
     for key, (label, fmt) in PROFILE_LABELS.items():
         value = (segment.profile_values or {}).get(key)
         if isinstance(value, int | float):
-            facts.append((label, fmt.format(value)))
+            facts.append((label, fmt.format(value, currency=currency)))
     return facts
 
 
