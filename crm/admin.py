@@ -222,7 +222,16 @@ class LatestInlineFormSet(BaseInlineFormSet):
         return self._latest_queryset
 
 
-class PurchaseInline(BoundedTabularInline):
+class BusinessCurrencyMixin:
+    """A new purchase starts in the business's currency (the Settings page)."""
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "currency":
+            kwargs["initial"] = business_get().currency
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+
+class PurchaseInline(BusinessCurrencyMixin, BoundedTabularInline):
     model = Purchase
     formset = LatestInlineFormSet
     fields = ("purchased_at", "kind", "amount", "currency", "product", "channel")
@@ -446,7 +455,7 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
 
 
 @admin.register(Purchase)
-class PurchaseAdmin(CsvImportMixin, LargeTableAdmin):
+class PurchaseAdmin(BusinessCurrencyMixin, CsvImportMixin, LargeTableAdmin):
     import_kind = "purchases"
     list_display = (
         "purchased_at",

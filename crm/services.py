@@ -39,7 +39,7 @@ from crm.models import (
     Tag,
 )
 from crm.search import SEARCHED_FIELDS
-from crm.selectors import BUSINESS_CACHE_KEY
+from crm.selectors import BUSINESS_CACHE_KEY, business_get
 from crm.signals import CUSTOMERS_ALL, customer_stats_refreshed
 
 _ID_BATCH = 500
@@ -274,8 +274,8 @@ def purchase_record(
         external_source=external_source,
         external_order_id=external_order_id,
     )
-    if currency:
-        purchase.currency = currency
+    # Without a currency of its own, a sale is in the business's (the Settings page).
+    purchase.currency = currency or business_get().currency
     purchase_check(purchase=purchase)
     purchase.full_clean()
     purchase.save()

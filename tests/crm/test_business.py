@@ -142,3 +142,23 @@ def test_offer_emails_sign_with_the_saved_business_name(db):
     values = offer_message_values(offer=OfferFactory(), customer=CustomerFactory())
 
     assert values["business_name"] == "Bloom & Co"
+
+
+def test_a_sale_without_a_currency_is_recorded_in_the_business_currency(db):
+    from decimal import Decimal
+
+    from crm.services import purchase_record
+
+    business_settings_update(name="Shop", currency="NOK", time_zone="Europe/Oslo")
+
+    purchase = purchase_record(customer=CustomerFactory(), amount=Decimal("12"))
+
+    assert purchase.currency == "NOK"
+
+
+def test_a_new_purchase_in_the_admin_starts_in_the_business_currency(staff_client, db):
+    business_settings_update(name="Shop", currency="NOK", time_zone="Europe/Oslo")
+
+    page = staff_client.get(reverse("admin:crm_purchase_add")).content.decode()
+
+    assert 'name="currency" value="NOK"' in page
