@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from config.access import AUDITED_REQUESTS, PAGE_PERMISSIONS, SELF_CHECKED_NAMESPACES
 from crm.audit import audit_actor, audit_record
-from crm.selectors import business_get
+from crm.selectors import business_from_environment, business_get
 
 
 class StaffRequiredMiddleware(LoginRequiredMiddleware):
@@ -123,7 +123,7 @@ class BusinessTimeZoneMiddleware:
         except DatabaseError:
             # The database is down: the page says so (config.errors); the health check and
             # the maintenance page still answer, in the environment's time zone.
-            zone = settings.TIME_ZONE
+            zone = business_from_environment().time_zone
         timezone.activate(zoneinfo.ZoneInfo(zone))
         try:
             return self.get_response(request)

@@ -147,6 +147,7 @@ class BusinessSettingsForm(forms.Form):
     currency = forms.CharField(
         label="Currency",
         max_length=3,
+        error_messages={"max_length": "Use the three letters of ISO 4217, such as EUR or USD."},
         widget=forms.TextInput(attrs={"size": 4, "autocapitalize": "characters"}),
         help_text=(
             "The three-letter code written next to every amount, such as EUR, USD or GBP. "

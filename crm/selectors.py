@@ -36,6 +36,16 @@ class Business:
     time_zone: str
 
 
+def business_from_environment() -> Business:
+    """The business as the environment describes it: the Settings page's first values, and
+    what pages fall back on while the database cannot be read."""
+    return Business(
+        name=settings.BUSINESS_NAME,
+        currency=settings.DEFAULT_CURRENCY,
+        time_zone=settings.TIME_ZONE,
+    )
+
+
 def business_get() -> Business:
     """The business's name, currency and time zone: the Settings page's row, or the
     environment's values (BUSINESS_NAME, DEFAULT_CURRENCY, TIME_ZONE) while there is none.
@@ -49,11 +59,7 @@ def business_get() -> Business:
         business = (
             Business(name=row.name, currency=row.currency, time_zone=row.time_zone)
             if row
-            else Business(
-                name=settings.BUSINESS_NAME,
-                currency=settings.DEFAULT_CURRENCY,
-                time_zone=settings.TIME_ZONE,
-            )
+            else business_from_environment()
         )
         cache.set(BUSINESS_CACHE_KEY, business, BUSINESS_CACHE_SECONDS)
     return business

@@ -162,3 +162,28 @@ def test_a_new_purchase_in_the_admin_starts_in_the_business_currency(staff_clien
     page = staff_client.get(reverse("admin:crm_purchase_add")).content.decode()
 
     assert 'name="currency" value="NOK"' in page
+
+
+def test_pages_fall_back_on_the_environment_while_the_database_cannot_be_read(
+    rf, settings, monkeypatch
+):
+    from django.db import OperationalError
+
+    from config import context_processors, middleware
+
+    def unreadable():
+        raise OperationalError("disk I/O error")
+
+    settings.BUSINESS_NAME, settings.TIME_ZONE = "Corner Shop", "Europe/Lisbon"
+    monkeypatch.setattr(context_processors, "business_get", unreadable)
+    monkeypatch.setattr(middleware, "business_get", unreadable)
+    zones = []
+
+    def page(request):
+        zones.append(timezone.get_current_timezone_name())
+        return context_processors.business(request)
+
+    shown = middleware.BusinessTimeZoneMiddleware(page)(rf.get("/"))
+
+    assert shown["business"].name == "Corner Shop"
+    assert zones == ["Europe/Lisbon"]
