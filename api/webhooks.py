@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from api import services
 from api.signatures import SignatureError, shopify_signature_verify, stripe_signature_verify
 from crm.models import Customer, Purchase
+from crm.selectors import business_get
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def stripe_items(event: dict[str, Any]) -> list[dict[str, Any]]:
         item = {
             "kind": Purchase.Kind.SALE,
             "amount": _cents(obj.get("amount_total"), what="amount_total"),
-            "currency": str(obj.get("currency") or settings.DEFAULT_CURRENCY).upper(),
+            "currency": str(obj.get("currency") or business_get().currency).upper(),
             "external_source": "stripe",
             "external_order_id": str(order_id or ""),
             "channel": Purchase.Channel.ONLINE,
@@ -98,7 +99,7 @@ def stripe_items(event: dict[str, Any]) -> list[dict[str, Any]]:
         item = {
             "kind": Purchase.Kind.REFUND,
             "amount": refunded - already,
-            "currency": str(obj.get("currency") or settings.DEFAULT_CURRENCY).upper(),
+            "currency": str(obj.get("currency") or business_get().currency).upper(),
             "external_source": "stripe",
             "external_order_id": f"{prefix}{refunded}",
             **_customer_fields(
@@ -133,7 +134,7 @@ def shopify_items(topic: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         item = {
             "kind": Purchase.Kind.SALE,
             "amount": _decimal(body.get("total_price"), what="total_price"),
-            "currency": str(body.get("currency") or settings.DEFAULT_CURRENCY).upper(),
+            "currency": str(body.get("currency") or business_get().currency).upper(),
             "external_source": "shopify",
             "external_order_id": str(body.get("id") or ""),
             "channel": Purchase.Channel.ONLINE,

@@ -30,10 +30,13 @@ PAGE_PERMISSIONS: dict[str, str] = {
     "pages:followup_snooze": "crm.change_followup",
     "pages:customer_offer_record": "offers.add_offerresponse",
     "pages:customer_feedback_add": "crm.add_feedback",
+    "pages:customer_feedback_link_create": "crm.add_feedback",
     "pages:customer_segment_pin": "segmentation.change_membership",
     "pages:customer_segment_unpin": "segmentation.change_membership",
     "pages:feedback_answered": "crm.change_feedback",
     "pages:segment_detail": "segmentation.view_segment",
+    # The business's name, currency and time zone: the Owner's.
+    "pages:business_settings": "crm.change_businesssettings",
     "offers:offer_list": "offers.view_offer",
     "offers:offer_detail": "offers.view_offer",
     "offers:offer_create": "offers.add_offer",

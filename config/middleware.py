@@ -1,11 +1,14 @@
 """Every page needs a logged-in, active staff user unless its view is marked login_not_required."""
 
 import time
+import zoneinfo
 
 from django.conf import settings
 from django.contrib.auth import logout
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
+from django.utils import timezone
 
 from config.access import (
     AUDITED_REQUESTS,
@@ -14,6 +17,7 @@ from config.access import (
     SELF_CHECKED_NAMESPACES,
 )
 from crm.audit import audit_actor, audit_record
+from crm.selectors import business_from_environment, business_get
 
 
 class StaffRequiredMiddleware(LoginRequiredMiddleware):
@@ -111,3 +115,24 @@ class SessionTimeoutMiddleware:
             elif now - seen >= 60 or self.SEEN not in session:
                 session[self.SEEN] = now
         return self.get_response(request)
+
+
+class BusinessTimeZoneMiddleware:
+    """Shows dates and "today" in the business's time zone (crm.selectors.business_get) for
+    the whole request, on staff and public pages alike."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        try:
+            zone = business_get().time_zone
+        except DatabaseError:
+            # The database is down: the page says so (config.errors); the health check and
+            # the maintenance page still answer, in the environment's time zone.
+            zone = business_from_environment().time_zone
+        timezone.activate(zoneinfo.ZoneInfo(zone))
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()

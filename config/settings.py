@@ -80,6 +80,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Dates on every page in the business's time zone (the Settings page, crm.BusinessSettings).
+    "config.middleware.BusinessTimeZoneMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # request.user.is_verified(): whether this session passed the second step of the login.
@@ -197,7 +199,8 @@ STORAGES = {
     },
 }
 
-# The currency purchases are recorded in unless an import says otherwise.
+# The currency purchases are recorded in unless an import says otherwise. This, TIME_ZONE and
+# BUSINESS_NAME are the first values of the owner's Settings page, which wins once saved.
 DEFAULT_CURRENCY = env_str("DEFAULT_CURRENCY", "EUR")
 
 # Cache: per-process memory by default. Rate limits (the public feedback page) count per

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from config.health import healthz
+from crm.public_urls import short_urlpatterns
 
 admin.site.site_header = "Customer CRM"
 admin.site.site_title = "Customer CRM"
@@ -24,6 +25,8 @@ urlpatterns = [
     path("account/", include("accounts.urls")),
     # The public, unauthenticated page behind the feedback links sent to customers.
     path("feedback/", include("crm.public_urls")),
+    # The same page behind the short link sent in a text message: /f/<12 characters>.
+    path("f/", include(short_urlpatterns)),
     # The public pages behind offer e-mails: one-click unsubscribe and the personal offer link.
     path("", include("offers.public_urls")),
     path("", include("pages.urls")),

@@ -1,7 +1,14 @@
-"""Signed, expiring, single-use feedback links the owner sends to a customer."""
+"""Signed, expiring, single-use feedback links the owner sends to a customer.
+
+Two forms: the long link (/feedback/<token>/, everything in the signed token, nothing stored
+until it is used) and the short link for a text message (/f/<code>, a stored row; the code's
+last characters are its signature, so a forged code never reaches the database).
+"""
 
 import hashlib
+import re
 import secrets
+import string
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -10,9 +17,11 @@ from django.core import signing
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare, get_random_string, salted_hmac
 
 from crm import services
-from crm.models import Customer, Feedback
+from crm.models import Customer, Feedback, FeedbackShortLink
 
 # A dedicated salt: a value signed elsewhere in the project can never pass as a link token.
 SALT = "crm.feedback_link.v1"
@@ -120,6 +129,107 @@ def feedback_link_submit(
         except IntegrityError as exc:
             raise FeedbackLinkUsed from exc
         feedback.link_nonce_hash = link.nonce_hash
+    return feedback
+
+
+# --- Short links ---------------------------------------------------------------------------
+
+SHORT_SALT = "crm.feedback_link.short.v1"
+# Letters and digits only: phones turn the whole link into one tap, and none is read as
+# punctuation at the end of a sentence. 8 random characters (47 bits) and a 4-character
+# signature (1 chance in 14.8 million for a guess to pass it).
+SHORT_ALPHABET = string.ascii_letters + string.digits
+SHORT_RANDOM_LENGTH = 8
+SHORT_SIGNATURE_LENGTH = 4
+SHORT_CODE_LENGTH = SHORT_RANDOM_LENGTH + SHORT_SIGNATURE_LENGTH
+_SHORT_CODE = re.compile(rf"[A-Za-z0-9]{{{SHORT_CODE_LENGTH}}}")
+
+
+def _short_signature(random_part: str) -> str:
+    number = int.from_bytes(salted_hmac(SHORT_SALT, random_part).digest()[:8], "big")
+    characters = []
+    for _ in range(SHORT_SIGNATURE_LENGTH):
+        number, index = divmod(number, len(SHORT_ALPHABET))
+        characters.append(SHORT_ALPHABET[index])
+    return "".join(characters)
+
+
+def short_code_signed(code: str) -> bool:
+    """True when the code has the right shape and its signature matches (no query)."""
+    if not _SHORT_CODE.fullmatch(code):
+        return False
+    random_part, signature = code[:SHORT_RANDOM_LENGTH], code[SHORT_RANDOM_LENGTH:]
+    return constant_time_compare(signature, _short_signature(random_part))
+
+
+def feedback_short_link_create(*, customer: Customer) -> FeedbackShortLink:
+    """A new short link for the customer, valid for ``max_age()`` and usable once.
+
+    Side effect: one FeedbackShortLink row. Raises FeedbackLinkInvalid for an archived
+    customer (the link would not open).
+    """
+    if customer.is_archived:
+        raise FeedbackLinkInvalid
+    random_part = get_random_string(SHORT_RANDOM_LENGTH, SHORT_ALPHABET)
+    now = timezone.now()
+    return FeedbackShortLink.objects.create(
+        code=random_part + _short_signature(random_part),
+        customer=customer,
+        created_at=now,
+        expires_at=now + max_age(),
+    )
+
+
+def feedback_short_link_url(*, link: FeedbackShortLink, request=None) -> str:
+    """The short link's URL, absolute when ``request`` is given."""
+    path = reverse("feedback_short", args=[link.code])
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+def feedback_short_link_read(*, code: str, lock: bool = False) -> FeedbackShortLink:
+    """Check a short code: signature first (no query), then the stored row.
+
+    Raises FeedbackLinkInvalid (forged, unknown, archived customer), FeedbackLinkExpired or
+    FeedbackLinkUsed. ``lock`` holds the row until the transaction ends (the submission).
+    """
+    if not short_code_signed(code):
+        raise FeedbackLinkInvalid
+    rows = FeedbackShortLink.objects.select_related("customer")
+    link = (rows.select_for_update(of=("self",)) if lock else rows).filter(code=code).first()
+    if link is None or link.customer.is_archived:
+        raise FeedbackLinkInvalid
+    if link.used_at is not None:
+        raise FeedbackLinkUsed
+    if link.expires_at <= timezone.now():
+        raise FeedbackLinkExpired
+    return link
+
+
+def feedback_short_link_submit(
+    *, code: str, rating: int | None = None, nps: int | None = None, comment: str = ""
+) -> Feedback:
+    """Store the feedback sent through a short link, once.
+
+    Side effects: one Feedback row (source LINK) through ``crm.services.feedback_submit`` and
+    the link marked used, in one transaction: a replay, even a concurrent one, is refused
+    with FeedbackLinkUsed and writes nothing. Raises the errors of
+    ``feedback_short_link_read`` and ValidationError for bad input.
+    """
+    with transaction.atomic():
+        link = feedback_short_link_read(code=code, lock=True)
+        feedback = services.feedback_submit(
+            customer=link.customer,
+            rating=rating,
+            nps=nps,
+            comment=comment,
+            source=Feedback.Source.LINK,
+        )
+        # Conditional, so that two submissions racing past the read cannot both count.
+        marked = FeedbackShortLink.objects.filter(pk=link.pk, used_at__isnull=True).update(
+            used_at=timezone.now()
+        )
+        if not marked:
+            raise FeedbackLinkUsed
     return feedback
 
 

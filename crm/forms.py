@@ -1,12 +1,13 @@
 """Forms of the customer pages: they check the shape of the input; services enforce the rules."""
 
+import zoneinfo
 from decimal import Decimal
 
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
 from crm.models import CUSTOMER_SENSITIVE_FIELDS, Activity, Customer, Purchase
-from crm.services import ACTIVITY_SUMMARY_MAX, FEEDBACK_COMMENT_MAX
+from crm.services import ACTIVITY_SUMMARY_MAX, BUSINESS_NAME_MAX, FEEDBACK_COMMENT_MAX
 
 
 class FeedbackForm(forms.Form):
@@ -129,3 +130,33 @@ class FollowUpForm(forms.Form):
 
     due_on = forms.DateField(label="Follow up on", widget=DateInput())
     note = forms.CharField(label="About", max_length=500, required=False)
+
+
+def _time_zone_choices() -> list[tuple[str, str]]:
+    return [(zone, zone.replace("_", " ")) for zone in sorted(zoneinfo.available_timezones())]
+
+
+class BusinessSettingsForm(forms.Form):
+    """The owner's Settings page: the business's name, currency and time zone."""
+
+    name = forms.CharField(
+        label="Business name",
+        max_length=BUSINESS_NAME_MAX,
+        help_text="Customers see it on their feedback and offer pages and in e-mails.",
+    )
+    currency = forms.CharField(
+        label="Currency",
+        max_length=3,
+        error_messages={"max_length": "Use the three letters of ISO 4217, such as EUR or USD."},
+        widget=forms.TextInput(attrs={"size": 4, "autocapitalize": "characters"}),
+        help_text=(
+            "The three-letter code written next to every amount, such as EUR, USD or GBP. "
+            "Changing it converts nothing: recorded amounts keep their figures."
+        ),
+    )
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        choices=_time_zone_choices,
+        error_messages={"invalid_choice": "Choose a time zone from the list."},
+        help_text="Dates and \u201ctoday\u201d on every page follow it.",
+    )

@@ -530,3 +530,58 @@ class ImportJob(models.Model):
                 return f"{verb}: starting…"
             return f"{verb}: {self.progress} % of the file read ({self.rows_read:,} rows)."
         return self.get_status_display() + "."
+
+
+class BusinessSettings(models.Model):
+    """The business's name, currency and time zone, edited by the owner on the Settings page.
+
+    One row at most (id 1); while there is none, the values come from the environment
+    (BUSINESS_NAME, DEFAULT_CURRENCY, TIME_ZONE). Read through crm.selectors.business_get.
+    """
+
+    SINGLE_ID = 1
+
+    name = models.CharField(max_length=100)
+    currency = models.CharField(max_length=3)
+    time_zone = models.CharField(max_length=64)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "business settings"
+        verbose_name_plural = "business settings"
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="business_settings_single_row"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FeedbackShortLinkQuerySet(models.QuerySet):
+    def usable(self, *, now):
+        return self.filter(used_at__isnull=True, expires_at__gt=now)
+
+
+class FeedbackShortLink(models.Model):
+    """A short feedback link for a text message: /f/<code>, single use, expiring.
+
+    The code carries its own short signature (crm.feedback_link), so a forged code is
+    refused before the database is asked; this row says whose link it is, until when it
+    works and when it was used.
+    """
+
+    code = models.CharField(max_length=16, unique=True)
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="feedback_short_links"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = FeedbackShortLinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.code

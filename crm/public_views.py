@@ -1,4 +1,5 @@
-"""The public feedback page behind a signed link: no login, no customer data, rate-limited."""
+"""The public feedback page behind a signed link, long or short: no login, no customer data,
+rate-limited."""
 
 from django import forms
 from django.conf import settings
@@ -14,6 +15,8 @@ from config.client_ip import client_ip
 from crm.feedback_link import (
     FeedbackLinkError,
     feedback_link_submit,
+    feedback_short_link_read,
+    feedback_short_link_submit,
     feedback_token_read,
     rate_limit_exceeded,
     token_key,
@@ -77,19 +80,15 @@ def _error(request, *, status: int, message: str) -> HttpResponse:
     return _page(request, "public/feedback_error.html", {"message": message}, status=status)
 
 
-@login_not_required
-@never_cache
-@csrf_protect
-@require_http_methods(["GET", "POST"])
-def feedback_submit(request: HttpRequest, token: str) -> HttpResponse:
-    """Show the feedback form of a link and store one submission from it."""
+def _feedback_form_page(request: HttpRequest, *, key: str, read, submit) -> HttpResponse:
+    """The form of a link (long or short): rate-limited, checked, stored once."""
     ip_limit, ip_window = _rate("FEEDBACK_LINK_RATE_PER_IP", (30, 600))
     if rate_limit_exceeded(
         key=f"ip:{client_ip(request) or 'unknown'}", limit=ip_limit, window_seconds=ip_window
     ):
         return _error(request, status=429, message="Too many attempts. Please try again later.")
     try:
-        feedback_token_read(token=token)
+        read()
     except FeedbackLinkError as exc:
         return _error(request, status=exc.status, message=exc.message)
 
@@ -97,13 +96,13 @@ def feedback_submit(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         token_limit, token_window = _rate("FEEDBACK_LINK_RATE_PER_TOKEN", (10, 3600))
         if rate_limit_exceeded(
-            key=f"token:{token_key(token)}", limit=token_limit, window_seconds=token_window
+            key=f"token:{token_key(key)}", limit=token_limit, window_seconds=token_window
         ):
             return _error(request, status=429, message="Too many attempts. Please try again later.")
         form = PublicFeedbackForm(request.POST)
         if form.is_valid():
             try:
-                feedback_link_submit(token=token, **form.cleaned_data)
+                submit(**form.cleaned_data)
             except FeedbackLinkError as exc:
                 return _error(request, status=exc.status, message=exc.message)
             except ValidationError as exc:
@@ -114,6 +113,34 @@ def feedback_submit(request: HttpRequest, token: str) -> HttpResponse:
     else:
         form = PublicFeedbackForm()
     return _page(request, "public/feedback_form.html", {"form": form}, status=status)
+
+
+@login_not_required
+@never_cache
+@csrf_protect
+@require_http_methods(["GET", "POST"])
+def feedback_submit(request: HttpRequest, token: str) -> HttpResponse:
+    """Show the feedback form of a long link and store one submission from it."""
+    return _feedback_form_page(
+        request,
+        key=token,
+        read=lambda: feedback_token_read(token=token),
+        submit=lambda **answers: feedback_link_submit(token=token, **answers),
+    )
+
+
+@login_not_required
+@never_cache
+@csrf_protect
+@require_http_methods(["GET", "POST"])
+def feedback_short_submit(request: HttpRequest, code: str) -> HttpResponse:
+    """The same form behind a short link (/f/<code>), for text messages."""
+    return _feedback_form_page(
+        request,
+        key=f"short:{code}",
+        read=lambda: feedback_short_link_read(code=code),
+        submit=lambda **answers: feedback_short_link_submit(code=code, **answers),
+    )
 
 
 @login_not_required

@@ -6,11 +6,63 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 from django.urls import reverse
 
-from crm.models import NPS_DETRACTOR, NPS_PROMOTER, Customer, Feedback, Purchase
+from crm.models import (
+    NPS_DETRACTOR,
+    NPS_PROMOTER,
+    BusinessSettings,
+    Customer,
+    Feedback,
+    Purchase,
+)
 from crm.search import search_needle
+
+BUSINESS_CACHE_KEY = "crm:business"
+# With the default per-process cache, another web worker keeps the old values this long after
+# the owner saves the Settings page (a shared cache, CACHE_URL, follows at once).
+BUSINESS_CACHE_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Business:
+    """What every page, e-mail and public page says about the business itself."""
+
+    name: str
+    currency: str
+    time_zone: str
+
+
+def business_from_environment() -> Business:
+    """The business as the environment describes it: the Settings page's first values, and
+    what pages fall back on while the database cannot be read."""
+    return Business(
+        name=settings.BUSINESS_NAME,
+        currency=settings.DEFAULT_CURRENCY,
+        time_zone=settings.TIME_ZONE,
+    )
+
+
+def business_get() -> Business:
+    """The business's name, currency and time zone: the Settings page's row, or the
+    environment's values (BUSINESS_NAME, DEFAULT_CURRENCY, TIME_ZONE) while there is none.
+
+    Cached: most requests read it (the time zone middleware, the currency of every page)
+    without a query; crm.services.business_settings_update forgets the cached copy.
+    """
+    business = cache.get(BUSINESS_CACHE_KEY)
+    if business is None:
+        row = BusinessSettings.objects.filter(pk=BusinessSettings.SINGLE_ID).first()
+        business = (
+            Business(name=row.name, currency=row.currency, time_zone=row.time_zone)
+            if row
+            else business_from_environment()
+        )
+        cache.set(BUSINESS_CACHE_KEY, business, BUSINESS_CACHE_SECONDS)
+    return business
 
 
 def feedback_nps_counts() -> dict[str, Count]:

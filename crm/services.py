@@ -3,10 +3,12 @@
 Every write here also invalidates the staff pages' cached figures (crm.cache.pages_cache_changed),
 so no caller (page, admin action, import, command, task) has to remember to."""
 
+import zoneinfo
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import (
@@ -26,8 +28,18 @@ from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from crm.cache import pages_cache_changed
-from crm.models import Activity, Customer, Feedback, FollowUp, Purchase, Tag
+from crm.currencies import is_currency_code
+from crm.models import (
+    Activity,
+    BusinessSettings,
+    Customer,
+    Feedback,
+    FollowUp,
+    Purchase,
+    Tag,
+)
 from crm.search import SEARCHED_FIELDS
+from crm.selectors import BUSINESS_CACHE_KEY, business_get
 from crm.signals import CUSTOMERS_ALL, customer_stats_refreshed
 
 _ID_BATCH = 500
@@ -262,8 +274,8 @@ def purchase_record(
         external_source=external_source,
         external_order_id=external_order_id,
     )
-    if currency:
-        purchase.currency = currency
+    # Without a currency of its own, a sale is in the business's (the Settings page).
+    purchase.currency = currency or business_get().currency
     purchase_check(purchase=purchase)
     purchase.full_clean()
     purchase.save()
@@ -474,3 +486,49 @@ def followup_snooze(*, follow_up: FollowUp, days: int) -> FollowUp:
     follow_up.refresh_from_db(fields=["snoozed"])
     pages_cache_changed()
     return follow_up
+
+
+BUSINESS_NAME_MAX = BusinessSettings._meta.get_field("name").max_length
+
+
+def _business_forget() -> None:
+    cache.delete(BUSINESS_CACHE_KEY)
+
+
+@transaction.atomic
+def business_settings_update(*, name: str, currency: str, time_zone: str) -> BusinessSettings:
+    """Save the business's name, currency (an ISO 4217 code) and time zone (an IANA name).
+
+    Raises ValidationError naming each wrong field, and writes nothing then. Side effects:
+    the single BusinessSettings row created or updated; the cached copy read by
+    crm.selectors.business_get forgotten now and again on commit, and the pages' cached
+    figures with it (their amounts carry the currency).
+    """
+    name = " ".join(name.split())
+    currency = currency.strip().upper()
+    time_zone = time_zone.strip()
+    errors = {}
+    if not name:
+        errors["name"] = "Give the business a name: customers see it on their pages and e-mails."
+    elif len(name) > BUSINESS_NAME_MAX:
+        errors["name"] = f"Please keep the name under {BUSINESS_NAME_MAX} characters."
+    if not is_currency_code(currency):
+        errors["currency"] = (
+            f"{currency or 'An empty code'} is not a currency code: use the three letters of "
+            "ISO 4217, such as EUR, USD or GBP."
+        )
+    if time_zone not in zoneinfo.available_timezones():
+        errors["time_zone"] = (
+            f"{time_zone or 'An empty name'} is not a known time zone: choose one from the "
+            "list, such as Europe/Paris."
+        )
+    if errors:
+        raise ValidationError(errors)
+    row, _ = BusinessSettings.objects.update_or_create(
+        pk=BusinessSettings.SINGLE_ID,
+        defaults={"name": name, "currency": currency, "time_zone": time_zone},
+    )
+    _business_forget()
+    transaction.on_commit(_business_forget)
+    pages_cache_changed()
+    return row

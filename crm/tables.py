@@ -5,6 +5,8 @@ from django.db.models.functions import Lower
 from django.utils.html import format_html
 
 from crm.models import Customer
+from crm.money import money_text
+from crm.selectors import business_get
 
 TABLE_TEMPLATE = "crm/_table.html"
 NUM = {"td": {"class": "num"}, "th": {"class": "num"}}
@@ -46,4 +48,4 @@ class CustomerTable(tables.Table):
         return queryset.order_by(key, "-id" if is_descending else "id"), True
 
     def render_total_spent(self, value):
-        return f"{value:,.2f}"
+        return money_text(value, business_get().currency)

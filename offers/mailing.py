@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from crm.cache import pages_cache_changed
 from crm.models import Customer
+from crm.selectors import business_get
 from offers import tasks
 from offers.links import offer_url, unsubscribe_url
 from offers.messages import Message, first_name_of, message_render
@@ -58,7 +59,7 @@ def offer_message_values(*, offer: Offer, customer: Customer) -> dict[str, str]:
         "offer_title": offer.title,
         "offer_terms": offer_terms(offer),
         "offer_link": offer_url(customer_id=customer.pk, offer_id=offer.pk),
-        "business_name": settings.BUSINESS_NAME,
+        "business_name": business_get().name,
         "unsubscribe_link": unsubscribe_url(customer_id=customer.pk, offer_id=offer.pk),
     }
 

@@ -16,6 +16,8 @@ from scipy.special import betaincinv
 
 from crm.cache import pages_cache_changed
 from crm.models import Customer
+from crm.money import money_text
+from crm.selectors import business_get
 from offers import tasks
 from offers.messages import MessageTemplateError, template_fields
 from offers.models import TREATED_OUTCOMES, Offer, OfferResponse
@@ -480,7 +482,10 @@ def _explanation(s: dict) -> str:
             f"accepted by {s['accepted']} of {s['presented']} customers of this segment "
             f"(likely {s['acceptance_low']:.0%} to {s['acceptance_high']:.0%})"
         )
+    currency = business_get().currency
     return (
-        f"{evidence.capitalize()}; an acceptance is worth about {s['value_per_acceptance']:,.2f} "
-        f"(order {s['order_value']:,.2f} minus cost {s['cost_per_acceptance']:,.2f})."
+        f"{evidence.capitalize()}; an acceptance is worth about "
+        f"{money_text(s['value_per_acceptance'], currency)} "
+        f"(order {money_text(s['order_value'], currency)} "
+        f"minus cost {money_text(s['cost_per_acceptance'], currency)})."
     )

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from crm.models import Customer
+from crm.selectors import business_get
 from segmentation import clv_words, prediction_selectors
 from segmentation import selectors as segment_selectors
 from segmentation.models import CustomerPrediction, Segment
@@ -29,7 +30,7 @@ def customer_prediction(*, customer: Customer) -> dict:
             p_alive=prediction.p_alive,
             expected_purchases_90d=prediction.expected_purchases_90d,
             value_12m=prediction.value_12m,
-            currency=settings.DEFAULT_CURRENCY,
+            currency=business_get().currency,
             repeat_purchases=prediction.x,
         ),
         "basis": clv_words.prediction_basis(

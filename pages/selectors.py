@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from crm.cache import pages_cache_version
 from crm.models import Activity, Customer, Feedback, FollowUp, Purchase, Tag
+from crm.money import money_text
 from offers import services as offer_services
 from offers.metrics import SegmentResults, segment_results
 from offers.models import OfferResponse
@@ -131,7 +132,7 @@ def customer_timeline_events(
         TimelineEvent(
             p.purchased_at,
             p.kind,
-            f"{p.get_kind_display()}: {p.amount:,.2f} {p.currency}",
+            f"{p.get_kind_display()}: {money_text(p.amount, p.currency)}",
             " · ".join(x for x in (p.product, p.get_channel_display() or "") if x),
         )
         for p in purchases

@@ -3,11 +3,12 @@
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db.models import Exists, ExpressionWrapper, F, FloatField, Func, OuterRef, Q, Value
 from django.utils import timezone
 
 from crm.models import FEEDBACK_UNHAPPY, Activity, Customer, Feedback, FollowUp
+from crm.money import money_about_text, money_text
+from crm.selectors import business_get
 from offers.models import Offer, OfferResponse
 from offers.selectors import Acceptance, acceptance_by_segment_offer
 from offers.services import offer_holds_out
@@ -340,6 +341,7 @@ def customers_newly_at_risk(
         changes = changes.filter(customer__total_spent__gte=min_total_spent)
     changes = list(changes[:limit])
     offers = _suggested_offers([ch.customer for ch in changes], now=now)
+    currency = business_get().currency
     items = []
     for ch in changes:
         c = ch.customer
@@ -352,7 +354,7 @@ def customers_newly_at_risk(
                 headline=(
                     f"Moved {origin}to “{c.membership.segment}” "
                     f"on {timezone.localdate(ch.changed_at):%d %b}"
-                    f" after spending {c.total_spent:,.2f} in all."
+                    f" after spending {money_text(c.total_spent, currency)} in all."
                 ),
                 action=Action.CONTACT,
                 action_label=_contact_label(offer),
@@ -430,7 +432,7 @@ def _days(days: float) -> str:
 def customers_slipping_away(*, limit: int = DEFAULT_LIMIT) -> list[TodayItem]:
     """Customers whose next year is worth the most and who are most likely drifting away,
     by value at risk (the predictions of the last run); none before predictions exist."""
-    currency = settings.DEFAULT_CURRENCY
+    currency = business_get().currency
     items = []
     for prediction in slipping_away(limit=limit):
         # Never "100 %": the model cannot be sure of that.
@@ -442,7 +444,8 @@ def customers_slipping_away(*, limit: int = DEFAULT_LIMIT) -> list[TodayItem]:
                 kind=Kind.SLIPPING,
                 customer=prediction.customer,
                 headline=(
-                    f"Worth about {currency} {if_still:,.0f} over the next year if still a "
+                    f"Worth about {money_about_text(if_still, currency)} over the next year if "
+                    "still a "
                     f"customer, and a {gone}% chance they have already gone."
                 ),
                 action=Action.CONTACT,

@@ -43,6 +43,11 @@ urlpatterns = [
         name="customer_offer_record",
     ),
     path("customers/<int:pk>/feedback/", views.customer_feedback_add, name="customer_feedback_add"),
+    path(
+        "customers/<int:pk>/feedback-link/",
+        views.customer_feedback_link_create,
+        name="customer_feedback_link_create",
+    ),
     path("customers/<int:pk>/pin/", views.customer_segment_pin, name="customer_segment_pin"),
     path("customers/<int:pk>/unpin/", views.customer_segment_unpin, name="customer_segment_unpin"),
     path(
@@ -51,4 +56,5 @@ urlpatterns = [
         name="feedback_answered",
     ),
     path("segments/<int:pk>/", views.segment_detail, name="segment_detail"),
+    path("settings/", views.business_settings, name="business_settings"),
 ]

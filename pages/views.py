@@ -2,6 +2,7 @@
 
 Thin: parse, call, render."""
 
+from dataclasses import asdict
 from datetime import datetime, time
 
 from django.contrib import messages
@@ -11,16 +12,22 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_tables2 import RequestConfig
 from django_tables2.paginators import LazyPaginator
 
 from crm.audit import audit_actor, audit_record
 from crm.exports import csv_lines, customer_rows
-from crm.feedback_link import feedback_link_url
+from crm.feedback_link import (
+    FeedbackLinkError,
+    feedback_link_url,
+    feedback_short_link_create,
+    feedback_short_link_url,
+)
 from crm.forms import (
     CUSTOMER_FORM_FIELDS,
     ActivityForm,
+    BusinessSettingsForm,
     CustomerForm,
     FeedbackForm,
     FollowUpForm,
@@ -34,8 +41,10 @@ from crm.models import (
     Feedback,
     FollowUp,
 )
+from crm.selectors import business_get
 from crm.services import (
     activity_log,
+    business_settings_update,
     customer_create,
     customer_update,
     customers_tag,
@@ -196,6 +205,8 @@ def dashboard(request):
         "trends": dash.chart_trends(segments=segments),
         "transitions": dash.chart_transitions(run=run, segments=segments),
         "predictions": prediction_selectors.predictions_track_record(),
+        # Written after every amount the charts show.
+        "currency": business_get().currency,
     }
     kpis = dash.dashboard_kpis()
     progress = run_watch_progress(request)
@@ -400,6 +411,7 @@ def _customer_page(
             "rhythm_days": page.rhythm_days,
             "average_order": page.average_order,
             "feedback_link": _feedback_link(request, customer),
+            "feedback_short_link": _feedback_short_link_shown(request, customer),
             "outlook": customer_prediction(customer=customer),
             "why": page_selectors.segment_why(
                 customer=customer, segment=page.membership.segment if page.membership else None
@@ -412,6 +424,34 @@ def _customer_page(
 def _feedback_link(request, customer: Customer) -> str:
     """A fresh public feedback link, absolute so the owner can paste it anywhere."""
     return feedback_link_url(customer=customer, request=request)
+
+
+SHORT_LINK_SESSION_KEY = "feedback_short_link"
+
+
+def _feedback_short_link_shown(request, customer: Customer) -> str:
+    """The short link just made for this customer, shown once after the redirect."""
+    made = request.session.get(SHORT_LINK_SESSION_KEY)
+    if not made or made.get("customer") != customer.pk:
+        return ""
+    del request.session[SHORT_LINK_SESSION_KEY]
+    return made["url"]
+
+
+@require_POST
+def customer_feedback_link_create(request, pk: int):
+    """Make a short feedback link for a text message and show it on the customer page."""
+    customer = _customer_get(pk)
+    try:
+        link = feedback_short_link_create(customer=customer)
+    except FeedbackLinkError:
+        messages.error(request, "An archived customer cannot be sent a feedback link.")
+    else:
+        request.session[SHORT_LINK_SESSION_KEY] = {
+            "customer": customer.pk,
+            "url": feedback_short_link_url(link=link, request=request),
+        }
+    return redirect(f"{reverse('pages:customer_detail', args=[customer.pk])}#feedback-link")
 
 
 def _customer_get(pk: int) -> Customer:
@@ -619,13 +659,13 @@ MEMBERS_PER_PAGE = 25
 PROFILE_LABELS = {
     "recency_days": ("Last purchase", "{:.0f} days ago"),
     "frequency": ("Purchases", "{:g}"),
-    "monetary_total": ("Total spent", "{:,.2f}"),
-    "avg_order_value": ("Average order", "{:,.2f}"),
+    "monetary_total": ("Total spent", "{:,.2f}\u00a0{currency}"),
+    "avg_order_value": ("Average order", "{:,.2f}\u00a0{currency}"),
     "tenure_days": ("Customer for", "{:.0f} days"),
     "rating_mean": ("Rating", "{:.1f} / 5"),
     "nps_mean": ("Would recommend", "{:.1f} / 10"),
     "age": ("Age", "{:.0f}"),
-    "income": ("Income", "{:,.0f}"),
+    "income": ("Income", "{:,.0f}\u00a0{currency}"),
     "spend_vs_median": ("Spend vs typical customer", "{:.1f}\u00d7"),
     "feedback_share": ("Gave feedback", "{:.0%}"),
 }
@@ -633,10 +673,11 @@ PROFILE_LABELS = {
 
 def _profile_facts(segment: Segment) -> list[tuple[str, str]]:
     facts = []
+    currency = business_get().currency
     for key, (label, fmt) in PROFILE_LABELS.items():
         value = (segment.profile_values or {}).get(key)
         if isinstance(value, int | float):
-            facts.append((label, fmt.format(value)))
+            facts.append((label, fmt.format(value, currency=currency)))
     return facts
 
 
@@ -699,3 +740,25 @@ def segment_detail(request, pk: int):
             "outlook": segment_prediction(segment=segment),
         },
     )
+
+
+@require_http_methods(["GET", "POST"])
+def business_settings(request):
+    """The owner's Settings page: the business's name, currency and time zone."""
+    business = business_get()
+    if request.method == "POST":
+        form = BusinessSettingsForm(request.POST)
+        if form.is_valid():
+            try:
+                business_settings_update(**form.cleaned_data)
+            except ValidationError as error:
+                for field, problems in error.message_dict.items():
+                    form.add_error(field if field in form.fields else None, problems)
+            else:
+                messages.success(request, "Settings saved.")
+                return redirect("pages:business_settings")
+        status = 400
+    else:
+        form = BusinessSettingsForm(initial=asdict(business))
+        status = 200
+    return render(request, "pages/business_settings.html", {"form": form}, status=status)

@@ -19,6 +19,8 @@ from config.celery import app
 from crm.admin_safety import BoundedTabularInline, SafeModelAdmin
 from crm.audit import audit_actor, audit_record
 from crm.models import AuditEntry
+from crm.money import money_text
+from crm.selectors import business_get
 
 # The customer admin extended with the segment and the pin actions: imported so that the
 # admin's autodiscovery, which reads segmentation.admin only, registers it.
@@ -404,7 +406,7 @@ class SegmentAdmin(SafeModelAdmin):
         "kind",
         "size",
         "share_display",
-        "revenue",
+        "revenue_display",
         "fidelity_display",
         "is_active",
         "members",
@@ -419,11 +421,11 @@ class SegmentAdmin(SafeModelAdmin):
         "name_is_custom",
         "profile",
         "rules_display",
-        "fidelity",
+        "fidelity_display",
         "size",
-        "share_customers",
-        "revenue",
-        "share_revenue",
+        "share_display",
+        "revenue_display",
+        "share_revenue_display",
         "members",
         "is_active",
         "created_at",
@@ -442,6 +444,14 @@ class SegmentAdmin(SafeModelAdmin):
     @admin.display(description="customers", ordering="share_customers")
     def share_display(self, obj: Segment) -> str:
         return f"{100 * obj.share_customers:.1f}%"
+
+    @admin.display(description="share of revenue", ordering="share_revenue")
+    def share_revenue_display(self, obj: Segment) -> str:
+        return f"{100 * obj.share_revenue:.1f}%"
+
+    @admin.display(description="revenue", ordering="revenue")
+    def revenue_display(self, obj: Segment) -> str:
+        return money_text(obj.revenue, business_get().currency)
 
     @admin.display(description="fidelity", ordering="fidelity")
     def fidelity_display(self, obj: Segment) -> str:

@@ -73,7 +73,7 @@ admin.site.unregister(Customer)
 class CustomerSegmentAdmin(CustomerAdmin):
     """crm's customer admin plus the customer's segment, its history and pinning."""
 
-    list_display = (*CustomerAdmin.list_display[:3], "segment", *CustomerAdmin.list_display[3:])
+    list_display = (*CustomerAdmin.list_display[:2], "segment", *CustomerAdmin.list_display[2:])
     list_select_related = ("membership__segment",)
     list_filter = (
         *CustomerAdmin.list_filter,
@@ -126,10 +126,12 @@ class CustomerSegmentAdmin(CustomerAdmin):
         membership = selectors.customer_membership(customer=obj)
         return membership.reason if membership else ""
 
-    @admin.display(description="pinned", boolean=True)
+    @admin.display(description="pinned")
     def segment_pinned(self, obj):
         membership = selectors.customer_membership(customer=obj)
-        return bool(membership and membership.pinned)
+        if membership and membership.pinned:
+            return "Yes: runs leave the customer in this segment"
+        return "No"
 
     @admin.display(description="segment changes (latest 20)")
     def segment_history(self, obj):

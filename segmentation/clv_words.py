@@ -3,6 +3,8 @@ rests on. Pure."""
 
 from __future__ import annotations
 
+from crm.money import money_about_text
+
 # How sure "still a customer" is, in words, from P(alive): the owner reads the words, not the
 # number. "Likely gone" starts below even odds, the line every page uses.
 ALIVE_WORDS = (
@@ -16,9 +18,7 @@ ALIVE_WORDS = (
 
 def _money(amount: float, currency: str) -> str:
     # "About" figures: two significant digits are all the model can promise.
-    if amount >= 100:
-        amount = round(amount, -1) if amount < 1000 else round(amount, -2)
-    return f"{currency} {amount:,.0f}"
+    return money_about_text(amount, currency)
 
 
 def _purchases(expected: float) -> str:

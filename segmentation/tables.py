@@ -3,6 +3,8 @@
 import django_tables2 as tables
 from django.utils.html import format_html
 
+from crm.money import money_text
+from crm.selectors import business_get
 from crm.tables import TABLE_TEMPLATE, CustomerTable
 from segmentation.models import Segment
 
@@ -45,7 +47,7 @@ class SegmentTable(tables.Table):
         return f"{value:.1%}"
 
     def render_revenue(self, value):
-        return f"{value:,.2f}"
+        return money_text(value, business_get().currency)
 
 
 class SegmentMemberTable(CustomerTable):

@@ -53,10 +53,12 @@ PAGES = {
     "pages:followup_snooze": (True, True, False),
     "pages:customer_offer_record": (True, True, False),
     "pages:customer_feedback_add": (True, True, False),
+    "pages:customer_feedback_link_create": (True, True, False),
     "pages:customer_segment_pin": (True, False, False),
     "pages:customer_segment_unpin": (True, False, False),
     "pages:feedback_answered": (True, True, False),
     "pages:segment_detail": (True, True, True),
+    "pages:business_settings": (True, False, False),
     "offers:offer_list": (True, True, True),
     "offers:offer_detail": (True, True, True),
     "offers:offer_create": (True, False, False),
@@ -144,6 +146,7 @@ def test_the_roles_hold_exactly_the_permissions_they_promise(db):
         "django_celery_beat.change_periodictask",
         "api.add_apitoken",
         "auth.change_user",
+        "crm.change_businesssettings",
     ):
         assert permission in owner
 

@@ -29,6 +29,7 @@ PUBLIC_URL_NAMES = {
     # The signed link customers receive to leave feedback, and its thank-you page.
     "feedback:submit",
     "feedback:thanks",
+    "feedback_short",
     # The signed links in offer e-mails: one-click unsubscribe and the customer's offer page.
     "offer_public:unsubscribe",
     "offer_public:offer",

@@ -7,8 +7,6 @@ from decimal import ROUND_HALF_UP, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO
 
-from django.conf import settings
-
 from crm.audit import SYSTEM, Actor
 from crm.bounds import decimal_checked
 from crm.importers.customers import (
@@ -31,6 +29,7 @@ from crm.importers.report import (
 )
 from crm.importers.values import CENT
 from crm.models import Customer, Purchase
+from crm.selectors import business_get
 from crm.services import customer_stats_refresh
 
 CustomerKey = tuple[str, str]  # ("email", lowered e-mail) or ("external", external id)
@@ -70,7 +69,7 @@ def purchases_import(
         cancel_prefix if cancel_prefix is not None else (chosen.cancel_prefix if chosen else "")
     )
     default_currency = (
-        currency or (chosen.currency if chosen else "") or settings.DEFAULT_CURRENCY
+        currency or (chosen.currency if chosen else "") or business_get().currency
     ).upper()
     report = ImportReport(kind="purchases", dry_run=dry_run, only_valid=only_valid)
     orders: dict[str, Order] = {}

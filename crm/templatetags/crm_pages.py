@@ -1,34 +1,36 @@
 """Small formatting filters of the staff pages."""
 
 from datetime import timedelta
-from decimal import Decimal
 
 from django import template
 from django.utils import timezone
 from django.utils.timesince import timesince
 
+from crm.money import money_short_text, money_signed_text, money_text
+from crm.selectors import business_get
+
 register = template.Library()
 
 
+def _currency(currency: str | None) -> str:
+    """The amount's own currency when it has one (a purchase), else the business's."""
+    return currency or business_get().currency
+
+
 @register.filter
-def money(value) -> str:
-    """12,345.60 (the currency is the business's own, so it is not repeated everywhere)."""
+def money(value, currency: str | None = None) -> str:
+    """12,345.60 EUR: every amount with its currency, the business's unless given."""
     if value is None or value == "":
         return "—"
-    return f"{Decimal(value):,.2f}"
+    return money_text(value, _currency(currency))
 
 
 @register.filter
-def money_short(value) -> str:
-    """A headline amount that fits a card: 60.9 M, 130,404, 95.50."""
+def money_short(value, currency: str | None = None) -> str:
+    """A headline amount that fits a card: 60.9 M EUR, 130,404 EUR, 95.50 EUR."""
     if value is None or value == "":
         return "\u2014"
-    amount = Decimal(value)
-    if abs(amount) >= 1_000_000:
-        return f"{amount / 1_000_000:,.1f} M"
-    if abs(amount) >= 10_000:
-        return f"{amount:,.0f}"
-    return f"{amount:,.2f}"
+    return money_short_text(value, _currency(currency))
 
 
 @register.filter
@@ -71,8 +73,7 @@ def interval(bounds) -> str:
 def signed_money(value) -> str:
     if value is None:
         return "—"
-    value = Decimal(str(value))
-    return f"+{value:,.2f}" if value >= 0 else f"\u2212{abs(value):,.2f}"
+    return money_signed_text(value, _currency(None))
 
 
 @register.filter
@@ -134,4 +135,4 @@ def money_interval(bounds) -> str:
     if not bounds:
         return ""
     low, high = bounds
-    return f"{low:+,.2f} to {high:+,.2f}"
+    return f"{low:+,.2f} to {high:+,.2f}\u00a0{_currency(None)}"

@@ -14,7 +14,13 @@
   Chart.defaults.plugins.legend.labels.boxWidth = 12;
 
   var number = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
-  var money = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2, minimumFractionDigits: 2 });
+  var moneyFigure = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2, minimumFractionDigits: 2 });
+  // The business's currency, set by the dashboard's data: every amount says it.
+  var currency = "";
+
+  function money(value) {
+    return moneyFigure.format(value) + (currency ? "\u00a0" + currency : "");
+  }
 
   function data(id) {
     var node = document.getElementById(id);
@@ -72,6 +78,7 @@
   }
 
   function dashboard(d) {
+    currency = d.currency || "";
     var sizes = d.sizes;
     var total = sizes.sizes.reduce(function (a, b) { return a + b; }, 0);
     draw("chart-sizes", {
@@ -126,13 +133,13 @@
       options: {
         scales: {
           x: { title: { display: true, text: "Days since the last purchase" }, beginAtZero: true },
-          y: { type: "logarithmic", title: { display: true, text: "Total spent" } },
+          y: { type: "logarithmic", title: { display: true, text: "Total spent" + (currency ? " (" + currency + ")" : "") } },
         },
         plugins: {
           tooltip: {
             callbacks: {
               label: function (ctx) {
-                return ctx.dataset.label + ": " + number.format(ctx.parsed.x) + " days ago, spent " + money.format(ctx.parsed.y);
+                return ctx.dataset.label + ": " + number.format(ctx.parsed.x) + " days ago, spent " + money(ctx.parsed.y);
               },
             },
           },
@@ -146,8 +153,8 @@
       type: "line",
       data: { labels: trends.labels, datasets: revenue },
       options: {
-        scales: { y: { beginAtZero: true, ticks: { callback: function (v) { return number.format(v); } } } },
-        plugins: { tooltip: { callbacks: { label: function (ctx) { return ctx.dataset.label + ": " + money.format(ctx.parsed.y); } } } },
+        scales: { y: { beginAtZero: true, title: { display: !!currency, text: "Revenue (" + currency + ")" }, ticks: { callback: function (v) { return number.format(v); } } } },
+        plugins: { tooltip: { callbacks: { label: function (ctx) { return ctx.dataset.label + ": " + money(ctx.parsed.y); } } } },
       },
     }, anyValue(revenue), "Revenue per segment appears after the first segmentation run.");
 

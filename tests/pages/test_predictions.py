@@ -31,7 +31,7 @@ def test_the_customer_page_says_in_words_what_the_customer_will_likely_do(staff_
 
     assert "Very likely still a customer" in page
     assert "about 2 purchases expected in the next 90 days" in page
-    assert "worth about EUR 340 over the next year" in page
+    assert "worth about 340\u00a0EUR over the next year" in page
     # What it rests on: 6 purchase days over 40 weeks, the last one 3 weeks ago.
     assert "Bought on 6 different days over 9 months; the last time 3 weeks ago." in page
 
@@ -78,7 +78,7 @@ def test_today_lists_valuable_customers_slipping_away_most_value_at_risk_first()
         steady.customer_id,
     ]
     assert slipping[0].headline == (
-        "Worth about EUR 1,000 over the next year if still a customer, and a 75% chance "
+        "Worth about 1,000\u00a0EUR over the next year if still a customer, and a 75% chance "
         "they have already gone."
     )
 

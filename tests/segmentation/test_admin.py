@@ -214,3 +214,20 @@ def test_run_page_shows_every_candidate_with_its_scores_and_the_warnings(staff_c
     assert "<td>0.386</td><td>0.977</td><td>0.392</td><td>3</td><td>yes</td><td></td>" in body
     assert "<td>0.280</td><td>0.874</td><td>0.097</td><td>5</td><td>yes</td><td>yes</td>" in body
     assert "400daysold&lt;b&gt;" in body
+
+
+def test_segment_admin_shows_revenue_with_the_currency_and_shares_in_percent(staff_client):
+    from decimal import Decimal
+
+    segment = SegmentFactory(
+        revenue=Decimal("12345.6"), share_revenue=0.4123456, fidelity=0.975896860986547
+    )
+
+    listing = staff_client.get(reverse("admin:segmentation_segment_changelist")).content.decode()
+    page = staff_client.get(
+        reverse("admin:segmentation_segment_change", args=[segment.pk])
+    ).content.decode()
+
+    assert "12,345.60\u00a0EUR" in listing and "12,345.60\u00a0EUR" in page
+    assert "98%" in page and "41.2%" in page
+    assert "0.975896860986547" not in page and "0.4123456" not in page

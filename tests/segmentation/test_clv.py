@@ -191,7 +191,7 @@ def test_prediction_words_speak_plainly_with_the_currency_code():
     )
     assert words == (
         "Very likely still a customer — about 2 purchases expected in the next 90 days — "
-        "worth about EUR 340 over the next year"
+        "worth about 340\u00a0EUR over the next year"
     )
 
 
@@ -208,7 +208,7 @@ def test_prediction_words_say_likely_gone_below_even_odds_and_nothing_expected()
     )
     assert perhaps == (
         "Perhaps still a customer — perhaps one purchase in the next 90 days — worth about "
-        "GBP 1,200 over the next year"
+        "1,200\u00a0GBP over the next year"
     )
 
 

@@ -25,7 +25,9 @@ class Command(ImportCommand):
             help="Create the customers the file names that do not exist yet.",
         )
         parser.add_argument(
-            "--currency", default="", help="Currency of rows without one (default: settings)."
+            "--currency",
+            default="",
+            help="Currency of rows without one (default: the business's, from Settings).",
         )
         parser.add_argument(
             "--cancel-prefix",
