@@ -29,6 +29,9 @@ PAGE_PERMISSIONS: dict[str, str] = {
     "pages:customer_segment_unpin": "segmentation.change_membership",
     "pages:feedback_answered": "crm.change_feedback",
     "pages:segment_detail": "segmentation.view_segment",
+    # A customer's privacy rights: all their data leaves the product; their erasure.
+    "pages:customer_data_export": "crm.export_customer",
+    "pages:customer_erase": "crm.delete_customer",
     "offers:offer_list": "offers.view_offer",
     "offers:offer_detail": "offers.view_offer",
     "offers:offer_create": "offers.add_offer",
