@@ -5,7 +5,7 @@ import socket
 from celery import shared_task
 from django.db import connection
 
-from crm import audit
+from crm import audit, backup
 from crm.models import Customer
 
 
@@ -24,3 +24,9 @@ def crm_health_check() -> dict:
 def audit_prune() -> int:
     """Delete the audit entries older than AUDIT_RETENTION_DAYS (scheduled daily)."""
     return audit.audit_prune()
+
+
+@shared_task(acks_late=True)
+def database_backup() -> str:
+    """Back up the database and prune old backups (scheduled daily); returns the file."""
+    return str(backup.database_backup())
