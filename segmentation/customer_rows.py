@@ -2,9 +2,11 @@
 
 The run's per-customer tables have no database foreign key (see Membership), so nothing in
 the database stops a run from writing a row for a customer deleted while it computed. The
-run's writes join the customer table inside their transaction; ``customer_orphans_delete``
-sweeps what a deletion committed in the last instant of a write could still leave, after
-every run and daily.
+memberships and the history join the customer table as they are written; the stored figures
+and predictions are written in bulk from what the run read, and ``customer_orphans_delete``
+removes those of deleted customers right after the run (one anti-join per table, cheaper
+than checking every row of the COPY). The daily clean-up sweeps every table again, for a
+deletion that commits while that sweep runs.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from segmentation import clv, prediction_selectors
-from segmentation.customer_rows import customer_orphans_delete
 from segmentation.models import CustomerPrediction, SegmentationRun
 from segmentation.pg_copy import EPOCH_DATE, copy_binary
 
@@ -104,8 +103,6 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     with transaction.atomic():
         CustomerPrediction.objects.all().delete()
         _predictions_insert(scores, run_id=run.pk, as_of=as_of)
-        # None for a customer deleted since their purchases were read.
-        customer_orphans_delete(run_id=run.pk, among=(CustomerPrediction,))
     record["write_seconds"] = round(time.perf_counter() - written, 3)
     return _record(run, record, status="ok", reason="", started=started)
 

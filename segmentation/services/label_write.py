@@ -19,10 +19,8 @@ from django.utils import timezone
 
 from crm.models import Customer
 from segmentation import selectors
-from segmentation.customer_rows import customer_orphans_delete
 from segmentation.feature_store import customer_features_store
 from segmentation.models import (
-    CustomerFeatures,
     Membership,
     Segment,
     SegmentationRun,
@@ -93,10 +91,9 @@ def labels_write(
         t2 = time.perf_counter()
         segment_figures_write(run, plan, staged, segment_of_label)
         t3 = time.perf_counter()
-        # The figures each customer was segmented on, switched with the labels; none for a
-        # customer deleted since the features were read.
+        # The figures each customer was segmented on, switched with the labels (a customer
+        # deleted since they were read is swept after the run: segmentation.customer_rows).
         customer_features_store(run=run, frame=plan.raw)
-        customer_orphans_delete(run_id=run.pk, among=(CustomerFeatures,))
         t4 = time.perf_counter()
         timings["label_write"] = staging + (t2 - t1)
         timings["history_write"] = (t1 - t0) + (t3 - t2)

@@ -228,7 +228,8 @@ def segmentation_run_execute(
                 succeed=lambda n_moved: _run_succeed(run, plan, n_moved=n_moved, timings=timings),
             )
             _predictions_refresh(run, timings)
-            # A customer deleted while the writes committed may still have left a row.
+            # No row for a customer deleted since the run read them: the bulk writes
+            # have no foreign key to refuse one (segmentation.customer_rows).
             customer_orphans_delete(run_id=run.pk)
     except RunAlreadyFinished:
         pass
