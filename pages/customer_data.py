@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from django.apps import apps
@@ -139,10 +140,11 @@ def _segment_figures_without(customer: Customer) -> None:
     membership = Membership.objects.filter(customer_id=customer.pk).first()
     if membership is None or membership.segment_id is None:
         return
+    # The run summed each member's figure as it stored it (refunds may make it negative).
     figures = CustomerFeatures.objects.filter(customer_id=customer.pk).first()
-    revenue = max(figures.monetary_total, 0) if figures is not None else 0
+    revenue = Decimal(str(round(figures.monetary_total, 2))) if figures is not None else 0
     Segment.objects.filter(pk=membership.segment_id, size__gt=0).update(
-        size=F("size") - 1, revenue=F("revenue") - round(revenue, 2)
+        size=F("size") - 1, revenue=F("revenue") - revenue
     )
 
 
@@ -177,6 +179,10 @@ def _others_scrub(identifiers: list[str]) -> dict[str, int]:
         for f in fields:
             for text in identifiers:
                 match |= Q(**{f"_t_{f.attname}__icontains": text})
+                if isinstance(f, models.JSONField):
+                    # SQLite keeps JSON with non-ASCII characters escaped ("\u00e9").
+                    escaped = json.dumps(text)[1:-1]
+                    match |= Q(**{f"_t_{f.attname}__icontains": escaped})
         count = 0
         for obj in annotated.filter(match):
             for f in fields:
@@ -196,8 +202,9 @@ def _scrubbed(value: Any, identifiers: list[str]) -> Any:
         for identifier in sorted(identifiers, key=len, reverse=True):
             value = re.sub(re.escape(identifier), ERASED, value, flags=re.IGNORECASE)
         return value
-    # JSON: scrub its text and read it back.
-    return json.loads(_scrubbed(json.dumps(value, cls=DjangoJSONEncoder), identifiers))
+    # JSON: scrub its text (as the database casts it: characters unescaped) and read it back.
+    text = json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False)
+    return json.loads(_scrubbed(text, identifiers))
 
 
 def customer_erase(*, customer: Customer, actor: Actor) -> Erasure:
