@@ -37,6 +37,9 @@ PAGE_PERMISSIONS: dict[str, str] = {
     "pages:segment_detail": "segmentation.view_segment",
     # The business's name, currency and time zone: the Owner's.
     "pages:business_settings": "crm.change_businesssettings",
+    # A customer's privacy rights: all their data leaves the product; their erasure.
+    "pages:customer_data_export": "crm.export_customer",
+    "pages:customer_erase": "crm.delete_customer",
     "offers:offer_list": "offers.view_offer",
     "offers:offer_detail": "offers.view_offer",
     "offers:offer_create": "offers.add_offer",

@@ -221,6 +221,14 @@ FEEDBACK_LINK_MAX_AGE_DAYS = env_int("FEEDBACK_LINK_MAX_AGE_DAYS", 30, low=1)
 # Days the audit trail keeps an entry (crm.audit.audit_prune, daily). At least 30: the
 # database refuses to delete a younger entry (crm migration 0016).
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365, low=30)
+# Per-customer rows of one run (stored features, predictions) are kept for the last
+# RUN_ROWS_KEEP_RUNS succeeded runs and any run of the last RUN_ROWS_KEEP_DAYS days
+# (segmentation.customer_rows, daily); the latest run's rows and the segment history always.
+RUN_ROWS_KEEP_RUNS = env_int("RUN_ROWS_KEEP_RUNS", 3, low=1)
+RUN_ROWS_KEEP_DAYS = env_int("RUN_ROWS_KEEP_DAYS", 30, low=0)
+# `manage.py backup` (and its daily schedule) writes here and keeps the newest BACKUP_KEEP.
+BACKUP_DIR = Path(env_str("BACKUP_DIR") or VAR_DIR / "backups")
+BACKUP_KEEP = env_int("BACKUP_KEEP", 7, low=1)
 FEEDBACK_LINK_RATE_PER_IP = (env_int("FEEDBACK_LINK_RATE_PER_IP", 30, low=1), 600)
 FEEDBACK_LINK_RATE_PER_TOKEN = (env_int("FEEDBACK_LINK_RATE_PER_TOKEN", 10, low=1), 3600)
 
@@ -430,7 +438,21 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Customers' link tokens and search terms never reach a log (config.log_redaction).
+    "filters": {"redact": {"()": "config.log_redaction.RedactingFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        # Django's own handlers (its DEBUG console, mail to ADMINS) replaced by the console
+        # above, so nothing it logs skips the redaction.
+        "django": {"level": LOG_LEVEL},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.db.backends": {"level": "WARNING"},
+    },
 }

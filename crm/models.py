@@ -400,8 +400,9 @@ class FollowUp(models.Model):
 class AuditEntry(models.Model):
     """One thing someone did with customer data: who, when, from where, what, on what.
 
-    Append-only: written by crm.audit.audit_record, never changed; the database refuses an
-    UPDATE (and on PostgreSQL a DELETE of an entry younger than 30 days, migration 0016);
+    Append-only: written by crm.audit.audit_record, never changed but to erase a customer
+    (crm.audit.audit_customer_anonymise); the database refuses any other UPDATE (and on
+    PostgreSQL a DELETE of an entry younger than 30 days, migrations 0019 and 0021);
     crm.audit.audit_prune removes the entries past AUDIT_RETENTION_DAYS.
     """
 
@@ -414,6 +415,7 @@ class AuditEntry(models.Model):
         DELETED = "deleted", "Deleted"
         RAN_SEGMENTATION = "ran_segmentation", "Ran the segmentation"
         CHANGED_SEGMENT = "changed_segment", "Changed a segment"
+        ERASED = "erased", "Erased (right to erasure)"
 
     at = models.DateTimeField(default=timezone.now)
     # No foreign key: an entry outlives its user and is never updated when the user goes.

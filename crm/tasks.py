@@ -5,7 +5,7 @@ import socket
 from celery import shared_task
 from django.db import connection
 
-from crm import audit, import_jobs
+from crm import audit, backup, import_jobs
 from crm.models import Customer, ImportJob
 
 
@@ -44,3 +44,9 @@ def import_job_run(job_id: int) -> None:
 def import_jobs_clean() -> int:
     """Delete abandoned uploads and fail jobs of dead workers (scheduled hourly)."""
     return import_jobs.import_jobs_clean()
+
+
+@shared_task(acks_late=True)
+def database_backup() -> str:
+    """Back up the database and prune old backups (scheduled daily); returns the file."""
+    return str(backup.database_backup())

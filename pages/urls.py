@@ -55,6 +55,8 @@ urlpatterns = [
         views.feedback_answered,
         name="feedback_answered",
     ),
+    path("customers/<int:pk>/data/", views.customer_data_export, name="customer_data_export"),
+    path("customers/<int:pk>/erase/", views.customer_erase, name="customer_erase"),
     path("segments/<int:pk>/", views.segment_detail, name="segment_detail"),
     path("settings/", views.business_settings, name="business_settings"),
 ]

@@ -7,7 +7,7 @@ from datetime import datetime, time
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -59,10 +59,12 @@ from offers import selectors as offer_selectors
 from offers import services as offer_services
 from offers.forms import OfferOutcomeForm, PresentOfferForm
 from offers.models import Offer
+from pages import customer_data
 from pages import dashboard as dash
 from pages import selectors as page_selectors
 from pages.demo import demo_start
 from pages.filters import CustomerListFilter
+from pages.forms import CustomerEraseForm
 from pages.predictions import customer_prediction, segment_prediction
 from pages.tables import CustomerListTable
 from pages.today import today_overview
@@ -461,6 +463,40 @@ def _customer_get(pk: int) -> Customer:
 @require_GET
 def customer_detail(request, pk: int):
     return _customer_page(request, _customer_get(pk))
+
+
+@require_GET
+def customer_data_export(request, pk: int):
+    """Everything held about the customer, as one JSON file (their right of access)."""
+    customer = _customer_get(pk)
+    body = customer_data.customer_data_json(customer=customer, actor=audit_actor(request))
+    response = HttpResponse(body, content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="customer-{customer.pk}-data.json"'
+    return response
+
+
+def customer_erase(request, pk: int):
+    """Confirm, then erase the customer and everything held about them."""
+    customer = _customer_get(pk)
+    form = CustomerEraseForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        erasure = customer_data.customer_erase(customer=customer, actor=audit_actor(request))
+        messages.success(
+            request,
+            f"Customer #{erasure.customer_id} was erased: {erasure.summary()}.",
+        )
+        return redirect("pages:customer_list")
+    counts = {
+        "purchases": customer.purchases.count(),
+        "feedback": customer.feedback.count(),
+        "activities": customer.activities.count(),
+    }
+    return render(
+        request,
+        "pages/customer_erase.html",
+        {"customer": customer, "form": form, "counts": counts},
+        status=400 if form.is_bound else 200,
+    )
 
 
 @require_POST

@@ -5,6 +5,7 @@ from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import OperationalError
 
+from segmentation import customer_rows
 from segmentation.models import SegmentationRun
 from segmentation.services import runs
 
@@ -44,3 +45,9 @@ def segmentation_run_execute(self, run_id: int) -> str:
 def segmentation_run_scheduled() -> int:
     """The daily run (django-celery-beat): request a run; the service skips it if one is busy."""
     return runs.segmentation_run_request(trigger=SegmentationRun.Trigger.SCHEDULE).pk
+
+
+@shared_task(acks_late=True)
+def run_rows_retention() -> dict:
+    """Delete old runs' per-customer rows and orphans (scheduled daily)."""
+    return customer_rows.run_rows_retention_delete()

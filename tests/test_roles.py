@@ -59,6 +59,8 @@ PAGES = {
     "pages:feedback_answered": (True, True, False),
     "pages:segment_detail": (True, True, True),
     "pages:business_settings": (True, False, False),
+    "pages:customer_data_export": (True, False, False),
+    "pages:customer_erase": (True, False, False),
     "offers:offer_list": (True, True, True),
     "offers:offer_detail": (True, True, True),
     "offers:offer_create": (True, False, False),

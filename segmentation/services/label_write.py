@@ -91,7 +91,8 @@ def labels_write(
         t2 = time.perf_counter()
         segment_figures_write(run, plan, staged, segment_of_label)
         t3 = time.perf_counter()
-        # The figures each customer was segmented on, switched with the labels.
+        # The figures each customer was segmented on, switched with the labels (a customer
+        # deleted since they were read is swept after the run: segmentation.customer_rows).
         customer_features_store(run=run, frame=plan.raw)
         t4 = time.perf_counter()
         timings["label_write"] = staging + (t2 - t1)
@@ -326,7 +327,8 @@ def _new_labels_sql() -> str:
 
 
 def _history_write(run: SegmentationRun) -> int:
-    """One history row per customer whose segment changes (before the switch reads it)."""
+    """One history row per customer whose segment changes (before the switch reads it); none
+    for a customer deleted since the run read them (no foreign key would refuse the row)."""
     membership = Membership._meta.db_table
     changes = SegmentMembershipChange._meta.db_table
     transitions = SegmentTransition._meta.db_table
@@ -335,7 +337,8 @@ def _history_write(run: SegmentationRun) -> int:
             f"INSERT INTO {changes} "
             "(customer_id, run_id, from_segment_id, to_segment_id, changed_at, reason) "
             f"SELECT n.id, %s, m.segment_id, n.segment_id, %s, n.reason "
-            f"FROM ({_new_labels_sql()}) n LEFT JOIN {membership} m ON m.customer_id = n.id "
+            f"FROM ({_new_labels_sql()}) n JOIN {Customer._meta.db_table} c ON c.id = n.id "
+            f"LEFT JOIN {membership} m ON m.customer_id = n.id "
             f"WHERE NOT COALESCE(m.pinned, {_false()}) "
             f"AND {_distinct('m.segment_id', 'n.segment_id')}",
             [run.pk, timezone.now()],

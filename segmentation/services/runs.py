@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from crm.cache import pages_cache_changed
 from segmentation import selectors
+from segmentation.customer_rows import customer_orphans_delete
 from segmentation.features import EngineRejected
 from segmentation.models import SegmentationRun
 from segmentation.predictions import predictions_refresh
@@ -227,6 +228,9 @@ def segmentation_run_execute(
                 succeed=lambda n_moved: _run_succeed(run, plan, n_moved=n_moved, timings=timings),
             )
             _predictions_refresh(run, timings)
+            # No row for a customer deleted since the run read them: the bulk writes
+            # have no foreign key to refuse one (segmentation.customer_rows).
+            customer_orphans_delete(run_id=run.pk)
     except RunAlreadyFinished:
         pass
     except Exception as exc:
