@@ -240,9 +240,6 @@ RUN_STALE_SECONDS = env_int("RUN_STALE_SECONDS", 5 * 60, low=60)
 PREDICTIONS_TIME_UNIT_DAYS = env_float("PREDICTIONS_TIME_UNIT_DAYS", 7.0, low=1.0, high=31.0)
 PREDICTIONS_MONTHLY_DISCOUNT = env_float("PREDICTIONS_MONTHLY_DISCOUNT", 0.01, low=0.0, high=0.5)
 
-# Presenting an offer to a segment bigger than this runs as a background task.
-OFFER_PRESENT_INLINE_MAX = env_int("OFFER_PRESENT_INLINE_MAX", 5000, low=0)
-
 # E-mail. EMAIL_URL (smtp://user:pass@host:port, ?tls or ?ssl) or the EMAIL_HOST, EMAIL_PORT,
 # EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS variables; with neither, development
 # prints messages on the console (`make run` shows them) and production uses Django's default

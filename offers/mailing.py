@@ -163,14 +163,9 @@ class Queued:
     held_out: int
 
 
-def offer_email_queue(*, offer: Offer, segment: Segment, now: datetime | None = None) -> Queued:
-    """Queue the offer's e-mail for the segment's eligible customers and start sending.
-
-    Side effects, in one transaction: a Delivery row (queued) per recipient, an OfferResponse
-    HOLDOUT row per customer of the control group (measured as before), the pages' cached
-    figures invalidated; after commit, the sending task enqueued. Raises ValidationError when
-    the offer is not open, does not target the segment or its channel is not e-mail.
-    """
+def offer_email_check(*, offer: Offer, segment: Segment, now: datetime | None = None) -> None:
+    """Raise ValidationError unless the offer may be e-mailed to the segment now: open, made
+    by e-mail, targeting the segment. Reads only."""
     now = now or timezone.now()
     if not offer.is_open_on(timezone.localdate(now)):
         raise ValidationError(f"“{offer}” is inactive or outside its dates: it cannot be sent.")
@@ -178,6 +173,30 @@ def offer_email_queue(*, offer: Offer, segment: Segment, now: datetime | None = 
         raise ValidationError(f"“{offer}” is made by {offer.get_channel_display()}, not e-mail.")
     if not Offer.objects.filter(pk=offer.pk).targeting([segment.pk]).exists():
         raise ValidationError(f"“{offer}” does not target the segment “{segment}”.")
+
+
+def offer_email_start(*, offer: Offer, segment: Segment) -> None:
+    """The owner's "send": check, then hand the whole send to the worker.
+
+    Side effect: after commit, the task that queues the recipients (offer_email_queue)
+    enqueued. Nothing else: reading a large segment and writing a delivery per customer take
+    seconds, too long for a web request. Raises ValidationError as offer_email_check does.
+    """
+    offer_email_check(offer=offer, segment=segment)
+    tasks.offer_email_queue.delay_on_commit(offer.pk, segment.pk)
+
+
+def offer_email_queue(*, offer: Offer, segment: Segment, now: datetime | None = None) -> Queued:
+    """Queue the offer's e-mail for the segment's eligible customers and start sending (the
+    worker's part of offer_email_start; idempotent, so a retried task adds nobody twice).
+
+    Side effects, in one transaction: a Delivery row (queued) per recipient, an OfferResponse
+    HOLDOUT row per customer of the control group (measured as before), the pages' cached
+    figures invalidated; after commit, the sending task enqueued. Raises ValidationError when
+    the offer is not open, does not target the segment or its channel is not e-mail.
+    """
+    now = now or timezone.now()
+    offer_email_check(offer=offer, segment=segment, now=now)
     audience = offer_email_audience(offer=offer, segment=segment)
     with transaction.atomic():
         held = offer_present(offer=offer, segment=segment, customers=audience.held_out, now=now)

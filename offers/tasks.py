@@ -9,15 +9,15 @@ from segmentation.models import Segment
 
 
 @shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
-def offer_present_to_segment(offer_id: int, segment_id: int) -> dict:
-    """Present an offer to a large segment outside the web request (idempotent: retry-safe)."""
-    # Imported on use: offers.services imports this module to enqueue.
-    from offers import services
+def offer_email_queue(offer_id: int, segment_id: int) -> dict:
+    """Write the deliveries of an offer e-mail to a segment, then start sending (idempotent)."""
+    # Imported on use: offers.mailing imports this module to enqueue.
+    from offers import mailing
 
-    done = services.offer_present(
+    queued = mailing.offer_email_queue(
         offer=Offer.objects.get(pk=offer_id), segment=Segment.objects.get(pk=segment_id)
     )
-    return {"presented": done.presented, "held_out": done.held_out, "already": done.already}
+    return {"queued": queued.queued, "held_out": queued.held_out}
 
 
 @shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=60, max_retries=10)
