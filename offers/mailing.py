@@ -25,6 +25,7 @@ from django.utils import timezone
 from crm.cache import pages_cache_changed
 from crm.models import Customer
 from offers import tasks
+from offers.bounces import bounce_address
 from offers.links import offer_url, unsubscribe_url
 from offers.messages import Message, first_name_of, message_render
 from offers.models import Delivery, Offer, OfferResponse
@@ -72,22 +73,31 @@ def offer_message(*, offer: Offer, customer: Customer) -> Message:
     )
 
 
-def offer_email(*, offer: Offer, customer: Customer, to: str | None = None) -> EmailMessage:
+def offer_email(
+    *, offer: Offer, customer: Customer, to: str | None = None, delivery_id: int | None = None
+) -> EmailMessage:
     """The e-mail for one customer, with RFC 8058 one-click unsubscribe headers and its own
-    Message-ID (kept on the delivery). ``to`` overrides the address (the owner's test)."""
+    Message-ID (kept on the delivery). ``to`` overrides the address (the owner's test). With
+    ``delivery_id``, the envelope sender is that delivery's bounce address when one is
+    configured (offers.bounces), so a later bounce finds its delivery."""
     message = offer_message(offer=offer, customer=customer)
     unsubscribe = unsubscribe_url(customer_id=customer.pk, offer_id=offer.pk)
     domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or None
+    headers = {
+        "Message-ID": make_msgid(domain=domain),
+        "List-Unsubscribe": f"<{unsubscribe}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    envelope_sender = delivery_id is not None and bounce_address(delivery_id=delivery_id)
+    if envelope_sender:
+        # Django sends from ``from_email`` and writes the From header from headers["From"].
+        headers["From"] = settings.DEFAULT_FROM_EMAIL
     return EmailMessage(
         subject=message.subject,
         body=message.body,
-        from_email=settings.DEFAULT_FROM_EMAIL,
+        from_email=envelope_sender or settings.DEFAULT_FROM_EMAIL,
         to=[to or customer.email],
-        headers={
-            "Message-ID": make_msgid(domain=domain),
-            "List-Unsubscribe": f"<{unsubscribe}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
+        headers=headers,
     )
 
 
@@ -107,11 +117,16 @@ def offer_test_send(*, offer: Offer, customer: Customer, to: str) -> str:
 
 def customers_marketable() -> QuerySet[Customer]:
     """Customers who may receive marketing e-mail: active, consenting, not unsubscribed, with
-    an address. The one home of that rule."""
+    an address that never bounced for good. The one home of that rule."""
     return (
         Customer.objects.active()
         .filter(marketing_consent=True, unsubscribed_at__isnull=True)
         .exclude(email="")
+        .exclude(
+            Exists(
+                Delivery.objects.filter(customer_id=OuterRef("pk")).bounced_to(OuterRef("email"))
+            )
+        )
     )
 
 
@@ -267,10 +282,11 @@ def offer_deliveries_send(
     """Send up to ``limit`` queued deliveries of the offer, at most ``rate`` a second.
 
     Side effects per message: the delivery claimed, the e-mail sent over one SMTP
-    connection, then in one transaction the delivery marked sent (time, Message-ID) and an
-    OfferResponse PRESENTED recorded (kept when the customer already has one). A customer
-    who lost consent or unsubscribed since queueing is marked failed, not sent. A refused
-    recipient is marked bounced; any other SMTP or network error marks that delivery failed
+    connection, then in one transaction the delivery marked sent (time, Message-ID, address)
+    and an OfferResponse PRESENTED recorded (kept when the customer already has one). A
+    customer who lost consent, unsubscribed or whose address bounced since queueing is marked
+    failed, not sent. A recipient refused for good (5xx) is marked bounced, for now (4xx)
+    failed; any other SMTP or network error marks that delivery failed
     (not retried: it may have gone out) and is raised, so the task retries the rest later;
     so is a server that cannot be reached, before anything is claimed.
     Stale "sending" rows are given up first (deliveries_give_up_stale).
@@ -295,7 +311,8 @@ def offer_deliveries_send(
                 _delivery_mark(
                     delivery,
                     status=Delivery.Status.FAILED,
-                    error="Not sent: no consent, unsubscribed, archived or no address.",
+                    error="Not sent: no consent, unsubscribed, archived, no address or an "
+                    "address that bounced.",
                 )
                 counts.failed += 1
                 continue
@@ -303,13 +320,23 @@ def offer_deliveries_send(
             if wait > 0:
                 time.sleep(wait)
             next_at = max(next_at, time.monotonic()) + interval
-            email = offer_email(offer=delivery.offer, customer=customer)
+            email = offer_email(offer=delivery.offer, customer=customer, delivery_id=delivery.pk)
             email.connection = connection
             try:
                 email.send()
             except smtplib.SMTPRecipientsRefused as error:
-                _delivery_mark(delivery, status=Delivery.Status.BOUNCED, error=str(error))
-                counts.bounced += 1
+                # 5xx: the address does not exist (bounced, never written to again); 4xx: a
+                # passing refusal, failed this time only.
+                codes = [code for code, _ in error.recipients.values()]
+                hard = bool(codes) and all(code >= 500 for code in codes)
+                _delivery_mark(
+                    delivery,
+                    status=Delivery.Status.BOUNCED if hard else Delivery.Status.FAILED,
+                    error=str(error),
+                    email=customer.email,
+                )
+                counts.bounced += hard
+                counts.failed += not hard
                 continue
             except (smtplib.SMTPException, OSError) as error:
                 _delivery_mark(delivery, status=Delivery.Status.FAILED, error=repr(error))
@@ -322,6 +349,7 @@ def offer_deliveries_send(
                     status=Delivery.Status.SENT,
                     sent_at=sent_at,
                     message_id=email.extra_headers["Message-ID"],
+                    email=customer.email,
                 )
                 OfferResponse.objects.get_or_create(
                     offer_id=offer_id,

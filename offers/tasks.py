@@ -1,5 +1,7 @@
 """Celery entry points of the offers app."""
 
+from pathlib import Path
+
 from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
@@ -36,3 +38,16 @@ def offer_email_send(offer_id: int) -> dict:
     if counts.remaining:
         offer_email_send.delay(offer_id)
     return {"sent": counts.sent, "failed": counts.failed, "bounced": counts.bounced}
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
+def bounces_process_maildir() -> dict:
+    """Read the bounce reports arrived in EMAIL_BOUNCE_MAILDIR (beat; nothing when unset)."""
+    # Imported on use, as above.
+    from offers import bounces
+
+    if not settings.EMAIL_BOUNCE_MAILDIR:
+        return {}
+    return dict(
+        bounces.bounces_process(bounces.mailbox_messages(Path(settings.EMAIL_BOUNCE_MAILDIR)))
+    )
