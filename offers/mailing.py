@@ -239,23 +239,31 @@ def deliveries_give_up_stale(*, now: datetime | None = None) -> int:
 
 
 def delivery_claim_next(*, offer_id: int) -> Delivery | None:
-    """Claim the next queued delivery of the offer (queued -> sending, committed at once), or
-    None when none is left. A conditional UPDATE, so two workers never claim the same row."""
+    """Claim the next queued delivery of the offer (queued -> sending), or None when none is
+    left. A conditional UPDATE, so two workers never claim the same row; committed at once,
+    or with the caller's transaction when there is one (the previous message's "sent" mark:
+    one commit a message). Returns the row with its ids and status only."""
     while True:
-        pk = (
+        row = (
             Delivery.objects.filter(offer_id=offer_id, status=Delivery.Status.QUEUED)
             .order_by("pk")
-            .values_list("pk", flat=True)
+            .values_list("pk", "customer_id", "segment_id")
             .first()
         )
-        if pk is None:
+        if row is None:
             return None
-        with transaction.atomic():
-            won = Delivery.objects.filter(pk=pk, status=Delivery.Status.QUEUED).update(
-                status=Delivery.Status.SENDING, claimed_at=timezone.now()
-            )
+        pk, customer_id, segment_id = row
+        won = Delivery.objects.filter(pk=pk, status=Delivery.Status.QUEUED).update(
+            status=Delivery.Status.SENDING, claimed_at=timezone.now()
+        )
         if won:
-            return Delivery.objects.select_related("offer", "customer").get(pk=pk)
+            return Delivery(
+                pk=pk,
+                offer_id=offer_id,
+                customer_id=customer_id,
+                segment_id=segment_id,
+                status=Delivery.Status.SENDING,
+            )
 
 
 def _delivery_mark(delivery: Delivery, *, status: str, error: str = "", **fields) -> None:
@@ -282,8 +290,9 @@ def offer_deliveries_send(
     """Send up to ``limit`` queued deliveries of the offer, at most ``rate`` a second.
 
     Side effects per message: the delivery claimed, the e-mail sent over one SMTP
-    connection, then in one transaction the delivery marked sent (time, Message-ID, address)
-    and an OfferResponse PRESENTED recorded (kept when the customer already has one). A
+    connection, then in one transaction the delivery marked sent (time, Message-ID, address),
+    an OfferResponse PRESENTED recorded (kept when the customer already has one) and the next
+    delivery claimed. A
     customer who lost consent, unsubscribed or whose address bounced since queueing is marked
     failed, not sent. A recipient refused for good (5xx) is marked bounced, for now (4xx)
     failed; any other SMTP or network error marks that delivery failed
@@ -301,13 +310,18 @@ def offer_deliveries_send(
     # Opened before anything is claimed: a server that cannot be reached raises here and
     # leaves every message queued for the task's retry.
     connection.open()
+    offer = Offer.objects.get(pk=offer_id)
+    handled = 0
+
+    def claim_next() -> Delivery | None:
+        return delivery_claim_next(offer_id=offer_id) if handled < limit else None
+
     try:
-        for _ in range(limit):
-            delivery = delivery_claim_next(offer_id=offer_id)
-            if delivery is None:
-                break
-            customer = delivery.customer
-            if not customers_marketable().filter(pk=customer.pk).exists():
+        delivery = claim_next()
+        while delivery is not None:
+            handled += 1
+            customer = customers_marketable().filter(pk=delivery.customer_id).first()
+            if customer is None:
                 _delivery_mark(
                     delivery,
                     status=Delivery.Status.FAILED,
@@ -315,12 +329,13 @@ def offer_deliveries_send(
                     "address that bounced.",
                 )
                 counts.failed += 1
+                delivery = claim_next()
                 continue
             wait = next_at - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             next_at = max(next_at, time.monotonic()) + interval
-            email = offer_email(offer=delivery.offer, customer=customer, delivery_id=delivery.pk)
+            email = offer_email(offer=offer, customer=customer, delivery_id=delivery.pk)
             email.connection = connection
             try:
                 email.send()
@@ -337,6 +352,7 @@ def offer_deliveries_send(
                 )
                 counts.bounced += hard
                 counts.failed += not hard
+                delivery = claim_next()
                 continue
             except (smtplib.SMTPException, OSError) as error:
                 _delivery_mark(delivery, status=Delivery.Status.FAILED, error=repr(error))
@@ -351,15 +367,21 @@ def offer_deliveries_send(
                     message_id=email.extra_headers["Message-ID"],
                     email=customer.email,
                 )
-                OfferResponse.objects.get_or_create(
-                    offer_id=offer_id,
-                    customer=customer,
-                    defaults={
-                        "segment_id": delivery.segment_id,
-                        "outcome": OfferResponse.Outcome.PRESENTED,
-                        "presented_at": sent_at,
-                    },
+                OfferResponse.objects.bulk_create(
+                    [
+                        OfferResponse(
+                            offer_id=offer_id,
+                            customer=customer,
+                            segment_id=delivery.segment_id,
+                            outcome=OfferResponse.Outcome.PRESENTED,
+                            presented_at=sent_at,
+                        )
+                    ],
+                    ignore_conflicts=True,  # an answer recorded before is kept
                 )
+                # The next claim commits with this mark: one commit per message, and still
+                # never more than one row "sending" at a time.
+                delivery = claim_next()
             counts.sent += 1
     finally:
         connection.close()
