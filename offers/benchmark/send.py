@@ -21,6 +21,7 @@ from unittest import mock
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import Max, Min
 from django.test import Client
 from django.urls import reverse
 
@@ -169,7 +170,24 @@ def send_here(*, offer_id: int, segment_id: int) -> dict:
     }
 
 
-def send_in_child(*, offer_id: int, segment_id: int, port: int) -> dict:
+def _child_peak_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def send_in_child(
+    *, offer_id: int, segment_id: int, port: int, budget: float | None, log: Callable[[str], None]
+) -> dict:
+    """Run send_here in a child process; with ``budget`` (seconds), stop it then and measure
+    what it sent so far. The figures come from the deliveries' own times, so a stopped run
+    and a finished one read alike: queueing from the first delivery written to the first
+    message sent, sending from the first to the last message sent."""
     env = {
         **os.environ,
         "EMAIL_URL": f"smtp://127.0.0.1:{port}",
@@ -185,11 +203,46 @@ def send_in_child(*, offer_id: int, segment_id: int, port: int) -> dict:
         f"--offer={offer_id}",
         f"--segment={segment_id}",
     ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    for line in done.stdout.splitlines():
+    started = time.monotonic()
+    child = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    peak_kb, stopped, last_log = 0, False, started
+    while child.poll() is None:
+        time.sleep(1)
+        peak_kb = max(peak_kb, _child_peak_kb(child.pid))
+        if time.monotonic() - last_log > 60:
+            last_log = time.monotonic()
+            sent = Delivery.objects.filter(offer_id=offer_id, status=Delivery.Status.SENT).count()
+            log(f"  {time.monotonic() - started:,.0f} s: {sent:,} sent")
+        if budget is not None and time.monotonic() - started > budget:
+            child.terminate()
+            child.wait(30)
+            stopped = True
+    output = child.stdout.read() if child.stdout else ""
+    result = {}
+    for line in output.splitlines():
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    raise RuntimeError(f"the sending child failed:\n{done.stderr[-3000:]}")
+            result = json.loads(line[len(RESULT_PREFIX) :])
+    if not result and not stopped:
+        raise RuntimeError("the sending child failed (run it with --child to see why)")
+    times = Delivery.objects.filter(offer_id=offer_id).aggregate(
+        written=Min("created_at"), first=Min("sent_at"), last=Max("sent_at")
+    )
+    sent = Delivery.objects.filter(offer_id=offer_id, status=Delivery.Status.SENT).count()
+    queued = Delivery.objects.filter(offer_id=offer_id).count()
+    stopped = stopped and sent < queued - 1  # not when only its exit was cut short
+    if not sent:
+        raise RuntimeError("nothing was sent within the time given")
+    return {
+        "stopped": stopped,
+        "queued": queued,
+        "sent": sent,
+        "queue_seconds": (times["first"] - times["written"]).total_seconds(),
+        "send_seconds": max((times["last"] - times["first"]).total_seconds(), 1e-6),
+        "batches": result.get("batches"),
+        "peak_rss_kb": result.get("peak_rss_kb") or peak_kb,
+    }
 
 
 # --- The floor -----------------------------------------------------------------------------
@@ -225,33 +278,53 @@ def floor_send(*, port: int, messages: list[tuple[str, bytes]]) -> float:
 # --- The whole bench -----------------------------------------------------------------------
 
 
-def bench_send(*, customers: int, repeats: int, seed: int, log: Callable[[str], None]) -> dict:
+def bench_send(
+    *,
+    customers: int,
+    repeats: int,
+    seed: int,
+    budget: float | None,
+    log: Callable[[str], None],
+) -> dict:
     log(f"Preparing {customers:,} eligible customers in one segment...")
     offer_id, segment_id = bench_prepare(customers=customers, seed=seed, log=log)
     log("Timing the owner's request...")
     request = request_times(offer_id=offer_id, segment_id=segment_id, repeats=3)
+    log(
+        f"  send page {request['get_seconds']:.2f} s; confirm {request['post_seconds']:.3f} s, "
+        f"{request['deliveries_written_by_request']} deliveries written by it"
+    )
     runs, floors = [], []
     with SmtpSink() as sink:
         for repeat in range(repeats):
             deliveries_reset(offer_id=offer_id)
             before, before_bytes = sink.received()
             log(f"Run {repeat + 1}/{repeats}: the product's send path (child process)...")
-            run = send_in_child(offer_id=offer_id, segment_id=segment_id, port=sink.port)
+            run = send_in_child(
+                offer_id=offer_id, segment_id=segment_id, port=sink.port, budget=budget, log=log
+            )
             received, size = sink.received()
             run["received"] = received - before
             run["mean_bytes"] = (size - before_bytes) / max(1, received - before)
             runs.append(run)
+            log(
+                f"  queued {run['queued']:,} in {run['queue_seconds']:.1f} s; sent "
+                f"{run['sent']:,} in {run['send_seconds']:.1f} s"
+                f"{' (stopped: time budget)' if run['stopped'] else ''}; "
+                f"peak {run['peak_rss_kb'] / 1024:,.0f} MiB"
+            )
             log(f"Run {repeat + 1}/{repeats}: the floor (smtplib, one connection)...")
-            messages = floor_messages(count=run["received"], size=int(run["mean_bytes"]))
+            messages = floor_messages(count=run["sent"], size=int(run["mean_bytes"]))
             before = sink.received()[0]
             floors.append(
                 {"seconds": floor_send(port=sink.port, messages=messages), "count": len(messages)}
             )
             del messages
             sink.wait_for(before + floors[-1]["count"])
-    product_seconds = statistics.median(r["queue_seconds"] + r["send_seconds"] for r in runs)
-    floor_seconds = statistics.median(f["seconds"] for f in floors)
-    sent = runs[-1]["sent"]
+    # Per message, so that a run stopped by the time budget compares with its floor (sent
+    # the same number of messages).
+    send_per_message = statistics.median(r["send_seconds"] / r["sent"] for r in runs)
+    floor_per_message = statistics.median(f["seconds"] / f["count"] for f in floors)
     return {
         "customers": customers,
         "database": connection.vendor,
@@ -259,12 +332,10 @@ def bench_send(*, customers: int, repeats: int, seed: int, log: Callable[[str], 
         "request": request,
         "runs": runs,
         "floors": floors,
-        "product_seconds": product_seconds,
-        "product_per_second": sent / product_seconds,
-        "send_only_per_second": sent / statistics.median(r["send_seconds"] for r in runs),
-        "floor_seconds": floor_seconds,
-        "floor_per_second": floors[-1]["count"] / floor_seconds,
-        "ratio": product_seconds / floor_seconds,
+        "queue_seconds": statistics.median(r["queue_seconds"] for r in runs),
+        "send_per_second": 1 / send_per_message,
+        "floor_per_second": 1 / floor_per_message,
+        "ratio": send_per_message / floor_per_message,
         "peak_rss_mib": statistics.median(r["peak_rss_kb"] for r in runs) / 1024,
         "batch": settings.EMAIL_SEND_BATCH,
     }
