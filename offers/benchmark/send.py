@@ -326,6 +326,7 @@ def bench_send(
     send_per_message = statistics.median(r["send_seconds"] / r["sent"] for r in runs)
     floor_per_message = statistics.median(f["seconds"] / f["count"] for f in floors)
     return {
+        "load": os.getloadavg()[0],
         "customers": customers,
         "database": connection.vendor,
         "repeats": repeats,

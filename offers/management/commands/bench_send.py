@@ -2,6 +2,7 @@
 path, against smtplib's floor (see README, "Benchmarks")."""
 
 import json
+import os
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -56,7 +57,8 @@ class Command(BaseCommand):
         out(
             f"Offer e-mail to one segment of {r['customers']:,} eligible customers "
             f"({r['database']}; {r['repeats']} run(s), medians; SMTP server: aiosmtpd in its "
-            f"own process; EMAIL_SEND_BATCH {r['batch']}, mean message {run['mean_bytes']:,.0f} B)"
+            f"own process; EMAIL_SEND_BATCH {r['batch']}, mean message {run['mean_bytes']:,.0f} B; "
+            f"load average {r['load']:.1f} on {os.cpu_count()} cores)"
         )
         out(
             f"  owner's request  send page (lists recipients) {request['get_seconds']:.2f} s; "
