@@ -36,6 +36,7 @@ BENCH_ARGS ?= --cold-cache
 bench: install
 	$(BIN)/python manage.py bench $(BENCH_ARGS)
 	$(BIN)/python manage.py bench_api
+	$(BIN)/python manage.py bench_send
 
 # Installs Chromium for the browser tests when it is missing: with apt-get as root,
 # otherwise stops at once with the command to run.

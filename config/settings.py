@@ -279,9 +279,6 @@ IMPORT_MAX_DECOMPRESSED_MB = env_int("IMPORT_MAX_DECOMPRESSED_MB", 250, low=1)
 IMPORT_ABANDONED_HOURS = env_int("IMPORT_ABANDONED_HOURS", 24, low=1)
 IMPORT_STALE_SECONDS = env_int("IMPORT_STALE_SECONDS", 10 * 60, low=60)
 
-# Presenting an offer to a segment bigger than this runs as a background task.
-OFFER_PRESENT_INLINE_MAX = env_int("OFFER_PRESENT_INLINE_MAX", 5000, low=0)
-
 # E-mail. EMAIL_URL (smtp://user:pass@host:port, ?tls or ?ssl) or the EMAIL_HOST, EMAIL_PORT,
 # EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS variables; with neither, development
 # prints messages on the console (`make run` shows them) and production uses Django's default
@@ -315,6 +312,16 @@ EMAIL_SEND_RATE = env_float("EMAIL_SEND_RATE", 10.0, low=0.01, high=10_000.0)
 EMAIL_SEND_BATCH = env_int("EMAIL_SEND_BATCH", 100, low=1)
 OFFER_LINK_MAX_AGE_DAYS = env_int("OFFER_LINK_MAX_AGE_DAYS", 30, low=1)
 EMAIL_SENDING_STALE_MINUTES = env_int("EMAIL_SENDING_STALE_MINUTES", 15, low=1)
+# Bounces (offers.bounces): the address bounce reports come back to, e.g.
+# bounces@shop.example.com (each message is sent from bounces+<its own tag>@...; the mail
+# server must deliver that address's "+" variants to one mailbox); unset, reports are matched
+# by Message-ID. EMAIL_BOUNCE_MAILDIR: a Maildir the worker reads them from every 15 minutes
+# (unset: run `manage.py bounces_process` yourself).
+EMAIL_BOUNCE_ADDRESS = env_str("EMAIL_BOUNCE_ADDRESS")
+EMAIL_BOUNCE_MAILDIR = env_str("EMAIL_BOUNCE_MAILDIR")
+# Requests per client address per 10 minutes to the public pages behind offer e-mails (the
+# offer link, the unsubscribe link); beyond it they answer 429.
+PUBLIC_LINK_RATE_PER_IP = (env_int("PUBLIC_LINK_RATE_PER_IP", 60, low=1), 600)
 
 # REST API (api/): tokens or a staff session; requests per token (or per staff user) and
 # period; webhook secrets (an endpoint whose secret is unset answers 503).

@@ -26,6 +26,7 @@ from crm.cache import pages_cache_changed
 from crm.models import Customer
 from crm.selectors import business_get
 from offers import tasks
+from offers.bounces import bounce_address
 from offers.links import offer_url, unsubscribe_url
 from offers.messages import Message, first_name_of, message_render
 from offers.models import Delivery, Offer, OfferResponse
@@ -73,22 +74,31 @@ def offer_message(*, offer: Offer, customer: Customer) -> Message:
     )
 
 
-def offer_email(*, offer: Offer, customer: Customer, to: str | None = None) -> EmailMessage:
+def offer_email(
+    *, offer: Offer, customer: Customer, to: str | None = None, delivery_id: int | None = None
+) -> EmailMessage:
     """The e-mail for one customer, with RFC 8058 one-click unsubscribe headers and its own
-    Message-ID (kept on the delivery). ``to`` overrides the address (the owner's test)."""
+    Message-ID (kept on the delivery). ``to`` overrides the address (the owner's test). With
+    ``delivery_id``, the envelope sender is that delivery's bounce address when one is
+    configured (offers.bounces), so a later bounce finds its delivery."""
     message = offer_message(offer=offer, customer=customer)
     unsubscribe = unsubscribe_url(customer_id=customer.pk, offer_id=offer.pk)
     domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or None
+    headers = {
+        "Message-ID": make_msgid(domain=domain),
+        "List-Unsubscribe": f"<{unsubscribe}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    envelope_sender = delivery_id is not None and bounce_address(delivery_id=delivery_id)
+    if envelope_sender:
+        # Django sends from ``from_email`` and writes the From header from headers["From"].
+        headers["From"] = settings.DEFAULT_FROM_EMAIL
     return EmailMessage(
         subject=message.subject,
         body=message.body,
-        from_email=settings.DEFAULT_FROM_EMAIL,
+        from_email=envelope_sender or settings.DEFAULT_FROM_EMAIL,
         to=[to or customer.email],
-        headers={
-            "Message-ID": make_msgid(domain=domain),
-            "List-Unsubscribe": f"<{unsubscribe}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
+        headers=headers,
     )
 
 
@@ -108,11 +118,16 @@ def offer_test_send(*, offer: Offer, customer: Customer, to: str) -> str:
 
 def customers_marketable() -> QuerySet[Customer]:
     """Customers who may receive marketing e-mail: active, consenting, not unsubscribed, with
-    an address. The one home of that rule."""
+    an address that never bounced for good. The one home of that rule."""
     return (
         Customer.objects.active()
         .filter(marketing_consent=True, unsubscribed_at__isnull=True)
         .exclude(email="")
+        .exclude(
+            Exists(
+                Delivery.objects.filter(customer_id=OuterRef("pk")).bounced_to(OuterRef("email"))
+            )
+        )
     )
 
 
@@ -164,14 +179,9 @@ class Queued:
     held_out: int
 
 
-def offer_email_queue(*, offer: Offer, segment: Segment, now: datetime | None = None) -> Queued:
-    """Queue the offer's e-mail for the segment's eligible customers and start sending.
-
-    Side effects, in one transaction: a Delivery row (queued) per recipient, an OfferResponse
-    HOLDOUT row per customer of the control group (measured as before), the pages' cached
-    figures invalidated; after commit, the sending task enqueued. Raises ValidationError when
-    the offer is not open, does not target the segment or its channel is not e-mail.
-    """
+def offer_email_check(*, offer: Offer, segment: Segment, now: datetime | None = None) -> None:
+    """Raise ValidationError unless the offer may be e-mailed to the segment now: open, made
+    by e-mail, targeting the segment. Reads only."""
     now = now or timezone.now()
     if not offer.is_open_on(timezone.localdate(now)):
         raise ValidationError(f"“{offer}” is inactive or outside its dates: it cannot be sent.")
@@ -179,6 +189,30 @@ def offer_email_queue(*, offer: Offer, segment: Segment, now: datetime | None = 
         raise ValidationError(f"“{offer}” is made by {offer.get_channel_display()}, not e-mail.")
     if not Offer.objects.filter(pk=offer.pk).targeting([segment.pk]).exists():
         raise ValidationError(f"“{offer}” does not target the segment “{segment}”.")
+
+
+def offer_email_start(*, offer: Offer, segment: Segment) -> None:
+    """The owner's "send": check, then hand the whole send to the worker.
+
+    Side effect: after commit, the task that queues the recipients (offer_email_queue)
+    enqueued. Nothing else: reading a large segment and writing a delivery per customer take
+    seconds, too long for a web request. Raises ValidationError as offer_email_check does.
+    """
+    offer_email_check(offer=offer, segment=segment)
+    tasks.offer_email_queue.delay_on_commit(offer.pk, segment.pk)
+
+
+def offer_email_queue(*, offer: Offer, segment: Segment, now: datetime | None = None) -> Queued:
+    """Queue the offer's e-mail for the segment's eligible customers and start sending (the
+    worker's part of offer_email_start; idempotent, so a retried task adds nobody twice).
+
+    Side effects, in one transaction: a Delivery row (queued) per recipient, an OfferResponse
+    HOLDOUT row per customer of the control group (measured as before), the pages' cached
+    figures invalidated; after commit, the sending task enqueued. Raises ValidationError when
+    the offer is not open, does not target the segment or its channel is not e-mail.
+    """
+    now = now or timezone.now()
+    offer_email_check(offer=offer, segment=segment, now=now)
     audience = offer_email_audience(offer=offer, segment=segment)
     with transaction.atomic():
         held = offer_present(offer=offer, segment=segment, customers=audience.held_out, now=now)
@@ -206,23 +240,31 @@ def deliveries_give_up_stale(*, now: datetime | None = None) -> int:
 
 
 def delivery_claim_next(*, offer_id: int) -> Delivery | None:
-    """Claim the next queued delivery of the offer (queued -> sending, committed at once), or
-    None when none is left. A conditional UPDATE, so two workers never claim the same row."""
+    """Claim the next queued delivery of the offer (queued -> sending), or None when none is
+    left. A conditional UPDATE, so two workers never claim the same row; committed at once,
+    or with the caller's transaction when there is one (the previous message's "sent" mark:
+    one commit a message). Returns the row with its ids and status only."""
     while True:
-        pk = (
+        row = (
             Delivery.objects.filter(offer_id=offer_id, status=Delivery.Status.QUEUED)
             .order_by("pk")
-            .values_list("pk", flat=True)
+            .values_list("pk", "customer_id", "segment_id")
             .first()
         )
-        if pk is None:
+        if row is None:
             return None
-        with transaction.atomic():
-            won = Delivery.objects.filter(pk=pk, status=Delivery.Status.QUEUED).update(
-                status=Delivery.Status.SENDING, claimed_at=timezone.now()
-            )
+        pk, customer_id, segment_id = row
+        won = Delivery.objects.filter(pk=pk, status=Delivery.Status.QUEUED).update(
+            status=Delivery.Status.SENDING, claimed_at=timezone.now()
+        )
         if won:
-            return Delivery.objects.select_related("offer", "customer").get(pk=pk)
+            return Delivery(
+                pk=pk,
+                offer_id=offer_id,
+                customer_id=customer_id,
+                segment_id=segment_id,
+                status=Delivery.Status.SENDING,
+            )
 
 
 def _delivery_mark(delivery: Delivery, *, status: str, error: str = "", **fields) -> None:
@@ -249,10 +291,12 @@ def offer_deliveries_send(
     """Send up to ``limit`` queued deliveries of the offer, at most ``rate`` a second.
 
     Side effects per message: the delivery claimed, the e-mail sent over one SMTP
-    connection, then in one transaction the delivery marked sent (time, Message-ID) and an
-    OfferResponse PRESENTED recorded (kept when the customer already has one). A customer
-    who lost consent or unsubscribed since queueing is marked failed, not sent. A refused
-    recipient is marked bounced; any other SMTP or network error marks that delivery failed
+    connection, then in one transaction the delivery marked sent (time, Message-ID, address),
+    an OfferResponse PRESENTED recorded (kept when the customer already has one) and the next
+    delivery claimed. A
+    customer who lost consent, unsubscribed or whose address bounced since queueing is marked
+    failed, not sent. A recipient refused for good (5xx) is marked bounced, for now (4xx)
+    failed; any other SMTP or network error marks that delivery failed
     (not retried: it may have gone out) and is raised, so the task retries the rest later;
     so is a server that cannot be reached, before anything is claimed.
     Stale "sending" rows are given up first (deliveries_give_up_stale).
@@ -267,31 +311,49 @@ def offer_deliveries_send(
     # Opened before anything is claimed: a server that cannot be reached raises here and
     # leaves every message queued for the task's retry.
     connection.open()
+    offer = Offer.objects.get(pk=offer_id)
+    handled = 0
+
+    def claim_next() -> Delivery | None:
+        return delivery_claim_next(offer_id=offer_id) if handled < limit else None
+
     try:
-        for _ in range(limit):
-            delivery = delivery_claim_next(offer_id=offer_id)
-            if delivery is None:
-                break
-            customer = delivery.customer
-            if not customers_marketable().filter(pk=customer.pk).exists():
+        delivery = claim_next()
+        while delivery is not None:
+            handled += 1
+            customer = customers_marketable().filter(pk=delivery.customer_id).first()
+            if customer is None:
                 _delivery_mark(
                     delivery,
                     status=Delivery.Status.FAILED,
-                    error="Not sent: no consent, unsubscribed, archived or no address.",
+                    error="Not sent: no consent, unsubscribed, archived, no address or an "
+                    "address that bounced.",
                 )
                 counts.failed += 1
+                delivery = claim_next()
                 continue
             wait = next_at - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             next_at = max(next_at, time.monotonic()) + interval
-            email = offer_email(offer=delivery.offer, customer=customer)
+            email = offer_email(offer=offer, customer=customer, delivery_id=delivery.pk)
             email.connection = connection
             try:
                 email.send()
             except smtplib.SMTPRecipientsRefused as error:
-                _delivery_mark(delivery, status=Delivery.Status.BOUNCED, error=str(error))
-                counts.bounced += 1
+                # 5xx: the address does not exist (bounced, never written to again); 4xx: a
+                # passing refusal, failed this time only.
+                codes = [code for code, _ in error.recipients.values()]
+                hard = bool(codes) and all(code >= 500 for code in codes)
+                _delivery_mark(
+                    delivery,
+                    status=Delivery.Status.BOUNCED if hard else Delivery.Status.FAILED,
+                    error=str(error),
+                    email=customer.email,
+                )
+                counts.bounced += hard
+                counts.failed += not hard
+                delivery = claim_next()
                 continue
             except (smtplib.SMTPException, OSError) as error:
                 _delivery_mark(delivery, status=Delivery.Status.FAILED, error=repr(error))
@@ -304,16 +366,23 @@ def offer_deliveries_send(
                     status=Delivery.Status.SENT,
                     sent_at=sent_at,
                     message_id=email.extra_headers["Message-ID"],
+                    email=customer.email,
                 )
-                OfferResponse.objects.get_or_create(
-                    offer_id=offer_id,
-                    customer=customer,
-                    defaults={
-                        "segment_id": delivery.segment_id,
-                        "outcome": OfferResponse.Outcome.PRESENTED,
-                        "presented_at": sent_at,
-                    },
+                OfferResponse.objects.bulk_create(
+                    [
+                        OfferResponse(
+                            offer_id=offer_id,
+                            customer=customer,
+                            segment_id=delivery.segment_id,
+                            outcome=OfferResponse.Outcome.PRESENTED,
+                            presented_at=sent_at,
+                        )
+                    ],
+                    ignore_conflicts=True,  # an answer recorded before is kept
                 )
+                # The next claim commits with this mark: one commit per message, and still
+                # never more than one row "sending" at a time.
+                delivery = claim_next()
             counts.sent += 1
     finally:
         connection.close()

@@ -70,3 +70,15 @@ def offer_delivery_counts(*, offer: Offer) -> dict[str, int]:
     rows = Delivery.objects.filter(offer=offer).values("status").annotate(n=Count("pk"))
     counts.update({row["status"]: row["n"] for row in rows.order_by()})
     return counts
+
+
+def customer_email_bounce(*, customer) -> Delivery | None:
+    """The bounce that stops offer e-mails to the customer's current address, or None."""
+    if not customer.email:
+        return None
+    return (
+        Delivery.objects.filter(customer=customer)
+        .bounced_to(customer.email)
+        .order_by("-pk")
+        .first()
+    )

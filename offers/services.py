@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 import numpy as np
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet, Sum
@@ -18,11 +17,9 @@ from crm.cache import pages_cache_changed
 from crm.models import Customer
 from crm.money import money_text
 from crm.selectors import business_get
-from offers import tasks
 from offers.messages import MessageTemplateError, template_fields
 from offers.models import TREATED_OUTCOMES, Offer, OfferResponse
 from offers.selectors import Acceptance, acceptance_by_segment_offer
-from segmentation.models import Segment
 from segmentation.selectors import customer_membership
 
 _BATCH = 2000
@@ -201,31 +198,6 @@ def offer_present(
         if counts["presented"] or counts["held_out"]:
             pages_cache_changed()
     return Presentation(**counts)
-
-
-@dataclass(frozen=True)
-class SegmentPresentation:
-    """What offer_present_or_queue did: presented now (``done``) or queued for the worker."""
-
-    offer: Offer
-    segment: Segment
-    queued: bool
-    done: Presentation | None = None
-
-
-def offer_present_or_queue(*, offer: Offer, segment: Segment) -> SegmentPresentation:
-    """Present an offer to a segment: at once when the segment is small, else in the background.
-
-    Segments over ``settings.OFFER_PRESENT_INLINE_MAX`` customers are queued for the worker
-    (after commit), since tens of thousands of rows take too long for a web request. Side
-    effects: those of ``offer_present`` now, or one Celery task enqueued. Raises
-    ValidationError as ``offer_present`` does, when presenting now.
-    """
-    if segment.size > settings.OFFER_PRESENT_INLINE_MAX:
-        tasks.offer_present_to_segment.delay_on_commit(offer.pk, segment.pk)
-        return SegmentPresentation(offer=offer, segment=segment, queued=True)
-    done = offer_present(offer=offer, segment=segment)
-    return SegmentPresentation(offer=offer, segment=segment, queued=False, done=done)
 
 
 def _insert(

@@ -1,5 +1,7 @@
 """Celery entry points of the offers app."""
 
+from pathlib import Path
+
 from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
@@ -9,15 +11,15 @@ from segmentation.models import Segment
 
 
 @shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
-def offer_present_to_segment(offer_id: int, segment_id: int) -> dict:
-    """Present an offer to a large segment outside the web request (idempotent: retry-safe)."""
-    # Imported on use: offers.services imports this module to enqueue.
-    from offers import services
+def offer_email_queue(offer_id: int, segment_id: int) -> dict:
+    """Write the deliveries of an offer e-mail to a segment, then start sending (idempotent)."""
+    # Imported on use: offers.mailing imports this module to enqueue.
+    from offers import mailing
 
-    done = services.offer_present(
+    queued = mailing.offer_email_queue(
         offer=Offer.objects.get(pk=offer_id), segment=Segment.objects.get(pk=segment_id)
     )
-    return {"presented": done.presented, "held_out": done.held_out, "already": done.already}
+    return {"queued": queued.queued, "held_out": queued.held_out}
 
 
 @shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=60, max_retries=10)
@@ -36,3 +38,16 @@ def offer_email_send(offer_id: int) -> dict:
     if counts.remaining:
         offer_email_send.delay(offer_id)
     return {"sent": counts.sent, "failed": counts.failed, "bounced": counts.bounced}
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
+def bounces_process_maildir() -> dict:
+    """Read the bounce reports arrived in EMAIL_BOUNCE_MAILDIR (beat; nothing when unset)."""
+    # Imported on use, as above.
+    from offers import bounces
+
+    if not settings.EMAIL_BOUNCE_MAILDIR:
+        return {}
+    return dict(
+        bounces.bounces_process(bounces.mailbox_messages(Path(settings.EMAIL_BOUNCE_MAILDIR)))
+    )

@@ -83,14 +83,14 @@ def offer_email_send(request, pk: int, segment_pk: int):
     segment = get_object_or_404(Segment, pk=segment_pk)
     if request.method == "POST":
         try:
-            queued = mailing.offer_email_queue(offer=offer, segment=segment)
+            mailing.offer_email_start(offer=offer, segment=segment)
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
         else:
             messages.success(
                 request,
-                f"“{offer}” is being sent to {queued.queued:,} customers of {segment}; "
-                f"{queued.held_out:,} kept aside as the control group.",
+                f"“{offer}” is being sent to the customers of {segment} who may receive it, "
+                "the control group kept aside. The counts below grow as messages go out.",
             )
             return redirect(offer.get_absolute_url())
     audience = mailing.offer_email_audience(offer=offer, segment=segment)

@@ -397,6 +397,7 @@ def _customer_page(
             "response_counts": page.response_counts,
             "ranked": page.ranked,
             "ranking_method": offer_services.RANKING_METHOD,
+            "email_bounce": offer_selectors.customer_email_bounce(customer=customer),
             "feedback_form": feedback_form or FeedbackForm(),
             "edit_form": edit_form
             or CustomerForm(instance=customer, with_tags=False, sensitive=_sees_sensitive(request)),

@@ -35,10 +35,15 @@ def test_an_offer_goes_out_by_email_and_comes_back_accepted(
     page, browser, live_server, owner, smtp, monkeypatch
 ):
     shop = shop_create(customers=20)
-    # The send runs at once in the web process here; a real worker runs it in
+    # The queueing and the send run at once in the web process here; a real worker runs it in
     # tests/offers/test_email_worker.py.
     monkeypatch.setattr(
         tasks.offer_email_send, "delay", lambda offer_id: tasks.offer_email_send.apply((offer_id,))
+    )
+    monkeypatch.setattr(
+        tasks.offer_email_queue,
+        "delay",
+        lambda offer_id, segment_id: tasks.offer_email_queue.apply((offer_id, segment_id)),
     )
     _log_in(page, live_server)
 

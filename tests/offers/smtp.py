@@ -17,6 +17,7 @@ class Received:
     the server for each one, after it is stored and before the client hears "250 OK"."""
 
     messages: list[EmailMessage] = field(default_factory=list)
+    envelope_senders: list[str] = field(default_factory=list)  # MAIL FROM, one per message
     on_message: Callable[[EmailMessage], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -24,6 +25,7 @@ class Received:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
             self.messages.append(message)
+            self.envelope_senders.append(envelope.mail_from)
         if self.on_message is not None:
             self.on_message(message)
         return "250 OK"

@@ -6,10 +6,14 @@ import io
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from crm.selectors import business_get
 from offers.models import Delivery, Offer, OfferResponse
 from offers.services import holdout_draw
+from offers.tasks import offer_email_queue
 from tests.factories import CustomerFactory, OfferFactory, SegmentFactory
 
 pytestmark = pytest.mark.django_db
@@ -67,10 +71,44 @@ def test_the_send_page_lists_the_recipients_and_confirming_queues_them(
     assert f'data-recipients="{len(recipients)}"' in html
     assert "Not Asked" not in html
 
-    with django_capture_on_commit_callbacks(execute=False):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = staff_client.post(url)
     assert response.status_code == 302
+    # The request only enqueues: the worker writes the deliveries.
+    assert not Delivery.objects.exists() and not OfferResponse.objects.exists()
+    [enqueue] = callbacks
+    assert enqueue.func.__self__.name == "offers.tasks.offer_email_queue"
+    assert enqueue.args == (offer.pk, segment.pk)
+
+    offer_email_queue.apply(enqueue.args)
     assert set(Delivery.objects.values_list("customer_id", flat=True)) == {c.pk for c in recipients}
+
+
+def test_confirming_a_send_to_a_large_segment_does_the_same_few_queries_as_to_a_small_one(
+    staff_client, offer, segment, django_capture_on_commit_callbacks
+):
+    url = reverse("offers:offer_email_send", args=[offer.pk, segment.pk])
+    CustomerFactory.create_batch(3, segment=segment)
+    business_get()  # the business settings are cached for every request after the first
+    with CaptureQueriesContext(connection) as small, django_capture_on_commit_callbacks():
+        staff_client.post(url)
+    CustomerFactory.create_batch(150, segment=segment)
+    with CaptureQueriesContext(connection) as large, django_capture_on_commit_callbacks():
+        staff_client.post(url)
+    assert len(large) == len(small)
+    assert not Delivery.objects.exists()
+
+
+def test_confirming_a_send_of_a_closed_offer_says_why_and_enqueues_nothing(
+    staff_client, offer, segment, django_capture_on_commit_callbacks
+):
+    offer.is_active = False
+    offer.save()
+    url = reverse("offers:offer_email_send", args=[offer.pk, segment.pk])
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = staff_client.post(url, follow=True)
+    assert callbacks == []
+    assert "cannot be sent" in response.content.decode()
 
 
 def test_the_recipients_csv_has_the_eligible_customers_without_the_control_group(

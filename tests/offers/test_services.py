@@ -15,7 +15,6 @@ from offers.services import (
     OfferEvidence,
     holdout_draw,
     offer_present,
-    offer_present_or_queue,
     offer_response_record,
     offer_save,
     offers_ranked,
@@ -358,38 +357,3 @@ def test_an_offer_with_no_target_can_be_presented_to_any_segment():
     done = offer_present(offer=offer, segment=segment)
 
     assert done.presented == 5
-
-
-def test_presenting_to_a_small_segment_happens_at_once_and_says_what_it_did(settings):
-    settings.OFFER_PRESENT_INLINE_MAX = 10
-    segment, _ = _segment_with_customers(4)
-    segment.size = 4
-    offer = OfferFactory(holdout_share=Decimal("0"))
-    offer.segments.add(segment)
-
-    outcome = offer_present_or_queue(offer=offer, segment=segment)
-
-    assert not outcome.queued
-    assert outcome.done.presented == 4
-    assert OfferResponse.objects.filter(offer=offer).count() == 4
-
-
-def test_presenting_to_a_large_segment_is_queued_after_commit_and_writes_nothing_now(
-    settings, monkeypatch, django_capture_on_commit_callbacks
-):
-    from offers import tasks
-
-    settings.OFFER_PRESENT_INLINE_MAX = 3
-    segment, _ = _segment_with_customers(4)
-    segment.size = 4
-    offer = OfferFactory()
-    offer.segments.add(segment)
-    queued = []
-    monkeypatch.setattr(tasks.offer_present_to_segment, "delay", lambda *a: queued.append(a))
-
-    with django_capture_on_commit_callbacks(execute=True):
-        outcome = offer_present_or_queue(offer=offer, segment=segment)
-
-    assert outcome.queued and outcome.done is None
-    assert queued == [(offer.pk, segment.pk)]
-    assert not OfferResponse.objects.exists()
