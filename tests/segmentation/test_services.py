@@ -11,7 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from crm.models import Customer, Purchase
-from segmentation import services
+from segmentation import explain, services
 from segmentation.models import (
     Membership,
     Segment,
@@ -504,3 +504,25 @@ def test_a_database_restart_during_a_run_fails_it_and_frees_the_slot(shop, monke
         ).status
         == Status.PENDING
     )
+
+
+def test_a_rerun_words_its_reasons_with_the_last_runs_splits_where_they_still_fit(
+    shop, monkeypatch
+):
+    """A nightly run whose rules barely move keeps yesterday's wording, so it rewrites only
+    the customers whose segment or reason really changes."""
+    first = run_now()
+    recorded = first.params["tree_thresholds"]
+    assert recorded and all(isinstance(v, list) for v in recorded.values())
+    handed = []
+    original = explain.surrogate_explanation
+
+    def spy(*args, **kwargs):
+        handed.append(kwargs.get("previous_thresholds"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(explain, "surrogate_explanation", spy)
+    rerun = run_now()
+
+    assert rerun.status == Status.SUCCEEDED, rerun.error
+    assert handed == [recorded]
