@@ -526,3 +526,44 @@ def test_a_rerun_words_its_reasons_with_the_last_runs_splits_where_they_still_fi
 
     assert rerun.status == Status.SUCCEEDED, rerun.error
     assert handed == [recorded]
+
+
+def table_indexes(model) -> dict[str, tuple]:
+    """The table's indexes by name: their columns and whether they are unique."""
+    with connection.cursor() as cur:
+        found = connection.introspection.get_constraints(cur, model._meta.db_table)
+    return {
+        name: (tuple(info["columns"]), info["unique"])
+        for name, info in found.items()
+        if info["index"]
+    }
+
+
+def test_a_first_run_into_empty_tables_leaves_every_index_and_places_everyone(shop):
+    indexes_before = {m: table_indexes(m) for m in (Membership, SegmentMembershipChange)}
+    assert not Membership.objects.exists()
+
+    run = run_now()
+
+    assert run.status == Status.SUCCEEDED, run.error
+    assert {m: table_indexes(m) for m in indexes_before} == indexes_before
+    assert all(segment_id is not None for segment_id, _ in labels().values())
+    assert SegmentMembershipChange.objects.filter(run=run).count() == Customer.objects.count()
+
+
+def test_a_first_run_that_fails_mid_write_leaves_no_row_and_every_index(shop, monkeypatch):
+    indexes_before = {m: table_indexes(m) for m in (Membership, SegmentMembershipChange)}
+    real_switch = label_write.labels_switch
+
+    def switch_then_crash():
+        assert real_switch() > 0
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(label_write, "labels_switch", switch_then_crash)
+
+    run = run_now()
+
+    assert run.status == Status.FAILED
+    assert not Membership.objects.exists()
+    assert not SegmentMembershipChange.objects.exists()
+    assert {m: table_indexes(m) for m in indexes_before} == indexes_before
