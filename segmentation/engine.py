@@ -172,19 +172,27 @@ def segment_customers(
     previous: list[PreviousSegment],
     config: EngineConfig = EngineConfig(),
     progress: Callable[[str, int], None] | None = None,
+    previous_thresholds: dict[str, list[float]] | None = None,
 ) -> EngineResult:
     """Segment the customers of ``raw`` (RAW_COLUMNS, one row per buying customer).
 
     Raises EngineRejected when the data fails a sanity check (too few customers, a single
     cluster, values that cannot be cleaned) and ValueError for a malformed frame or config.
-    Same input in any row order gives the same result.
+    Same input in any row order gives the same result. ``previous_thresholds`` (the last
+    run's params["tree_thresholds"]) keep the reasons' wording where the rules barely move.
     """
     _check_config(config)
     # One thread: on a 2-core machine shared with the web server and the database, OpenMP
     # and BLAS threads mostly wait on each other (measured 1-10x slower under load), and
     # the other core stays free for the pages.
     with threadpool_limits(limits=ENGINE_THREADS):
-        return _segment_customers(raw, previous=previous, config=config, progress=progress)
+        return _segment_customers(
+            raw,
+            previous=previous,
+            config=config,
+            progress=progress,
+            previous_thresholds=previous_thresholds,
+        )
 
 
 def _segment_customers(
@@ -193,6 +201,7 @@ def _segment_customers(
     previous: list[PreviousSegment],
     config: EngineConfig,
     progress: Callable[[str, int], None] | None,
+    previous_thresholds: dict[str, list[float]] | None = None,
 ) -> EngineResult:
     report = progress or (lambda phase, percent: None)
     timings: dict[str, float] = {}
@@ -343,6 +352,7 @@ def _segment_customers(
         summaries=[explain.short_summary(p.profile_values) for p in profiles],
         seed=config.seed,
         exact_reasons=exact,
+        previous_thresholds=previous_thresholds,
     )
     lap("naming_explanation")
 
@@ -403,6 +413,7 @@ def _segment_customers(
         "model_columns": feats.model_columns,
         "z_clip": features.Z_CLIP,
         "tree_columns": explanation.columns,
+        "tree_thresholds": explanation.thresholds,
         "tree_sample": min(n, explain.TREE_SAMPLE),
         "tree_max_depth": explain.MAX_DEPTH,
         "match_distances": {

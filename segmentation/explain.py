@@ -12,7 +12,7 @@ customers with one array lookup, so a million reasons cost milliseconds.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -64,6 +64,8 @@ class Explanation:
     rules: dict[int, list[str]]  # label -> rules (each one path of the tree, in plain units)
     reasons: np.ndarray  # object array, one sentence per customer
     columns: list[str]  # features the tree could split on
+    # column -> the tree's split values on it (after snapping), for the next run to keep
+    thresholds: dict[str, list[float]] = field(default_factory=dict)
 
 
 # Split thresholds are moved to the nearest of these round values before any rule or
@@ -115,20 +117,50 @@ def finer_threshold(column: str, value: float) -> float:
     return stable_threshold(column, value)
 
 
+# How far the previous run's split on a column may be from today's to be kept instead of
+# today's own round value: a tenth of the value (a week at least, for days).
+PREVIOUS_REACH = 0.1
+PREVIOUS_REACH_DAYS = 7.0
+
+
+def _previous_nearby(column: str, value: float, previous: list[float]) -> list[float]:
+    """The previous run's splits on ``column`` close to ``value``, nearest first."""
+    if not np.isfinite(value):
+        return []
+    reach = abs(value) * PREVIOUS_REACH
+    if column in ("recency_days", "tenure_days"):
+        reach = max(reach, PREVIOUS_REACH_DAYS)
+    near = [float(p) for p in previous if np.isfinite(p) and abs(p - value) <= reach]
+    return sorted(near, key=lambda p: abs(p - value))
+
+
 def _thresholds_snap(
-    tree: DecisionTreeClassifier, columns: list[str], xs: np.ndarray, ys: np.ndarray
+    tree: DecisionTreeClassifier,
+    columns: list[str],
+    xs: np.ndarray,
+    ys: np.ndarray,
+    previous: dict[str, list[float]] | None = None,
 ) -> None:
-    """Move each split to its round value (stable_threshold), else to a finer round value
-    (finer_threshold), whichever first costs no more than SNAP_FIDELITY_COST of the sample's
-    agreement with the segments; root first. A split that neither fits keeps its value."""
+    """Move each split to the previous run's split on that column if one is near (the
+    reasons of customers whose situation is unchanged then read the same, and a nightly
+    run rewrites only the labels that really change), else to its round value
+    (stable_threshold), else to a finer round value (finer_threshold), whichever first costs
+    no more than SNAP_FIDELITY_COST of the sample's agreement with the segments; root first.
+    A split that none fits keeps its value."""
     t = tree.tree_
+    previous = previous or {}
     floor = float(np.mean(tree.predict(xs) == ys)) - SNAP_FIDELITY_COST
     for node in range(t.node_count):
         if t.children_left[node] == t.children_right[node]:
             continue
         before = float(t.threshold[node])
         column = columns[t.feature[node]]
-        for rounded in (stable_threshold(column, before), finer_threshold(column, before)):
+        candidates = (
+            *_previous_nearby(column, before, previous.get(column, [])),
+            stable_threshold(column, before),
+            finer_threshold(column, before),
+        )
+        for rounded in candidates:
             t.threshold[node] = rounded
             if float(np.mean(tree.predict(xs) == ys)) >= floor:
                 break
@@ -299,12 +331,14 @@ def surrogate_explanation(
     summaries: list[str],
     seed: int,
     exact_reasons: np.ndarray | None = None,
+    previous_thresholds: dict[str, list[float]] | None = None,
 ) -> Explanation:
     """Fit the tree, write each segment's rules and each customer's reason.
 
     ``names[label]`` and ``summaries[label]`` (a short profile) phrase the reasons.
     ``exact_reasons``, when given (RFM scoring, whose rules are exact), replaces the
-    tree-based reasons.
+    tree-based reasons. ``previous_thresholds`` (the last run's Explanation.thresholds) are
+    kept where today's splits fall near them.
     """
     k = len(names)
     columns = [c for c in TREE_COLUMNS if c not in OPTIONAL or c in kept]
@@ -312,7 +346,7 @@ def surrogate_explanation(
     sample = stable_sample(customer_ids, TREE_SAMPLE, seed)
     tree, used = _best_tree(x[sample], labels[sample], seed)
     columns = [columns[j] for j in used]
-    _thresholds_snap(tree, columns, x[sample][:, used], labels[sample])
+    _thresholds_snap(tree, columns, x[sample][:, used], labels[sample], previous_thresholds)
     x = x[:, used]
     xs, ys = x[sample], labels[sample]
     has_nan = {c for j, c in enumerate(columns) if np.isnan(xs[:, j]).any()}
@@ -368,7 +402,23 @@ def surrogate_explanation(
 
     if exact_reasons is not None:
         reasons = exact_reasons
-    return Explanation(fidelity=fidelity, rules=rules, reasons=reasons, columns=columns)
+    return Explanation(
+        fidelity=fidelity,
+        rules=rules,
+        reasons=reasons,
+        columns=columns,
+        thresholds=_tree_thresholds(tree, columns),
+    )
+
+
+def _tree_thresholds(tree: DecisionTreeClassifier, columns: list[str]) -> dict[str, list[float]]:
+    t = tree.tree_
+    out: dict[str, list[float]] = {}
+    for node in range(t.node_count):
+        value = float(t.threshold[node])
+        if t.children_left[node] != t.children_right[node] and np.isfinite(value):
+            out.setdefault(columns[t.feature[node]], []).append(value)
+    return {column: sorted(set(values)) for column, values in out.items()}
 
 
 def short_summary(values: dict[str, float]) -> str:

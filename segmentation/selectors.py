@@ -333,6 +333,19 @@ def pinned_segments() -> dict[int, int | None]:
     return dict(pinned.values_list("customer_id", "segment_id"))
 
 
+def previous_tree_thresholds() -> dict[str, list[float]]:
+    """The split values of the last succeeded run's reason tree, per column (none before)."""
+    last = SegmentationRun.objects.succeeded().order_by("-finished_at", "-id").first()
+    thresholds = (last.params or {}).get("tree_thresholds") if last else None
+    if not isinstance(thresholds, dict):
+        return {}
+    return {
+        str(column): [float(v) for v in values]
+        for column, values in thresholds.items()
+        if isinstance(values, list)
+    }
+
+
 def previous_segments() -> list:
     """The active clustered segments as the engine's PreviousSegment, for stable identities."""
     out = []

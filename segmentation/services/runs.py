@@ -354,6 +354,7 @@ def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> R
     counts = selectors.customer_counts()
     pins = selectors.pinned_segments()
     previous = selectors.previous_segments()
+    previous_thresholds = selectors.previous_tree_thresholds()
     config = _engine_config()
     SegmentationRun.objects.filter(pk=run.pk).update(
         n_customers=counts.total,
@@ -368,7 +369,11 @@ def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> R
             "No profiled customer has bought anything yet: there is nothing to cluster."
         )
     result = _engine().segment_customers(
-        raw[selectors.FEATURE_COLUMNS], previous=previous, config=config, progress=reporter.engine
+        raw[selectors.FEATURE_COLUMNS],
+        previous=previous,
+        config=config,
+        progress=reporter.engine,
+        previous_thresholds=previous_thresholds,
     )
     timings.update({k: float(v) for k, v in result.timings.items()})
     _result_check(raw, result)

@@ -205,3 +205,58 @@ def test_a_split_that_moves_a_little_overnight_keeps_its_finer_round_value(
     column, today, tomorrow, said
 ):
     assert finer_threshold(column, today) == finer_threshold(column, tomorrow) == said
+
+
+def spend_split_frame() -> tuple[pd.DataFrame, np.ndarray]:
+    """Customers split by total spend, with no one spending between 38 and 52."""
+    frame = plain_frame(n=600, seed=3)
+    spend = frame["monetary_total"].to_numpy()
+    spend = np.where((spend > 38) & (spend <= 45), 38.0, spend)
+    spend = np.where((spend > 45) & (spend < 52), 52.0, spend)
+    frame["monetary_total"] = spend
+    return frame, (spend > 45).astype(int)
+
+
+def test_a_rerun_keeps_the_previous_runs_split_when_todays_falls_near_it():
+    frame, labels = spend_split_frame()
+    k = 2
+    common = {
+        "customer_ids": np.arange(len(frame), dtype=np.int64),
+        "kept": [],
+        "names": [f"Group {i}" for i in range(k)],
+        "summaries": [f"summary {i}" for i in range(k)],
+        "seed": 1,
+    }
+
+    first = surrogate_explanation(frame, labels, **common)
+    kept = surrogate_explanation(
+        frame, labels, previous_thresholds={"monetary_total": [42.0]}, **common
+    )
+    too_far = surrogate_explanation(
+        frame, labels, previous_thresholds={"monetary_total": [30.0]}, **common
+    )
+
+    assert first.rules[1] == ["total spend > 50"]
+    assert first.thresholds == {"monetary_total": [50.0]}
+    assert kept.rules[1] == ["total spend > 42"]  # yesterday's wording, still exact here
+    assert kept.reasons[int(np.flatnonzero(labels == 1)[0])] == "Because total spend > 42."
+    assert kept.fidelity == first.fidelity == 1.0
+    assert too_far.rules == first.rules
+
+
+def test_a_previous_split_that_would_misplace_customers_is_not_kept():
+    frame, labels = spend_split_frame()
+    frame.loc[frame.index[:20], "monetary_total"] = 40.0  # customers between 38 and 42 now
+    labels[:20] = 1
+    result = surrogate_explanation(
+        frame,
+        labels,
+        customer_ids=np.arange(len(frame), dtype=np.int64),
+        kept=[],
+        names=["Group 0", "Group 1"],
+        summaries=["summary 0", "summary 1"],
+        seed=1,
+        previous_thresholds={"monetary_total": [42.0]},
+    )
+
+    assert result.rules[1] != ["total spend > 42"]

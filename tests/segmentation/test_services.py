@@ -11,7 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from crm.models import Customer, Purchase
-from segmentation import services
+from segmentation import explain, services
 from segmentation.models import (
     Membership,
     Segment,
@@ -504,3 +504,66 @@ def test_a_database_restart_during_a_run_fails_it_and_frees_the_slot(shop, monke
         ).status
         == Status.PENDING
     )
+
+
+def test_a_rerun_words_its_reasons_with_the_last_runs_splits_where_they_still_fit(
+    shop, monkeypatch
+):
+    """A nightly run whose rules barely move keeps yesterday's wording, so it rewrites only
+    the customers whose segment or reason really changes."""
+    first = run_now()
+    recorded = first.params["tree_thresholds"]
+    assert recorded and all(isinstance(v, list) for v in recorded.values())
+    handed = []
+    original = explain.surrogate_explanation
+
+    def spy(*args, **kwargs):
+        handed.append(kwargs.get("previous_thresholds"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(explain, "surrogate_explanation", spy)
+    rerun = run_now()
+
+    assert rerun.status == Status.SUCCEEDED, rerun.error
+    assert handed == [recorded]
+
+
+def table_indexes(model) -> dict[str, tuple]:
+    """The table's indexes by name: their columns and whether they are unique."""
+    with connection.cursor() as cur:
+        found = connection.introspection.get_constraints(cur, model._meta.db_table)
+    return {
+        name: (tuple(info["columns"]), info["unique"])
+        for name, info in found.items()
+        if info["index"]
+    }
+
+
+def test_a_first_run_into_empty_tables_leaves_every_index_and_places_everyone(shop):
+    indexes_before = {m: table_indexes(m) for m in (Membership, SegmentMembershipChange)}
+    assert not Membership.objects.exists()
+
+    run = run_now()
+
+    assert run.status == Status.SUCCEEDED, run.error
+    assert {m: table_indexes(m) for m in indexes_before} == indexes_before
+    assert all(segment_id is not None for segment_id, _ in labels().values())
+    assert SegmentMembershipChange.objects.filter(run=run).count() == Customer.objects.count()
+
+
+def test_a_first_run_that_fails_mid_write_leaves_no_row_and_every_index(shop, monkeypatch):
+    indexes_before = {m: table_indexes(m) for m in (Membership, SegmentMembershipChange)}
+    real_switch = label_write.labels_switch
+
+    def switch_then_crash():
+        assert real_switch() > 0
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(label_write, "labels_switch", switch_then_crash)
+
+    run = run_now()
+
+    assert run.status == Status.FAILED
+    assert not Membership.objects.exists()
+    assert not SegmentMembershipChange.objects.exists()
+    assert {m: table_indexes(m) for m in indexes_before} == indexes_before
