@@ -19,6 +19,9 @@ from crm.search import SEARCHED_FIELDS
 from crm.signals import CUSTOMERS_ALL, customer_stats_refreshed
 
 _ID_BATCH = 500
+# Ids per statement of the statistics refresh (SQLite allows 32,766 parameters; PostgreSQL
+# takes them as one array).
+_STATS_BATCH = 10_000
 
 
 def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
@@ -38,10 +41,10 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
         return updated
     ids = sorted(set(customer_ids))
     updated = 0
+    for start in range(0, len(ids), _STATS_BATCH):
+        updated += _customer_stats_refresh_batch(ids[start : start + _STATS_BATCH])
     for start in range(0, len(ids), _ID_BATCH):
-        batch = ids[start : start + _ID_BATCH]
-        updated += _customer_stats_refresh_batch(batch)
-        customer_stats_refreshed.send(sender=Customer, customer_ids=batch)
+        customer_stats_refreshed.send(sender=Customer, customer_ids=ids[start : start + _ID_BATCH])
     pages_cache_changed()
     return updated
 
@@ -79,14 +82,17 @@ _STATS_REFRESH_BATCH_SQL = _STATS_REFRESH_ALL_SQL.replace(
 
 
 def _customer_stats_refresh_batch(ids: list[int]) -> int:
-    marks = ", ".join(["%s"] * len(ids))
+    if connection.vendor == "postgresql":  # one array parameter, however many ids
+        wanted, params = "= ANY(%s)", [ids, ids]
+    else:
+        wanted, params = f"IN ({', '.join(['%s'] * len(ids))})", [*ids, *ids]
     sql = _STATS_REFRESH_BATCH_SQL.format(
-        customer_ids=f"WHERE cu.id IN ({marks})", purchase_ids=f"WHERE customer_id IN ({marks})"
+        customer_ids=f"WHERE cu.id {wanted}", purchase_ids=f"WHERE customer_id {wanted}"
     )
     # Named and positional parameters cannot mix: the kind goes in as a literal of our own.
     sql = sql.replace("%(sale)s", "'" + Purchase.Kind.SALE.value + "'")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*ids, *ids])
+        cursor.execute(sql, params)
         return cursor.rowcount
 
 

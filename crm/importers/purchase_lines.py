@@ -13,7 +13,7 @@ from django.utils import timezone
 from crm.bounds import decimal_limit, model_field
 from crm.importers.reading import BAD_BYTES, Row, encoding_problem
 from crm.importers.report import ImportReport
-from crm.importers.staging import moment_for_database
+from crm.importers.staging import moment_adapter
 from crm.importers.values import parse_datetime, parse_decimal, parse_external_id
 from crm.models import Purchase
 
@@ -42,6 +42,7 @@ _KINDS = {c.value: c.value for c in Purchase.Kind} | {
 }
 
 Problems = list[tuple[str, str]]  # (column, message) for one line
+_SALE = Purchase.Kind.SALE.value
 
 # The staging table's columns, in the order PurchaseLineParser.line() returns them.
 LINE_COLUMNS = (
@@ -97,6 +98,8 @@ class PurchaseLineParser:
         self.date_format = date_format
         self.report: ImportReport = report
         self.latest = timezone.now() + timedelta(days=1)
+        self.zone = timezone.get_current_timezone()
+        self.adapt = moment_adapter()
         # Real exports repeat the same dates, ids and emails on many lines: parse each once.
         self.dates: dict[str, tuple[datetime, object]] = {}
         self.external_ids: dict[str, str] = {}
@@ -112,7 +115,9 @@ class PurchaseLineParser:
         """The line's staging row (LINE_COLUMNS), or None when it is skipped."""
         values = row.values
         email = values.get("customer_email", "")
-        external_id = self._external_id(values.get("customer_external_id", ""))
+        external_id = values.get("customer_external_id", "")
+        if external_id:
+            external_id = self._external_id(external_id)
         order_id = values.get("order_id", "")
         if reason := self._skip_reason(email=email, external_id=external_id, order_id=order_id):
             self.report.skipped[reason] += 1
@@ -150,7 +155,7 @@ class PurchaseLineParser:
             values.get("category", ""),
             currency,
             choices["channel"],
-            choices["kind"] or Purchase.Kind.SALE,
+            choices["kind"] or _SALE,
             0,
         )
 
@@ -224,13 +229,13 @@ class PurchaseLineParser:
         cached = self.dates.get(raw)
         if cached is None:
             try:
-                moment = parse_datetime(raw, date_format=self.date_format)
+                moment = parse_datetime(raw, date_format=self.date_format, zone=self.zone)
             except ValueError as exc:
                 problems.append(("purchased_at", str(exc)))
                 return None
             if len(self.dates) > CACHE_LIMIT:
                 self.dates.clear()
-            cached = self.dates[raw] = (moment, moment_for_database(moment))
+            cached = self.dates[raw] = (moment, self.adapt(moment))
         if cached[0] > self.latest:
             problems.append(("purchased_at", f"{raw} is in the future"))
         return cached[1]
@@ -249,13 +254,17 @@ class PurchaseLineParser:
 
     def _choices(self, values: dict[str, str], problems: Problems) -> dict[str, str]:
         """{"channel": value, "kind": value}, "" when the cell is blank."""
-        chosen = {}
+        chosen = {"channel": "", "kind": ""}
         for column, choices in (("channel", _CHANNELS), ("kind", _KINDS)):
-            value = values.get(column, "").lower()
-            if value and value not in choices:
+            text = values.get(column)
+            if not text:
+                continue
+            value = choices.get(text) or choices.get(text.lower())
+            if value is None:
                 allowed = ", ".join(sorted(set(choices.values())))
                 problems.append((column, f"'{values[column]}' is not one of: {allowed}"))
-            chosen[column] = choices.get(value, "")
+            else:
+                chosen[column] = value
         return chosen
 
     def _currency(self, values: dict[str, str], problems: Problems) -> str:
@@ -270,7 +279,8 @@ class PurchaseLineParser:
 
     def _check_lengths(self, values: dict[str, str], problems: Problems) -> None:
         for column, limit in self.limits.items():
-            if len(values.get(column, "")) > limit:
+            text = values.get(column)
+            if text and len(text) > limit:
                 problems.append((column, f"longer than {limit} characters"))
 
 

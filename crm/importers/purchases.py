@@ -34,7 +34,7 @@ from crm.importers.report import (
     RowError,
     import_write,
 )
-from crm.importers.staging import StagingWriter, moment_for_database, staging_tables
+from crm.importers.staging import StagingWriter, staging_tables
 from crm.importers.values import CENT
 from crm.models import Customer, Purchase
 from crm.services import customer_stats_refresh
@@ -464,7 +464,7 @@ def _write_purchases(*, source: str, create_customers: bool, report: ImportRepor
         f"SELECT {', '.join(f'v.{f}' for f in _PURCHASE_FIELDS)}, "
         "CASE WHEN v.order_id <> '' THEN %s ELSE '' END, v.order_id, %s "
         f"FROM ({values} WHERE o.purchase_id IS NULL) v ORDER BY v.first_line",
-        [source, moment_for_database(timezone.now())],
+        [source, timezone.now()],
     )
     total_cents, zero = _scalar_row(
         f"SELECT SUM({_CENTS}), SUM(CASE WHEN {_CENTS} = 0 THEN 1 ELSE 0 END) FROM {ORDER_TABLE} o"

@@ -7,8 +7,9 @@ SQLite they live in a separate file, so staff can keep writing while a file is r
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from django.db import connection
 
@@ -81,7 +82,9 @@ class StagingWriter:
         self.rows = []
 
 
-def moment_for_database(moment):
-    """A datetime as the database stores it (SQLite: Django's UTC text, so that staged and
-    stored moments compare as equal text)."""
-    return connection.ops.adapt_datetimefield_value(moment)
+def moment_adapter() -> Callable[[datetime], object]:
+    """How this database is given an aware datetime. SQLite: Django's UTC text, so that
+    staged and stored moments compare as equal text; PostgreSQL: the datetime itself."""
+    if connection.vendor == "sqlite":
+        return lambda moment: str(moment.astimezone(UTC).replace(tzinfo=None))
+    return lambda moment: moment
