@@ -33,6 +33,7 @@ run: $(RUN_STAMP)
 
 bench: install
 	$(BIN)/python manage.py bench $(BENCH_ARGS)
+	$(BIN)/python manage.py bench_import $(BENCH_IMPORT_ARGS)
 
 # Installs Chromium for the browser tests when it is missing: with apt-get as root,
 # otherwise stops at once with the command to run.

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol, TextIO
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from crm.csv_guard import FORMULA_STARTS, csv_guarded
@@ -64,8 +64,9 @@ def csv_cell(value: Any) -> Any:
 class ColumnProvider(Protocol):
     """Columns an app above crm adds to the customer export (crm cannot read its tables).
 
-    ``values`` is called once per chunk of customers with their ids and returns, per id, a
-    value for each of ``columns`` (a missing id or column is an empty cell).
+    ``values`` is called once per chunk of customers with their ids (sorted) and returns, per
+    id, a value for each of ``columns`` (a missing id or column is an empty cell); ids not
+    asked for are ignored, so ``ids_filter`` may read the range the ids span.
     """
 
     columns: tuple[str, ...]
@@ -118,10 +119,19 @@ def customer_rows(
             return
 
 
+def ids_filter(field: str, ids: Sequence[int]) -> Q:
+    """`field` among `ids`, or within the range they span when they are dense (a chunk of a
+    whole table): the database reads a range faster than thousands of parameters. The
+    caller ignores the rows of ids it did not ask for."""
+    if ids and max(ids) - min(ids) < 2 * len(ids):
+        return Q(**{f"{field}__gte": min(ids), f"{field}__lte": max(ids)})
+    return Q(**{f"{field}__in": list(ids)})
+
+
 def _tag_names(customer_ids: list[int]) -> dict[int, str]:
     """{customer id: its tags' names joined by "; ", in name order} (one query)."""
     links = (
-        Customer.tags.through.objects.filter(customer_id__in=customer_ids)
+        Customer.tags.through.objects.filter(ids_filter("customer_id", customer_ids))
         .order_by("customer_id", "tag__name")
         .values_list("customer_id", "tag__name")
     )
