@@ -152,7 +152,7 @@ _STAGING_TABLES = {
         "micro {big} NOT NULL, huge_lines {int} NOT NULL, purchased_at {moment}, "
         "order_id {text}, customer_kind {text}, customer_key {text}, customer_email {text}, "
         "customer_name {text}, customer_country {text}, product {text}, category {text}, "
-        "currency {text}, channel {text}, kind {text}, purchase_id {big}, "
+        "currency {text}, channel {text}, kind {text}, mixed {int}, purchase_id {big}, "
         "old_customer_id {big}"
     ),
     CUSTOMER_TABLE: (
@@ -191,64 +191,69 @@ def _errors_merge(report: ImportReport, errors: list[RowError]) -> None:
         report.errors = sorted(report.errors + errors, key=lambda e: e.row)[:MAX_ERRORS]
 
 
+def _analyze(table: str) -> None:
+    # PostgreSQL never analyzes temporary tables by itself: without statistics it plans
+    # the joins below as nested loops over a million rows.
+    if connection.vendor == "postgresql":
+        _execute(f"ANALYZE {table}")
+
+
 def _orders_group(report: ImportReport) -> None:
-    """Group the valid lines into orders; refuse the orders whose lines name two customers
-    or that have an invalid line (each conflicting line is reported)."""
-    _execute(f"CREATE INDEX {LINE_TABLE}_order ON {LINE_TABLE} (order_key, line)")
+    """Group the valid lines into orders (one pass); refuse the orders that have an invalid
+    line or whose lines name two customers (each such line is reported)."""
+    _analyze(LINE_TABLE)
+    # One aggregate gives each order its first line, totals, the first line that has a
+    # category, and whether its lines name more than one customer.
     _execute(
         f"""
         INSERT INTO {ORDER_TABLE} (order_key, first_line, lines, micro, huge_lines,
             purchased_at, order_id, customer_kind, customer_key, customer_email,
-            customer_name, customer_country, product, category, currency, channel, kind)
+            customer_name, customer_country, product, category, currency, channel, kind,
+            mixed)
         SELECT a.order_key, a.first_line, a.lines, a.micro, a.huge_lines, a.purchased_at,
             f.order_id, f.customer_kind, f.customer_key, f.customer_email, f.customer_name,
-            f.customer_country, f.product,
-            CASE WHEN f.category <> '' THEN f.category ELSE COALESCE((
-                SELECT c.category FROM {LINE_TABLE} c
-                WHERE c.order_key = a.order_key AND c.bad = 0 AND c.category <> ''
-                ORDER BY c.line LIMIT 1), '') END,
-            f.currency, f.channel, f.kind
+            f.customer_country, f.product, COALESCE(c.category, ''), f.currency, f.channel,
+            f.kind, a.mixed
         FROM (
             SELECT order_key, MIN(line) AS first_line, COUNT(*) AS lines, SUM(micro) AS micro,
                 SUM(CASE WHEN huge <> '' THEN 1 ELSE 0 END) AS huge_lines,
-                MIN(purchased_at) AS purchased_at
+                MIN(purchased_at) AS purchased_at,
+                MIN(CASE WHEN category <> '' THEN line END) AS category_line,
+                CASE WHEN MIN(customer_kind) <> MAX(customer_kind)
+                       OR MIN(customer_key) <> MAX(customer_key) THEN 1 ELSE 0 END AS mixed
             FROM {LINE_TABLE} WHERE bad = 0 GROUP BY order_key
         ) a
         JOIN {LINE_TABLE} f ON f.line = a.first_line
+        LEFT JOIN {LINE_TABLE} c ON c.line = a.category_line
         """
     )
+    _analyze(ORDER_TABLE)
     conflicts: list[RowError] = []
     count = 0
-    for line, kind, order_id, customer, first_line in _rows(
-        f"""
-        SELECT l.line, l.customer_kind, o.order_id, o.customer_key, o.first_line
-        FROM {LINE_TABLE} l JOIN {ORDER_TABLE} o ON o.order_key = l.order_key
-        WHERE l.bad = 0
-          AND (l.customer_kind <> o.customer_kind OR l.customer_key <> o.customer_key)
-        ORDER BY l.line
-        """
-    ):
-        count += 1
-        if len(conflicts) < MAX_ERRORS:
-            conflicts.append(
-                RowError(
-                    line,
-                    "customer_email" if kind == "email" else "customer_external_id",
-                    f"order {order_id} already belongs to customer {customer} (row {first_line})",
+    if _scalar(f"SELECT COUNT(*) FROM {ORDER_TABLE} WHERE mixed = 1"):
+        for line, kind, order_id, customer, first_line in _rows(
+            f"""
+            SELECT l.line, l.customer_kind, o.order_id, o.customer_key, o.first_line
+            FROM {LINE_TABLE} l JOIN {ORDER_TABLE} o ON o.order_key = l.order_key
+            WHERE o.mixed = 1 AND l.bad = 0
+              AND (l.customer_kind <> o.customer_kind OR l.customer_key <> o.customer_key)
+            ORDER BY l.line
+            """
+        ):
+            count += 1
+            if len(conflicts) < MAX_ERRORS:
+                conflicts.append(
+                    RowError(
+                        line,
+                        "customer_email" if kind == "email" else "customer_external_id",
+                        f"order {order_id} already belongs to customer {customer} "
+                        f"(row {first_line})",
+                    )
                 )
-            )
+        _execute(f"DELETE FROM {ORDER_TABLE} WHERE mixed = 1")
     report.invalid_rows += count
     _errors_merge(report, conflicts)
-    if count:
-        _execute(
-            f"""
-            UPDATE {LINE_TABLE} SET bad = 2 WHERE bad = 0 AND EXISTS (
-                SELECT 1 FROM {ORDER_TABLE} o WHERE o.order_key = {LINE_TABLE}.order_key
-                AND (o.customer_kind <> {LINE_TABLE}.customer_kind
-                     OR o.customer_key <> {LINE_TABLE}.customer_key))
-            """
-        )
-    if report.invalid_rows:
+    if _scalar(f"SELECT COUNT(*) FROM (SELECT 1 FROM {LINE_TABLE} WHERE bad <> 0 LIMIT 1) b"):
         _execute(
             f"DELETE FROM {ORDER_TABLE} WHERE order_key IN "
             f"(SELECT order_key FROM {LINE_TABLE} WHERE bad <> 0)"
@@ -260,26 +265,17 @@ def _orders_with_invalid_amounts_drop(report: ImportReport, *, amount_column: st
     """Refuse (and report) the orders whose total cannot be stored."""
     limit_micro = int(AMOUNT_LIMIT.scaleb(6)) - 5000  # rounds to the limit or above
     refused: list[str] = []
-    for key, first_line, micro, huge_lines in list(
+    huge: dict[str, Decimal] = {}  # the exact amounts of the (rare) lines kept as text
+    for key, text in _rows(f"SELECT order_key, huge FROM {LINE_TABLE} WHERE huge <> ''"):
+        huge[key] = huge.get(key, Decimal(0)) + Decimal(text)
+    for key, first_line, micro in list(
         _rows(
-            f"SELECT order_key, first_line, micro, huge_lines FROM {ORDER_TABLE} "
+            f"SELECT order_key, first_line, micro FROM {ORDER_TABLE} "
             "WHERE huge_lines > 0 OR micro >= %s ORDER BY first_line",
             [limit_micro],
         )
     ):
-        total = Decimal(micro).scaleb(-6)
-        if huge_lines:  # rare: add the exact amounts of the lines kept as text
-            total += sum(
-                (
-                    Decimal(huge)
-                    for (huge,) in _rows(
-                        f"SELECT huge FROM {LINE_TABLE} "
-                        "WHERE order_key = %s AND bad = 0 AND huge <> ''",
-                        [key],
-                    )
-                ),
-                Decimal(0),
-            )
+        total = Decimal(micro).scaleb(-6) + huge.get(key, Decimal(0))
         report.add_error(first_line, amount_column, _order_amount_problem(total))
         report.invalid_rows += 1
         refused.append(key)
@@ -311,6 +307,7 @@ def _customers_resolve(*, source: str) -> None:
         f"SELECT customer_kind, customer_key, MIN(first_line) FROM {ORDER_TABLE} "
         "GROUP BY customer_kind, customer_key"
     )
+    _analyze(CUSTOMER_TABLE)
     _customer_ids_find(source=source)
 
 
