@@ -93,7 +93,7 @@ def purchases_import(
                     date_format=date_format,
                     report=report,
                 )
-                staged = StagingWriter(LINE_TABLE, LINE_COLUMNS)
+                staged = StagingWriter(LINE_TABLE, LINE_COLUMNS, nullable=("purchased_at",))
                 for row in rows:
                     line = parse.line(row)
                     if line is not None:
