@@ -88,32 +88,37 @@ def customer_rows(
     see them); the header keeps them, so the file imports back the same way.
     """
     yield [*CUSTOMER_EXPORT_COLUMNS, *(c for p in extra_columns for c in p.columns)]
-    # Every column is read straight from its field, except the two the table computes.
-    read = [c.name for c in CUSTOMER_CSV_COLUMNS if c.name not in ("id", "tags")]
-    assert all(c.export is None for c in CUSTOMER_CSV_COLUMNS if c.name in read)
+    # Every column is read straight from its field in the table's order ("id" is the pk),
+    # except the tags, which are put in their place per chunk.
+    names = [c.name for c in CUSTOMER_CSV_COLUMNS]
+    assert all(c.export is None for c in CUSTOMER_CSV_COLUMNS if c.name not in ("id", "tags"))
+    tags_at = names.index("tags")
+    fields = ["pk" if name == "id" else name for name in names if name != "tags"]
+    pk_at = fields.index("pk")
+    hidden_at = [i for i, name in enumerate(names) if name in hidden]
     cell = _cell_writer()
-    blank = [c.name in hidden for c in CUSTOMER_CSV_COLUMNS]
-    rows = queryset.order_by("pk").values_list("pk", *read)
+    rows = queryset.order_by("pk").values_list(*fields)
     last = 0
     while True:
         chunk = list(rows.filter(pk__gt=last)[:CHUNK_SIZE])
         if not chunk:
             return
-        last = chunk[-1][0]
-        ids = [row[0] for row in chunk]
+        last = chunk[-1][pk_at]
+        ids = [row[pk_at] for row in chunk]
         tags = _tag_names(ids)
         extras = [(p.columns, p.values(ids)) for p in extra_columns]
         for row in chunk:
-            values = dict(zip(read, row[1:], strict=True))
-            values["id"] = row[0]
-            values["tags"] = tags.get(row[0], "")
-            out = [
-                "" if hide else cell(values[column.name])
-                for column, hide in zip(CUSTOMER_CSV_COLUMNS, blank, strict=True)
-            ]
-            out.extend(
-                cell(found.get(row[0], {}).get(name)) for names, found in extras for name in names
-            )
+            pk = row[pk_at]
+            out = list(map(cell, row))
+            out.insert(tags_at, cell(tags.get(pk, "")))
+            for i in hidden_at:
+                out[i] = ""
+            for columns, found in extras:
+                values = found.get(pk)
+                if values is None:
+                    out.extend([""] * len(columns))
+                else:
+                    out.extend([cell(values.get(name)) for name in columns])
             yield out
         if len(chunk) < CHUNK_SIZE:
             return
