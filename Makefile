@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python manage.py bench $(BENCH_ARGS)
 	$(BIN)/python manage.py bench_api
 	$(BIN)/python manage.py bench_send
+	$(BIN)/python manage.py bench_import $(BENCH_IMPORT_ARGS)
 
 # Installs Chromium for the browser tests when it is missing: with apt-get as root,
 # otherwise stops at once with the command to run.

@@ -11,20 +11,8 @@ from decimal import Decimal
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import (
-    Case,
-    Count,
-    DecimalField,
-    F,
-    Max,
-    Min,
-    OuterRef,
-    Q,
-    Subquery,
-    Sum,
-    When,
-)
-from django.db.models.functions import Coalesce, Lower
+from django.db.models import F
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from crm.cache import pages_cache_changed
@@ -43,17 +31,9 @@ from crm.selectors import BUSINESS_CACHE_KEY, business_get
 from crm.signals import CUSTOMERS_ALL, customer_stats_refreshed
 
 _ID_BATCH = 500
-
-
-def _purchase_stats(field_expr, *, name: str):
-    """A correlated subquery of one aggregate over the customer's purchases."""
-    return Subquery(
-        Purchase.objects.filter(customer_id=OuterRef("pk"))
-        .order_by()
-        .values("customer_id")
-        .annotate(**{name: field_expr})
-        .values(name)[:1]
-    )
+# Ids per statement of the statistics refresh (SQLite allows 32,766 parameters; PostgreSQL
+# takes them as one array).
+_STATS_BATCH = 10_000
 
 
 def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
@@ -66,22 +46,6 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
     apps above crm can follow (segmentation copies the figures to its memberships); the
     pages' cached figures invalidated.
     """
-    sales = Purchase.Kind.SALE
-    signed_amount = Case(
-        When(kind=sales, then=F("amount")),
-        default=-F("amount"),
-        output_field=DecimalField(max_digits=14, decimal_places=2),
-    )
-    values = {
-        "purchase_count": Coalesce(_purchase_stats(Count("id", filter=_sales_q()), name="n"), 0),
-        "total_spent": Coalesce(
-            _purchase_stats(Sum(signed_amount), name="total"),
-            Decimal("0"),
-            output_field=DecimalField(max_digits=14, decimal_places=2),
-        ),
-        "first_purchase_at": _purchase_stats(Min("purchased_at", filter=_sales_q()), name="first"),
-        "last_purchase_at": _purchase_stats(Max("purchased_at", filter=_sales_q()), name="last"),
-    }
     if customer_ids is None:
         updated = _customer_stats_refresh_all()
         customer_stats_refreshed.send(sender=Customer, customer_ids=CUSTOMERS_ALL)
@@ -89,16 +53,12 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
         return updated
     ids = sorted(set(customer_ids))
     updated = 0
+    for start in range(0, len(ids), _STATS_BATCH):
+        updated += _customer_stats_refresh_batch(ids[start : start + _STATS_BATCH])
     for start in range(0, len(ids), _ID_BATCH):
-        batch = ids[start : start + _ID_BATCH]
-        updated += Customer.objects.filter(pk__in=batch).update(**values)
-        customer_stats_refreshed.send(sender=Customer, customer_ids=batch)
+        customer_stats_refreshed.send(sender=Customer, customer_ids=ids[start : start + _ID_BATCH])
     pages_cache_changed()
     return updated
-
-
-def _sales_q() -> Q:
-    return Q(kind=Purchase.Kind.SALE)
 
 
 # One GROUP BY over purchases joined into one UPDATE: on PostgreSQL at 100k customers this
@@ -124,6 +84,28 @@ FROM (
 ) s
 WHERE crm_customer.id = s.cid
 """
+
+
+# The same UPDATE for a batch of ids: one grouped read of their purchases instead of four
+# correlated subqueries per customer (an import touching 100k customers: seconds, not minutes).
+_STATS_REFRESH_BATCH_SQL = _STATS_REFRESH_ALL_SQL.replace(
+    "ON a.customer_id = cu.id", "ON a.customer_id = cu.id {customer_ids}"
+).replace("GROUP BY customer_id", "{purchase_ids} GROUP BY customer_id")
+
+
+def _customer_stats_refresh_batch(ids: list[int]) -> int:
+    if connection.vendor == "postgresql":  # one array parameter, however many ids
+        wanted, params = "= ANY(%s)", [ids, ids]
+    else:
+        wanted, params = f"IN ({', '.join(['%s'] * len(ids))})", [*ids, *ids]
+    sql = _STATS_REFRESH_BATCH_SQL.format(
+        customer_ids=f"WHERE cu.id {wanted}", purchase_ids=f"WHERE customer_id {wanted}"
+    )
+    # Named and positional parameters cannot mix: the kind goes in as a literal of our own.
+    sql = sql.replace("%(sale)s", "'" + Purchase.Kind.SALE.value + "'")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 def _customer_stats_refresh_all() -> int:

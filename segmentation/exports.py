@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Any
 
-from crm.exports import ColumnProvider
+from crm.exports import ColumnProvider, ids_filter
 from segmentation.feature_store import FeatureExportColumns
 from segmentation.models import CustomerPrediction, Membership
 
@@ -16,7 +16,7 @@ class SegmentColumns:
 
     def values(self, customer_ids: list[int]) -> dict[int, dict[str, Any]]:
         rows = Membership.objects.filter(
-            customer_id__in=customer_ids, segment__isnull=False
+            ids_filter("customer_id", customer_ids), segment__isnull=False
         ).values_list("customer_id", "segment__name")
         return {customer_id: {"segment": name} for customer_id, name in rows}
 
@@ -32,9 +32,9 @@ class PredictionColumns:
     columns = ("p_alive", "expected_purchases_90d", "value_12m")
 
     def values(self, customer_ids: list[int]) -> dict[int, dict[str, Any]]:
-        rows = CustomerPrediction.objects.filter(customer_id__in=customer_ids).values_list(
-            "customer_id", *self.columns
-        )
+        rows = CustomerPrediction.objects.filter(
+            ids_filter("customer_id", customer_ids)
+        ).values_list("customer_id", *self.columns)
         return {
             row[0]: {
                 name: round(value, 4 if name == "p_alive" else 2)

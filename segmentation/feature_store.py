@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from django.db import connection, transaction
 
+from crm.exports import ids_filter
 from segmentation import features
 from segmentation.models import CustomerFeatures, SegmentationRun
 from segmentation.naming import days_ago, number, times
@@ -127,9 +128,9 @@ class FeatureExportColumns:
 
     def values(self, customer_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         """customer id -> column -> value, in one query; customers without figures absent."""
-        rows = CustomerFeatures.objects.filter(customer_id__in=list(customer_ids)).values_list(
-            "customer_id", *self.columns
-        )
+        rows = CustomerFeatures.objects.filter(
+            ids_filter("customer_id", list(customer_ids))
+        ).values_list("customer_id", *self.columns)
         return {row[0]: dict(zip(self.columns, row[1:], strict=True)) for row in rows}
 
 

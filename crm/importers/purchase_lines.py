@@ -1,18 +1,19 @@
-"""Validate the lines of a purchase file one by one and group them into orders."""
+"""Validate the lines of a purchase file one by one, each into a row of the staging table."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
 
+from crm.bounds import decimal_limit, model_field
 from crm.importers.reading import BAD_BYTES, Row, encoding_problem
 from crm.importers.report import ImportReport
+from crm.importers.staging import moment_adapter
 from crm.importers.values import parse_datetime, parse_decimal, parse_external_id
 from crm.models import Purchase
 
@@ -41,29 +42,62 @@ _KINDS = {c.value: c.value for c in Purchase.Kind} | {
 }
 
 Problems = list[tuple[str, str]]  # (column, message) for one line
+_SALE = Purchase.Kind.SALE.value
+
+# A file row may give several lines (a platform's sale and its refund): the staging table's
+# `line` is row number x LINE_SLOTS + the line's place in its row, unique and in file order;
+# line_row() gives the row number back for the report.
+LINE_SLOTS = 4
 
 
-@dataclass
-class Order:
-    row: int
-    customer_key: tuple[str, str]  # ("email", lowered) or ("external", id)
-    purchased_at: datetime
-    amount: Decimal
-    lines: int
-    product: str
-    category: str
-    currency: str
-    channel: str
-    kind: str
-    order_id: str
-    customer_name: str = ""
-    customer_country: str = ""
-    customer_email: str = ""
-    amount_column: str = "amount"
+def line_row(line: int) -> int:
+    return int(line) // LINE_SLOTS
+
+
+# The staging table's columns, in the order PurchaseLineParser.line() returns them.
+LINE_COLUMNS = (
+    "line",
+    "order_key",
+    "order_id",
+    "customer_kind",
+    "customer_key",
+    "customer_email",
+    "customer_name",
+    "customer_country",
+    "micro",
+    "huge",
+    "purchased_at",
+    "product",
+    "category",
+    "currency",
+    "channel",
+    "kind",
+    "bad",
+)
+LINE_TABLE_COLUMNS = (
+    "line {int} PRIMARY KEY, order_key {text} NOT NULL, order_id {text}, customer_kind {text}, "
+    "customer_key {text}, customer_email {text}, customer_name {text}, "
+    "customer_country {text}, micro {big}, huge {text}, purchased_at {moment}, "
+    "product {text}, category {text}, currency {text}, channel {text}, kind {text}, "
+    "bad {int} NOT NULL"
+)
+MICRO = Decimal("0.000001")
+# A line at or above this cannot be part of a storable order: its exact amount is kept as
+# text instead (the order is then refused with its exact total), so sums never overflow.
+AMOUNT_LIMIT = decimal_limit(model_field(Purchase, "amount"))
+CACHE_LIMIT = 100_000  # parsed dates, ids and e-mails kept at most (memory stays flat)
+
+
+def _bad_line(number: int, key: str) -> tuple:
+    return (number, key, "", "", "", "", "", "", 0, "", None, "", "", "", "", "", 1)
 
 
 class PurchaseLineParser:
-    """Validates one line and adds it to its order."""
+    """Validates one line and turns it into a staging row (orders are grouped in SQL).
+
+    Amounts are staged in millionths: orders are summed exactly to that precision, then
+    rounded to the cent. Problems are reported on the report as they are found.
+    """
 
     def __init__(self, *, columns, default_currency, cancel_prefix, date_format, report):
         self.columns = columns
@@ -74,8 +108,10 @@ class PurchaseLineParser:
         self.date_format = date_format
         self.report: ImportReport = report
         self.latest = timezone.now() + timedelta(days=1)
+        self.zone = timezone.get_current_timezone()
+        self.adapt = moment_adapter()
         # Real exports repeat the same dates, ids and emails on many lines: parse each once.
-        self.dates: dict[str, datetime] = {}
+        self.dates: dict[str, tuple[datetime, object]] = {}
         self.external_ids: dict[str, str] = {}
         self.valid_emails: set[str] = set()
         self.valid_currencies: set[str] = set()
@@ -85,51 +121,53 @@ class PurchaseLineParser:
             "order_id": Purchase._meta.get_field("external_order_id").max_length,
         }
 
-    def line(self, row: Row, *, orders: dict[str, Order], bad_orders: set[str]) -> None:
+    def line(self, row: Row) -> tuple | None:
+        """The line's staging row (LINE_COLUMNS), or None when it is skipped."""
         values = row.values
         email = values.get("customer_email", "")
-        external_id = self._external_id(values.get("customer_external_id", ""))
+        external_id = values.get("customer_external_id", "")
+        if external_id:
+            external_id = self._external_id(external_id)
         order_id = values.get("order_id", "")
         if reason := self._skip_reason(email=email, external_id=external_id, order_id=order_id):
             self.report.skipped[reason] += 1
-            return
+            return None
         problems = [*row.problems, *_encoding_problems(values)]
         measured = self._measure(values, email=email, problems=problems)
         if measured is None:
             self.report.skipped["negative quantity (a return or cancellation line)"] += 1
-            return
+            return None
         amount, moment = measured
         choices = self._choices(values, problems)
         currency = self._currency(values, problems)
         self._check_lengths(values, problems)
-        customer_key = ("email", email.lower()) if email else ("external", external_id)
         key = order_id or f"#row{row.number}"
-        order = orders.get(key)
-        if order is not None and not problems:
-            _check_same_customer(order, customer_key, email=email, problems=problems)
         if problems:
             self._reject(row.number, problems)
-            bad_orders.add(key)
-        elif order is None:
-            orders[key] = Order(
-                row=row.number,
-                customer_key=customer_key,
-                purchased_at=moment,
-                amount=amount,
-                lines=1,
-                product=values.get("product", ""),
-                category=values.get("category", ""),
-                currency=currency,
-                channel=choices["channel"],
-                kind=choices["kind"] or Purchase.Kind.SALE,
-                order_id=order_id,
-                customer_name=values.get("customer_name", ""),
-                customer_country=values.get("customer_country", ""),
-                customer_email=email,
-                amount_column=self.amount_column,
-            )
+            return _bad_line(row.number, key)
+        if amount < AMOUNT_LIMIT:
+            micro, huge = int(amount.quantize(MICRO, ROUND_HALF_UP).scaleb(6)), ""
         else:
-            _order_extend(order, amount=amount, moment=moment, category=values.get("category", ""))
+            micro, huge = 0, str(amount)
+        return (
+            row.number,
+            key,
+            order_id,
+            "email" if email else "external",
+            email.lower() if email else external_id,
+            email,
+            values.get("customer_name", ""),
+            values.get("customer_country", ""),
+            micro,
+            huge,
+            moment,
+            values.get("product", ""),
+            values.get("category", ""),
+            currency,
+            choices["channel"],
+            choices["kind"] or _SALE,
+            0,
+        )
 
     def _reject(self, row: int, problems: Problems) -> None:
         for column, message in problems:
@@ -139,6 +177,8 @@ class PurchaseLineParser:
     def _external_id(self, raw: str) -> str:
         external_id = self.external_ids.get(raw)
         if external_id is None:
+            if len(self.external_ids) > CACHE_LIMIT:
+                self.external_ids.clear()
             external_id = self.external_ids[raw] = parse_external_id(raw)
         return external_id
 
@@ -152,7 +192,7 @@ class PurchaseLineParser:
 
     def _measure(
         self, values: dict[str, str], *, email: str, problems: Problems
-    ) -> tuple[Decimal, datetime | None] | None:
+    ) -> tuple[Decimal, object] | None:
         """The line's amount and date (e-mail checked too); None for a negative quantity.
 
         Only a line that is readable so far is measured: one problem per line is enough.
@@ -194,18 +234,21 @@ class PurchaseLineParser:
             )
         return amount * quantity
 
-    def _moment(self, raw: str, problems: Problems) -> datetime | None:
-        moment = self.dates.get(raw)
-        if moment is None:
+    def _moment(self, raw: str, problems: Problems):
+        """The moment as the database stores it (None when the cell is bad)."""
+        cached = self.dates.get(raw)
+        if cached is None:
             try:
-                moment = parse_datetime(raw, date_format=self.date_format)
+                moment = parse_datetime(raw, date_format=self.date_format, zone=self.zone)
             except ValueError as exc:
                 problems.append(("purchased_at", str(exc)))
                 return None
-            self.dates[raw] = moment
-        if moment > self.latest:
+            if len(self.dates) > CACHE_LIMIT:
+                self.dates.clear()
+            cached = self.dates[raw] = (moment, self.adapt(moment))
+        if cached[0] > self.latest:
             problems.append(("purchased_at", f"{raw} is in the future"))
-        return moment
+        return cached[1]
 
     def _check_email(self, email: str, problems: Problems) -> None:
         if not email or email in self.valid_emails:
@@ -215,17 +258,23 @@ class PurchaseLineParser:
         except ValidationError:
             problems.append(("customer_email", f"'{email}' is not an e-mail address"))
         else:
+            if len(self.valid_emails) > CACHE_LIMIT:
+                self.valid_emails.clear()
             self.valid_emails.add(email)
 
     def _choices(self, values: dict[str, str], problems: Problems) -> dict[str, str]:
         """{"channel": value, "kind": value}, "" when the cell is blank."""
-        chosen = {}
+        chosen = {"channel": "", "kind": ""}
         for column, choices in (("channel", _CHANNELS), ("kind", _KINDS)):
-            value = values.get(column, "").lower()
-            if value and value not in choices:
+            text = values.get(column)
+            if not text:
+                continue
+            value = choices.get(text) or choices.get(text.lower())
+            if value is None:
                 allowed = ", ".join(sorted(set(choices.values())))
                 problems.append((column, f"'{values[column]}' is not one of: {allowed}"))
-            chosen[column] = choices.get(value, "")
+            else:
+                chosen[column] = value
         return chosen
 
     def _currency(self, values: dict[str, str], problems: Problems) -> str:
@@ -240,7 +289,8 @@ class PurchaseLineParser:
 
     def _check_lengths(self, values: dict[str, str], problems: Problems) -> None:
         for column, limit in self.limits.items():
-            if len(values.get(column, "")) > limit:
+            text = values.get(column)
+            if text and len(text) > limit:
                 problems.append((column, f"longer than {limit} characters"))
 
 
@@ -249,24 +299,3 @@ def _encoding_problems(values: dict[str, str]) -> Problems:
     if not BAD_BYTES.search("".join(values.values())):
         return []
     return [(c, p) for c, value in values.items() if (p := encoding_problem(value))]
-
-
-def _check_same_customer(
-    order: Order, customer_key: tuple[str, str], *, email: str, problems: Problems
-) -> None:
-    if order.customer_key != customer_key:
-        problems.append(
-            (
-                "customer_email" if email else "customer_external_id",
-                f"order {order.order_id} already belongs to customer {order.customer_key[1]} "
-                f"(row {order.row})",
-            )
-        )
-
-
-def _order_extend(order: Order, *, amount: Decimal, moment: datetime, category: str) -> None:
-    """Add a further line to an order."""
-    order.amount += amount
-    order.lines += 1
-    order.purchased_at = min(order.purchased_at, moment)
-    order.category = order.category or category

@@ -121,20 +121,24 @@ def _rows(
     reader, *, columns: dict[str, int], report: ImportReport, progress: Progress | None
 ) -> Iterator[Row]:
     count = 0
+    names = tuple(columns)
+    indexes = tuple(columns.values())
+    width = max(indexes, default=-1) + 1
     try:
         for raw in reader:
             count += 1
             if progress and count % PROGRESS_EVERY == 0:
                 progress(PROGRESS_EVERY)
-            if not raw or not any(cell.strip() for cell in raw):
+            if not "".join(raw).strip():
                 continue
             report.rows += 1
+            if len(raw) < width:
+                raw += [""] * (width - len(raw))
+            cells = [raw[i].strip() for i in indexes]
             # The export's formula guard comes off here, for every importer alike.
-            values = {
-                ours: csv_unguard(raw[index].strip()) if index < len(raw) else ""
-                for ours, index in columns.items()
-            }
-            yield Row(reader.line_num, values)
+            if "'" in "".join(cells):
+                cells = [csv_unguard(cell) for cell in cells]
+            yield Row(reader.line_num, dict(zip(names, cells, strict=True)))
     except csv.Error as exc:
         raise FatalImportError(reader.line_num, None, f"the CSV is malformed ({exc})") from None
     except (OSError, EOFError) as exc:

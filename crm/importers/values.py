@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 
 from django.utils import timezone
@@ -51,8 +51,8 @@ def parse_date(value: str) -> date:
     return date_checked(day)
 
 
-def parse_datetime(value: str, *, date_format: str = "") -> datetime:
-    """An aware datetime (naive text is read in the current time zone)."""
+def parse_datetime(value: str, *, date_format: str = "", zone: tzinfo | None = None) -> datetime:
+    """An aware datetime (naive text is read in `zone`, by default the current time zone)."""
     try:
         if date_format:
             moment = datetime.strptime(value, date_format)  # noqa: DTZ007 (made aware below)
@@ -66,7 +66,7 @@ def parse_datetime(value: str, *, date_format: str = "") -> datetime:
     # Before the time zone: year 1 east of UTC has no UTC equivalent (OverflowError).
     date_checked(moment)
     if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
+        moment = timezone.make_aware(moment, zone)
     return moment
 
 

@@ -73,3 +73,28 @@ def test_export_reads_the_table_in_chunks(django_assert_max_num_queries):
     with django_assert_max_num_queries(4):  # customers + their tags, per chunk
         rows = list(customer_rows(Customer.objects.all()))
     assert len(rows) == 6
+
+
+def test_customer_export_spans_chunks_with_each_customer_once_and_tags_in_name_order(
+    monkeypatch,
+):
+    monkeypatch.setattr("crm.exports.CHUNK_SIZE", 2)
+    customers = CustomerFactory.create_batch(5)
+    customers[3].tags.add(TagFactory(name="zeta"), TagFactory(name="alpha"))
+    Customer.objects.filter(pk=customers[4].pk).update(annual_income=Decimal("41000.00"))
+
+    rows = list(customer_rows(Customer.objects.all(), hidden=("annual_income",)))
+
+    header, data = rows[0], rows[1:]
+    records = [dict(zip(header, row, strict=True)) for row in data]
+    assert [r["id"] for r in records] == sorted(c.pk for c in customers)
+    assert records[3]["tags"] == "alpha; zeta"
+    assert records[4]["annual_income"] == ""  # hidden: blank, the header keeps the column
+
+
+def test_streamed_customer_export_is_the_same_text_as_the_file(tmp_path):
+    CustomerFactory.create_batch(3, name="=cmd")
+    out = io.StringIO()
+    csv_write(customer_rows(Customer.objects.all()), out)
+
+    assert "".join(csv_lines(customer_rows(Customer.objects.all()))) == out.getvalue()
