@@ -57,6 +57,7 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     discount = float(getattr(settings, "PREDICTIONS_MONTHLY_DISCOUNT", 0.01))
     started = time.perf_counter()
     totals = prediction_selectors.customer_purchase_totals(as_of=as_of)
+    read_seconds = time.perf_counter() - started
     summary = clv.rfm_from_totals(totals, as_of=as_of, time_unit_days=unit)
     del totals
     repeat = int((summary["x"] > 0).sum())
@@ -66,6 +67,7 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
         "as_of": as_of.isoformat(),
         "customers": len(summary),
         "repeat_customers": repeat,
+        "read_seconds": round(read_seconds, 3),
     }
     reason = clv.data_problem(repeat_customers=repeat)
     if reason:

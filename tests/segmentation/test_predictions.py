@@ -296,3 +296,31 @@ def test_purchase_totals_summed_in_the_database_give_the_same_summary_as_the_dai
     pd.testing.assert_frame_equal(by_totals, by_days, check_dtype=False)
     assert by_totals["x"].tolist() == [2, 2, 2]
     assert by_totals["monetary"].tolist() == pytest.approx([18.75] * 3)
+
+
+def test_a_refund_takes_its_amount_off_its_day_and_a_refund_alone_makes_no_purchase_day(db):
+    as_of = timezone.localdate()
+    noon = selectors.day_start(as_of - timedelta(days=20)) + timedelta(hours=12)
+    customer = CustomerFactory()
+    PurchaseFactory(customer=customer, amount=Decimal("40"), purchased_at=noon)
+    # A sale and a refund on the same later day: one purchase day worth the sale.
+    PurchaseFactory(
+        customer=customer, amount=Decimal("25.10"), purchased_at=noon + timedelta(days=5)
+    )
+    PurchaseFactory(
+        customer=customer,
+        amount=Decimal("3.30"),
+        kind="refund",
+        purchased_at=noon + timedelta(days=5, hours=1),
+    )
+    # A day with a refund only: no purchase day.
+    PurchaseFactory(
+        customer=customer, amount=Decimal("9"), kind="refund", purchased_at=noon + timedelta(days=9)
+    )
+
+    totals = prediction_selectors.customer_purchase_totals(as_of=as_of)
+
+    assert totals["days"].tolist() == [2]
+    assert totals["total"].tolist() == [65.10]
+    assert totals["first_total"].tolist() == [40.0]
+    assert totals["last_day"].tolist() == [np.datetime64(as_of - timedelta(days=15), "D")]
