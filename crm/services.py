@@ -26,7 +26,16 @@ from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from crm.cache import pages_cache_changed
-from crm.models import Activity, Customer, Feedback, FollowUp, Purchase, Tag
+from crm.models import (
+    OVERDUE_FACTOR,
+    OVERDUE_MIN_PURCHASES,
+    Activity,
+    Customer,
+    Feedback,
+    FollowUp,
+    Purchase,
+    Tag,
+)
 from crm.search import SEARCHED_FIELDS
 from crm.signals import CUSTOMERS_ALL, customer_stats_refreshed
 
@@ -72,6 +81,7 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
     }
     if customer_ids is None:
         updated = _customer_stats_refresh_all()
+        customer_overdue_from_refresh()
         customer_stats_refreshed.send(sender=Customer, customer_ids=CUSTOMERS_ALL)
         pages_cache_changed()
         return updated
@@ -80,6 +90,7 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
     for start in range(0, len(ids), _ID_BATCH):
         batch = ids[start : start + _ID_BATCH]
         updated += Customer.objects.filter(pk__in=batch).update(**values)
+        customer_overdue_from_refresh(customer_ids=batch)
         customer_stats_refreshed.send(sender=Customer, customer_ids=batch)
     pages_cache_changed()
     return updated
@@ -118,6 +129,52 @@ def _customer_stats_refresh_all() -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_STATS_REFRESH_ALL_SQL, {"sale": Purchase.Kind.SALE.value})
         return cursor.rowcount
+
+
+# last + factor x (last - first) / gaps, only with a rhythm; one UPDATE per call. Datetimes
+# are timestamptz on PostgreSQL, ISO text on SQLite (written back in Django's format).
+_OVERDUE_FROM_SQL = {
+    "postgresql": (
+        "last_purchase_at + (last_purchase_at - first_purchase_at)"
+        " * (%(factor)s::float8 / (purchase_count - 1))"
+    ),
+    "sqlite": (
+        "strftime('%%Y-%%m-%%d %%H:%%M:%%f', julianday(last_purchase_at)"
+        " + %(factor)s * (julianday(last_purchase_at) - julianday(first_purchase_at))"
+        " / (purchase_count - 1))"
+    ),
+}
+_HAS_RHYTHM_SQL = {
+    "postgresql": (
+        "last_purchase_at - first_purchase_at >= (purchase_count - 1) * interval '1 day'"
+    ),
+    "sqlite": ("julianday(last_purchase_at) - julianday(first_purchase_at) >= purchase_count - 1"),
+}
+
+
+def customer_overdue_from_refresh(*, customer_ids: Iterable[int] | None = None) -> None:
+    """Recompute Customer.overdue_from from the purchase statistics (set-based).
+
+    customer_stats_refresh calls this after every refresh; call it directly only after
+    writing the statistics columns some other way.
+    """
+    vendor = connection.vendor
+    sql = (
+        f"UPDATE crm_customer SET overdue_from = CASE"
+        f" WHEN purchase_count >= %(min_purchases)s AND {_HAS_RHYTHM_SQL[vendor]}"
+        f" THEN {_OVERDUE_FROM_SQL[vendor]} ELSE NULL END"
+    )
+    params: dict = {"factor": OVERDUE_FACTOR, "min_purchases": OVERDUE_MIN_PURCHASES}
+    with transaction.atomic(), connection.cursor() as cursor:
+        if customer_ids is None:
+            cursor.execute(sql, params)
+            return
+        ids = list(customer_ids)
+        for start in range(0, len(ids), _ID_BATCH):
+            batch = ids[start : start + _ID_BATCH]
+            marks = ", ".join(f"%(id{i})s" for i in range(len(batch)))
+            batch_params = params | {f"id{i}": pk for i, pk in enumerate(batch)}
+            cursor.execute(f"{sql} WHERE id IN ({marks})", batch_params)
 
 
 # Fields staff may set on a customer; the purchase statistics are derived.
