@@ -23,6 +23,11 @@ FEEDBACK_UNHAPPY = Q(rating__lte=RATING_UNHAPPY_MAX) | NPS_DETRACTOR
 
 # A customer's income and what tells their age: shown, edited and exported only by a user
 # with this permission (the Owner role; superusers).
+# Overdue = silent for longer than this many times their usual gap between purchases, once
+# they have enough purchases (two gaps) for a rhythm; Customer.overdue_from stores the moment.
+OVERDUE_FACTOR = 1.5
+OVERDUE_MIN_PURCHASES = 3
+
 CUSTOMER_SENSITIVE_FIELDS = ("birth_date", "age", "annual_income")
 CUSTOMER_SENSITIVE_PERMISSION = "crm.view_customer_sensitive"
 
@@ -88,6 +93,11 @@ class Customer(models.Model):
     total_spent = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
     first_purchase_at = models.DateTimeField(null=True, blank=True)
     last_purchase_at = models.DateTimeField(null=True, blank=True)
+    # When they become overdue by their own buying rhythm: last purchase + OVERDUE_FACTOR x
+    # their mean gap between purchases; null without a rhythm (fewer than 3 purchases, or
+    # under a day per gap). Stored so Today reads the overdue from an index instead of
+    # evaluating the arithmetic on every customer. Kept in step by customer_stats_refresh.
+    overdue_from = models.DateTimeField(null=True, blank=True, editable=False)
 
     # Name, e-mail and phone digits folded for search (crm.search.customer_search_text), kept
     # in step by every writer of those fields. PostgreSQL answers substring searches on it from
@@ -131,6 +141,11 @@ class Customer(models.Model):
             models.Index(fields=["total_spent", "id"], name="customer_total_spent_idx"),
             models.Index(fields=["last_purchase_at", "id"], name="customer_last_purchase_idx"),
             models.Index(fields=["first_purchase_at", "id"], name="customer_first_purchase_idx"),
+            models.Index(
+                fields=["overdue_from"],
+                name="customer_overdue_from_idx",
+                condition=models.Q(overdue_from__isnull=False),
+            ),
             models.Index(Lower("name"), name="customer_name_lower_idx"),
             models.Index(fields=["phone"], name="customer_phone_idx"),
             # The admin changelist filters, each followed by its default ordering column.

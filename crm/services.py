@@ -18,6 +18,8 @@ from django.utils import timezone
 from crm.cache import pages_cache_changed
 from crm.currencies import is_currency_code
 from crm.models import (
+    OVERDUE_FACTOR,
+    OVERDUE_MIN_PURCHASES,
     Activity,
     BusinessSettings,
     Customer,
@@ -48,6 +50,7 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
     """
     if customer_ids is None:
         updated = _customer_stats_refresh_all()
+        customer_overdue_from_refresh()
         customer_stats_refreshed.send(sender=Customer, customer_ids=CUSTOMERS_ALL)
         pages_cache_changed()
         return updated
@@ -55,6 +58,7 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
     updated = 0
     for start in range(0, len(ids), _STATS_BATCH):
         updated += _customer_stats_refresh_batch(ids[start : start + _STATS_BATCH])
+    customer_overdue_from_refresh(customer_ids=ids)
     for start in range(0, len(ids), _ID_BATCH):
         customer_stats_refreshed.send(sender=Customer, customer_ids=ids[start : start + _ID_BATCH])
     pages_cache_changed()
@@ -112,6 +116,52 @@ def _customer_stats_refresh_all() -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_STATS_REFRESH_ALL_SQL, {"sale": Purchase.Kind.SALE.value})
         return cursor.rowcount
+
+
+# last + factor x (last - first) / gaps, only with a rhythm; one UPDATE per call. Datetimes
+# are timestamptz on PostgreSQL, ISO text on SQLite (written back in Django's format).
+_OVERDUE_FROM_SQL = {
+    "postgresql": (
+        "last_purchase_at + (last_purchase_at - first_purchase_at)"
+        " * (%(factor)s::float8 / (purchase_count - 1))"
+    ),
+    "sqlite": (
+        "strftime('%%Y-%%m-%%d %%H:%%M:%%f', julianday(last_purchase_at)"
+        " + %(factor)s * (julianday(last_purchase_at) - julianday(first_purchase_at))"
+        " / (purchase_count - 1))"
+    ),
+}
+_HAS_RHYTHM_SQL = {
+    "postgresql": (
+        "last_purchase_at - first_purchase_at >= (purchase_count - 1) * interval '1 day'"
+    ),
+    "sqlite": ("julianday(last_purchase_at) - julianday(first_purchase_at) >= purchase_count - 1"),
+}
+
+
+def customer_overdue_from_refresh(*, customer_ids: Iterable[int] | None = None) -> None:
+    """Recompute Customer.overdue_from from the purchase statistics (set-based).
+
+    customer_stats_refresh calls this after every refresh; call it directly only after
+    writing the statistics columns some other way.
+    """
+    vendor = connection.vendor
+    sql = (
+        f"UPDATE crm_customer SET overdue_from = CASE"
+        f" WHEN purchase_count >= %(min_purchases)s AND {_HAS_RHYTHM_SQL[vendor]}"
+        f" THEN {_OVERDUE_FROM_SQL[vendor]} ELSE NULL END"
+    )
+    params: dict = {"factor": OVERDUE_FACTOR, "min_purchases": OVERDUE_MIN_PURCHASES}
+    with transaction.atomic(), connection.cursor() as cursor:
+        if customer_ids is None:
+            cursor.execute(sql, params)
+            return
+        ids = list(customer_ids)
+        for start in range(0, len(ids), _ID_BATCH):
+            batch = ids[start : start + _ID_BATCH]
+            marks = ", ".join(f"%(id{i})s" for i in range(len(batch)))
+            batch_params = params | {f"id{i}": pk for i, pk in enumerate(batch)}
+            cursor.execute(f"{sql} WHERE id IN ({marks})", batch_params)
 
 
 # Fields staff may set on a customer; the purchase statistics are derived.

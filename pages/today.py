@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Exists, ExpressionWrapper, F, FloatField, Func, OuterRef, Q, Value
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from crm.models import FEEDBACK_UNHAPPY, Activity, Customer, Feedback, FollowUp
@@ -139,60 +139,28 @@ def customers_overdue(
     *,
     now: datetime | None = None,
     limit: int = DEFAULT_LIMIT,
-    factor: float = 1.5,
-    min_purchases: int = 3,
     max_days_since: int = 365,
 ) -> list[TodayItem]:
     """Customers late by their own buying rhythm, most valuable (total spent) first.
 
-    Rhythm = mean days between purchases = (last - first purchase) / (purchases - 1), from
-    the denormalised columns, for customers with at least ``min_purchases`` purchases (two
-    intervals, so one lucky repeat is not a rhythm). Overdue when the days since the last
-    purchase exceed ``factor`` x the rhythm (at least a day); customers silent for more than
-    ``max_days_since`` days are lost rather than overdue and left out. The database walks
-    the total-spent index from the top and stops at ``limit`` matches.
+    Rhythm = mean days between purchases = (last - first purchase) / (purchases - 1), for
+    customers with at least OVERDUE_MIN_PURCHASES purchases. Overdue once the days since the
+    last purchase exceed OVERDUE_FACTOR x the rhythm (at least a day): the stored
+    Customer.overdue_from has passed. Customers silent for more than ``max_days_since``
+    days are lost rather than overdue and left out; so are customers handled (an activity)
+    since they became overdue.
     """
     now = now or timezone.now()
-    last, first = _Epoch("last_purchase_at"), _Epoch("first_purchase_at")
     customers = list(
         Customer.objects.active()
-        # Seconds since the last purchase x intervals > factor x seconds from first to last:
-        # plain arithmetic evaluated on each row walked. Every condition is written on an
-        # expression, not a bare column, on purpose: a range on the last-purchase (or
-        # purchase-count) index would make the database sort half the table instead of
-        # walking the total-spent index from the top and stopping at `limit` matches.
-        .alias(
-            intervals=F("purchase_count") - 1,
-            since=Value(now.timestamp()) - last,
-            late=(Value(now.timestamp()) - last) * (F("purchase_count") - 1),
-            allowed=Value(factor) * (last - first),
-            # Several purchases on one day are one visit, not a rhythm of "every 0 days".
-            span=last - first,
-            one_day_each=(F("purchase_count") - 1) * Value(86400.0),
-        )
+        # A range on the overdue_from index; the database then either sorts that set by
+        # total spent or walks the total-spent index checking the stored moment, both cheap.
         .filter(
-            intervals__gte=min_purchases - 1,
-            since__gte=0,
-            since__lte=max_days_since * 86400.0,
-            late__gt=F("allowed"),
-            span__gte=F("one_day_each"),
+            overdue_from__lte=now,
+            last_purchase_at__lte=now,
+            last_purchase_at__gte=now - timedelta(days=max_days_since),
         )
-        # Handled: an activity since they became overdue, i.e. at a time t with
-        # (t - last) x intervals >= factor x (last - first), the same arithmetic as above.
-        .exclude(
-            Exists(
-                Activity.objects.filter(customer_id=OuterRef("pk"))
-                .alias(
-                    after=(_Epoch("happened_at") - _Epoch(OuterRef("last_purchase_at")))
-                    * ExpressionWrapper(OuterRef("purchase_count") - 1, output_field=FloatField()),
-                    owed=Value(factor)
-                    * (
-                        _Epoch(OuterRef("last_purchase_at")) - _Epoch(OuterRef("first_purchase_at"))
-                    ),
-                )
-                .filter(after__gte=F("owed"))
-            )
-        )
+        .exclude(_handled_since(OuterRef("overdue_from")))
         .select_related("membership__segment")
         .order_by("-total_spent", "-id")[:limit]
     )
@@ -221,22 +189,6 @@ def customers_overdue(
             )
         )
     return items
-
-
-class _Epoch(Func):
-    """Seconds since 1970 of a datetime column, as a float, natively on each database."""
-
-    output_field = FloatField()
-
-    def as_sqlite(self, compiler, connection, **extra):
-        return self.as_sql(
-            compiler, connection, template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)"
-        )
-
-    def as_postgresql(self, compiler, connection, **extra):
-        # date_part is float8; EXTRACT is numeric since PostgreSQL 14, several times slower
-        # in the arithmetic of every row this filter walks.
-        return self.as_sql(compiler, connection, template="date_part('epoch', %(expressions)s)")
 
 
 def feedback_unhappy_unanswered(*, limit: int = DEFAULT_LIMIT) -> list[TodayItem]:

@@ -17,7 +17,7 @@ import pandas as pd
 from django.apps import apps
 from django.db import connection, transaction
 
-from crm.models import Customer, Feedback, Purchase
+from crm.models import OVERDUE_FACTOR, OVERDUE_MIN_PURCHASES, Customer, Feedback, Purchase
 
 MARKER_TABLE = "bench_dataset"
 BLOCK_CUSTOMERS = 100_000  # customers generated and written per block (bounds memory)
@@ -318,10 +318,16 @@ def _customer_rows(block: Block, *, sqlite: bool) -> pd.DataFrame:
     last_at = c["last_at"].to_numpy()
     has = ~np.isnan(first_at)
 
-    def optional_time(values: np.ndarray) -> np.ndarray:
+    def optional_time(values: np.ndarray, present: np.ndarray = has) -> np.ndarray:
         out = np.full(len(values), None, dtype=object)
-        out[has] = _iso(values[has].astype(np.int64), sqlite=sqlite)
+        out[present] = _iso(values[present].astype(np.int64), sqlite=sqlite)
         return out
+
+    # The same rule as crm.services.customer_overdue_from_refresh, for rows written directly.
+    gaps = c["purchase_count"].to_numpy(np.int64) - 1
+    span = np.where(has, last_at - first_at, 0.0)
+    has_rhythm = has & (gaps >= OVERDUE_MIN_PURCHASES - 1) & (span >= gaps * 86400.0)
+    overdue_at = np.where(has_rhythm, last_at + OVERDUE_FACTOR * span / np.maximum(gaps, 1), 0.0)
 
     created_text = _iso(c["created"].to_numpy(np.int64), sqlite=sqlite)
     return pd.DataFrame(
@@ -347,6 +353,7 @@ def _customer_rows(block: Block, *, sqlite: bool) -> pd.DataFrame:
             "total_spent": c["total_cents"] / 100,
             "first_purchase_at": optional_time(first_at),
             "last_purchase_at": optional_time(last_at),
+            "overdue_from": optional_time(overdue_at, has_rhythm),
         }
     )
 

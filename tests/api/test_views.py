@@ -1,4 +1,5 @@
 import logging
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -7,6 +8,7 @@ from rest_framework.test import APIClient
 
 from api.models import ApiToken
 from crm.models import AuditEntry, Customer, Feedback, Purchase
+from pages.today import customers_overdue
 from tests.factories import (
     CustomerFactory,
     CustomerPredictionFactory,
@@ -322,3 +324,22 @@ def test_api_writes_go_to_the_audit_trail_with_the_token_user(api):
         1,
     )
     assert entry.address == "127.0.0.1"
+
+
+def test_purchases_sent_in_bulk_put_a_lapsed_regular_on_todays_overdue_list(api):
+    customer = CustomerFactory()
+    now = timezone.now()
+    items = [
+        {
+            "customer_id": customer.pk,
+            "amount": "20",
+            "purchased_at": (now - timedelta(days=days)).isoformat(),
+        }
+        for days in (40, 30, 20)  # every 10 days, last 20 days ago: overdue since day 15
+    ]
+    response = api.post("/api/v1/purchases/bulk/", {"purchases": items}, format="json")
+    assert response.status_code == 200, response.json()
+
+    customer.refresh_from_db()
+    assert customer.overdue_from is not None and customer.overdue_from < now
+    assert [item.customer for item in customers_overdue(now=now)] == [customer]

@@ -86,10 +86,13 @@ def test_only_the_newest_backup_keep_backups_are_kept(backup_dir, settings):
 
 
 @pytest.mark.django_db  # the schedule is a migration's row, there before any test's flush
-def test_backups_are_scheduled_daily_and_the_task_writes_one(backup_dir):
+def test_backups_are_scheduled_daily():
     task = PeriodicTask.objects.get(task="crm.tasks.database_backup")
     assert task.enabled and (task.crontab.hour, task.crontab.minute) == ("2", "30")
 
+
+@committing
+def test_the_scheduled_task_writes_one_backup(backup_dir):
     path = database_backup.apply().get()
 
     assert [str(p) for p in backup.backups_list()] == [path]

@@ -137,3 +137,48 @@ def test_feedback_submit_refuses_an_overlong_comment_and_writes_nothing():
     assert not Feedback.objects.exists()
     feedback_submit(customer=customer, rating=4, comment="x" * FEEDBACK_COMMENT_MAX)
     assert Feedback.objects.count() == 1
+
+
+def _bought(customer, *days_ago: float) -> None:
+    for days in days_ago:
+        PurchaseFactory(customer=customer, purchased_at=timezone.now() - timedelta(days=days))
+
+
+def test_overdue_from_is_last_purchase_plus_one_and_a_half_usual_gaps():
+    regular = CustomerFactory()
+    _bought(regular, 40, 30, 20)  # every 10 days, last 20 days ago: overdue 5 days ago
+    customer_stats_refresh(customer_ids=[regular.pk])
+
+    regular.refresh_from_db()
+    expected = regular.last_purchase_at + timedelta(days=15)
+    assert abs((regular.overdue_from - expected).total_seconds()) < 1
+
+
+@pytest.mark.parametrize(
+    "days_ago",
+    [(), (30, 20), (20.0, 19.99, 19.98)],
+    ids=["never bought", "two purchases are no rhythm", "one visit is no rhythm"],
+)
+def test_overdue_from_stays_empty_without_a_buying_rhythm(days_ago):
+    customer = CustomerFactory()
+    _bought(customer, *days_ago)
+    customer_stats_refresh(customer_ids=[customer.pk])
+
+    customer.refresh_from_db()
+    assert customer.overdue_from is None
+
+
+def test_overdue_from_follows_purchases_removed_and_the_refresh_of_everyone():
+    customer = CustomerFactory()
+    _bought(customer, 40, 30, 20)
+    customer_stats_refresh(customer_ids=[customer.pk])
+    customer.purchases.order_by("purchased_at").first().delete()
+    customer_stats_refresh(customer_ids=[customer.pk])
+    customer.refresh_from_db()
+    assert customer.overdue_from is None
+
+    _bought(customer, 35)
+    customer_stats_refresh()
+    customer.refresh_from_db()
+    expected = customer.last_purchase_at + timedelta(days=1.5 * 7.5)
+    assert abs((customer.overdue_from - expected).total_seconds()) < 1

@@ -61,8 +61,17 @@ def test_generated_data_is_plausible_and_its_statistics_match_the_purchases(tran
     assert Customer.objects.filter(age__isnull=False).exists()
     assert Customer.objects.filter(annual_income__isnull=False).exists()
     generated = _stats()
+    generated_overdue = dict(Customer.objects.values_list("pk", "overdue_from"))
     customer_stats_refresh()
     assert _stats() == generated
+    # The generator writes the overdue moment itself, by the same rule (to the second).
+    refreshed_overdue = dict(Customer.objects.values_list("pk", "overdue_from"))
+    assert any(generated_overdue.values())
+    for pk, moment in refreshed_overdue.items():
+        if moment is None:
+            assert generated_overdue[pk] is None, pk
+        else:
+            assert abs((moment - generated_overdue[pk]).total_seconds()) < 1.5, pk
     # New rows get fresh ids after the explicit ones.
     assert CustomerFactory().pk > 300
 
