@@ -278,13 +278,17 @@ def offer_email_queue(*, offer: Offer, segment: Segment, now: datetime | None = 
     """
     now = now or timezone.now()
     offer_email_check(offer=offer, segment=segment, now=now)
-    audience = offer_email_audience(offer=offer, segment=segment)
+    # Ids only: the holdout draw and the rows need nothing else of the customers.
+    eligible_ids = list(
+        _eligible_members(offer=offer, segment=segment).order_by("pk").values_list("pk", flat=True)
+    )
+    recipients, held_out = _holdout_split(offer=offer, customer_ids=eligible_ids)
     with transaction.atomic():
-        held = offer_present(offer=offer, segment=segment, customers=audience.held_out, now=now)
+        held = offer_present(offer=offer, segment=segment, customers=held_out, now=now)
         created = Delivery.objects.bulk_create(
             [
-                Delivery(offer=offer, customer=c, segment=segment, created_at=now)
-                for c in audience.recipients
+                Delivery(offer=offer, customer_id=pk, segment=segment, created_at=now)
+                for pk in recipients
             ],
             batch_size=1000,
             ignore_conflicts=True,  # a concurrent queueing already wrote that customer
