@@ -81,8 +81,9 @@ def offer_email(
     Message-ID (kept on the delivery). ``to`` overrides the address (the owner's test). With
     ``delivery_id``, the envelope sender is that delivery's bounce address when one is
     configured (offers.bounces), so a later bounce finds its delivery."""
-    message = offer_message(offer=offer, customer=customer)
-    unsubscribe = unsubscribe_url(customer_id=customer.pk, offer_id=offer.pk)
+    values = offer_message_values(offer=offer, customer=customer)
+    message = message_render(subject=offer.email_subject, body=offer.email_body, values=values)
+    unsubscribe = values["unsubscribe_link"]  # signed once for the body and the header
     domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or None
     headers = {
         "Message-ID": make_msgid(domain=domain),
