@@ -81,8 +81,9 @@ def offer_email(
     Message-ID (kept on the delivery). ``to`` overrides the address (the owner's test). With
     ``delivery_id``, the envelope sender is that delivery's bounce address when one is
     configured (offers.bounces), so a later bounce finds its delivery."""
-    message = offer_message(offer=offer, customer=customer)
-    unsubscribe = unsubscribe_url(customer_id=customer.pk, offer_id=offer.pk)
+    values = offer_message_values(offer=offer, customer=customer)
+    message = message_render(subject=offer.email_subject, body=offer.email_body, values=values)
+    unsubscribe = values["unsubscribe_link"]  # signed once for the body and the header
     domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or None
     headers = {
         "Message-ID": make_msgid(domain=domain),
@@ -144,15 +145,37 @@ class Audience:
     already: int
 
 
+def _eligible_members(*, offer: Offer, segment: Segment) -> QuerySet[Customer]:
+    """Marketable members of the segment who have neither a delivery nor a response for the
+    offer (before the holdout draw)."""
+    done = Exists(Delivery.objects.filter(offer=offer, customer_id=OuterRef("pk"))) | Exists(
+        OfferResponse.objects.filter(offer=offer, customer_id=OuterRef("pk"))
+    )
+    return customers_marketable().filter(membership__segment=segment).exclude(done)
+
+
+def _holdout_split(*, offer: Offer, customer_ids: list[int]) -> tuple[list[int], list[int]]:
+    """(recipients, control group) of ``customer_ids``, order kept: the holdout draw of
+    offer_present, on ids only."""
+    share = float(offer.holdout_share)
+    if share <= 0:
+        return list(customer_ids), []
+    recipients, held_out = [], []
+    for pk in customer_ids:
+        (held_out if holdout_draw(offer.pk, pk) < share else recipients).append(pk)
+    return recipients, held_out
+
+
 def offer_email_audience(*, offer: Offer, segment: Segment) -> Audience:
     """Eligible members of the segment for the offer's e-mail, split by the holdout draw (the
     same reproducible draw as offer_present). Reads only; three queries."""
     members = Customer.objects.active().filter(membership__segment=segment)
     marketable = customers_marketable().filter(membership__segment=segment)
-    done = Exists(Delivery.objects.filter(offer=offer, customer_id=OuterRef("pk"))) | Exists(
-        OfferResponse.objects.filter(offer=offer, customer_id=OuterRef("pk"))
+    eligible = (
+        _eligible_members(offer=offer, segment=segment)
+        .order_by("name", "pk")
+        .only("pk", "name", "email")
     )
-    eligible = marketable.exclude(done).order_by("name", "pk").only("pk", "name", "email")
     share = float(offer.holdout_share)
     recipients, held_out = [], []
     for customer in eligible:
@@ -167,6 +190,49 @@ def offer_email_audience(*, offer: Offer, segment: Segment) -> Audience:
         members=total,
         not_marketable=total - marketable_count,
         already=marketable_count - len(recipients) - len(held_out),
+    )
+
+
+@dataclass(frozen=True)
+class AudienceSummary:
+    """The send page's view of an Audience: its counts, and only the first recipients."""
+
+    recipients: int
+    held_out: int
+    members: int
+    not_marketable: int
+    already: int
+    first_recipients: list[Customer]
+
+    @property
+    def not_shown(self) -> int:
+        return self.recipients - len(self.first_recipients)
+
+
+def offer_email_audience_summary(
+    *, offer: Offer, segment: Segment, shown: int = 200
+) -> AudienceSummary:
+    """The counts of offer_email_audience and its first ``shown`` recipients by name, in four
+    queries whatever the segment's size: the eligible are read as ids only (the holdout draw
+    is a hash of ids), and only the customers shown are loaded."""
+    members = Customer.objects.active().filter(membership__segment=segment)
+    marketable = customers_marketable().filter(membership__segment=segment)
+    eligible_ids = list(
+        _eligible_members(offer=offer, segment=segment)
+        .order_by("name", "pk")
+        .values_list("pk", flat=True)
+    )
+    recipients, held_out = _holdout_split(offer=offer, customer_ids=eligible_ids)
+    first_ids = recipients[:shown]
+    loaded = Customer.objects.only("pk", "name", "email").in_bulk(first_ids)
+    total, marketable_count = members.count(), marketable.count()
+    return AudienceSummary(
+        recipients=len(recipients),
+        held_out=len(held_out),
+        members=total,
+        not_marketable=total - marketable_count,
+        already=marketable_count - len(eligible_ids),
+        first_recipients=[loaded[pk] for pk in first_ids if pk in loaded],
     )
 
 
@@ -213,13 +279,17 @@ def offer_email_queue(*, offer: Offer, segment: Segment, now: datetime | None = 
     """
     now = now or timezone.now()
     offer_email_check(offer=offer, segment=segment, now=now)
-    audience = offer_email_audience(offer=offer, segment=segment)
+    # Ids only: the holdout draw and the rows need nothing else of the customers.
+    eligible_ids = list(
+        _eligible_members(offer=offer, segment=segment).order_by("pk").values_list("pk", flat=True)
+    )
+    recipients, held_out = _holdout_split(offer=offer, customer_ids=eligible_ids)
     with transaction.atomic():
-        held = offer_present(offer=offer, segment=segment, customers=audience.held_out, now=now)
+        held = offer_present(offer=offer, segment=segment, customers=held_out, now=now)
         created = Delivery.objects.bulk_create(
             [
-                Delivery(offer=offer, customer=c, segment=segment, created_at=now)
-                for c in audience.recipients
+                Delivery(offer=offer, customer_id=pk, segment=segment, created_at=now)
+                for pk in recipients
             ],
             batch_size=1000,
             ignore_conflicts=True,  # a concurrent queueing already wrote that customer

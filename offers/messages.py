@@ -7,6 +7,7 @@ is ever executed. Messages are sent as plain text, so there is nothing to escape
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 from string import Formatter
 
 MERGE_FIELDS = (
@@ -72,11 +73,23 @@ def template_fields(text: str) -> list[str]:
     return used
 
 
+@lru_cache(maxsize=64)
+def _compiled(text: str) -> tuple[tuple[str, str | None], ...]:
+    """``text`` checked and split into (literal, field) pairs once: a send renders the same
+    subject and body for every customer, and only the substitution differs."""
+    template_fields(text)
+    return tuple((literal, name) for literal, name, _, _ in Formatter().parse(text))
+
+
+@lru_cache(maxsize=64)
+def _fields_used(text: str) -> frozenset[str]:
+    return frozenset(template_fields(text))
+
+
 def text_render(text: str, values: dict[str, str]) -> str:
     """Fill the merge fields of ``text`` from ``values`` (every field in MERGE_FIELDS)."""
-    template_fields(text)
     out = []
-    for literal, name, _, _ in Formatter().parse(text):
+    for literal, name in _compiled(text):
         out.append(literal)
         if name is not None:
             out.append(str(values.get(name, "")))
@@ -90,7 +103,7 @@ def message_render(*, subject: str, body: str, values: dict[str, str]) -> Messag
     one_line = " ".join(text_render(subject or DEFAULT_SUBJECT, values).split())
     body = body or DEFAULT_BODY
     text = text_render(body, values)
-    if "unsubscribe_link" not in template_fields(body):
+    if "unsubscribe_link" not in _fields_used(body):
         # Every marketing message carries its way out, whatever the owner wrote.
         text = f"{text.rstrip()}\n\n--\nUnsubscribe with one click: {values['unsubscribe_link']}\n"
     return Message(subject=one_line, body=text)

@@ -93,11 +93,11 @@ def offer_email_send(request, pk: int, segment_pk: int):
                 "the control group kept aside. The counts below grow as messages go out.",
             )
             return redirect(offer.get_absolute_url())
-    audience = mailing.offer_email_audience(offer=offer, segment=segment)
+    audience = mailing.offer_email_audience_summary(offer=offer, segment=segment, shown=200)
     return render(
         request,
         "offers/offer_send.html",
-        {"offer": offer, "segment": segment, "audience": audience, "shown": 200},
+        {"offer": offer, "segment": segment, "audience": audience},
     )
 
 

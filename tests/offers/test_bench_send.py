@@ -27,3 +27,33 @@ def test_the_floor_delivers_every_message_to_the_counting_server():
 
     assert received == 25
     assert size >= sum(len(raw) for _, raw in messages) - 25 * 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_whole_bench_sends_every_message_of_a_small_segment_and_prints_its_figures(
+    settings, capsys
+):
+    # The product's send runs in this process (a child would not see the test database),
+    # through the same send_here, to the bench's own SMTP server.
+    from unittest import mock
+
+    from offers.benchmark import send
+
+    def send_in_this_process(*, offer_id, segment_id, port, budget, log):
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.DEFAULT_FROM_EMAIL = send.SENDER
+        settings.EMAIL_SEND_RATE = float(send.RATE)
+        result = send.send_here(offer_id=offer_id, segment_id=segment_id)
+        return {**result, "stopped": False, "queued": result["sent"]}
+
+    with mock.patch.object(send, "send_in_child", send_in_this_process):
+        call_command("bench_send", "--customers", "200")
+
+    out = capsys.readouterr().out
+    assert "200 eligible customers" in out
+    assert "then" in out and "msg/s" in out
+    assert "200 received" in out
+    assert "ratio            product / floor" in out

@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from crm.selectors import business_get
+from offers import mailing
 from offers.models import Delivery, Offer, OfferResponse
 from offers.services import holdout_draw
 from offers.tasks import offer_email_queue
@@ -162,3 +163,39 @@ def test_the_offer_form_refuses_a_placeholder_that_is_not_a_merge_field(staff_cl
     assert response.status_code == 400
     assert "not a merge field" in response.content.decode()
     assert Offer.objects.get(pk=offer.pk).email_subject == "{first_name}, {offer_title}"
+
+
+def _send_page_queries(client, offer, segment) -> int:
+    url = reverse("offers:offer_email_send", args=[offer.pk, segment.pk])
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
+
+
+def test_the_send_page_reads_a_large_segment_in_as_many_queries_as_a_small_one(
+    staff_client, offer, segment
+):
+    CustomerFactory.create_batch(3, segment=segment)
+    _send_page_queries(staff_client, offer, segment)  # the session's first-request reads
+    small = _send_page_queries(staff_client, offer, segment)
+    CustomerFactory.create_batch(147, segment=segment)
+
+    assert _send_page_queries(staff_client, offer, segment) == small
+
+
+def test_the_send_page_lists_the_first_recipients_and_says_how_many_more_it_counts(offer, segment):
+    customers = CustomerFactory.create_batch(12, segment=segment)
+    recipients = sorted(
+        (c for c in customers if holdout_draw(offer.pk, c.pk) >= 0.2), key=lambda c: (c.name, c.pk)
+    )
+
+    summary = mailing.offer_email_audience_summary(offer=offer, segment=segment, shown=5)
+    assert summary.recipients == len(recipients)
+    assert summary.held_out == len(customers) - len(recipients)
+    assert [c.pk for c in summary.first_recipients] == [c.pk for c in recipients[:5]]
+    assert summary.not_shown == len(recipients) - 5
+
+    # The numbers agree with what the worker then queues.
+    queued = mailing.offer_email_queue(offer=offer, segment=segment)
+    assert (queued.queued, queued.held_out) == (summary.recipients, summary.held_out)
+    assert Delivery.objects.filter(offer=offer).count() == summary.recipients
