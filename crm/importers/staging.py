@@ -20,14 +20,32 @@ BLOCK_ROWS = 10_000
 
 def _types() -> dict[str, str]:
     if connection.vendor == "postgresql":
-        return {"int": "integer", "big": "bigint", "text": "text", "moment": "timestamptz"}
-    return {"int": "integer", "big": "integer", "text": "text", "moment": "text"}
+        return {
+            "int": "integer",
+            "big": "bigint",
+            "text": "text",
+            "moment": "timestamptz",
+            "date": "date",
+            "decimal": "numeric",
+            "bool": "boolean",
+        }
+    # The affinities Django's own SQLite columns have, so that staged and stored values compare.
+    return {
+        "int": "integer",
+        "big": "integer",
+        "text": "text",
+        "moment": "text",
+        "date": "text",
+        "decimal": "numeric",
+        "bool": "integer",
+    }
 
 
 @contextmanager
 def staging_tables(tables: dict[str, str]) -> Iterator[None]:
-    """Create the temporary tables ({name: column definitions, with {int}, {big}, {text} and
-    {moment} for the vendor's types}) and drop them afterwards, whatever happens."""
+    """Create the temporary tables ({name: column definitions, with {int}, {big}, {text},
+    {moment}, {date}, {decimal} and {bool} for the vendor's types}) and drop them afterwards,
+    whatever happens."""
     types = _types()
     with connection.cursor() as cur:
         for name, columns in tables.items():
