@@ -25,7 +25,7 @@ from crm.importers.report import (
     RowError,
     import_write,
 )
-from crm.importers.staging import StagingWriter, moment_adapter, staging_tables
+from crm.importers.staging import StagingWriter, moment_adapter, staging_tables, staging_update
 from crm.importers.values import CENT, CellError
 from crm.models import Customer, Tag
 from crm.search import SEARCHED_FIELDS, customer_search_text
@@ -66,7 +66,8 @@ _STAGING_TABLES = {
         + ", ".join(f"{name} {{{kind}}}" for name, kind in _FIELD_KINDS.items())
         + ", search_text {text} NOT NULL, bad {int} NOT NULL DEFAULT 0, "
         "email_match {big}, external_match {big}, customer_id {big}, "
-        "searched_changed {int} NOT NULL DEFAULT 0"
+        "searched_changed {int} NOT NULL DEFAULT 0, old_search_text {text}, "
+        "new_search_text {text}"
     ),
     TAG_TABLE: "file_row {int} NOT NULL, place {int} NOT NULL, name {text} NOT NULL",
 }
@@ -127,6 +128,7 @@ def customers_import(
             # from the staged rows, without taking the write lock.
             _figures_count(report)
             return report
+        _search_texts_prepare()
         return import_write(report=report, write=lambda: _customers_write(report), actor=actor)
 
 
@@ -419,17 +421,23 @@ def _customers_write(report: ImportReport) -> None:
     customers = Customer._meta.db_table
     now = moment_adapter()(timezone.now())
     searched = sorted(SEARCHED_FIELDS)
-    # Which updated customers need their search text again (read before the update changes
-    # what it compares).
+    # The updated customers whose search text was not prepared, or whose stored one changed
+    # since (a staff edit meanwhile): theirs is recomputed after the update.
     _execute(
         f"UPDATE {ROW_TABLE} SET searched_changed = 1 WHERE bad = 0 AND customer_id IN "
         f"(SELECT s.customer_id FROM {ROW_TABLE} s JOIN {customers} c ON c.id = s.customer_id "
-        f"WHERE s.bad = 0 AND ({_differs(searched)}))"
+        f"WHERE s.bad = 0 AND ({_differs(searched)}) AND NOT (s.new_search_text IS NOT NULL "
+        "AND c.search_text = s.old_search_text))"
     )
     matched = _scalar(f"SELECT COUNT(*) FROM {ROW_TABLE} WHERE bad = 0 AND customer_id IS NOT NULL")
     assignments = ", ".join(f"{f} = COALESCE(s.{f}, c.{f})" for f in _FIELDS)
+    prepared = (
+        "search_text = CASE WHEN s.new_search_text IS NOT NULL "
+        "AND c.search_text = s.old_search_text THEN s.new_search_text ELSE c.search_text END"
+    )
     report.updated = _execute(
-        f"UPDATE {customers} AS c SET {assignments}, updated_at = %s FROM {ROW_TABLE} s "
+        f"UPDATE {customers} AS c SET {assignments}, {prepared}, updated_at = %s "
+        f"FROM {ROW_TABLE} s "
         f"WHERE s.bad = 0 AND s.customer_id = c.id AND ({_differs(_FIELDS)})",
         [now],
     )
@@ -453,6 +461,37 @@ def _customers_write(report: ImportReport) -> None:
             "WHERE bad = 0 AND customer_id IS NULL"
         )
     _tags_link()
+
+
+def _search_texts_prepare() -> None:
+    """Before the write, the search text each updated customer will have, next to the one it
+    has now (the write uses it while that is unchanged): the folding is Python's, and it
+    stays out of the write lock."""
+    customers = Customer._meta.db_table
+    searched = sorted(SEARCHED_FIELDS)
+    last = 0
+    while True:
+        found = list(
+            _rows(
+                f"SELECT s.file_row, c.search_text, COALESCE(s.name, c.name), "
+                f"COALESCE(s.email, c.email), COALESCE(s.phone, c.phone) "
+                f"FROM {ROW_TABLE} s JOIN {customers} c ON c.id = s.customer_id "
+                f"WHERE s.bad = 0 AND s.file_row > %s AND ({_differs(searched)}) "
+                f"ORDER BY s.file_row LIMIT {_FETCH}",
+                [last],
+            )
+        )
+        if not found:
+            return
+        last = found[-1][0]
+        staging_update(
+            f"UPDATE {ROW_TABLE} SET old_search_text = %s, new_search_text = %s "
+            "WHERE file_row = %s",
+            [
+                (old, customer_search_text(name=name, email=email, phone=phone), row)
+                for row, old, name, email, phone in found
+            ],
+        )
 
 
 def _search_text_refresh() -> None:

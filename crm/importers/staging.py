@@ -110,6 +110,24 @@ class StagingWriter:
         self.rows = []
 
 
+def staging_update(sql: str, rows: list[tuple]) -> None:
+    """Run one statement (%s placeholders) for each row, on a staging table only: in one
+    transaction that takes no lock on the real tables (see StagingWriter.flush)."""
+    if connection.vendor == "postgresql" or connection.in_atomic_block:
+        with connection.cursor() as cur:
+            cur.executemany(sql, rows)
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.execute("BEGIN DEFERRED")
+    try:
+        raw.executemany(sql.replace("%s", "?"), rows)
+    except BaseException:
+        raw.execute("ROLLBACK")
+        raise
+    raw.execute("COMMIT")
+
+
 def moment_adapter() -> Callable[[datetime], object]:
     """How this database is given an aware datetime. SQLite: Django's UTC text, so that
     staged and stored moments compare as equal text; PostgreSQL: the datetime itself."""

@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from crm.importers import customers as customers_module
 from crm.importers import customers_import
 from crm.models import Customer, Tag
+from crm.search import customer_search_text
 from tests.factories import CustomerFactory, TagFactory
 
 pytestmark = pytest.mark.django_db
@@ -127,3 +128,24 @@ def test_the_write_takes_as_many_statements_for_many_rows_as_for_few():
     few = _write_queries(5)
     Customer.objects.all().delete()
     assert _write_queries(1500) == few
+
+
+def test_a_staff_edit_between_the_check_and_the_write_keeps_the_search_text_true(monkeypatch):
+    ann = CustomerFactory(email="ann@example.com", name="Ann", phone="")
+    prepare = customers_module._search_texts_prepare
+
+    def prepare_then_staff_edit():
+        prepare()
+        # The owner saves Ann's phone while the import is about to write.
+        Customer.objects.filter(pk=ann.pk).update(
+            phone="0555 0100",
+            search_text=customer_search_text(name="Ann", email=ann.email, phone="0555 0100"),
+        )
+
+    monkeypatch.setattr(customers_module, "_search_texts_prepare", prepare_then_staff_edit)
+    report = customers_import(source=csv_file("email,name\nann@example.com,Ann Élan\n"))
+
+    ann.refresh_from_db()
+    assert report.updated == 1
+    assert (ann.name, ann.phone) == ("Ann Élan", "0555 0100")
+    assert ann.search_text == "ann elan|ann@example.com|05550100"
