@@ -294,6 +294,8 @@ def _matches_find(*, only_unmatched: bool = False) -> None:
     # search the LOWER(email) index and scans every customer for every key.
     plain = "+" if connection.vendor == "sqlite" else ""
     unmatched = f" AND {ROW_TABLE}.customer_id IS NULL" if only_unmatched else ""
+    # A customer just created from a row with an e-mail is found by it: no second look.
+    by_email = f" AND {ROW_TABLE}.email_match IS NULL" if only_unmatched else ""
     _execute(
         f"""
         UPDATE {ROW_TABLE} SET email_match = c.id FROM {customers} c
@@ -304,7 +306,7 @@ def _matches_find(*, only_unmatched: bool = False) -> None:
     _execute(
         f"""
         UPDATE {ROW_TABLE} SET external_match = c.id FROM {customers} c
-        WHERE {ROW_TABLE}.bad = 0 AND {ROW_TABLE}.ext_id <> ''{unmatched}
+        WHERE {ROW_TABLE}.bad = 0 AND {ROW_TABLE}.ext_id <> ''{unmatched}{by_email}
           AND c.external_source = {ROW_TABLE}.ext_source AND NOT (c.external_id = '')
           AND c.external_id = {ROW_TABLE}.ext_id
         """
