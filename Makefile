@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python manage.py bench_api
 	$(BIN)/python manage.py bench_send
 	$(BIN)/python manage.py bench_import $(BENCH_IMPORT_ARGS)
+	$(BIN)/python manage.py bench_customer_import
 
 # Installs Chromium for the browser tests when it is missing: with apt-get as root,
 # otherwise stops at once with the command to run.

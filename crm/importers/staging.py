@@ -20,14 +20,32 @@ BLOCK_ROWS = 10_000
 
 def _types() -> dict[str, str]:
     if connection.vendor == "postgresql":
-        return {"int": "integer", "big": "bigint", "text": "text", "moment": "timestamptz"}
-    return {"int": "integer", "big": "integer", "text": "text", "moment": "text"}
+        return {
+            "int": "integer",
+            "big": "bigint",
+            "text": "text",
+            "moment": "timestamptz",
+            "date": "date",
+            "decimal": "numeric",
+            "bool": "boolean",
+        }
+    # The affinities Django's own SQLite columns have, so that staged and stored values compare.
+    return {
+        "int": "integer",
+        "big": "integer",
+        "text": "text",
+        "moment": "text",
+        "date": "text",
+        "decimal": "numeric",
+        "bool": "integer",
+    }
 
 
 @contextmanager
 def staging_tables(tables: dict[str, str]) -> Iterator[None]:
-    """Create the temporary tables ({name: column definitions, with {int}, {big}, {text} and
-    {moment} for the vendor's types}) and drop them afterwards, whatever happens."""
+    """Create the temporary tables ({name: column definitions, with {int}, {big}, {text},
+    {moment}, {date}, {decimal} and {bool} for the vendor's types}) and drop them afterwards,
+    whatever happens."""
     types = _types()
     with connection.cursor() as cur:
         for name, columns in tables.items():
@@ -90,6 +108,24 @@ class StagingWriter:
                     raise
                 raw.execute("COMMIT")
         self.rows = []
+
+
+def staging_update(sql: str, rows: list[tuple]) -> None:
+    """Run one statement (%s placeholders) for each row, on a staging table only: in one
+    transaction that takes no lock on the real tables (see StagingWriter.flush)."""
+    if connection.vendor == "postgresql" or connection.in_atomic_block:
+        with connection.cursor() as cur:
+            cur.executemany(sql, rows)
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.execute("BEGIN DEFERRED")
+    try:
+        raw.executemany(sql.replace("%s", "?"), rows)
+    except BaseException:
+        raw.execute("ROLLBACK")
+        raise
+    raw.execute("COMMIT")
 
 
 def moment_adapter() -> Callable[[datetime], object]:
