@@ -260,7 +260,6 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
     list_display = (
         "__str__",
         "email",
-        "city",
         "purchases",
         "spent",
         "last_purchase",
