@@ -152,7 +152,8 @@ def customer_overdue_from_refresh(*, customer_ids: Iterable[int] | None = None) 
         f" THEN {_OVERDUE_FROM_SQL[vendor]} ELSE NULL END"
     )
     params: dict = {"factor": OVERDUE_FACTOR, "min_purchases": OVERDUE_MIN_PURCHASES}
-    with transaction.atomic(), connection.cursor() as cursor:
+    # No transaction of its own: one statement per 500 ids, inside the caller's write.
+    with connection.cursor() as cursor:
         if customer_ids is None:
             cursor.execute(sql, params)
             return
