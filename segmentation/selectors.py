@@ -45,7 +45,12 @@ class FeatureFrame:
 def _feature_sql(
     *, reference_time: datetime, vendor: str, until: datetime | None = None
 ) -> tuple[str, list]:
-    """The one aggregate query. Sales count; refunds are subtracted from the total only.
+    """The one feature query. Sales count; refunds are subtracted from the total only.
+
+    Today's run reads each customer's purchase figures as kept on the customer
+    (crm.services.customer_stats_refresh runs after every write of purchases, with these
+    very rules), so a nightly run does not add up every purchase again. A run as of a past
+    day cannot use them and aggregates the purchases up to that day.
 
     The covering index on purchases (customer_id, purchased_at, amount) serves the GROUP BY
     without table lookups; it does not hold `kind`, so refunds (rare) are aggregated on
@@ -116,21 +121,23 @@ def _feature_sql(
 
         count = real
 
-    sql = f"""
-        SELECT {count("c.id")} AS customer_id,
-               {count("p.n - COALESCE(r.n, 0)")} AS frequency,
-               {real("p.total - 2 * COALESCE(r.total, 0)")} AS monetary_total,
-               {real(days_since(sale_bound("MAX", "last_at")))} AS recency_days,
-               {real(days_since(sale_bound("MIN", "first_at")))} AS tenure_days,
-               {real("f.rating_mean")} AS rating_mean,
-               {count("COALESCE(f.rating_count, 0)")} AS rating_count,
-               {real("f.nps_mean")} AS nps_mean,
-               {count("COALESCE(f.nps_count, 0)")} AS nps_count,
-               {real(f"CASE WHEN c.birth_date IS NOT NULL THEN {age} ELSE c.age END")} AS age,
-               {real("c.annual_income")} AS income,
-               {count("COALESCE(f.nps_promoters, 0)")} AS nps_promoters,
-               {count("COALESCE(f.nps_detractors, 0)")} AS nps_detractors
-        FROM {customer} c
+    if until is None:
+        # The kept figures: sales only, refunds taken off the total, first and last sale.
+        purchases = {
+            "frequency": "c.purchase_count",
+            "monetary_total": "c.total_spent",
+            "recency_days": days_since("c.last_purchase_at"),
+            "tenure_days": days_since("c.first_purchase_at"),
+        }
+        joins, bought = "", "c.purchase_count > 0"
+    else:
+        purchases = {
+            "frequency": "p.n - COALESCE(r.n, 0)",
+            "monetary_total": "p.total - 2 * COALESCE(r.total, 0)",
+            "recency_days": days_since(sale_bound("MAX", "last_at")),
+            "tenure_days": days_since(sale_bound("MIN", "first_at")),
+        }
+        joins = f"""
         JOIN (
             SELECT customer_id, COUNT(*) AS n, SUM(amount) AS total,
                    MIN(purchased_at) AS first_at, MAX(purchased_at) AS last_at
@@ -140,7 +147,23 @@ def _feature_sql(
             SELECT customer_id, COUNT(*) AS n, SUM(amount) AS total,
                    MIN(purchased_at) AS first_at, MAX(purchased_at) AS last_at
             FROM {purchase} WHERE kind = '{refund}'{cut("purchased_at")} GROUP BY customer_id
-        ) r ON r.customer_id = c.id
+        ) r ON r.customer_id = c.id"""
+        bought = "p.n > COALESCE(r.n, 0)"
+    sql = f"""
+        SELECT {count("c.id")} AS customer_id,
+               {count(purchases["frequency"])} AS frequency,
+               {real(purchases["monetary_total"])} AS monetary_total,
+               {real(purchases["recency_days"])} AS recency_days,
+               {real(purchases["tenure_days"])} AS tenure_days,
+               {real("f.rating_mean")} AS rating_mean,
+               {count("COALESCE(f.rating_count, 0)")} AS rating_count,
+               {real("f.nps_mean")} AS nps_mean,
+               {count("COALESCE(f.nps_count, 0)")} AS nps_count,
+               {real(f"CASE WHEN c.birth_date IS NOT NULL THEN {age} ELSE c.age END")} AS age,
+               {real("c.annual_income")} AS income,
+               {count("COALESCE(f.nps_promoters, 0)")} AS nps_promoters,
+               {count("COALESCE(f.nps_detractors, 0)")} AS nps_detractors
+        FROM {customer} c{joins}
         LEFT JOIN (
             SELECT customer_id,
                    AVG(rating * 1.0) AS rating_mean, COUNT(rating) AS rating_count,
@@ -150,7 +173,7 @@ def _feature_sql(
             FROM {feedback}{cut("created_at", "WHERE")} GROUP BY customer_id
         ) f ON f.customer_id = c.id
         WHERE c.is_archived = {false} AND c.profiling_opt_out = {false}
-          AND p.n > COALESCE(r.n, 0)
+          AND {bought}
         ORDER BY c.id
     """
     return sql, []
@@ -201,7 +224,8 @@ def customer_features(*, reference_time: datetime, as_of: date | None = None) ->
 
     Columns FEATURE_COLUMNS (the engine's RAW_COLUMNS) then EXTRA_COLUMNS, sorted by
     customer id. With ``as_of``, only purchases and feedback up to and including that day (the
-    business's local date) count. Computed by one aggregate query in the database;
+    business's local date) count, aggregated from the purchases; without, the purchase
+    figures kept on each customer are read (see _feature_sql). One query in the database;
     PostgreSQL streams it with a binary COPY that numpy decodes, SQLite fetches its rows into
     numpy.
     """

@@ -79,6 +79,15 @@ class PurchaseFactory(factory.django.DjangoModelFactory):
     category = "Services"
     channel = Purchase.Channel.ONLINE
 
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        # As every write of the product does: the customer's purchase figures follow.
+        from crm.services import customer_stats_refresh
+
+        purchase = super()._create(model_class, *args, **kwargs)
+        customer_stats_refresh(customer_ids=[purchase.customer_id])
+        return purchase
+
 
 class FeedbackFactory(factory.django.DjangoModelFactory):
     class Meta:

@@ -102,6 +102,7 @@ def shop_create(*, customers: int = 10) -> Shop:
             Feedback(customer=shop.regular, rating=5, nps=10, created_at=now - 30 * day),
         ]
     )  # fmt: skip
+    customer_stats_refresh()
     SegmentMembershipChange.objects.create(
         customer=shop.lapsing,
         run=run,

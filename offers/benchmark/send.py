@@ -20,6 +20,7 @@ from unittest import mock
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.db import connection, transaction
 from django.db.models import Max, Min
 from django.test import Client
@@ -63,6 +64,7 @@ def bench_prepare(*, customers: int, seed: int, log: Callable[[str], None]) -> t
     group: every member gets a message). Refuses a database the bench did not create.
     Returns (offer id, segment id)."""
     database_guard()
+    call_command("migrate", verbosity=0, interactive=False)  # a new, empty database too
     # The offers' rows first: the dataset's wipe knows only the crm and segmentation tables.
     through = Offer.segments.through
     _delete_all(Delivery, OfferResponse, through, Offer)

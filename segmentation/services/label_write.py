@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,7 +27,7 @@ from segmentation.models import (
     SegmentMembershipChange,
     SegmentTransition,
 )
-from segmentation.pg_copy import copy_binary
+from segmentation.pg_copy import copy_binary, indexes_built_after_if_empty
 from segmentation.services.common import RunAlreadyFinished, SegmentationCheckFailed, jsonable
 from segmentation.services.plan import NO_REASON, Label, RunPlan, SegmentSlot, StagedLabels
 from segmentation.services.segment_records import (
@@ -333,7 +332,7 @@ def _history_write(run: SegmentationRun) -> int:
     membership = Membership._meta.db_table
     changes = SegmentMembershipChange._meta.db_table
     transitions = SegmentTransition._meta.db_table
-    with connection.cursor() as cur, _indexes_built_after_if_empty(changes):
+    with connection.cursor() as cur, indexes_built_after_if_empty(changes):
         cur.execute(
             f"INSERT INTO {changes} "
             "(customer_id, run_id, from_segment_id, to_segment_id, changed_at, reason) "
@@ -363,7 +362,7 @@ def labels_switch() -> int:
     the update, which rewrote all million rows of a rerun that changes five.
     """
     membership = Membership._meta.db_table
-    with connection.cursor() as cur, _indexes_built_after_if_empty(membership):
+    with connection.cursor() as cur, indexes_built_after_if_empty(membership):
         cur.execute(
             f"UPDATE {membership} SET segment_id = n.segment_id, reason = n.reason "
             f"FROM ({_new_labels_sql()}) n WHERE {membership}.customer_id = n.id "
@@ -382,34 +381,3 @@ def labels_switch() -> int:
             "ON CONFLICT (customer_id) DO NOTHING"
         )
         return changed + cur.rowcount
-
-
-@contextmanager
-def _indexes_built_after_if_empty(table: str) -> Iterator[None]:
-    """On PostgreSQL, when ``table`` is empty (a first run), drop its secondary indexes for
-    the writes inside and build them again after: one sort per index instead of a million
-    inserts into each. Inside the write transaction, so a killed worker rolls the indexes
-    back with the rows; the lock it takes only keeps others off a table that has no rows
-    to show yet. Indexes that back a constraint (the primary key) stay."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as cur:
-        cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
-        if cur.fetchone()[0]:
-            yield
-            return
-        cur.execute(
-            "SELECT c.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
-            "JOIN pg_class c ON c.oid = x.indexrelid WHERE x.indrelid = %s::regclass "
-            "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid) "
-            "ORDER BY c.relname",
-            [table],
-        )
-        indexes = cur.fetchall()
-        for name, _ in indexes:
-            cur.execute(f"DROP INDEX {connection.ops.quote_name(name)}")
-    yield
-    with connection.cursor() as cur:
-        for _, definition in indexes:
-            cur.execute(definition)

@@ -92,8 +92,8 @@ def test_a_run_records_what_really_came_once_its_thirty_days_have_passed():
             "expected_purchases_30d_total": 2.5,
         }
     )
-    regular = CustomerFactory(first_purchase_at=timezone.now() - timedelta(days=300))
-    newcomer = CustomerFactory(first_purchase_at=timezone.now() - timedelta(days=35))
+    regular, newcomer = CustomerFactory(), CustomerFactory()
+    PurchaseFactory(customer=regular, purchased_at=timezone.now() - timedelta(days=300))
     for customer, days_after in ((regular, 5), (regular, 5), (regular, 12), (newcomer, 6)):
         PurchaseFactory(
             customer=customer,

@@ -9,6 +9,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from crm.models import Customer, Feedback, Purchase
+from crm.services import customer_stats_refresh
 
 # (group, customers, purchases each, days since the last one, days between, amount)
 GROUPS = (
@@ -61,6 +62,7 @@ def shop_build(*, scale: int = 1, prospects: int = 2, opted_out: int = 1) -> Sho
     for customer in opted:
         purchases.append(Purchase(customer=customer, amount=Decimal("99"), purchased_at=now))
     Purchase.objects.bulk_create(purchases)
+    customer_stats_refresh()
     Feedback.objects.bulk_create(feedback)
     return shop
 

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from crm.models import Customer, Purchase
+from crm.services import customer_stats_refresh
 from segmentation import clv, prediction_selectors, predictions, selectors, services
 from segmentation.exports import PREDICTION_COLUMNS as prediction_columns
 from segmentation.models import CustomerPrediction, Membership, SegmentationRun
@@ -44,6 +46,7 @@ def cdnow_shop(customers: int = 400) -> dict[str, int]:
         )
         for row in frame.itertuples()
     )
+    customer_stats_refresh(customer_ids=ids.values())
     return ids
 
 
@@ -115,6 +118,30 @@ def test_a_new_refresh_replaces_every_prediction(db):
     predictions.predictions_refresh(run=first, as_of=AS_OF)
     second = SegmentationRunFactory()
     predictions.predictions_refresh(run=second, as_of=date(1997, 12, 31))
+    assert set(CustomerPrediction.objects.values_list("run_id", "as_of")) == {
+        (second.pk, date(1997, 12, 31))
+    }
+
+
+@pytest.mark.django_db(transaction=True)  # committed: the first refresh's lock is released
+def test_a_refresh_does_not_queue_behind_a_long_reader_of_the_predictions(monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("only PostgreSQL empties the table at once (TRUNCATE waits for readers)")
+    cdnow_shop()
+    predictions.predictions_refresh(run=SegmentationRunFactory(), as_of=AS_OF)
+    monkeypatch.setattr(predictions, "TRUNCATE_LOCK_WAIT", "50ms")
+    table = CustomerPrediction._meta.db_table
+    reader = connection.copy()  # an export still reading the predictions
+    try:
+        with reader.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute(f"LOCK TABLE {table} IN ACCESS SHARE MODE")
+            second = SegmentationRunFactory()
+            record = predictions.predictions_refresh(run=second, as_of=date(1997, 12, 31))
+            cur.execute("ROLLBACK")
+    finally:
+        reader.close()
+    assert record["status"] == "ok"
     assert set(CustomerPrediction.objects.values_list("run_id", "as_of")) == {
         (second.pk, date(1997, 12, 31))
     }

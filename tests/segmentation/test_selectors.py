@@ -6,6 +6,8 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from crm.models import Purchase
 from segmentation import selectors
@@ -123,6 +125,18 @@ def test_features_equal_hand_computed_values(shop):
     assert quiet["nps_count"] == 0
     assert math.isnan(quiet["age"])
     assert math.isnan(quiet["income"])
+
+
+def test_todays_features_read_the_kept_figures_and_agree_with_adding_up_purchases(shop):
+    with CaptureQueriesContext(connection) as queries:
+        kept = selectors.customer_features(reference_time=REF).frame
+    assert not any("crm_purchase" in q["sql"] for q in queries.captured_queries)
+    # A run as of a day after every purchase adds them up instead: the same figures.
+    added_up = selectors.customer_features(reference_time=REF, as_of=date(2027, 1, 1)).frame
+    assert kept.columns.tolist() == added_up.columns.tolist()
+    assert kept["customer_id"].tolist() == added_up["customer_id"].tolist()
+    for column in kept.columns:
+        np.testing.assert_allclose(kept[column], added_up[column], rtol=1e-12, err_msg=column)
 
 
 def test_feature_frame_has_the_engine_columns_and_types(shop):

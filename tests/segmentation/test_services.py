@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from crm.models import Customer, Purchase
+from crm.services import customer_stats_refresh
 from segmentation import explain, services
 from segmentation.models import (
     Membership,
@@ -132,6 +133,7 @@ def test_history_rows_are_written_for_movers_only(shop):
         Purchase(customer=lost, amount=Decimal("190"), purchased_at=now - timedelta(days=2 + 9 * i))
         for i in range(12)
     )
+    customer_stats_refresh(customer_ids=[lost.pk])
 
     rerun = run_now()
 
@@ -226,6 +228,7 @@ def test_identical_customers_give_a_clear_outcome_and_keep_previous_labels(db):
     Purchase.objects.bulk_create(
         Purchase(customer=c, amount=Decimal("20"), purchased_at=at) for c in customers
     )
+    customer_stats_refresh()
     before = segmentation_state()
 
     run = run_now()
@@ -243,6 +246,7 @@ def test_failure_in_the_middle_of_writing_leaves_the_previous_segmentation_intac
         Purchase(customer_id=pk, amount=Decimal("300"), purchased_at=timezone.now())
         for pk in shop.groups["lost"]
     )
+    customer_stats_refresh(customer_ids=shop.groups["lost"])
     before = segmentation_state()
     real_switch = label_write.labels_switch
 
