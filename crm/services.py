@@ -56,9 +56,10 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
         return updated
     ids = sorted(set(customer_ids))
     updated = 0
+    # Each batch writes overdue_from in the same UPDATE: one new version of each row, not
+    # two (every version pays a dozen indexes, trigram search included).
     for start in range(0, len(ids), _STATS_BATCH):
         updated += _customer_stats_refresh_batch(ids[start : start + _STATS_BATCH])
-    customer_overdue_from_refresh(customer_ids=ids)
     for start in range(0, len(ids), _ID_BATCH):
         customer_stats_refreshed.send(sender=Customer, customer_ids=ids[start : start + _ID_BATCH])
     pages_cache_changed()
@@ -102,11 +103,21 @@ def _customer_stats_refresh_batch(ids: list[int]) -> int:
         wanted, params = "= ANY(%s)", [ids, ids]
     else:
         wanted, params = f"IN ({', '.join(['%s'] * len(ids))})", [*ids, *ids]
+    overdue = _overdue_from_sql(
+        connection.vendor, count="s.n", first="s.first_at", last="s.last_at"
+    )
     sql = _STATS_REFRESH_BATCH_SQL.format(
         customer_ids=f"WHERE cu.id {wanted}", purchase_ids=f"WHERE customer_id {wanted}"
+    ).replace(
+        "last_purchase_at = s.last_at", f"last_purchase_at = s.last_at, overdue_from = {overdue}"
     )
-    # Named and positional parameters cannot mix: the kind goes in as a literal of our own.
-    sql = sql.replace("%(sale)s", "'" + Purchase.Kind.SALE.value + "'")
+    # Named and positional parameters cannot mix: the kind and the overdue rule's constants
+    # go in as literals of our own.
+    sql = (
+        sql.replace("%(sale)s", "'" + Purchase.Kind.SALE.value + "'")
+        .replace("%(factor)s", repr(float(OVERDUE_FACTOR)))
+        .replace("%(min_purchases)s", str(int(OVERDUE_MIN_PURCHASES)))
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
@@ -139,18 +150,29 @@ _HAS_RHYTHM_SQL = {
 }
 
 
+def _overdue_from_sql(vendor: str, *, count: str, first: str, last: str) -> str:
+    """The overdue_from rule as a CASE over the given purchase count, first and last
+    purchase (columns or expressions), with %(min_purchases)s and %(factor)s parameters."""
+    named = {"purchase_count": count, "first_purchase_at": first, "last_purchase_at": last}
+    rhythm, due = _HAS_RHYTHM_SQL[vendor], _OVERDUE_FROM_SQL[vendor]
+    for column, value in named.items():
+        rhythm, due = rhythm.replace(column, value), due.replace(column, value)
+    return f"CASE WHEN {count} >= %(min_purchases)s AND {rhythm} THEN {due} ELSE NULL END"
+
+
 def customer_overdue_from_refresh(*, customer_ids: Iterable[int] | None = None) -> None:
     """Recompute Customer.overdue_from from the purchase statistics (set-based).
 
-    customer_stats_refresh calls this after every refresh; call it directly only after
-    writing the statistics columns some other way.
+    customer_stats_refresh does this after every refresh (for a list of ids, in its own
+    UPDATE); call it directly only after writing the statistics columns some other way.
     """
-    vendor = connection.vendor
-    sql = (
-        f"UPDATE crm_customer SET overdue_from = CASE"
-        f" WHEN purchase_count >= %(min_purchases)s AND {_HAS_RHYTHM_SQL[vendor]}"
-        f" THEN {_OVERDUE_FROM_SQL[vendor]} ELSE NULL END"
+    overdue = _overdue_from_sql(
+        connection.vendor,
+        count="purchase_count",
+        first="first_purchase_at",
+        last="last_purchase_at",
     )
+    sql = f"UPDATE crm_customer SET overdue_from = {overdue}"
     params: dict = {"factor": OVERDUE_FACTOR, "min_purchases": OVERDUE_MIN_PURCHASES}
     # No transaction of its own: one statement per 500 ids, inside the caller's write.
     with connection.cursor() as cursor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.core.exceptions import ValidationError
@@ -43,6 +43,8 @@ _KINDS = {c.value: c.value for c in Purchase.Kind} | {
 
 Problems = list[tuple[str, str]]  # (column, message) for one line
 _SALE = Purchase.Kind.SALE.value
+_ONE = Decimal(1)
+_ZERO = Decimal(0)
 
 # A file row may give several lines (a platform's sale and its refund): the staging table's
 # `line` is row number x LINE_SLOTS + the line's place in its row, unique and in file order;
@@ -109,9 +111,12 @@ class PurchaseLineParser:
         self.report: ImportReport = report
         self.latest = timezone.now() + timedelta(days=1)
         self.zone = timezone.get_current_timezone()
-        self.adapt = moment_adapter()
+        # Staged as text (COPY would format each datetime again): formatted once per date.
+        adapt = moment_adapter()
+        self.adapt = lambda moment: str(adapt(moment))
         # Real exports repeat the same dates, ids and emails on many lines: parse each once.
-        self.dates: dict[str, tuple[datetime, object]] = {}
+        self.dates: dict[str, tuple[str, bool]] = {}  # staged text, in the future
+        self.numbers: dict[str, Decimal] = {}
         self.external_ids: dict[str, str] = {}
         self.valid_emails: set[str] = set()
         self.valid_currencies: set[str] = set()
@@ -121,51 +126,52 @@ class PurchaseLineParser:
             "order_id": Purchase._meta.get_field("external_order_id").max_length,
         }
 
-    def line(self, row: Row) -> tuple | None:
-        """The line's staging row (LINE_COLUMNS), or None when it is skipped."""
+    def line(self, row: Row, line_id: int) -> tuple | None:
+        """The line's staging row (LINE_COLUMNS, `line_id` first), or None when it is skipped."""
         values = row.values
-        email = values.get("customer_email", "")
-        external_id = values.get("customer_external_id", "")
+        get = values.get
+        email = get("customer_email", "")
+        external_id = get("customer_external_id", "")
         if external_id:
             external_id = self._external_id(external_id)
-        order_id = values.get("order_id", "")
+        order_id = get("order_id", "")
         if reason := self._skip_reason(email=email, external_id=external_id, order_id=order_id):
             self.report.skipped[reason] += 1
             return None
-        problems = [*row.problems, *_encoding_problems(values)]
+        problems = list(row.problems)
+        # One search over the joined line first: almost every line is clean.
+        if BAD_BYTES.search("".join(values.values())):
+            problems += _encoding_problems(values)
         measured = self._measure(values, email=email, problems=problems)
         if measured is None:
             self.report.skipped["negative quantity (a return or cancellation line)"] += 1
             return None
-        amount, moment = measured
-        choices = self._choices(values, problems)
+        micro, huge, moment = measured
+        channel = self._choice(values, "channel", _CHANNELS, problems)
+        kind = self._choice(values, "kind", _KINDS, problems)
         currency = self._currency(values, problems)
         self._check_lengths(values, problems)
         key = order_id or f"#row{row.number}"
         if problems:
             self._reject(row.number, problems)
-            return _bad_line(row.number, key)
-        if amount < AMOUNT_LIMIT:
-            micro, huge = int(amount.quantize(MICRO, ROUND_HALF_UP).scaleb(6)), ""
-        else:
-            micro, huge = 0, str(amount)
+            return _bad_line(line_id, key)
         return (
-            row.number,
+            line_id,
             key,
             order_id,
             "email" if email else "external",
             email.lower() if email else external_id,
             email,
-            values.get("customer_name", ""),
-            values.get("customer_country", ""),
+            get("customer_name", ""),
+            get("customer_country", ""),
             micro,
             huge,
             moment,
-            values.get("product", ""),
-            values.get("category", ""),
+            get("product", ""),
+            get("category", ""),
             currency,
-            choices["channel"],
-            choices["kind"] or _SALE,
+            channel,
+            kind or _SALE,
             0,
         )
 
@@ -192,38 +198,51 @@ class PurchaseLineParser:
 
     def _measure(
         self, values: dict[str, str], *, email: str, problems: Problems
-    ) -> tuple[Decimal, object] | None:
-        """The line's amount and date (e-mail checked too); None for a negative quantity.
+    ) -> tuple[int, str, object] | None:
+        """The line's amount (in millionths, or as exact text when huge) and date (e-mail
+        checked too); None for a negative quantity.
 
         Only a line that is readable so far is measured: one problem per line is enough.
         """
-        quantity = Decimal(1)
+        quantity = _ONE
         if self.by_lines and not problems:
-            quantity = self._quantity(values, problems)
-            if quantity < 0:
+            quantity = self._number(values, "quantity", "a number", problems)
+            if quantity is None:  # the problem is noted: the line is not measured
+                quantity = _ONE
+            elif quantity < 0:
                 return None
         if problems:
-            return Decimal(0), None
+            return 0, "", None
         amount = self._amount(values, quantity, problems)
         moment = self._moment(values["purchased_at"], problems)
         self._check_email(email, problems)
-        return amount, moment
+        if amount < AMOUNT_LIMIT:
+            return int(amount.quantize(MICRO, ROUND_HALF_UP).scaleb(6)), "", moment
+        return 0, str(amount), moment
 
-    def _quantity(self, values: dict[str, str], problems: Problems) -> Decimal:
-        try:
-            return parse_decimal(values["quantity"], what="a number")
-        except ValueError as exc:
-            problems.append(("quantity", str(exc)))
-            return Decimal(1)
+    def _number(
+        self, values: dict[str, str], column: str, what: str, problems: Problems
+    ) -> Decimal | None:
+        """The cell as a number (None, and the problem noted, when it is not one)."""
+        text = values[column]
+        number = self.numbers.get(text)
+        if number is None:
+            try:
+                number = parse_decimal(text, what=what)
+            except ValueError as exc:
+                problems.append((column, str(exc)))
+                return None
+            if len(self.numbers) > CACHE_LIMIT:
+                self.numbers.clear()
+            self.numbers[text] = number
+        return number
 
     def _amount(self, values: dict[str, str], quantity: Decimal, problems: Problems) -> Decimal:
         """The line's amount: `amount`, or quantity x unit_price."""
         column = self.amount_column
-        try:
-            amount = parse_decimal(values[column], what="an amount")
-        except ValueError as exc:
-            problems.append((column, str(exc)))
-            return Decimal(0)
+        amount = self._number(values, column, "an amount", problems)
+        if amount is None:
+            return _ZERO
         if amount < 0:
             problems.append(
                 (
@@ -235,7 +254,7 @@ class PurchaseLineParser:
         return amount * quantity
 
     def _moment(self, raw: str, problems: Problems):
-        """The moment as the database stores it (None when the cell is bad)."""
+        """The moment as it is staged (None when the cell is bad)."""
         cached = self.dates.get(raw)
         if cached is None:
             try:
@@ -245,10 +264,10 @@ class PurchaseLineParser:
                 return None
             if len(self.dates) > CACHE_LIMIT:
                 self.dates.clear()
-            cached = self.dates[raw] = (moment, self.adapt(moment))
-        if cached[0] > self.latest:
+            cached = self.dates[raw] = (self.adapt(moment), moment > self.latest)
+        if cached[1]:
             problems.append(("purchased_at", f"{raw} is in the future"))
-        return cached[1]
+        return cached[0]
 
     def _check_email(self, email: str, problems: Problems) -> None:
         if not email or email in self.valid_emails:
@@ -262,20 +281,19 @@ class PurchaseLineParser:
                 self.valid_emails.clear()
             self.valid_emails.add(email)
 
-    def _choices(self, values: dict[str, str], problems: Problems) -> dict[str, str]:
-        """{"channel": value, "kind": value}, "" when the cell is blank."""
-        chosen = {"channel": "", "kind": ""}
-        for column, choices in (("channel", _CHANNELS), ("kind", _KINDS)):
-            text = values.get(column)
-            if not text:
-                continue
-            value = choices.get(text) or choices.get(text.lower())
-            if value is None:
-                allowed = ", ".join(sorted(set(choices.values())))
-                problems.append((column, f"'{values[column]}' is not one of: {allowed}"))
-            else:
-                chosen[column] = value
-        return chosen
+    def _choice(
+        self, values: dict[str, str], column: str, choices: dict[str, str], problems: Problems
+    ) -> str:
+        """The choice the cell names, "" when it is blank."""
+        text = values.get(column)
+        if not text:
+            return ""
+        value = choices.get(text) or choices.get(text.lower())
+        if value is None:
+            allowed = ", ".join(sorted(set(choices.values())))
+            problems.append((column, f"'{text}' is not one of: {allowed}"))
+            return ""
+        return value
 
     def _currency(self, values: dict[str, str], problems: Problems) -> str:
         currency = (values.get("currency") or self.default_currency).upper()
@@ -295,7 +313,4 @@ class PurchaseLineParser:
 
 
 def _encoding_problems(values: dict[str, str]) -> Problems:
-    # One search over the joined line first: almost every line is clean.
-    if not BAD_BYTES.search("".join(values.values())):
-        return []
     return [(c, p) for c, value in values.items() if (p := encoding_problem(value))]

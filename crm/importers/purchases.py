@@ -110,9 +110,9 @@ def purchases_import(
                 for row in rows:
                     place = place + 1 if row.number == previous else 0
                     previous = row.number
-                    line = parse.line(row)
+                    line = parse.line(row, row.number * LINE_SLOTS + place)
                     if line is not None:
-                        staged.add((row.number * LINE_SLOTS + place, *line[1:]))
+                        staged.add(line)
                 staged.flush()
         except FatalImportError as fatal:
             report.add_fatal(fatal.error)

@@ -8,6 +8,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
@@ -124,6 +125,11 @@ def _rows(
     names = tuple(columns)
     indexes = tuple(columns.values())
     width = max(indexes, default=-1) + 1
+    # itemgetter picks the cells in C; with one index it gives the cell, not a tuple.
+    picked = (
+        itemgetter(*indexes) if len(indexes) > 1 else (lambda raw: tuple(raw[i] for i in indexes))
+    )
+    strip = str.strip
     try:
         for raw in reader:
             count += 1
@@ -134,7 +140,7 @@ def _rows(
             report.rows += 1
             if len(raw) < width:
                 raw += [""] * (width - len(raw))
-            cells = [raw[i].strip() for i in indexes]
+            cells = list(map(strip, picked(raw)))
             # The export's formula guard comes off here, for every importer alike.
             if "'" in "".join(cells):
                 cells = [csv_unguard(cell) for cell in cells]
