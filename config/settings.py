@@ -269,6 +269,10 @@ RUN_STALE_SECONDS = env_int("RUN_STALE_SECONDS", 5 * 60, low=60)
 # do not depend on it) and the monthly discount rate of the 12-month customer value.
 PREDICTIONS_TIME_UNIT_DAYS = env_float("PREDICTIONS_TIME_UNIT_DAYS", 7.0, low=1.0, high=31.0)
 PREDICTIONS_MONTHLY_DISCOUNT = env_float("PREDICTIONS_MONTHLY_DISCOUNT", 0.01, low=0.0, high=0.5)
+# A run reads and fits the predictions on a second connection while it computes and writes
+# the segments (the database works on one core, the engine on the other); off, one after the
+# other.
+PREDICTIONS_ALONGSIDE = env_bool("PREDICTIONS_ALONGSIDE", True)
 
 # CSV imports in the admin run on the worker (crm.import_jobs): the largest upload accepted,
 # the most a gzip upload may expand to (counted while it expands, so a "zip bomb" stops

@@ -2,6 +2,7 @@
 
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import numpy as np
@@ -44,6 +45,18 @@ def _time_unit_name(days: float) -> str:
     return {1.0: "days", 7.0: "weeks"}.get(days, f"{days:g} days")
 
 
+@dataclass
+class PredictionsComputed:
+    """What a fit produced before anything is written: the record for the run, its status
+    and reason, and every customer's scores when the status is ok."""
+
+    record: dict
+    status: str
+    reason: str = ""
+    scores: pd.DataFrame | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
 def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     """Fit the purchase models on every profiled customer's sales up to ``as_of`` and, if the
     fit is plausible, replace every CustomerPrediction in one transaction.
@@ -53,6 +66,13 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     rows are deleted and rewritten. On any other status the previous rows stay as they were.
     Returns the recorded dict.
     """
+    return predictions_store(run=run, computed=predictions_compute(as_of=as_of))
+
+
+def predictions_compute(*, as_of: date) -> PredictionsComputed:
+    """Read every profiled customer's sales up to ``as_of``, fit the models and score every
+    customer. Reads only: a run computes this beside its segments (on a connection of its
+    own) and stores it with predictions_store once its labels are written."""
     unit = _time_unit_days()
     discount = float(getattr(settings, "PREDICTIONS_MONTHLY_DISCOUNT", 0.01))
     started = time.perf_counter()
@@ -71,7 +91,7 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     }
     reason = clv.data_problem(repeat_customers=repeat)
     if reason:
-        return _record(run, record, status="not_enough_data", reason=reason, started=started)
+        return PredictionsComputed(record, "not_enough_data", reason, started=started)
     try:
         bgnbd = clv.bgnbd_fit(summary["x"], summary["t_x"], summary["T"])
         gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
@@ -79,7 +99,7 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
         # Numbers the optimiser cannot work with are the data's problem, not a crash of the
         # run: the previous predictions stay and the reason is recorded.
         reason = f"The models could not be fitted to these purchases ({exc})."
-        return _record(run, record, status="implausible", reason=reason, started=started)
+        return PredictionsComputed(record, "implausible", reason, started=started)
     record.update(
         r=bgnbd.r,
         alpha=bgnbd.alpha,
@@ -93,7 +113,7 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     )
     reason = clv.fit_problem(bgnbd, gg, repeat_customers=repeat, time_unit_days=unit)
     if reason:
-        return _record(run, record, status="implausible", reason=reason, started=started)
+        return PredictionsComputed(record, "implausible", reason, started=started)
     scores = clv.prediction_scores(
         summary, bgnbd=bgnbd, gg=gg, time_unit_days=unit, monthly_discount=discount
     )
@@ -101,16 +121,27 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     # later set it against what happened.
     record["expected_purchases_30d_total"] = round(float(scores["expected_purchases_30d"].sum()), 2)
     record["expected_purchases_90d_total"] = round(float(scores["expected_purchases_90d"].sum()), 2)
-    written = time.perf_counter()
-    table = CustomerPrediction._meta.db_table
-    with transaction.atomic():
-        if _predictions_clear(table):
-            with indexes_built_after_if_empty(table):
-                _predictions_insert(scores, run_id=run.pk, as_of=as_of)
-        else:
-            _predictions_insert(scores, run_id=run.pk, as_of=as_of)
-    record["write_seconds"] = round(time.perf_counter() - written, 3)
-    return _record(run, record, status="ok", reason="", started=started)
+    return PredictionsComputed(record, "ok", scores=scores, started=started)
+
+
+def predictions_store(*, run: SegmentationRun, computed: PredictionsComputed) -> dict:
+    """Record the outcome on the run and, when the fit is ok, replace every prediction in
+    one transaction. Returns the recorded dict."""
+    record = computed.record
+    if computed.status == "ok":
+        as_of = date.fromisoformat(record["as_of"])
+        written = time.perf_counter()
+        table = CustomerPrediction._meta.db_table
+        with transaction.atomic():
+            if _predictions_clear(table):
+                with indexes_built_after_if_empty(table):
+                    _predictions_insert(computed.scores, run_id=run.pk, as_of=as_of)
+            else:
+                _predictions_insert(computed.scores, run_id=run.pk, as_of=as_of)
+        record["write_seconds"] = round(time.perf_counter() - written, 3)
+    return _record(
+        run, record, status=computed.status, reason=computed.reason, started=computed.started
+    )
 
 
 def predictions_track_record_fill(*, today: date | None = None) -> int:

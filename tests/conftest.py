@@ -27,6 +27,15 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def _predictions_alongside(request, settings):
+    """A run computes its predictions on a second connection, which sees committed rows
+    only: on in tests that commit (transaction=True), off in those wrapped in a transaction
+    that is rolled back."""
+    marker = request.node.get_closest_marker("django_db")
+    settings.PREDICTIONS_ALONGSIDE = bool(marker and marker.kwargs.get("transaction"))
+
+
+@pytest.fixture(autouse=True)
 def _empty_cache():
     """Pages cache their figures and the feedback link counts hits: no test sees another's."""
     cache.clear()

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
 from django.utils import timezone
 
 from crm.cache import pages_cache_changed
@@ -26,7 +33,7 @@ from segmentation import selectors
 from segmentation.customer_rows import customer_orphans_delete
 from segmentation.features import EngineRejected
 from segmentation.models import SegmentationRun
-from segmentation.predictions import predictions_refresh
+from segmentation.predictions import PredictionsComputed, predictions_compute, predictions_store
 from segmentation.services.common import RunAlreadyFinished, SegmentationCheckFailed, jsonable
 from segmentation.services.label_write import labels_write, temp_tables_drop
 from segmentation.services.plan import RunPlan
@@ -217,6 +224,7 @@ def segmentation_run_execute(
     run.save(update_fields=fields)
     reporter = _Progress(run, progress)
     timings: dict[str, float] = {}
+    predictions = _Predictions(as_of=run.as_of or timezone.localdate())
     try:
         with _heartbeat(run.pk):
             plan = _plan_compute(run, reporter, timings)
@@ -227,7 +235,7 @@ def segmentation_run_execute(
                 timings=timings,
                 succeed=lambda n_moved: _run_succeed(run, plan, n_moved=n_moved, timings=timings),
             )
-            _predictions_refresh(run, timings)
+            _predictions_refresh(run, timings, predictions)
             # No row for a customer deleted since the run read them: the bulk writes
             # have no foreign key to refuse one (segmentation.customer_rows).
             customer_orphans_delete(run_id=run.pk)
@@ -251,16 +259,64 @@ def segmentation_run_execute(
             _run_finish(run, status=Status.FAILED, error=f"{type(exc).__name__}: {exc}")
     finally:
         temp_tables_drop()
+        predictions.wait()  # never leave its thread reading after the run
     run.refresh_from_db()
     return run
 
 
-def _predictions_refresh(run: SegmentationRun, timings: dict[str, float]) -> None:
+class _Predictions:
+    """The run's predictions, read and fitted while the segments are computed and written.
+
+    With settings.PREDICTIONS_ALONGSIDE, in a thread of its own with its own database
+    connection (reads only; the rows are written after the labels, see
+    _predictions_refresh): the purchases' pass by day keeps the database busy on one core
+    while the engine works on the other. Otherwise computed when asked.
+    """
+
+    def __init__(self, *, as_of: date):
+        self.as_of = as_of
+        self._computed: PredictionsComputed | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if getattr(settings, "PREDICTIONS_ALONGSIDE", False):
+            zone = timezone.get_current_timezone_name()  # a thread starts with the default
+            self._thread = threading.Thread(
+                target=self._compute, args=(zone,), name="run-predictions", daemon=True
+            )
+            self._thread.start()
+
+    def _compute(self, zone: str) -> None:
+        try:
+            with timezone.override(zone):
+                self._computed = predictions_compute(as_of=self.as_of)
+        except BaseException as exc:  # handed to the run's own thread by result()
+            self._error = exc
+        finally:
+            connections.close_all()  # this thread's connection only
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def result(self) -> PredictionsComputed:
+        if self._thread is None:
+            return predictions_compute(as_of=self.as_of)
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._computed is not None
+        return self._computed
+
+
+def _predictions_refresh(
+    run: SegmentationRun, timings: dict[str, float], predictions: _Predictions
+) -> None:
     """Predictions after the segments, in the same run. Their failure never undoes the
-    segments: the previous predictions stay and the run says why in words."""
+    segments: the previous predictions stay and the run says why in words. Timed is what
+    they add to the run: the wait for their thread, if any, and their write."""
     started = time.perf_counter()
     try:
-        predictions_refresh(run=run, as_of=run.as_of or timezone.localdate())
+        predictions_store(run=run, computed=predictions.result())
     except Exception as exc:
         logger.exception("Predictions of run %s failed", run.pk)
         failure = {

@@ -1,5 +1,6 @@
 """Customer predictions: the sales per local day, the refresh service and the page reads."""
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -279,13 +280,15 @@ def test_features_as_of_a_day_count_purchases_and_feedback_up_to_that_day_only(d
 
 
 @pytest.mark.django_db
-def test_a_failing_prediction_keeps_the_new_segments_and_says_why(monkeypatch):
+@pytest.mark.parametrize("alongside", [False, True], ids=["after", "alongside"])
+def test_a_failing_prediction_keeps_the_new_segments_and_says_why(monkeypatch, settings, alongside):
+    settings.PREDICTIONS_ALONGSIDE = alongside
     shop_build()
 
     def broken(**kwargs):
         raise FloatingPointError("overflow")
 
-    monkeypatch.setattr("segmentation.services.runs.predictions_refresh", broken)
+    monkeypatch.setattr("segmentation.services.runs.predictions_compute", broken)
     run = SegmentationRun.objects.create(trigger=SegmentationRun.Trigger.COMMAND)
 
     run = services.segmentation_run_execute(run=run)
@@ -293,6 +296,25 @@ def test_a_failing_prediction_keeps_the_new_segments_and_says_why(monkeypatch):
     assert run.status == SegmentationRun.Status.SUCCEEDED
     assert run.predictions["status"] == "failed"
     assert "previous ones are kept" in run.predictions["reason"]
+
+
+@pytest.mark.django_db(transaction=True)  # the second connection sees committed rows only
+def test_predictions_computed_alongside_the_segments_equal_those_computed_after(settings):
+    cdnow_shop()
+    columns = ["customer_id", "as_of", "p_alive", "expected_purchases_90d", "value_12m", "x"]
+
+    def run_and_read(alongside: bool) -> list[tuple]:
+        settings.PREDICTIONS_ALONGSIDE = alongside
+        run = services.segmentation_run_execute(
+            run=SegmentationRun.objects.create(trigger=SegmentationRun.Trigger.COMMAND)
+        )
+        assert run.status == SegmentationRun.Status.SUCCEEDED
+        assert run.predictions["status"] == "ok", run.predictions
+        assert not [t for t in threading.enumerate() if t.name == "run-predictions"]
+        return list(CustomerPrediction.objects.order_by("customer_id").values_list(*columns))
+
+    alongside = run_and_read(True)
+    assert alongside and alongside == run_and_read(False)
 
 
 def test_purchase_totals_summed_in_the_database_give_the_same_summary_as_the_daily_sales(db):
