@@ -1,7 +1,8 @@
 """Reads behind the predictions: each customer's sales per day, their predictions, and the
 predictions' track record."""
 
-from datetime import date
+import zoneinfo
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from django.utils import timezone
 from psycopg import sql as psycopg_sql
 
 from crm.models import Activity, Customer, Purchase
+from segmentation.local_days import local_date_sql
 from segmentation.models import CustomerPrediction, Segment, SegmentationRun
 from segmentation.selectors import (
     _PLANNER_SETTINGS,
@@ -69,7 +71,9 @@ def customer_purchase_totals(*, as_of: date) -> pd.DataFrame:
     columns = ["customer_id", "days", "first_day", "last_day", "total", "first_total"]
     if connection.vendor == "postgresql":
         return _purchase_totals_postgresql(tz=tz, end=end, columns=columns)
-    frame = pd.DataFrame(_purchase_totals_sqlite(tz=tz, end=end), columns=columns)
+    frame = pd.DataFrame(
+        _purchase_totals_sqlite(tz=tz, end=end, until=_day_end(as_of)), columns=columns
+    )
     for column in ("first_day", "last_day"):
         frame[column] = pd.to_datetime(frame[column]).to_numpy().astype("datetime64[D]")
     return frame
@@ -147,11 +151,13 @@ def _purchase_totals_postgresql(*, tz: str, end, columns: list[str]) -> pd.DataF
 _DAYS = {"first_day", "last_day"}
 
 
-def _purchase_totals_sqlite(*, tz: str, end) -> list[tuple]:
+def _purchase_totals_sqlite(*, tz: str, end, until: datetime) -> list[tuple]:
     purchase = Purchase._meta.db_table
-    # Django's own SQLite function behind TruncDate: the local date of a UTC timestamp.
+    # The local date in SQL alone (segmentation.local_days), not Django's Python function
+    # behind TruncDate called for every purchase: the same dates, a minute less at 10M.
+    day = local_date_sql("p.purchased_at", zoneinfo.ZoneInfo(tz), until=until)
     days = f"""
-        SELECT p.customer_id, django_datetime_cast_date(p.purchased_at, %s, 'UTC') AS day,
+        SELECT p.customer_id, {day} AS day,
                CAST(SUM(p.amount) AS REAL) AS total
         FROM {purchase} p
         WHERE p.kind = %s AND p.purchased_at < %s
@@ -165,7 +171,7 @@ def _purchase_totals_sqlite(*, tz: str, end) -> list[tuple]:
     )
     # Adapted as the ORM would: SQLite compares the stored text form of the timestamps.
     with connection.cursor() as cur:
-        cur.execute(sql, [tz, Purchase.Kind.SALE, end])
+        cur.execute(sql, [Purchase.Kind.SALE, end])
         return cur.fetchall()
 
 

@@ -4,6 +4,7 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -345,6 +346,30 @@ def test_purchase_totals_summed_in_the_database_give_the_same_summary_as_the_dai
     pd.testing.assert_frame_equal(by_totals, by_days, check_dtype=False)
     assert by_totals["x"].tolist() == [2, 2, 2]
     assert by_totals["monetary"].tolist() == pytest.approx([18.75] * 3)
+
+
+def test_purchase_days_are_the_businesss_local_days_across_daylight_saving(db, settings):
+    settings.TIME_ZONE = "Europe/Paris"
+    paris = ZoneInfo("Europe/Paris")
+    customer = CustomerFactory()
+    for local in (
+        datetime(2026, 3, 28, 23, 30),  # a Saturday night in winter time (22:30 UTC)
+        datetime(2026, 3, 29, 0, 30),  # half an hour later, the next local day
+        datetime(2026, 3, 29, 23, 59),  # summer time since 2:00: still the 29th (21:59 UTC)
+        datetime(2026, 10, 25, 0, 30),  # the night clocks go back
+        datetime(2026, 10, 25, 23, 30),
+    ):
+        PurchaseFactory(customer=customer, purchased_at=local.replace(tzinfo=paris))
+    as_of = date(2026, 11, 1)
+
+    totals = prediction_selectors.customer_purchase_totals(as_of=as_of)
+    daily = prediction_selectors.customer_daily_sales(as_of=as_of)
+    by_days = clv.rfm_from_daily(daily, as_of=as_of)
+
+    assert totals["days"].tolist() == [3]  # 28 March, 29 March, 25 October
+    pd.testing.assert_frame_equal(
+        clv.rfm_from_totals(totals, as_of=as_of), by_days, check_dtype=False
+    )
 
 
 def test_a_refund_takes_its_amount_off_its_day_and_a_refund_alone_makes_no_purchase_day(db):
