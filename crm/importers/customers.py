@@ -25,7 +25,16 @@ from crm.importers.report import (
     RowError,
     import_write,
 )
-from crm.importers.staging import StagingWriter, moment_adapter, staging_tables, staging_update
+from crm.importers.staging import (
+    StagingWriter,
+    moment_adapter,
+    query_execute,
+    query_rows,
+    query_scalar,
+    staging_analyze,
+    staging_tables,
+    staging_update,
+)
 from crm.importers.values import CENT, CellError
 from crm.models import Customer, Tag
 from crm.search import SEARCHED_FIELDS, customer_search_text
@@ -113,8 +122,8 @@ def customers_import(
             report.add_fatal(fatal.error)
             return report
 
-        _analyze(ROW_TABLE)
-        _analyze(TAG_TABLE)
+        staging_analyze(ROW_TABLE)
+        staging_analyze(TAG_TABLE)
         later_errors = _duplicates_refuse() + _customers_match()
         report.invalid_rows += len(later_errors)
         if later_errors:
@@ -218,39 +227,12 @@ def _clean_customer(
 # --- set-based checks and matching ---------------------------------------------------------
 
 
-def _rows(sql: str, params=()):
-    """Every row of a query, read in blocks."""
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        while block := cur.fetchmany(_FETCH):
-            yield from block
-
-
-def _execute(sql: str, params=()) -> int:
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.rowcount
-
-
-def _scalar(sql: str, params=()):
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchone()[0]
-
-
-def _analyze(table: str) -> None:
-    # PostgreSQL never analyzes temporary tables by itself: without statistics it plans the
-    # joins below as nested loops.
-    if connection.vendor == "postgresql":
-        _execute(f"ANALYZE {table}")
-
-
 def _refused(sql: str, message: Callable[..., RowError], params=()) -> list[RowError]:
     """Mark bad the rows the query finds (its first column is the row) and say why."""
-    errors = [message(*found) for found in _rows(sql, params)]
+    errors = [message(*found) for found in query_rows(sql, params)]
     for start in range(0, len(errors), BATCH_SIZE):
         batch = [e.row for e in errors[start : start + BATCH_SIZE]]
-        _execute(
+        query_execute(
             f"UPDATE {ROW_TABLE} SET bad = 1 WHERE file_row IN ({', '.join(['%s'] * len(batch))})",
             batch,
         )
@@ -296,14 +278,14 @@ def _matches_find(*, only_unmatched: bool = False) -> None:
     unmatched = f" AND {ROW_TABLE}.customer_id IS NULL" if only_unmatched else ""
     # A customer just created from a row with an e-mail is found by it: no second look.
     by_email = f" AND {ROW_TABLE}.email_match IS NULL" if only_unmatched else ""
-    _execute(
+    query_execute(
         f"""
         UPDATE {ROW_TABLE} SET email_match = c.id FROM {customers} c
         WHERE {ROW_TABLE}.bad = 0 AND {ROW_TABLE}.email_key <> ''{unmatched}
           AND NOT (c.email = '') AND LOWER(c.email) = {plain}{ROW_TABLE}.email_key
         """
     )
-    _execute(
+    query_execute(
         f"""
         UPDATE {ROW_TABLE} SET external_match = c.id FROM {customers} c
         WHERE {ROW_TABLE}.bad = 0 AND {ROW_TABLE}.ext_id <> ''{unmatched}{by_email}
@@ -317,7 +299,7 @@ def _customers_match() -> list[RowError]:
     """Find each row's stored customer; refuse the rows naming a customer that does not
     exist (by the export's id) or two different customers (by e-mail and external id)."""
     customers = Customer._meta.db_table
-    _execute(
+    query_execute(
         f"UPDATE {ROW_TABLE} SET customer_id = c.id FROM {customers} c "
         f"WHERE {ROW_TABLE}.bad = 0 AND c.id = {ROW_TABLE}.by_id"
     )
@@ -342,7 +324,7 @@ def _customers_match() -> list[RowError]:
             f"{email} belongs to another customer than external id {external_id}",
         ),
     )
-    _execute(
+    query_execute(
         f"UPDATE {ROW_TABLE} SET customer_id = COALESCE(external_match, email_match) "
         "WHERE bad = 0 AND by_id IS NULL"
     )
@@ -372,7 +354,7 @@ def _value_read(kind: str, value):
 def _preview() -> list[dict]:
     names = ", ".join(_FIELDS)
     found = list(
-        _rows(
+        query_rows(
             f"SELECT file_row, {names} FROM {ROW_TABLE} WHERE bad = 0 "
             f"ORDER BY file_row LIMIT {PREVIEW_ROWS}"
         )
@@ -380,7 +362,7 @@ def _preview() -> list[dict]:
     tags: dict[int, list[str]] = {}
     if found:
         last = found[-1][0]
-        for row, name in _rows(
+        for row, name in query_rows(
             f"SELECT file_row, name FROM {TAG_TABLE} WHERE file_row <= %s ORDER BY file_row, place",
             [last],
         ):
@@ -405,11 +387,13 @@ def _differs(fields) -> str:
 def _figures_count(report: ImportReport) -> None:
     """How many customers the import creates, updates and leaves as they are."""
     customers = Customer._meta.db_table
-    report.created = _scalar(
+    report.created = query_scalar(
         f"SELECT COUNT(*) FROM {ROW_TABLE} WHERE bad = 0 AND customer_id IS NULL"
     )
-    matched = _scalar(f"SELECT COUNT(*) FROM {ROW_TABLE} WHERE bad = 0 AND customer_id IS NOT NULL")
-    report.updated = _scalar(
+    matched = query_scalar(
+        f"SELECT COUNT(*) FROM {ROW_TABLE} WHERE bad = 0 AND customer_id IS NOT NULL"
+    )
+    report.updated = query_scalar(
         f"SELECT COUNT(*) FROM {ROW_TABLE} s JOIN {customers} c ON c.id = s.customer_id "
         f"WHERE s.bad = 0 AND ({_differs(_FIELDS)})"
     )
@@ -425,19 +409,21 @@ def _customers_write(report: ImportReport) -> None:
     searched = sorted(SEARCHED_FIELDS)
     # The updated customers whose search text was not prepared, or whose stored one changed
     # since (a staff edit meanwhile): theirs is recomputed after the update.
-    _execute(
+    query_execute(
         f"UPDATE {ROW_TABLE} SET searched_changed = 1 WHERE bad = 0 AND customer_id IN "
         f"(SELECT s.customer_id FROM {ROW_TABLE} s JOIN {customers} c ON c.id = s.customer_id "
         f"WHERE s.bad = 0 AND ({_differs(searched)}) AND NOT (s.new_search_text IS NOT NULL "
         "AND c.search_text = s.old_search_text))"
     )
-    matched = _scalar(f"SELECT COUNT(*) FROM {ROW_TABLE} WHERE bad = 0 AND customer_id IS NOT NULL")
+    matched = query_scalar(
+        f"SELECT COUNT(*) FROM {ROW_TABLE} WHERE bad = 0 AND customer_id IS NOT NULL"
+    )
     assignments = ", ".join(f"{f} = COALESCE(s.{f}, c.{f})" for f in _FIELDS)
     prepared = (
         "search_text = CASE WHEN s.new_search_text IS NOT NULL "
         "AND c.search_text = s.old_search_text THEN s.new_search_text ELSE c.search_text END"
     )
-    report.updated = _execute(
+    report.updated = query_execute(
         f"UPDATE {customers} AS c SET {assignments}, {prepared}, updated_at = %s "
         f"FROM {ROW_TABLE} s "
         f"WHERE s.bad = 0 AND s.customer_id = c.id AND ({_differs(_FIELDS)})",
@@ -449,7 +435,7 @@ def _customers_write(report: ImportReport) -> None:
     defaults = {f: Customer._meta.get_field(f).get_default() for f in _FIELDS}
     defaults["created_at"] = now  # the moment of the import, as for a customer added by hand
     values = ", ".join(f"COALESCE(s.{f}, %s)" for f in _FIELDS)
-    report.created = _execute(
+    report.created = query_execute(
         f"INSERT INTO {customers} ({', '.join(_FIELDS)}, search_text, updated_at, "
         "purchase_count, total_spent) "
         f"SELECT {values}, s.search_text, %s, 0, 0 FROM {ROW_TABLE} s "
@@ -458,7 +444,7 @@ def _customers_write(report: ImportReport) -> None:
     )
     if report.created:
         _matches_find(only_unmatched=True)
-        _execute(
+        query_execute(
             f"UPDATE {ROW_TABLE} SET customer_id = COALESCE(external_match, email_match) "
             "WHERE bad = 0 AND customer_id IS NULL"
         )
@@ -474,7 +460,7 @@ def _search_texts_prepare() -> None:
     last = 0
     while True:
         found = list(
-            _rows(
+            query_rows(
                 f"SELECT s.file_row, c.search_text, COALESCE(s.name, c.name), "
                 f"COALESCE(s.email, c.email), COALESCE(s.phone, c.phone) "
                 f"FROM {ROW_TABLE} s JOIN {customers} c ON c.id = s.customer_id "
@@ -500,7 +486,7 @@ def _search_text_refresh() -> None:
     """Recompute the search text of the updated customers whose name, e-mail or phone
     changed (the folding is Python's, as for every other writer)."""
     customers = Customer._meta.db_table
-    found = _rows(
+    found = query_rows(
         f"SELECT c.id, c.name, c.email, c.phone FROM {customers} c WHERE c.id IN "
         f"(SELECT customer_id FROM {ROW_TABLE} WHERE bad = 0 AND searched_changed = 1)"
     )
@@ -522,12 +508,12 @@ def _tags_link() -> None:
     tags (links that exist are left as they are)."""
     tags = Tag._meta.db_table
     through = Customer.tags.through._meta.db_table
-    _execute(
+    query_execute(
         f"INSERT INTO {tags} (name) SELECT DISTINCT t.name FROM {TAG_TABLE} t "
         f"JOIN {ROW_TABLE} s ON s.file_row = t.file_row "
         f"WHERE s.bad = 0 AND NOT EXISTS (SELECT 1 FROM {tags} x WHERE x.name = t.name)"
     )
-    _execute(
+    query_execute(
         f"INSERT INTO {through} (customer_id, tag_id) "
         f"SELECT DISTINCT s.customer_id, x.id FROM {TAG_TABLE} t "
         f"JOIN {ROW_TABLE} s ON s.file_row = t.file_row JOIN {tags} x ON x.name = t.name "

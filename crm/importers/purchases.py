@@ -38,7 +38,14 @@ from crm.importers.report import (
     RowError,
     import_write,
 )
-from crm.importers.staging import StagingWriter, staging_tables
+from crm.importers.staging import (
+    StagingWriter,
+    query_execute,
+    query_rows,
+    query_scalar,
+    staging_analyze,
+    staging_tables,
+)
 from crm.importers.values import CENT
 from crm.models import Customer, Purchase
 from crm.services import customer_stats_refresh
@@ -201,29 +208,8 @@ _STAGING_TABLES = {
         "customer_id {big}, PRIMARY KEY (customer_kind, customer_key)"
     ),
 }
-_FETCH = 10_000
 # An order's amount in cents, from its millionths (all >= 0), rounded half up.
 _CENTS = "((o.micro + 5000) / 10000)"
-
-
-def _rows(sql: str, params=()):
-    """Every row of a query, read in blocks."""
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        while block := cur.fetchmany(_FETCH):
-            yield from block
-
-
-def _execute(sql: str, params=()) -> int:
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.rowcount
-
-
-def _scalar(sql: str, params=()):
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchone()[0]
 
 
 def _errors_merge(report: ImportReport, errors: list[RowError]) -> None:
@@ -232,20 +218,13 @@ def _errors_merge(report: ImportReport, errors: list[RowError]) -> None:
         report.errors = sorted(report.errors + errors, key=lambda e: e.row)[:MAX_ERRORS]
 
 
-def _analyze(table: str) -> None:
-    # PostgreSQL never analyzes temporary tables by itself: without statistics it plans
-    # the joins below as nested loops over a million rows.
-    if connection.vendor == "postgresql":
-        _execute(f"ANALYZE {table}")
-
-
 def _orders_group(report: ImportReport) -> None:
     """Group the valid lines into orders (one pass); refuse the orders that have an invalid
     line or whose lines name two customers (each such line is reported)."""
-    _analyze(LINE_TABLE)
+    staging_analyze(LINE_TABLE)
     # One aggregate gives each order its first line, totals, the first line that has a
     # category, and whether its lines name more than one customer.
-    _execute(
+    query_execute(
         f"""
         INSERT INTO {ORDER_TABLE} (order_key, first_line, lines, micro, huge_lines,
             purchased_at, order_id, customer_kind, customer_key, customer_email,
@@ -268,11 +247,11 @@ def _orders_group(report: ImportReport) -> None:
         LEFT JOIN {LINE_TABLE} c ON c.line = a.category_line
         """
     )
-    _analyze(ORDER_TABLE)
+    staging_analyze(ORDER_TABLE)
     conflicts: list[RowError] = []
     count = 0
-    if _scalar(f"SELECT COUNT(*) FROM {ORDER_TABLE} WHERE mixed = 1"):
-        for line, kind, order_id, customer, first_line in _rows(
+    if query_scalar(f"SELECT COUNT(*) FROM {ORDER_TABLE} WHERE mixed = 1"):
+        for line, kind, order_id, customer, first_line in query_rows(
             f"""
             SELECT l.line, l.customer_kind, o.order_id, o.customer_key, o.first_line
             FROM {LINE_TABLE} l JOIN {ORDER_TABLE} o ON o.order_key = l.order_key
@@ -291,15 +270,15 @@ def _orders_group(report: ImportReport) -> None:
                         f"(row {line_row(first_line)})",
                     )
                 )
-        _execute(f"DELETE FROM {ORDER_TABLE} WHERE mixed = 1")
+        query_execute(f"DELETE FROM {ORDER_TABLE} WHERE mixed = 1")
     report.invalid_rows += count
     _errors_merge(report, conflicts)
-    if _scalar(f"SELECT COUNT(*) FROM (SELECT 1 FROM {LINE_TABLE} WHERE bad <> 0 LIMIT 1) b"):
-        _execute(
+    if query_scalar(f"SELECT COUNT(*) FROM (SELECT 1 FROM {LINE_TABLE} WHERE bad <> 0 LIMIT 1) b"):
+        query_execute(
             f"DELETE FROM {ORDER_TABLE} WHERE order_key IN "
             f"(SELECT order_key FROM {LINE_TABLE} WHERE bad <> 0)"
         )
-    _execute(f"CREATE INDEX {ORDER_TABLE}_first ON {ORDER_TABLE} (first_line)")
+    query_execute(f"CREATE INDEX {ORDER_TABLE}_first ON {ORDER_TABLE} (first_line)")
 
 
 def _orders_with_invalid_amounts_drop(report: ImportReport, *, amount_column: str) -> None:
@@ -307,10 +286,10 @@ def _orders_with_invalid_amounts_drop(report: ImportReport, *, amount_column: st
     limit_micro = int(AMOUNT_LIMIT.scaleb(6)) - 5000  # rounds to the limit or above
     refused: list[str] = []
     huge: dict[str, Decimal] = {}  # the exact amounts of the (rare) lines kept as text
-    for key, text in _rows(f"SELECT order_key, huge FROM {LINE_TABLE} WHERE huge <> ''"):
+    for key, text in query_rows(f"SELECT order_key, huge FROM {LINE_TABLE} WHERE huge <> ''"):
         huge[key] = huge.get(key, Decimal(0)) + Decimal(text)
     for key, first_line, micro in list(
-        _rows(
+        query_rows(
             f"SELECT order_key, first_line, micro FROM {ORDER_TABLE} "
             "WHERE huge_lines > 0 OR micro >= %s ORDER BY first_line",
             [limit_micro],
@@ -322,7 +301,7 @@ def _orders_with_invalid_amounts_drop(report: ImportReport, *, amount_column: st
         refused.append(key)
     for start in range(0, len(refused), BATCH_SIZE):
         batch = refused[start : start + BATCH_SIZE]
-        _execute(
+        query_execute(
             f"DELETE FROM {ORDER_TABLE} WHERE order_key IN ({', '.join(['%s'] * len(batch))})",
             batch,
         )
@@ -343,12 +322,12 @@ def _order_amount_problem(total: Decimal) -> str:
 
 def _customers_resolve(*, source: str) -> None:
     """Every customer the orders name, with the id of the stored customer when there is one."""
-    _execute(
+    query_execute(
         f"INSERT INTO {CUSTOMER_TABLE} (customer_kind, customer_key, first_line) "
         f"SELECT customer_kind, customer_key, MIN(first_line) FROM {ORDER_TABLE} "
         "GROUP BY customer_kind, customer_key"
     )
-    _analyze(CUSTOMER_TABLE)
+    staging_analyze(CUSTOMER_TABLE)
     _customer_ids_find(source=source)
 
 
@@ -358,14 +337,14 @@ def _customer_ids_find(*, source: str) -> None:
     # On SQLite the staged key loses its text affinity ("+"): with it, the planner cannot
     # search the LOWER(email) index and scans every customer for every key.
     plain = "+" if connection.vendor == "sqlite" else ""
-    _execute(
+    query_execute(
         f"""
         UPDATE {CUSTOMER_TABLE} SET customer_id = c.id FROM {customers} c
         WHERE {CUSTOMER_TABLE}.customer_id IS NULL AND {CUSTOMER_TABLE}.customer_kind = 'email'
           AND NOT (c.email = '') AND LOWER(c.email) = {plain}{CUSTOMER_TABLE}.customer_key
         """
     )
-    _execute(
+    query_execute(
         f"""
         UPDATE {CUSTOMER_TABLE} SET customer_id = c.id FROM {customers} c
         WHERE {CUSTOMER_TABLE}.customer_id IS NULL
@@ -380,7 +359,7 @@ def _customer_ids_find(*, source: str) -> None:
 def _orders_of_unknown_customers_drop(report: ImportReport) -> None:
     """Refuse (and report) the orders whose customer does not exist."""
     count = 0
-    for first_line, kind, value in _rows(
+    for first_line, kind, value in query_rows(
         f"""
         SELECT o.first_line, o.customer_kind, o.customer_key
         FROM {ORDER_TABLE} o JOIN {CUSTOMER_TABLE} k
@@ -399,12 +378,12 @@ def _orders_of_unknown_customers_drop(report: ImportReport) -> None:
             )
     report.invalid_rows += count
     if count:
-        _execute(
+        query_execute(
             f"DELETE FROM {ORDER_TABLE} WHERE (customer_kind, customer_key) IN "
             f"(SELECT customer_kind, customer_key FROM {CUSTOMER_TABLE} "
             "WHERE customer_id IS NULL)"
         )
-        _execute(f"DELETE FROM {CUSTOMER_TABLE} WHERE customer_id IS NULL")
+        query_execute(f"DELETE FROM {CUSTOMER_TABLE} WHERE customer_id IS NULL")
 
 
 def _moment_read(value) -> datetime:
@@ -429,7 +408,7 @@ def _preview() -> list[dict]:
             "lines": lines,
             "product": product,
         }
-        for first_line, customer, order_id, moment, cents, currency, lines, product in _rows(
+        for first_line, customer, order_id, moment, cents, currency, lines, product in query_rows(
             f"SELECT o.first_line, o.customer_key, o.order_id, o.purchased_at, {_CENTS}, "
             f"o.currency, o.lines, o.product FROM {ORDER_TABLE} o "
             f"ORDER BY o.first_line LIMIT {PREVIEW_ROWS}"
@@ -479,7 +458,7 @@ def _write_purchases(*, source: str, create_customers: bool, report: ImportRepor
     if create_customers:
         report.customers_created = _missing_customers_create(source=source)
     purchases = Purchase._meta.db_table
-    _execute(
+    query_execute(
         f"""
         UPDATE {ORDER_TABLE} SET purchase_id = p.id, old_customer_id = p.customer_id
         FROM {purchases} p
@@ -489,18 +468,18 @@ def _write_purchases(*, source: str, create_customers: bool, report: ImportRepor
         [source],
     )
     values = _order_values_sql()
-    matched = _scalar(f"SELECT COUNT(*) FROM {ORDER_TABLE} WHERE purchase_id IS NOT NULL")
+    matched = query_scalar(f"SELECT COUNT(*) FROM {ORDER_TABLE} WHERE purchase_id IS NOT NULL")
     if matched:
         assignments = ", ".join(f"{f} = v.{f}" for f in _PURCHASE_FIELDS)
         differs = " OR ".join(f"{purchases}.{f} <> v.{f}" for f in _PURCHASE_FIELDS)
-        report.updated = _execute(
+        report.updated = query_execute(
             f"UPDATE {purchases} SET {assignments} "
             f"FROM ({values} WHERE o.purchase_id IS NOT NULL) v "
             f"WHERE {purchases}.id = v.purchase_id AND ({differs})"
         )
         report.unchanged = matched - report.updated
     fields = ", ".join(_PURCHASE_FIELDS)
-    report.created = _execute(
+    report.created = query_execute(
         f"INSERT INTO {purchases} ({fields}, external_source, external_order_id, created_at) "
         f"SELECT {', '.join(f'v.{f}' for f in _PURCHASE_FIELDS)}, "
         "CASE WHEN v.order_id <> '' THEN %s ELSE '' END, v.order_id, %s "
@@ -514,7 +493,7 @@ def _write_purchases(*, source: str, create_customers: bool, report: ImportRepor
     report.zero_value_orders = int(zero or 0)
     touched = [
         customer_id
-        for (customer_id,) in _rows(
+        for (customer_id,) in query_rows(
             f"SELECT customer_id FROM {CUSTOMER_TABLE} UNION "
             f"SELECT old_customer_id FROM {ORDER_TABLE} WHERE old_customer_id IS NOT NULL"
         )
@@ -531,7 +510,7 @@ def _scalar_row(sql: str, params=()) -> tuple:
 def _missing_customers_create(*, source: str) -> int:
     """Create the customers the orders name that do not exist, from their first order."""
     missing = list(
-        _rows(
+        query_rows(
             f"""
             SELECT k.customer_kind, k.customer_key, o.customer_email, o.customer_name,
                 o.customer_country

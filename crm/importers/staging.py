@@ -159,3 +159,32 @@ def moment_adapter() -> Callable[[datetime], object]:
     if connection.vendor == "sqlite":
         return lambda moment: str(moment.astimezone(UTC).replace(tzinfo=None))
     return lambda moment: moment
+
+
+def query_rows(sql: str, params=()) -> Iterator[tuple]:
+    """Every row of a query, read in blocks."""
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        while block := cur.fetchmany(BLOCK_ROWS):
+            yield from block
+
+
+def query_execute(sql: str, params=()) -> int:
+    """Run one statement; the rows it changed."""
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.rowcount
+
+
+def query_scalar(sql: str, params=()):
+    """The first column of a query's first row."""
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()[0]
+
+
+def staging_analyze(table: str) -> None:
+    """PostgreSQL never analyzes temporary tables by itself: without statistics it plans
+    the importers' joins as nested loops over a million rows."""
+    if connection.vendor == "postgresql":
+        query_execute(f"ANALYZE {table}")
