@@ -20,7 +20,6 @@ from unittest import mock
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.db import connection, transaction
 from django.db.models import Max, Min
 from django.test import Client
@@ -30,7 +29,7 @@ from crm.models import Customer
 from offers import tasks
 from offers.benchmark.smtp_sink import SmtpSink
 from offers.models import Delivery, Offer, OfferResponse
-from segmentation.benchmark.generate import DatasetSpec, database_guard, dataset_ensure
+from segmentation.benchmark.generate import DatasetSpec, database_schema_ready, dataset_ensure
 from segmentation.models import Membership, Segment
 
 RESULT_PREFIX = "BENCH-SEND-RESULT "
@@ -63,8 +62,7 @@ def bench_prepare(*, customers: int, seed: int, log: Callable[[str], None]) -> t
     """Every customer eligible, all in one segment, and an e-mail offer for it (no control
     group: every member gets a message). Refuses a database the bench did not create.
     Returns (offer id, segment id)."""
-    database_guard()
-    call_command("migrate", verbosity=0, interactive=False)  # a new, empty database too
+    database_schema_ready()
     # The offers' rows first: the dataset's wipe knows only the crm and segmentation tables.
     through = Offer.segments.through
     _delete_all(Delivery, OfferResponse, through, Offer)

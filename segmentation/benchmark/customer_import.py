@@ -6,17 +6,14 @@ peak memory and the longest time it held the write transaction (the lock staff e
 from __future__ import annotations
 
 import csv
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from crm.importers import customers as customers_module
 from crm.importers import customers_import
 from crm.models import Customer
-from segmentation.benchmark.generate import FIRST_NAMES, LAST_NAMES, _wipe, database_guard
-from segmentation.benchmark.imports import peak_mb
+from segmentation.benchmark.generate import FIRST_NAMES, LAST_NAMES, _wipe, database_schema_ready
+from segmentation.benchmark.imports import child_step, peak_mb
 
 RESULT_PREFIX = "BENCH_CUSTOMER_IMPORT_RESULT "
 STEPS = ("preview", "create", "update")
@@ -91,20 +88,11 @@ def step_run(step: str, file: str) -> dict:
 
 
 def _child(step: str, file: Path) -> dict:
-    done = subprocess.run(
-        [sys.executable, "manage.py", "bench_customer_import", "--once", step, "--file", str(file)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    raise RuntimeError(done.stderr[-2000:])
+    return child_step("bench_customer_import", step, str(file), prefix=RESULT_PREFIX)
 
 
 def bench_customer_import_run(*, rows: int, workdir: Path, log) -> list[str]:
-    database_guard()
+    database_schema_ready()
     _wipe()
     first, renamed = workdir / "customers.csv", workdir / "customers_renamed.csv"
     customers_file_write(first, rows=rows)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 from django.apps import apps
+from django.core.management import call_command
 from django.db import connection, transaction
 
 from crm.models import OVERDUE_FACTOR, OVERDUE_MIN_PURCHASES, Customer, Feedback, Purchase
@@ -263,6 +264,13 @@ def database_guard() -> None:
             "create; the bench deletes and regenerates its data, so point it at an empty "
             "database (DATABASE_URL=postgres://.../crm_bench, or VAR_DIR=var/bench for SQLite)"
         )
+
+
+def database_schema_ready() -> None:
+    """Refuse foreign data, then bring the schema up to date (quietly): every benchmark
+    starts here, so a new, empty database works too."""
+    database_guard()
+    call_command("migrate", verbosity=0, interactive=False)
 
 
 def _marker_write(spec: dict) -> None:

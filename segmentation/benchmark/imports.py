@@ -34,7 +34,7 @@ from segmentation.benchmark.generate import (
     _marker_write,
     _wipe,
     _write,
-    database_guard,
+    database_schema_ready,
 )
 from segmentation.exports import CUSTOMER_EXPORT_PROVIDERS
 
@@ -109,7 +109,7 @@ def purchases_file_write(path: Path, *, lines: int, seed: int = 1) -> dict:
 
 def database_prepare(*, customers: int, log: Callable[[str], None]) -> None:
     """Refuse a database the bench did not make; then empty it and store the known customers."""
-    database_guard()
+    database_schema_ready()
     _marker_write({"purpose": "bench_import", "complete": False})
     _wipe()
     known = int(customers * KNOWN_SHARE)
@@ -237,9 +237,11 @@ def step_run(step: str, path: str) -> dict:
     return STEPS[step](path)
 
 
-def _child(step: str, path: str) -> dict:
+def child_step(command: str, step: str, path: str, *, prefix: str) -> dict:
+    """Run ``manage.py <command> --once <step> --file <path>`` in a child process (so its
+    peak memory is its own) and return the result it printed after ``prefix``."""
     done = subprocess.run(
-        [sys.executable, "manage.py", "bench_import", "--once", step, "--file", path],
+        [sys.executable, "manage.py", command, "--once", step, "--file", path],
         cwd=settings.BASE_DIR,
         env=os.environ.copy(),
         capture_output=True,
@@ -247,9 +249,13 @@ def _child(step: str, path: str) -> dict:
         check=False,
     )
     for line in done.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
+        if line.startswith(prefix):
+            return json.loads(line[len(prefix) :])
     raise RuntimeError(f"step {step} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+
+
+def _child(step: str, path: str) -> dict:
+    return child_step("bench_import", step, path, prefix=RESULT_PREFIX)
 
 
 def _median(runs: list[dict], key: str) -> float:

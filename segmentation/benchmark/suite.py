@@ -9,11 +9,10 @@ from pathlib import Path
 
 import dj_database_url
 from django.conf import settings
-from django.core.management import call_command
 from django.db import connection
 
 from segmentation.benchmark import daily, floors, matrix, naive, pages
-from segmentation.benchmark.generate import DatasetSpec, database_guard, dataset_ensure
+from segmentation.benchmark.generate import DatasetSpec, database_schema_ready, dataset_ensure
 from segmentation.benchmark.pages import REQUESTS
 from segmentation.benchmark.recluster import (
     RESULT_PREFIX,
@@ -51,12 +50,6 @@ class BenchOptions:
     small_customers: int = SMALL_CUSTOMERS
     daily: bool = True
     cold_cache: bool = False  # drops the OS page cache and restarts a local PostgreSQL
-
-
-def database_prepare() -> None:
-    """Refuse foreign data, then bring the schema up to date (quietly)."""
-    database_guard()
-    call_command("migrate", verbosity=0, interactive=False)
 
 
 def small_database_url() -> str:
@@ -158,7 +151,7 @@ def pages_small(options: BenchOptions, *, log) -> dict:
 
 def pages_only(options: BenchOptions, *, log) -> dict:
     """Ensure the dataset and a finished run, then time the pages (for the small database)."""
-    database_prepare()
+    database_schema_ready()
     dataset_ensure(options.spec, reuse=options.reuse, log=log)
     if not SegmentationRun.objects.filter(status="succeeded").exists():
         recluster_once()
@@ -243,7 +236,7 @@ def _daily_ratio(results: dict) -> None:
 def bench_run(options: BenchOptions, *, log: Callable[[str], None] = print) -> dict:
     """Run the whole benchmark on the configured (bench-owned) database; the results dict."""
     settings.DEBUG = False  # no query log: measure what production runs
-    database_prepare()
+    database_schema_ready()
     spec = options.spec
     log(f"dataset: {spec.customers:,} customers x {spec.purchases_per_customer} purchases")
     started = time.perf_counter()

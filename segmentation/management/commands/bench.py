@@ -7,9 +7,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from segmentation.benchmark import report
-from segmentation.benchmark.generate import BenchRefused, DatasetSpec, dataset_ensure
+from segmentation.benchmark.generate import (
+    BenchRefused,
+    DatasetSpec,
+    database_schema_ready,
+    dataset_ensure,
+)
 from segmentation.benchmark.recluster import RESULT_PREFIX, recluster_once
-from segmentation.benchmark.suite import BenchOptions, bench_run, database_prepare, pages_only
+from segmentation.benchmark.suite import BenchOptions, bench_run, pages_only
 
 
 class Command(BaseCommand):
@@ -92,7 +97,7 @@ class Command(BaseCommand):
         log = self.stderr.write if opts["pages_only"] else self.stdout.write
         try:
             if opts["generate_only"]:
-                database_prepare()
+                database_schema_ready()
                 marker, reused = dataset_ensure(options.spec, reuse=options.reuse, log=log)
                 self.stdout.write(f"{'reused' if reused else 'generated'}: {json.dumps(marker)}")
                 return
