@@ -300,9 +300,21 @@ def test_a_failing_prediction_keeps_the_new_segments_and_says_why(monkeypatch, s
 
 
 @pytest.mark.django_db(transaction=True)  # the second connection sees committed rows only
-def test_predictions_computed_alongside_the_segments_equal_those_computed_after(settings):
+def test_predictions_computed_alongside_the_segments_equal_those_computed_after(
+    settings, monkeypatch
+):
     cdnow_shop()
     columns = ["customer_id", "as_of", "p_alive", "expected_purchases_90d", "value_12m", "x"]
+    computed_in: list[str] = []
+    compute = predictions.predictions_compute
+
+    def compute_and_note_the_thread(**kwargs):
+        computed_in.append(threading.current_thread().name)
+        return compute(**kwargs)
+
+    monkeypatch.setattr(
+        "segmentation.services.runs.predictions_compute", compute_and_note_the_thread
+    )
 
     def run_and_read(alongside: bool) -> list[tuple]:
         settings.PREDICTIONS_ALONGSIDE = alongside
@@ -312,6 +324,7 @@ def test_predictions_computed_alongside_the_segments_equal_those_computed_after(
         assert run.status == SegmentationRun.Status.SUCCEEDED
         assert run.predictions["status"] == "ok", run.predictions
         assert not [t for t in threading.enumerate() if t.name == "run-predictions"]
+        assert computed_in.pop() == ("run-predictions" if alongside else "MainThread")
         return list(CustomerPrediction.objects.order_by("customer_id").values_list(*columns))
 
     alongside = run_and_read(True)
