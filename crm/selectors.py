@@ -8,7 +8,9 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connections
 from django.db.models import Count, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.urls import reverse
 
 from crm.models import (
@@ -20,6 +22,7 @@ from crm.models import (
     Purchase,
 )
 from crm.search import search_needle
+from crm.search_index import search_index_match_sql
 
 BUSINESS_CACHE_KEY = "crm:business"
 # With the default per-process cache, another web worker keeps the old values this long after
@@ -80,8 +83,9 @@ def customer_search(*, queryset: QuerySet[Customer], term: str) -> QuerySet[Cust
     whose phone ends in (or contains) the last digits of a phone-like term of 7+ digits.
 
     Substring search on the folded Customer.search_text: PostgreSQL answers it from a
-    trigram GIN index (LIKE '%...%' uses gin_trgm_ops); SQLite scans the column. Any term
-    also finds the customer whose external id it is, exactly.
+    trigram GIN index (LIKE '%...%' uses gin_trgm_ops), SQLite from its FTS5 trigram copy
+    (crm.search_index) for needles of 3+ characters, scanning the column for shorter ones.
+    Any term also finds the customer whose external id it is, exactly.
     """
     term = " ".join(term.split())
     if not term:
@@ -89,9 +93,13 @@ def customer_search(*, queryset: QuerySet[Customer], term: str) -> QuerySet[Cust
     needle = search_needle(term)
     if not needle:
         return queryset.filter(external_id=term)
-    # `contains`, not `icontains`: the column is already folded, and PostgreSQL's
-    # UPPER(...) LIKE UPPER(...) could not use the trigram index.
-    return queryset.filter(Q(search_text__contains=needle) | Q(external_id=term))
+    if connections[queryset.db].vendor == "sqlite" and (match := search_index_match_sql(needle)):
+        found = Q(pk__in=RawSQL(*match))
+    else:
+        # `contains`, not `icontains`: the column is already folded, and PostgreSQL's
+        # UPPER(...) LIKE UPPER(...) could not use the trigram index.
+        found = Q(search_text__contains=needle)
+    return queryset.filter(found | Q(external_id=term))
 
 
 @dataclass(frozen=True)
