@@ -141,9 +141,11 @@ class Customer(models.Model):
             models.Index(fields=["total_spent", "id"], name="customer_total_spent_idx"),
             models.Index(fields=["last_purchase_at", "id"], name="customer_last_purchase_idx"),
             models.Index(fields=["first_purchase_at", "id"], name="customer_first_purchase_idx"),
+            # Today's overdue list: customers with a buying rhythm, most valuable first,
+            # walked in order until enough are overdue (pages.today.customers_overdue).
             models.Index(
-                fields=["overdue_from"],
-                name="customer_overdue_from_idx",
+                fields=["total_spent", "id"],
+                name="customer_overdue_value_idx",
                 condition=models.Q(overdue_from__isnull=False),
             ),
             models.Index(Lower("name"), name="customer_name_lower_idx"),
