@@ -15,8 +15,8 @@ from crm.models import Customer, Feedback
 from crm.services import customers_search_text_refresh
 from offers.models import OfferResponse
 from offers.services import offer_holds_out
-from tests.factories import CustomerPredictionFactory, SegmentationRunFactory, UserFactory
 from tests.crm.test_roundtrip import _snapshot as customers_snapshot
+from tests.factories import CustomerPredictionFactory, SegmentationRunFactory, UserFactory
 from tests.pages_data import shop_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
