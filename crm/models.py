@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from crm.metrics import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
 from crm.search import customer_search_text
+from crm.search_index import SearchTextTail
 
 # Who counts as a promoter or a detractor (crm.metrics), as query conditions on Feedback.
 NPS_PROMOTER = Q(nps__gte=NPS_PROMOTER_MIN)
@@ -162,6 +163,8 @@ class Customer(models.Model):
             ),
             # Exact search on the shop's own id, whatever the source.
             models.Index(fields=["external_id"], name="customer_external_id_idx"),
+            # A phone number searched by its last digits (crm.selectors.customer_search).
+            models.Index(SearchTextTail("search_text"), name="customer_phone_tail_idx"),
         ]
 
     def __str__(self) -> str:

@@ -12,10 +12,32 @@ table has lost its triggers; whenever one is missing the copy is rebuilt from th
 """
 
 from django.db import connections, transaction
+from django.db.models import CharField, Func
 
 SEARCH_TABLE = "crm_customer_search"
 # A trigram index answers needles of at least this many characters; shorter ones scan.
 INDEXED_NEEDLE_MIN_CHARS = 3
+# A phone number is first looked up by its last digits, from an index on search_text's tail.
+PHONE_TAIL_DIGITS = 7
+
+
+class SearchTextTail(Func):
+    """The last PHONE_TAIL_DIGITS characters of search_text: the phone's last digits
+    whenever it has that many (the phone comes last, after a "|", so a tail made only of
+    digits is always the phone's). Indexed (customer_phone_tail_idx): a trigram index is of
+    little use for a number, whose trigrams ("000", "200") most numbers share. Literal SQL,
+    the same in the index and the query, so that SQLite matches the indexed expression."""
+
+    arity = 1
+    output_field = CharField()
+
+    def as_sql(self, compiler, connection, **extra_context):
+        if connection.vendor == "postgresql":
+            template = f"right(%(expressions)s, {PHONE_TAIL_DIGITS})"
+        else:
+            template = f"substr(%(expressions)s, -{PHONE_TAIL_DIGITS})"
+        return super().as_sql(compiler, connection, template=template, **extra_context)
+
 
 _TRIGGERS = {
     # INSERT OR REPLACE rather than a plain INSERT / UPDATE: a row that is somehow missing

@@ -22,7 +22,7 @@ from crm.models import (
     Purchase,
 )
 from crm.search import search_needle
-from crm.search_index import search_index_match_sql
+from crm.search_index import PHONE_TAIL_DIGITS, SearchTextTail, search_index_match_sql
 
 BUSINESS_CACHE_KEY = "crm:business"
 # With the default per-process cache, another web worker keeps the old values this long after
@@ -80,7 +80,8 @@ def feedback_nps_counts() -> dict[str, Count]:
 
 def customer_search(*, queryset: QuerySet[Customer], term: str) -> QuerySet[Customer]:
     """Customers whose name or e-mail contains the term, case- and accent-insensitively, or
-    whose phone ends in (or contains) the last digits of a phone-like term of 7+ digits.
+    whose phone ends with the last digits of a phone-like term of 7+ digits (when nobody's
+    does: whose phone contains them).
 
     Substring search on the folded Customer.search_text: PostgreSQL answers it from a
     trigram GIN index (LIKE '%...%' uses gin_trgm_ops), SQLite from its FTS5 trigram copy
@@ -93,6 +94,15 @@ def customer_search(*, queryset: QuerySet[Customer], term: str) -> QuerySet[Cust
     needle = search_needle(term)
     if not needle:
         return queryset.filter(external_id=term)
+    if needle.isdigit() and len(needle) >= PHONE_TAIL_DIGITS:
+        # A number: the people whose phone ends with it, from the index on the last digits;
+        # only if nobody's does, every phone containing it (a fragment of a number).
+        ends_with = Q(phone_tail=needle[-PHONE_TAIL_DIGITS:], search_text__endswith=needle)
+        by_phone = queryset.alias(phone_tail=SearchTextTail("search_text")).filter(
+            ends_with | Q(external_id=term)
+        )
+        if by_phone.filter(ends_with).exists():
+            return by_phone
     if connections[queryset.db].vendor == "sqlite" and (match := search_index_match_sql(needle)):
         found = Q(pk__in=RawSQL(*match))
     else:

@@ -184,3 +184,26 @@ def test_sqlite_search_table_is_rebuilt_after_a_migrate_that_lost_its_triggers()
     assert _found("meanwhile") == {"Written Meanwhile"}
     assert _found("rebuild") == {"Before Rebuild"}
     assert search_index_ensure() is False  # in place: nothing to do
+
+
+@pytest.mark.django_db
+def test_a_whole_number_finds_the_phone_ending_with_it_a_fragment_any_containing_it():
+    CustomerFactory(name="Ends With", phone="+44 20 7946 0018")
+    CustomerFactory(name="Contains", phone="+44 20 7946 0018 9")  # an extension after it
+
+    assert _found("020 7946 0018") == {"Ends With"}
+    assert _found("7946 001") == {"Ends With", "Contains"}
+
+
+@pytest.mark.django_db
+def test_a_phone_number_is_looked_up_from_the_index_on_the_last_digits():
+    CustomerFactory.create_batch(3)
+    CustomerFactory(phone="020 7946 0018")
+    query = customer_search(queryset=Customer.objects.all(), term="+44 20 7946 0018")
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = query.explain()
+
+    assert "customer_phone_tail_idx" in plan
