@@ -22,7 +22,12 @@ from crm.models import (
     Purchase,
 )
 from crm.search import search_needle
-from crm.search_index import PHONE_TAIL_DIGITS, SearchTextTail, search_index_match_sql
+from crm.search_index import (
+    PHONE_TAIL_DIGITS,
+    SearchTextTail,
+    search_index_many_match,
+    search_index_match_sql,
+)
 
 BUSINESS_CACHE_KEY = "crm:business"
 # With the default per-process cache, another web worker keeps the old values this long after
@@ -78,15 +83,21 @@ def feedback_nps_counts() -> dict[str, Count]:
     }
 
 
-def customer_search(*, queryset: QuerySet[Customer], term: str) -> QuerySet[Customer]:
+def customer_search(
+    *, queryset: QuerySet[Customer], term: str, walk_when_common: bool = True
+) -> QuerySet[Customer]:
     """Customers whose name or e-mail contains the term, case- and accent-insensitively, or
     whose phone ends with the last digits of a phone-like term of 7+ digits (when nobody's
     does: whose phone contains them).
 
     Substring search on the folded Customer.search_text: PostgreSQL answers it from a
     trigram GIN index (LIKE '%...%' uses gin_trgm_ops), SQLite from its FTS5 trigram copy
-    (crm.search_index) for needles of 3+ characters, scanning the column for shorter ones.
+    (crm.search_index) for needles of 3+ characters matching up to DENSE_MATCHES customers,
+    checking the column row by row otherwise.
     Any term also finds the customer whose external id it is, exactly.
+
+    ``walk_when_common=False`` for a caller that fences the matches itself (the admin takes
+    the first SEARCH_LIMIT ids, then orders them): SQLite then always reads its index.
     """
     term = " ".join(term.split())
     if not term:
@@ -103,11 +114,14 @@ def customer_search(*, queryset: QuerySet[Customer], term: str) -> QuerySet[Cust
         )
         if by_phone.filter(ends_with).exists():
             return by_phone
-    if connections[queryset.db].vendor == "sqlite" and (match := search_index_match_sql(needle)):
+    sqlite = connections[queryset.db].vendor == "sqlite"
+    match = search_index_match_sql(needle) if sqlite else None
+    if match and not (walk_when_common and search_index_many_match(match, using=queryset.db)):
         found = Q(pk__in=RawSQL(*match))
     else:
         # `contains`, not `icontains`: the column is already folded, and PostgreSQL's
-        # UPPER(...) LIKE UPPER(...) could not use the trigram index.
+        # UPPER(...) LIKE UPPER(...) could not use the trigram index. (SQLite: a needle too
+        # short for its index, or one so common that the list's order finds a page soon.)
         found = Q(search_text__contains=needle)
     return queryset.filter(found | Q(external_id=term))
 

@@ -6,6 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from crm import search_index
 from crm.importers.customers import customers_import
 from crm.models import Customer
 from crm.search import customer_search_text, search_needle, text_folded
@@ -207,3 +208,21 @@ def test_a_phone_number_is_looked_up_from_the_index_on_the_last_digits():
         plan = query.explain()
 
     assert "customer_phone_tail_idx" in plan
+
+
+@pytest.mark.django_db
+def test_sqlite_checks_a_very_common_term_along_the_lists_order_with_the_same_answer(
+    monkeypatch,
+):
+    _sqlite_only()
+    for name in ("Ann Becker", "Bo Becker", "Cy Becker", "Di Stone"):
+        CustomerFactory(name=name, email="", phone="")
+    listed = Customer.objects.order_by("-total_spent", "-id")
+    rare = customer_search(queryset=listed, term="becker")
+    monkeypatch.setattr(search_index, "DENSE_MATCHES", 2)  # now three are many
+    common = customer_search(queryset=listed, term="becker")
+    fenced = customer_search(queryset=listed, term="becker", walk_when_common=False)
+
+    assert list(common) == list(rare) == list(fenced) and len(rare) == 3
+    assert SEARCH_TABLE in rare.explain() and SEARCH_TABLE in fenced.explain()
+    assert SEARCH_TABLE not in common.explain()
