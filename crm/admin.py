@@ -362,7 +362,9 @@ class CustomerAdmin(CsvImportMixin, LargeTableAdmin):
         # The matches are found through the search indexes first (at most SEARCH_LIMIT),
         # then filtered and ordered. Without this fence the planner may walk the whole
         # created_at index looking for rare matches in display order.
-        matches = selectors.customer_search(queryset=Customer.objects.all(), term=search_term)
+        matches = selectors.customer_search(
+            queryset=Customer.objects.all(), term=search_term, walk_when_common=False
+        )
         return queryset.filter(pk__in=matches.order_by().values("pk")[:SEARCH_LIMIT]), False
 
     def get_readonly_fields(self, request, obj=None):

@@ -183,9 +183,14 @@ def backup_restore_check(path: Path) -> RestoreCheck:
 
 def _tables_sql(vendor: str) -> str:
     if vendor == "sqlite":
+        # Virtual tables (the customer search index) and their shadow tables are derived
+        # from other tables, rebuilt by migrate: not counted.
         return (
-            "SELECT name FROM sqlite_master WHERE type = 'table' "
-            "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            "SELECT name FROM sqlite_master AS t WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite_%' AND NOT EXISTS (SELECT 1 FROM sqlite_master AS v "
+            "WHERE v.type = 'table' AND v.sql LIKE 'CREATE VIRTUAL TABLE%' "
+            "AND (t.name = v.name OR substr(t.name, 1, length(v.name) + 1) = v.name || '_')) "
+            "ORDER BY name"
         )
     return "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename"
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from crm.metrics import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
 from crm.search import customer_search_text
+from crm.search_index import SearchTextTail
 
 # Who counts as a promoter or a detractor (crm.metrics), as query conditions on Feedback.
 NPS_PROMOTER = Q(nps__gte=NPS_PROMOTER_MIN)
@@ -141,9 +142,11 @@ class Customer(models.Model):
             models.Index(fields=["total_spent", "id"], name="customer_total_spent_idx"),
             models.Index(fields=["last_purchase_at", "id"], name="customer_last_purchase_idx"),
             models.Index(fields=["first_purchase_at", "id"], name="customer_first_purchase_idx"),
+            # Today's overdue list: customers with a buying rhythm, most valuable first,
+            # walked in order until enough are overdue (pages.today.customers_overdue).
             models.Index(
-                fields=["overdue_from"],
-                name="customer_overdue_from_idx",
+                fields=["total_spent", "id"],
+                name="customer_overdue_value_idx",
                 condition=models.Q(overdue_from__isnull=False),
             ),
             models.Index(Lower("name"), name="customer_name_lower_idx"),
@@ -160,6 +163,8 @@ class Customer(models.Model):
             ),
             # Exact search on the shop's own id, whatever the source.
             models.Index(fields=["external_id"], name="customer_external_id_idx"),
+            # A phone number searched by its last digits (crm.selectors.customer_search).
+            models.Index(SearchTextTail("search_text"), name="customer_phone_tail_idx"),
         ]
 
     def __str__(self) -> str:

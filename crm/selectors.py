@@ -8,7 +8,9 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connections
 from django.db.models import Count, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.urls import reverse
 
 from crm.models import (
@@ -20,6 +22,12 @@ from crm.models import (
     Purchase,
 )
 from crm.search import search_needle
+from crm.search_index import (
+    PHONE_TAIL_DIGITS,
+    SearchTextTail,
+    search_index_many_match,
+    search_index_match_sql,
+)
 
 BUSINESS_CACHE_KEY = "crm:business"
 # With the default per-process cache, another web worker keeps the old values this long after
@@ -75,13 +83,21 @@ def feedback_nps_counts() -> dict[str, Count]:
     }
 
 
-def customer_search(*, queryset: QuerySet[Customer], term: str) -> QuerySet[Customer]:
+def customer_search(
+    *, queryset: QuerySet[Customer], term: str, walk_when_common: bool = True
+) -> QuerySet[Customer]:
     """Customers whose name or e-mail contains the term, case- and accent-insensitively, or
-    whose phone ends in (or contains) the last digits of a phone-like term of 7+ digits.
+    whose phone ends with the last digits of a phone-like term of 7+ digits (when nobody's
+    does: whose phone contains them).
 
     Substring search on the folded Customer.search_text: PostgreSQL answers it from a
-    trigram GIN index (LIKE '%...%' uses gin_trgm_ops); SQLite scans the column. Any term
-    also finds the customer whose external id it is, exactly.
+    trigram GIN index (LIKE '%...%' uses gin_trgm_ops), SQLite from its FTS5 trigram copy
+    (crm.search_index) for needles of 3+ characters matching up to DENSE_MATCHES customers,
+    checking the column row by row otherwise.
+    Any term also finds the customer whose external id it is, exactly.
+
+    ``walk_when_common=False`` for a caller that fences the matches itself (the admin takes
+    the first SEARCH_LIMIT ids, then orders them): SQLite then always reads its index.
     """
     term = " ".join(term.split())
     if not term:
@@ -89,9 +105,25 @@ def customer_search(*, queryset: QuerySet[Customer], term: str) -> QuerySet[Cust
     needle = search_needle(term)
     if not needle:
         return queryset.filter(external_id=term)
-    # `contains`, not `icontains`: the column is already folded, and PostgreSQL's
-    # UPPER(...) LIKE UPPER(...) could not use the trigram index.
-    return queryset.filter(Q(search_text__contains=needle) | Q(external_id=term))
+    if needle.isdigit() and len(needle) >= PHONE_TAIL_DIGITS:
+        # A number: the people whose phone ends with it, from the index on the last digits;
+        # only if nobody's does, every phone containing it (a fragment of a number).
+        ends_with = Q(phone_tail=needle[-PHONE_TAIL_DIGITS:], search_text__endswith=needle)
+        by_phone = queryset.alias(phone_tail=SearchTextTail("search_text")).filter(
+            ends_with | Q(external_id=term)
+        )
+        if by_phone.filter(ends_with).exists():
+            return by_phone
+    sqlite = connections[queryset.db].vendor == "sqlite"
+    match = search_index_match_sql(needle) if sqlite else None
+    if match and not (walk_when_common and search_index_many_match(match, using=queryset.db)):
+        found = Q(pk__in=RawSQL(*match))
+    else:
+        # `contains`, not `icontains`: the column is already folded, and PostgreSQL's
+        # UPPER(...) LIKE UPPER(...) could not use the trigram index. (SQLite: a needle too
+        # short for its index, or one so common that the list's order finds a page soon.)
+        found = Q(search_text__contains=needle)
+    return queryset.filter(found | Q(external_id=term))
 
 
 @dataclass(frozen=True)

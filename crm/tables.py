@@ -1,8 +1,11 @@
 """django-tables2 tables of the staff pages."""
 
+import copy
+
 import django_tables2 as tables
 from django.db.models.functions import Lower
 from django.utils.html import format_html
+from django_tables2 import RequestConfig
 
 from crm.models import Customer
 from crm.money import money_text
@@ -10,6 +13,25 @@ from crm.selectors import business_get
 
 TABLE_TEMPLATE = "crm/_table.html"
 NUM = {"td": {"class": "num"}, "th": {"class": "num"}}
+# The most rows one page of a table renders, whatever ?per_page= asks for.
+MAX_PER_PAGE = 100
+
+
+def table_configure(request, table: tables.Table, *, per_page: int, **paginate) -> None:
+    """django-tables2's RequestConfig (sorting and paging from the query string) with the
+    page size a request may ask for (``?per_page=``) held to 1..MAX_PER_PAGE: django-tables2
+    takes any number, and a page of a million rows would tie up a worker."""
+    field = table.prefixed_per_page_field
+    if field in request.GET:
+        try:
+            wanted = int(request.GET[field])
+        except ValueError:
+            wanted = per_page
+        query = request.GET.copy()
+        query[field] = str(min(max(wanted, 1), MAX_PER_PAGE))
+        request = copy.copy(request)  # the view's own request keeps its query string
+        request.GET = query
+    RequestConfig(request, paginate={"per_page": per_page, **paginate}).configure(table)
 
 
 class CustomerTable(tables.Table):

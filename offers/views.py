@@ -9,8 +9,8 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_tables2 import RequestConfig
 
+from crm.tables import table_configure
 from offers import mailing, selectors, services
 from offers.forms import OfferForm, PresentOfferForm
 from offers.metrics import offer_results
@@ -23,7 +23,7 @@ from segmentation.models import Segment
 def offer_list(request):
     offers = selectors.offers_with_counts().order_by("-is_active", "-created_at", "-id")
     table = OfferTable(offers)
-    RequestConfig(request, paginate={"per_page": 25}).configure(table)
+    table_configure(request, table, per_page=25)
     return render(request, "offers/offer_list.html", {"table": table})
 
 

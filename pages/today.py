@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, Func, OuterRef, Q
 from django.utils import timezone
 
 from crm.models import FEEDBACK_UNHAPPY, Activity, Customer, Feedback, FollowUp
@@ -135,6 +135,19 @@ def _handled_since(moment) -> Exists:
     return Exists(Activity.objects.filter(customer_id=OuterRef("pk"), happened_at__gte=moment))
 
 
+class _FilterOnly(Func):
+    """A column, to be checked row by row rather than searched. SQLite would plan a range on
+    the column's own index and then sort a third of all customers by total spent (1.2 s at
+    a million); behind a unary plus (the same value) it walks the spending index instead.
+    PostgreSQL weighs the LIMIT itself: the column as is."""
+
+    arity = 1
+    template = "%(expressions)s"
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return self.as_sql(compiler, connection, template="+%(expressions)s", **extra_context)
+
+
 def customers_overdue(
     *,
     now: datetime | None = None,
@@ -153,12 +166,17 @@ def customers_overdue(
     now = now or timezone.now()
     customers = list(
         Customer.objects.active()
-        # A range on the overdue_from index; the database then either sorts that set by
-        # total spent or walks the total-spent index checking the stored moment, both cheap.
+        # Walks customer_overdue_value_idx (customers with a rhythm, by total spent) from the
+        # top, checking each one's stored moments, until `limit` are found: no sort.
+        .alias(
+            overdue_at=_FilterOnly(F("overdue_from")),
+            last_bought_at=_FilterOnly(F("last_purchase_at")),
+        )
         .filter(
-            overdue_from__lte=now,
-            last_purchase_at__lte=now,
-            last_purchase_at__gte=now - timedelta(days=max_days_since),
+            overdue_from__isnull=False,  # the partial index's own condition
+            overdue_at__lte=now,
+            last_bought_at__lte=now,
+            last_bought_at__gte=now - timedelta(days=max_days_since),
         )
         .exclude(_handled_since(OuterRef("overdue_from")))
         .select_related("membership__segment")

@@ -13,7 +13,6 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_tables2 import RequestConfig
 from django_tables2.paginators import LazyPaginator
 
 from crm.audit import audit_actor, audit_record
@@ -55,6 +54,7 @@ from crm.services import (
     followup_snooze,
     purchase_record,
 )
+from crm.tables import table_configure
 from offers import selectors as offer_selectors
 from offers import services as offer_services
 from offers.forms import OfferOutcomeForm, PresentOfferForm
@@ -275,9 +275,7 @@ def customer_list(request):
     filtered = bool(request.GET and filterset.form.has_changed())
     if not filtered:
         table.empty_text = "No customers yet: import a CSV or add one."
-    RequestConfig(
-        request, paginate={"paginator_class": LazyPaginator, "per_page": CUSTOMERS_PER_PAGE}
-    ).configure(table)
+    table_configure(request, table, per_page=CUSTOMERS_PER_PAGE, paginator_class=LazyPaginator)
     return render(
         request,
         "pages/customer_list.html",
@@ -747,9 +745,7 @@ def segment_detail(request, pk: int):
             "Nobody is in this segment right now: each segmentation run places customers "
             "in the segment that fits them."
         )
-    RequestConfig(
-        request, paginate={"paginator_class": LazyPaginator, "per_page": MEMBERS_PER_PAGE}
-    ).configure(table)
+    table_configure(request, table, per_page=MEMBERS_PER_PAGE, paginator_class=LazyPaginator)
     run = segment_selectors.run_latest()
     results = page_selectors.segment_results_cached(segment=segment)
     open_offers = offer_selectors.offers_open_for_segment(segment=segment)

@@ -4,11 +4,11 @@ from django.contrib import messages
 from django.http import JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
-from django_tables2 import RequestConfig
 
 from crm.audit import audit_actor, audit_record
 from crm.exports import csv_lines, customer_rows
 from crm.models import CUSTOMER_SENSITIVE_FIELDS, CUSTOMER_SENSITIVE_PERMISSION, AuditEntry
+from crm.tables import table_configure
 from segmentation import selectors, services
 from segmentation.exports import CUSTOMER_EXPORT_PROVIDERS
 from segmentation.filters import segment_members_filter
@@ -23,7 +23,7 @@ def segment_list(request):
     segments = Segment.objects.all() if show_retired else Segment.objects.active()
     table = SegmentTable(segments.order_by("-is_active", "-size", "id"))
     table.empty_text = selectors.segments_empty_words()
-    RequestConfig(request, paginate={"per_page": 50}).configure(table)
+    table_configure(request, table, per_page=50)
     run = selectors.run_latest()
     return render(
         request,

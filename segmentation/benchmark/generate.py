@@ -19,6 +19,7 @@ from django.core.management import call_command
 from django.db import connection, transaction
 
 from crm.models import OVERDUE_FACTOR, OVERDUE_MIN_PURCHASES, Customer, Feedback, Purchase
+from crm.search import customer_search_text
 
 MARKER_TABLE = "bench_dataset"
 BLOCK_CUSTOMERS = 100_000  # customers generated and written per block (bounds memory)
@@ -55,6 +56,11 @@ PRODUCTS = (
 CHANNELS = ("online", "in_person", "phone", "marketplace", "other")
 
 
+# What the generated rows hold beyond the spec; data of another layout is generated again.
+# 2: customers carry their search_text.
+DATA_LAYOUT = 2
+
+
 class BenchRefused(Exception):
     """The configured database holds data the bench did not create."""
 
@@ -71,6 +77,7 @@ class DatasetSpec:
             and float(marker.get("purchases_per_customer", -1)) == self.purchases_per_customer
             and marker.get("seed") == self.seed
             and marker.get("complete") is True
+            and marker.get("layout") == DATA_LAYOUT
         )
 
 
@@ -338,15 +345,22 @@ def _customer_rows(block: Block, *, sqlite: bool) -> pd.DataFrame:
     overdue_at = np.where(has_rhythm, last_at + OVERDUE_FACTOR * span / np.maximum(gaps, 1), 0.0)
 
     created_text = _iso(c["created"].to_numpy(np.int64), sqlite=sqlite)
+    names = first + " " + last
+    emails = [
+        f"{f.lower()}.{s.lower()}.{i}@example.com" for f, s, i in zip(first, last, ids, strict=True)
+    ]
+    phones = [f"+44 20 {i:08d}" for i in ids]
     return pd.DataFrame(
         {
             "id": ids,
-            "name": first + " " + last,
-            "email": [
-                f"{f.lower()}.{s.lower()}.{i}@example.com"
-                for f, s, i in zip(first, last, ids, strict=True)
+            "name": names,
+            "email": emails,
+            "phone": phones,
+            # What Customer.search_text_set writes, so that the search pages find people.
+            "search_text": [
+                customer_search_text(name=n, email=e, phone=p)
+                for n, e, p in zip(names, emails, phones, strict=True)
             ],
-            "phone": [f"+44 20 {i:08d}" for i in ids],
             "external_source": "bench",
             "external_id": ids.astype(str),
             "age": c["age"].astype("Int64"),
@@ -455,6 +469,7 @@ def dataset_generate(
         "customers": spec.customers,
         "purchases_per_customer": spec.purchases_per_customer,
         "seed": spec.seed,
+        "layout": DATA_LAYOUT,
         "complete": False,
     }
     _marker_write(marker)

@@ -3,6 +3,7 @@
 import statistics
 import time
 from collections.abc import Callable
+from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -22,6 +23,8 @@ CUSTOMER_LIST_NAMES = ("pages:customer_list",)
 OFFER_LIST_NAMES = ("offers:offer_list",)
 SEGMENT_PAGE_NAMES = ("pages:segment_detail",)
 REQUESTS = 20
+# Rows the customer list's search shows (?per_page=), the same at every size.
+SEARCH_ROWS = 20
 
 
 def _reverse_first(names: tuple[str, ...], *args) -> str | None:
@@ -46,7 +49,11 @@ def page_urls() -> dict[str, list[str]]:
     """Each page to time and the URLs its requests rotate through (absent pages are left out).
 
     Customer pages rotate over 20 repeat buyers with 5-30 purchases, the same kind of
-    customer at every size; the search looks for a common last name.
+    customer at every size. The searches do the same work at every size too: the admin's
+    looks up one customer's e-mail; the customer list's looks for a common last name and
+    shows its SEARCH_ROWS most valuable matches (a surname matches about 20 of a thousand
+    customers and 20,000 of a million: a full page would compare 20 rows with 50); and a
+    phone number typed without its country code.
     """
     customers = list(
         Customer.objects.filter(purchase_count__range=(5, 30))
@@ -58,7 +65,8 @@ def page_urls() -> dict[str, list[str]]:
     pages["admin_changelist"] = [changelist]
     if customers:
         term = customers[0][1].split()[-1] if customers[0][1] else "example"
-        pages["admin_search"] = [f"{changelist}?q={term}"]
+        email = Customer.objects.filter(pk=customers[0][0]).values_list("email", flat=True)
+        pages["admin_search"] = [f"{changelist}?{urlencode({'q': email.first() or term})}"]
         pages["admin_customer"] = [
             reverse("admin:crm_customer_change", args=[pk]) for pk, _ in customers
         ]
@@ -69,7 +77,7 @@ def page_urls() -> dict[str, list[str]]:
         if listing:
             pages["customer_list"] = [listing]
             # A surname, and a phone's last digits typed without its country code.
-            pages["customer_search"] = [f"{listing}?q={term}"]
+            pages["customer_search"] = [f"{listing}?q={term}&per_page={SEARCH_ROWS}"]
             phone = Customer.objects.filter(pk=customers[0][0]).values_list("phone", flat=True)
             digits = "".join(ch for ch in (phone.first() or "") if ch.isdigit())
             if digits.startswith("44"):  # the generated numbers are British: +44 20 ...

@@ -1,13 +1,9 @@
 """A CSV import in a real browser: the upload answers at once, the progress page follows the
 background check to the preview, and the confirmed import to its result."""
 
-import threading
-
 import pytest
-from django.db import connection
 from django.urls import reverse
 
-from crm import import_jobs
 from crm.models import Customer, ImportJob
 from tests.browser import test_pages as staff_pages
 
@@ -16,32 +12,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 # The staff pages' browser fixtures and functions, shared rather than copied.
 browser, page, owner = staff_pages.browser, staff_pages.page, staff_pages.owner
 _log_in, _shot = staff_pages._log_in, staff_pages._shot
-
-
-@pytest.fixture
-def gated_worker(monkeypatch):
-    """Runs each enqueued step in a thread of the web process once the test opens the gate;
-    a real worker runs the same steps in tests/crm/test_tasks.py."""
-    gate = threading.Event()
-    threads = []
-
-    def step(task_name: str, job_id: int) -> None:
-        gate.wait(timeout=60)
-        try:
-            getattr(import_jobs, task_name)(job=ImportJob.objects.get(pk=job_id))
-        finally:
-            connection.close()
-
-    def enqueue(task_name: str, job_id: int) -> None:
-        thread = threading.Thread(target=step, args=(task_name, job_id), daemon=True)
-        thread.start()
-        threads.append(thread)
-
-    monkeypatch.setattr(import_jobs, "_enqueue", enqueue)
-    yield gate
-    gate.set()
-    for thread in threads:
-        thread.join(timeout=60)
 
 
 def test_the_owner_uploads_a_csv_and_watches_it_checked_then_imported(

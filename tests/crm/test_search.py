@@ -3,11 +3,14 @@
 import io
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
+from crm import search_index
 from crm.importers.customers import customers_import
 from crm.models import Customer
 from crm.search import customer_search_text, search_needle, text_folded
+from crm.search_index import SEARCH_TABLE, search_index_ensure
 from crm.selectors import customer_search
 from crm.services import customer_create, customer_update, customers_search_text_refresh
 from tests.factories import CustomerFactory
@@ -124,3 +127,102 @@ def test_postgresql_answers_the_search_from_the_trigram_index():
         cursor.execute("RESET enable_seqscan")
         cursor.execute("RESET enable_indexscan")
     assert "customer_search_trgm_idx" in plan
+
+
+def _sqlite_only() -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("the FTS5 search table exists on SQLite only")
+
+
+@pytest.mark.django_db
+def test_sqlite_answers_the_search_from_its_trigram_table():
+    _sqlite_only()
+    CustomerFactory.create_batch(3)
+
+    plan = customer_search(queryset=Customer.objects.all(), term="newcomer").explain()
+
+    assert "VIRTUAL TABLE INDEX" in plan and SEARCH_TABLE in plan
+    # Too short for a trigram: still answered, by reading the column.
+    assert (
+        "VIRTUAL TABLE" not in customer_search(queryset=Customer.objects.all(), term="ne").explain()
+    )
+
+
+@pytest.mark.django_db
+def test_sqlite_search_table_follows_every_writer():
+    _sqlite_only()
+    nina = customer_create(name="Nina Newcomer", email="nina@example.com", phone="")
+    customers_import(source=io.BytesIO(b"name,email\nCleo Dupont,cleo@example.com\n"))
+    assert _found("newcomer") == {"Nina Newcomer"}
+    assert _found("dupont") == {"Cleo Dupont"}
+
+    customer_update(customer=nina, name="Nina Oldtimer")
+    customers_import(source=io.BytesIO(b"name,email\nCleo Durand,cleo@example.com\n"))
+    Customer.objects.filter(email="cleo@example.com").update(search_text="raw|written|")
+    assert _found("newcomer") == set() and _found("oldtimer") == {"Nina Oldtimer"}
+    assert _found("dupont") == set() and _found("written") == {"Cleo Durand"}
+
+    nina.delete()
+    assert _found("oldtimer") == set()
+    # Statements that do not set search_text leave the index alone, and it still answers.
+    Customer.objects.update(total_spent=5)
+    assert _found("written") == {"Cleo Durand"}
+
+
+@pytest.mark.django_db
+def test_sqlite_search_table_is_rebuilt_after_a_migrate_that_lost_its_triggers():
+    _sqlite_only()
+    CustomerFactory(name="Before Rebuild", email="", phone="")
+    with connection.cursor() as cursor:
+        # What Django's rebuild of the customer table for an altered column leaves behind.
+        for trigger in ("crm_customer_search_ai", "crm_customer_search_au"):
+            cursor.execute(f"DROP TRIGGER {trigger}")
+    CustomerFactory(name="Written Meanwhile", email="", phone="")
+    assert _found("meanwhile") == set()
+
+    call_command("migrate", verbosity=0)
+
+    assert _found("meanwhile") == {"Written Meanwhile"}
+    assert _found("rebuild") == {"Before Rebuild"}
+    assert search_index_ensure() is False  # in place: nothing to do
+
+
+@pytest.mark.django_db
+def test_a_whole_number_finds_the_phone_ending_with_it_a_fragment_any_containing_it():
+    CustomerFactory(name="Ends With", phone="+44 20 7946 0018")
+    CustomerFactory(name="Contains", phone="+44 20 7946 0018 9")  # an extension after it
+
+    assert _found("020 7946 0018") == {"Ends With"}
+    assert _found("7946 001") == {"Ends With", "Contains"}
+
+
+@pytest.mark.django_db
+def test_a_phone_number_is_looked_up_from_the_index_on_the_last_digits():
+    CustomerFactory.create_batch(3)
+    CustomerFactory(phone="020 7946 0018")
+    query = customer_search(queryset=Customer.objects.all(), term="+44 20 7946 0018")
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = query.explain()
+
+    assert "customer_phone_tail_idx" in plan
+
+
+@pytest.mark.django_db
+def test_sqlite_checks_a_very_common_term_along_the_lists_order_with_the_same_answer(
+    monkeypatch,
+):
+    _sqlite_only()
+    for name in ("Ann Becker", "Bo Becker", "Cy Becker", "Di Stone"):
+        CustomerFactory(name=name, email="", phone="")
+    listed = Customer.objects.order_by("-total_spent", "-id")
+    rare = customer_search(queryset=listed, term="becker")
+    monkeypatch.setattr(search_index, "DENSE_MATCHES", 2)  # now three are many
+    common = customer_search(queryset=listed, term="becker")
+    fenced = customer_search(queryset=listed, term="becker", walk_when_common=False)
+
+    assert list(common) == list(rare) == list(fenced) and len(rare) == 3
+    assert SEARCH_TABLE in rare.explain() and SEARCH_TABLE in fenced.explain()
+    assert SEARCH_TABLE not in common.explain()

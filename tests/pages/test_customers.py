@@ -10,6 +10,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from crm import tables as crm_tables
 from crm.models import Customer, Purchase
 from tests.factories import CustomerFactory, PurchaseFactory, SegmentFactory, TagFactory
 
@@ -35,6 +36,19 @@ def test_customer_list_finds_people_by_surname_and_phone_without_prefix(staff_cl
 
     assert _list(staff_client, q="Newcomer") == ["Nina Newcomer"]
     assert _list(staff_client, q="7700 900123") == ["Nina Newcomer"]
+
+
+def test_a_page_never_shows_more_rows_than_the_bound_whatever_the_address_asks(
+    staff_client, monkeypatch
+):
+    monkeypatch.setattr(crm_tables, "MAX_PER_PAGE", 3)  # the bound, not its size, is tested
+    CustomerFactory.create_batch(5)
+
+    assert len(_list(staff_client, per_page=2)) == 2
+    assert len(_list(staff_client, per_page=1_000_000)) == 3
+    assert len(_list(staff_client, per_page="lots")) == 3  # the page's own size, bounded
+    assert len(_list(staff_client, per_page=0)) == 1
+    assert len(_list(staff_client)) == 5  # nothing asked: the page's own size (50)
 
 
 def test_each_filter_of_the_list_returns_the_right_customers(staff_client):

@@ -5,6 +5,8 @@ from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from crm.selectors import business_get
@@ -61,6 +63,34 @@ def test_overdue_customers_are_those_late_by_their_own_rhythm_biggest_spenders_f
     assert items[1].numbers["rhythm_days"] == pytest.approx(20.0)
     assert items[1].action == Action.CONTACT
     assert customers_overdue(now=NOW, limit=1)[0].customer == later_richer
+
+
+def test_the_overdue_list_walks_the_spending_index_of_customers_with_a_rhythm():
+    # At a million customers a sort of every overdue customer took 1.2 s on SQLite; the
+    # walk of this partial index in spending order stops after the first `limit` found.
+    for days in ([120, 100, 80, 60, 40], [90, 60, 30]):
+        _buyer(days)
+    customer_stats_refresh()
+
+    with CaptureQueriesContext(connection) as queries:
+        customers_overdue(now=NOW)
+    plan = _plan(queries.captured_queries[0]["sql"])
+
+    assert "customer_overdue_value_idx" in plan
+    assert "TEMP B-TREE" not in plan.upper() and "Sort" not in plan
+
+
+def _plan(sql: str) -> str:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # On a few rows a sort costs nothing: rule it out with the table scan and the
+            # bitmap read, so what is left shows whether the ordered walk can serve.
+            for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+                cursor.execute(f"SET LOCAL {setting} = off")
+            cursor.execute("EXPLAIN " + sql)
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql)
+        return "\n".join(str(row) for row in cursor.fetchall())
 
 
 def test_overdue_customers_get_the_best_open_offer_of_their_segment():

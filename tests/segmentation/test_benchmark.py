@@ -11,7 +11,8 @@ from django.db import connection
 from django.utils import timezone
 
 from crm.models import Customer, Feedback, Purchase
-from crm.services import customer_stats_refresh
+from crm.selectors import customer_search
+from crm.services import customer_stats_refresh, customers_search_text_refresh
 from segmentation.benchmark.generate import (
     BenchRefused,
     DatasetSpec,
@@ -72,6 +73,12 @@ def test_generated_data_is_plausible_and_its_statistics_match_the_purchases(tran
             assert generated_overdue[pk] is None, pk
         else:
             assert abs((moment - generated_overdue[pk]).total_seconds()) < 1.5, pk
+    # Searchable as if written through the services: found by surname and by phone.
+    assert customers_search_text_refresh() == 0
+    someone = Customer.objects.get(pk=42)
+    surname = someone.name.split()[-1]
+    assert someone in customer_search(queryset=Customer.objects.all(), term=surname)
+    assert list(customer_search(queryset=Customer.objects.all(), term="020 00000042")) == [someone]
     # New rows get fresh ids after the explicit ones.
     assert CustomerFactory().pk > 300
 
