@@ -135,7 +135,8 @@ def customer_purchase_totals_nightly(*, as_of: date, today: date | None = None) 
             until=until,
         )
         with connection.cursor() as cur:
-            cur.execute(sql, {"sale": Purchase.Kind.SALE, "end": end, "as_of": as_of.isoformat()})
+            params = {"sale": Purchase.Kind.SALE, "end": end, "as_of": as_of.isoformat(), "tz": tz}
+            cur.execute(sql, params)
             frame = _frame_from_rows(cur.fetchall(), extra=["summed"])
     summed = frame.pop("summed").to_numpy().astype(bool)
     return PurchaseTotals(frame, summed, False, keep=keep)
@@ -178,14 +179,14 @@ def _kept_and_summed_sql(totals_sql, *, vendor: str, tz: str, until=None) -> str
     kept = CustomerPurchaseDays._meta.db_table
     valid = _KEPT_VALID[vendor]
     if vendor == "sqlite":
-        # The time zone goes in as a literal here: SQLite has no zones, the SQL carries them.
         last_day = local_date_sql("c.last_purchase_at", zoneinfo.ZoneInfo(tz), until=until)
-        valid = valid.replace("%(tz)s", _sqlite_text(tz)).replace("{last_day}", last_day)
+        valid = valid.replace("{last_day}", last_day)
     profiled = "c.is_archived = {false} AND c.profiling_opt_out = {false}".format(
         false="FALSE" if vendor == "postgresql" else "0"
     )
-    # Profiled, with a sale, and nothing kept that holds. NOT (...) of a row that exists is
-    # never NULL: every column it reads is set.
+    # Profiled, with a sale (last_purchase_at, kept in step by every write of purchases),
+    # and nothing kept that holds. NOT (...) of a row that exists is never NULL: every column
+    # it reads is set.
     stale = f"""
         SELECT c.id FROM {customer} c
         LEFT JOIN {kept} k ON k.customer_id = c.id
@@ -201,7 +202,7 @@ def _kept_and_summed_sql(totals_sql, *, vendor: str, tz: str, until=None) -> str
         # The ids once, as an array the purchase index is searched with (a few thousand
         # lookups on a nightly run, not a pass over every purchase).
         head = f"WITH stale AS MATERIALIZED (SELECT ARRAY({stale}) AS ids) "
-        restrict = " AND p.customer_id = ANY((SELECT ids FROM stale))"
+        restrict = " AND p.customer_id = ANY((SELECT ids FROM stale)::int8[])"
         summed_flag = "1::int8"
     else:
         read = "k.customer_id, k.days, k.first_day, k.last_day, k.total, k.first_total, 0"
@@ -214,10 +215,6 @@ def _kept_and_summed_sql(totals_sql, *, vendor: str, tz: str, until=None) -> str
         UNION ALL
         SELECT s.*, {summed_flag} FROM ({totals_sql(restrict)}) s
     """
-
-
-def _sqlite_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _frame_from_copy(buffer: bytearray, *, extra: tuple | list = ()) -> pd.DataFrame:

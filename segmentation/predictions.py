@@ -170,8 +170,9 @@ def predictions_store(*, run: SegmentationRun, computed: PredictionsComputed) ->
         try:
             purchase_days_keep(summed=computed.purchase_days, run_id=run.pk)
         except DatabaseError:
-            # Only the next run's speed depends on them: it sums these customers again
-            # (the rows it finds are judged by their own dates, whatever was written).
+            # Only the next run's speed depends on them: the failed write changed nothing,
+            # and the rows left are judged by their own dates, so it sums these customers
+            # again.
             logger.exception("Purchase days of run %s not kept", run.pk)
             record["purchase_days_not_kept"] = True
         record["keep_seconds"] = round(time.perf_counter() - written, 3)
