@@ -99,6 +99,11 @@ class Customer(models.Model):
     # under a day per gap). Stored so Today reads the overdue from an index instead of
     # evaluating the arithmetic on every customer. Kept in step by customer_stats_refresh.
     overdue_from = models.DateTimeField(null=True, blank=True, editable=False)
+    # When a write of their purchases last refreshed these figures (customer_stats_refresh):
+    # a run reuses the purchase days it kept for a customer only if their purchases have not
+    # changed since (segmentation.prediction_selectors). NULL: no change recorded since the
+    # column was added.
+    purchases_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     # Name, e-mail and phone digits folded for search (crm.search.customer_search_text), kept
     # in step by every writer of those fields. PostgreSQL answers substring searches on it from

@@ -39,7 +39,8 @@ _STATS_BATCH = 10_000
 
 
 def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
-    """Recompute purchase_count, total_spent, first/last_purchase_at from purchases.
+    """Recompute purchase_count, total_spent, first/last_purchase_at from purchases, and
+    stamp purchases_changed_at with the current time.
 
     Call after every write that adds, changes or removes purchases. Sales count; refunds
     are subtracted from total_spent but are not purchases. With no ids, refreshes everyone.
@@ -71,7 +72,7 @@ def customer_stats_refresh(*, customer_ids: Iterable[int] | None = None) -> int:
 # UPDATE ... FROM is standard on PostgreSQL and SQLite (3.33+).
 _STATS_REFRESH_ALL_SQL = """
 UPDATE crm_customer
-SET purchase_count = s.n, total_spent = s.total,
+SET purchases_changed_at = %(changed_at)s, purchase_count = s.n, total_spent = s.total,
     first_purchase_at = s.first_at, last_purchase_at = s.last_at
 FROM (
     SELECT cu.id AS cid, COALESCE(a.n, 0) AS n, COALESCE(a.total, 0) AS total,
@@ -99,10 +100,12 @@ _STATS_REFRESH_BATCH_SQL = _STATS_REFRESH_ALL_SQL.replace(
 
 
 def _customer_stats_refresh_batch(ids: list[int]) -> int:
+    # The moment comes first: it is set first, before the ids in the FROM.
+    changed_at = _changed_at()
     if connection.vendor == "postgresql":  # one array parameter, however many ids
-        wanted, params = "= ANY(%s)", [ids, ids]
+        wanted, params = "= ANY(%s)", [changed_at, ids, ids]
     else:
-        wanted, params = f"IN ({', '.join(['%s'] * len(ids))})", [*ids, *ids]
+        wanted, params = f"IN ({', '.join(['%s'] * len(ids))})", [changed_at, *ids, *ids]
     overdue = _overdue_from_sql(
         connection.vendor, count="s.n", first="s.first_at", last="s.last_at"
     )
@@ -114,7 +117,8 @@ def _customer_stats_refresh_batch(ids: list[int]) -> int:
     # Named and positional parameters cannot mix: the kind and the overdue rule's constants
     # go in as literals of our own.
     sql = (
-        sql.replace("%(sale)s", "'" + Purchase.Kind.SALE.value + "'")
+        sql.replace("%(changed_at)s", "%s")
+        .replace("%(sale)s", "'" + Purchase.Kind.SALE.value + "'")
         .replace("%(factor)s", repr(float(OVERDUE_FACTOR)))
         .replace("%(min_purchases)s", str(int(OVERDUE_MIN_PURCHASES)))
     )
@@ -124,9 +128,16 @@ def _customer_stats_refresh_batch(ids: list[int]) -> int:
 
 
 def _customer_stats_refresh_all() -> int:
+    params = {"sale": Purchase.Kind.SALE.value, "changed_at": _changed_at()}
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_STATS_REFRESH_ALL_SQL, {"sale": Purchase.Kind.SALE.value})
+        cursor.execute(_STATS_REFRESH_ALL_SQL, params)
         return cursor.rowcount
+
+
+def _changed_at():
+    """Now, as the database stores a moment: Customer.purchases_changed_at is written in the
+    statistics' own UPDATE (one more column, not one more version of every row)."""
+    return connection.ops.adapt_datetimefield_value(timezone.now())
 
 
 # last + factor x (last - first) / gaps, only with a rhythm; one UPDATE per call. Datetimes

@@ -2,11 +2,11 @@
 
 The run's per-customer tables have no database foreign key (see Membership), so nothing in
 the database stops a run from writing a row for a customer deleted while it computed. The
-memberships and the history join the customer table as they are written; the stored figures
-and predictions are written in bulk from what the run read, and ``customer_orphans_delete``
-removes those of deleted customers right after the run (one anti-join per table, cheaper
-than checking every row of the COPY). The daily clean-up sweeps every table again, for a
-deletion that commits while that sweep runs.
+memberships and the history join the customer table as they are written; the stored figures,
+predictions and kept purchase days are written in bulk from what the run read, and
+``customer_orphans_delete`` removes those of deleted customers right after the run (one
+anti-join per table, cheaper than checking every row of the COPY). The daily clean-up sweeps
+every table again, for a deletion that commits while that sweep runs.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from crm.models import Customer
 from segmentation.models import (
     CustomerFeatures,
     CustomerPrediction,
+    CustomerPurchaseDays,
     Membership,
     SegmentationRun,
     SegmentMembershipChange,
@@ -32,10 +33,12 @@ PER_CUSTOMER_MODELS: tuple[type[models.Model], ...] = (
     SegmentMembershipChange,
     CustomerFeatures,
     CustomerPrediction,
+    CustomerPurchaseDays,
 )
 # Rows that belong to one run and are only worth its figures: retention may drop them once
 # the run is old. The segment history (SegmentMembershipChange) is the customer's page and
-# memberships are the present: never.
+# memberships are the present: never. Nor the kept purchase days: an unchanged customer's
+# row outlives the run that summed it, on purpose.
 PER_RUN_MODELS: tuple[type[models.Model], ...] = (CustomerFeatures, CustomerPrediction)
 
 

@@ -411,6 +411,47 @@ class CustomerPrediction(models.Model):
         return f"{self.customer_id}: alive {self.p_alive:.2f}, {self.value_12m:.0f} in 12 months"
 
 
+class CustomerPurchaseDays(models.Model):
+    """One customer's purchase days as the predictions' read summed them (see
+    prediction_selectors.customer_purchase_totals), kept so the next nightly run reads them
+    instead of summing the same purchases again.
+
+    A row is reused only while it still holds (prediction_selectors._KEPT_VALID): the same
+    time zone, no sale after its as-of day, and the customer's purchases unchanged since
+    well before it was computed. No database FK constraint, for the reason given on
+    Membership.
+    """
+
+    customer = models.OneToOneField(
+        "crm.Customer",
+        primary_key=True,
+        on_delete=models.CASCADE,
+        db_constraint=False,
+        related_name="purchase_days",
+    )
+    # The run that summed them: only so the run can sweep the rows it wrote for customers
+    # deleted meanwhile (segmentation.customer_rows). Unchanged customers' rows outlive it.
+    run = models.ForeignKey(
+        SegmentationRun,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    days = models.PositiveIntegerField()  # local days with a sale
+    first_day = models.DateField()
+    last_day = models.DateField()
+    total = models.FloatField()  # of every sale
+    first_total = models.FloatField()  # of the sales on the first day
+    time_zone = models.CharField(max_length=64)  # the local days are this zone's
+    as_of = models.DateField()  # sales up to the end of this local day
+    computed_at = models.DateTimeField()  # when the read that summed them started
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.days} days to {self.as_of:%Y-%m-%d}"
+
+
 class CustomerFeatures(models.Model):
     """The figures the last run segmented a customer on, as of its reference date.
 

@@ -2,6 +2,7 @@
 predictions' track record."""
 
 import zoneinfo
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import numpy as np
@@ -14,7 +15,12 @@ from psycopg import sql as psycopg_sql
 
 from crm.models import Activity, Customer, Purchase
 from segmentation.local_days import local_date_sql
-from segmentation.models import CustomerPrediction, Segment, SegmentationRun
+from segmentation.models import (
+    CustomerPrediction,
+    CustomerPurchaseDays,
+    Segment,
+    SegmentationRun,
+)
 from segmentation.selectors import (
     _PLANNER_SETTINGS,
     _binary_rows_frame,
@@ -68,15 +74,174 @@ def customer_purchase_totals(*, as_of: date) -> pd.DataFrame:
     out: the models count transactions, and a refund is not one."""
     tz = timezone.get_current_timezone_name()
     end = connection.ops.adapt_datetimefield_value(_day_end(as_of))
-    columns = ["customer_id", "days", "first_day", "last_day", "total", "first_total"]
     if connection.vendor == "postgresql":
-        return _purchase_totals_postgresql(tz=tz, end=end, columns=columns)
-    frame = pd.DataFrame(
-        _purchase_totals_sqlite(tz=tz, end=end, until=_day_end(as_of)), columns=columns
+        return _frame_from_copy(_copy_out(_totals_sql_postgresql(), tz=tz, end=end))
+    return _frame_from_rows(_purchase_totals_sqlite(tz=tz, end=end, until=_day_end(as_of)))
+
+
+@dataclass(frozen=True)
+class PurchaseDaysKeep:
+    """What summed rows are kept with (CustomerPurchaseDays)."""
+
+    time_zone: str
+    as_of: date
+    computed_at: datetime  # when the read started
+
+
+@dataclass(frozen=True)
+class PurchaseTotals:
+    """customer_purchase_totals' frame, and which of its rows this read summed from the
+    purchases (the others were read as kept in CustomerPurchaseDays)."""
+
+    frame: pd.DataFrame
+    summed: np.ndarray  # bool, one per row of frame
+    # Every row was summed (nothing kept could be used): the kept rows are replaced whole.
+    all_summed: bool
+    # What the summed rows are kept with; None when they are not to be kept (a run as of
+    # an earlier day).
+    keep: PurchaseDaysKeep | None
+
+    @property
+    def kept(self) -> int:
+        return int(len(self.summed) - self.summed.sum())
+
+
+def customer_purchase_totals_nightly(*, as_of: date, today: date | None = None) -> PurchaseTotals:
+    """customer_purchase_totals, the same frame, for a run as of today: the customers whose
+    kept purchase days still hold (_KEPT_VALID) are read as kept, only the others are summed
+    from their purchases, in one statement (one snapshot of the database). A run as of an
+    earlier day, or one that finds nothing kept in the business's time zone (the first
+    run, a change of zone), sums everyone as customer_purchase_totals does."""
+    computed_at = timezone.now()  # before the read: see _KEPT_VALID
+    tz = timezone.get_current_timezone_name()
+    if as_of != (today or timezone.localdate()):
+        frame = customer_purchase_totals(as_of=as_of)
+        return PurchaseTotals(frame, np.ones(len(frame), dtype=bool), True, keep=None)
+    keep = PurchaseDaysKeep(time_zone=tz, as_of=as_of, computed_at=computed_at)
+    if not CustomerPurchaseDays.objects.filter(time_zone=tz, as_of__lte=as_of).exists():
+        frame = customer_purchase_totals(as_of=as_of)
+        return PurchaseTotals(frame, np.ones(len(frame), dtype=bool), True, keep=keep)
+    until = _day_end(as_of)
+    end = connection.ops.adapt_datetimefield_value(until)
+    if connection.vendor == "postgresql":
+        sql = _kept_and_summed_sql(_totals_sql_postgresql, vendor="postgresql", tz=tz)
+        buffer = _copy_out(sql, tz=tz, end=end, as_of=as_of.isoformat())
+        frame = _frame_from_copy(buffer, extra=["summed"])
+    else:
+        sql = _kept_and_summed_sql(
+            lambda restrict: _totals_sql_sqlite(tz=tz, until=until, restrict=restrict),
+            vendor="sqlite",
+            tz=tz,
+            until=until,
+        )
+        with connection.cursor() as cur:
+            params = {"sale": Purchase.Kind.SALE, "end": end, "as_of": as_of.isoformat(), "tz": tz}
+            cur.execute(sql, params)
+            frame = _frame_from_rows(cur.fetchall(), extra=["summed"])
+    summed = frame.pop("summed").to_numpy().astype(bool)
+    return PurchaseTotals(frame, summed, False, keep=keep)
+
+
+_COLUMNS = ["customer_id", "days", "first_day", "last_day", "total", "first_total"]
+_DAYS = {"first_day", "last_day"}
+
+# A kept row k of customer c (both tables joined) holds, and is read instead of summing c's
+# purchases, when it was summed in today's zone up to a day no later than the run's, c has
+# no sale after that day (a sale dated ahead when it was summed), and c's purchases have not
+# changed since a day before it was summed. A day, not the moment itself: a write takes its
+# moment before it commits (crm.services.customer_stats_refresh), so a write stamped just
+# before the read started may commit after it, unseen by the read yet stamped earlier. A
+# day covers any write transaction we have. Customers without a sale (last_purchase_at
+# NULL) never match.
+_KEPT_VALID = {
+    "postgresql": """
+        k.time_zone = %(tz)s AND k.as_of <= %(as_of)s
+        AND (c.last_purchase_at AT TIME ZONE %(tz)s)::date <= k.as_of
+        AND (c.purchases_changed_at IS NULL
+             OR c.purchases_changed_at < k.computed_at - INTERVAL '1 day')
+    """,
+    # Moments are UTC text; datetime() drops the fraction of a second, which only makes the
+    # day a little longer.
+    "sqlite": """
+        k.time_zone = %(tz)s AND k.as_of <= %(as_of)s
+        AND {last_day} <= k.as_of
+        AND (c.purchases_changed_at IS NULL
+             OR c.purchases_changed_at < datetime(k.computed_at, '-1 day'))
+    """,
+}
+
+
+def _kept_and_summed_sql(totals_sql, *, vendor: str, tz: str, until=None) -> str:
+    """The kept rows that hold, then the totals of every other profiled customer with a
+    sale, summed by ``totals_sql(restrict)`` over their purchases alone; a last column says
+    which (1: summed). In no particular order."""
+    customer = Customer._meta.db_table
+    kept = CustomerPurchaseDays._meta.db_table
+    valid = _KEPT_VALID[vendor]
+    if vendor == "sqlite":
+        last_day = local_date_sql("c.last_purchase_at", zoneinfo.ZoneInfo(tz), until=until)
+        valid = valid.replace("{last_day}", last_day)
+    profiled = "c.is_archived = {false} AND c.profiling_opt_out = {false}".format(
+        false="FALSE" if vendor == "postgresql" else "0"
     )
-    for column in ("first_day", "last_day"):
+    # Profiled, with a sale (last_purchase_at, kept in step by every write of purchases),
+    # and nothing kept that holds. NOT (...) of a row that exists is never NULL: every column
+    # it reads is set.
+    stale = f"""
+        SELECT c.id FROM {customer} c
+        LEFT JOIN {kept} k ON k.customer_id = c.id
+        WHERE {profiled} AND c.last_purchase_at IS NOT NULL
+          AND (k.customer_id IS NULL OR NOT ({valid}))
+    """
+    if vendor == "postgresql":
+        epoch = "DATE '1970-01-01'"
+        read = (
+            f"k.customer_id::int8, k.days::int8, (k.first_day - {epoch})::int8, "
+            f"(k.last_day - {epoch})::int8, k.total::float8, k.first_total::float8, 0::int8"
+        )
+        # The ids once, as an array the purchase index is searched with (a few thousand
+        # lookups on a nightly run, not a pass over every purchase).
+        head = f"WITH stale AS MATERIALIZED (SELECT ARRAY({stale}) AS ids) "
+        restrict = " AND p.customer_id = ANY((SELECT ids FROM stale)::int8[])"
+        summed_flag = "1::int8"
+    else:
+        read = "k.customer_id, k.days, k.first_day, k.last_day, k.total, k.first_total, 0"
+        head = f"WITH stale AS ({stale}) "
+        restrict = " AND p.customer_id IN stale"
+        summed_flag = "1"
+    return f"""{head}
+        SELECT {read} FROM {kept} k JOIN {customer} c ON c.id = k.customer_id
+        WHERE {profiled} AND {valid}
+        UNION ALL
+        SELECT s.*, {summed_flag} FROM ({totals_sql(restrict)}) s
+    """
+
+
+def _frame_from_copy(buffer: bytearray, *, extra: tuple | list = ()) -> pd.DataFrame:
+    """The totals' binary COPY as their frame, sorted by customer."""
+    columns = _COLUMNS + list(extra)
+    ints = {"customer_id", "days", *_DAYS, *extra}
+    frame = _binary_rows_frame(buffer, columns, int_columns=ints)
+    frame = _by_customer(frame)
+    for column in _DAYS:
+        frame[column] = frame[column].to_numpy().astype("datetime64[D]")
+    return frame
+
+
+def _frame_from_rows(rows: list[tuple], *, extra: tuple | list = ()) -> pd.DataFrame:
+    frame = _by_customer(pd.DataFrame(rows, columns=_COLUMNS + list(extra)))
+    for column in _DAYS:
         frame[column] = pd.to_datetime(frame[column]).to_numpy().astype("datetime64[D]")
     return frame
+
+
+def _by_customer(frame: pd.DataFrame) -> pd.DataFrame:
+    """Sorted by customer id. The summed totals come sorted; kept and summed rows come one
+    part after the other, two sorted runs that a stable sort merges in one pass."""
+    ids = frame["customer_id"].to_numpy()
+    if len(ids) < 2 or (ids[1:] > ids[:-1]).all():
+        return frame
+    return frame.take(np.argsort(ids, kind="stable")).reset_index(drop=True)
 
 
 # Per customer, from their purchase days (customer_id, day, total): the figures above.
@@ -94,16 +259,14 @@ _TOTALS_OVER_DAYS = """
 """
 
 
-def _purchase_totals_postgresql(*, tz: str, end, columns: list[str]) -> pd.DataFrame:
+def _totals_sql_postgresql(restrict: str = "") -> str:
     """The covering index (customer_id, purchased_at, amount) has no `kind`, so, as in the
     feature aggregate, every purchase day is summed from that index alone (no table lookup
     per purchase) and the few refunds, summed through their partial index, are taken off
     day by day: a day is a purchase day while it has more purchases than refunds. The
-    difference is taken in numeric, so the totals are exactly the sales' own. With the
-    planner settings of the feature aggregate (streaming aggregates and merge joins over
-    inputs already in customer order), for the same reasons. Streamed out as a binary COPY
-    of fixed-width fields (days as a count since 1970-01-01) that numpy decodes: a million
-    rows of tuples and date objects cost seconds of Python."""
+    difference is taken in numeric, so the totals are exactly the sales' own. Days as a
+    count since 1970-01-01, for the binary COPY (_copy_out). ``restrict``: a condition on
+    the purchases ``p`` to add (the customers to sum)."""
     purchase = Purchase._meta.db_table
 
     def per_day(kind: str) -> str:
@@ -111,7 +274,7 @@ def _purchase_totals_postgresql(*, tz: str, end, columns: list[str]) -> pd.DataF
             SELECT p.customer_id, (p.purchased_at AT TIME ZONE %(tz)s)::date AS day,
                    COUNT(*) AS n, SUM(p.amount) AS total
             FROM {purchase} p
-            WHERE p.purchased_at < %(end)s{kind}
+            WHERE p.purchased_at < %(end)s{kind}{restrict}
             GROUP BY 1, 2
         """
 
@@ -123,18 +286,26 @@ def _purchase_totals_postgresql(*, tz: str, end, columns: list[str]) -> pd.DataF
         WHERE a.n > COALESCE(r.n, 0)
     """
     epoch = "DATE '1970-01-01'"
-    sql = _TOTALS_OVER_DAYS.format(
+    return _TOTALS_OVER_DAYS.format(
         columns=f"customer_id::int8, COUNT(*)::int8, (MIN(day) - {epoch})::int8, "
         f"(MAX(day) - {epoch})::int8, SUM(total)::float8, {_FIRST_DAY_TOTAL}::float8",
         days=days,
         customer=Customer._meta.db_table,
         false="FALSE",
     )
+
+
+def _copy_out(sql: str, **values) -> bytearray:
+    """Run a totals query with the planner settings of the feature aggregate (streaming
+    aggregates and merge joins over inputs already in customer order), for the same
+    reasons, and stream it out as a binary COPY of fixed-width fields that numpy decodes: a
+    million rows of tuples and date objects cost seconds of Python."""
+    values.setdefault("refund", Purchase.Kind.REFUND.value)
     # A transaction scopes the planner settings.
     with transaction.atomic(), connection.cursor() as cur:
         saved = _planner_settings_set(cur, _PLANNER_SETTINGS)
         # COPY takes no parameters: the values go in as literals, quoted by the driver.
-        for name, value in (("tz", tz), ("end", end), ("refund", Purchase.Kind.REFUND.value)):
+        for name, value in values.items():
             literal = psycopg_sql.Literal(value).as_string(cur.cursor.connection)
             sql = sql.replace(f"%({name})s", literal)
         buffer = bytearray()
@@ -142,16 +313,10 @@ def _purchase_totals_postgresql(*, tz: str, end, columns: list[str]) -> pd.DataF
             for chunk in copy:
                 buffer += chunk
         _planner_settings_set(cur, saved)
-    frame = _binary_rows_frame(buffer, columns, int_columns={"customer_id", "days"} | _DAYS)
-    for column in _DAYS:
-        frame[column] = frame[column].to_numpy().astype("datetime64[D]")
-    return frame
+    return buffer
 
 
-_DAYS = {"first_day", "last_day"}
-
-
-def _purchase_totals_sqlite(*, tz: str, end, until: datetime) -> list[tuple]:
+def _totals_sql_sqlite(*, tz: str, until: datetime, restrict: str = "") -> str:
     purchase = Purchase._meta.db_table
     # The local date in SQL alone (segmentation.local_days), not Django's Python function
     # behind TruncDate called for every purchase: the same dates, a minute less at 10M.
@@ -160,18 +325,23 @@ def _purchase_totals_sqlite(*, tz: str, end, until: datetime) -> list[tuple]:
         SELECT p.customer_id, {day} AS day,
                CAST(SUM(p.amount) AS REAL) AS total
         FROM {purchase} p
-        WHERE p.kind = %s AND p.purchased_at < %s
+        WHERE p.kind = %(sale)s AND p.purchased_at < %(end)s{restrict}
         GROUP BY 1, 2
     """
-    sql = _TOTALS_OVER_DAYS.format(
+    return _TOTALS_OVER_DAYS.format(
         columns=f"customer_id, COUNT(*), MIN(day), MAX(day), SUM(total), {_FIRST_DAY_TOTAL}",
         days=days,
         customer=Customer._meta.db_table,
         false="0",
     )
+
+
+def _purchase_totals_sqlite(*, tz: str, end, until: datetime) -> list[tuple]:
     # Adapted as the ORM would: SQLite compares the stored text form of the timestamps.
     with connection.cursor() as cur:
-        cur.execute(sql, [Purchase.Kind.SALE, end])
+        cur.execute(
+            _totals_sql_sqlite(tz=tz, until=until), {"sale": Purchase.Kind.SALE, "end": end}
+        )
         return cur.fetchall()
 
 

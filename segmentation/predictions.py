@@ -8,12 +8,13 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from segmentation import clv, prediction_selectors
-from segmentation.models import CustomerPrediction, SegmentationRun
-from segmentation.pg_copy import EPOCH_DATE, copy_binary, indexes_built_after_if_empty
+from segmentation.models import CustomerPrediction, CustomerPurchaseDays, SegmentationRun
+from segmentation.pg_copy import EPOCH, EPOCH_DATE, copy_binary, indexes_built_after_if_empty
+from segmentation.prediction_selectors import PurchaseDaysKeep, PurchaseTotals
 
 logger = logging.getLogger(__name__)
 
@@ -45,16 +46,34 @@ def _time_unit_name(days: float) -> str:
     return {1.0: "days", 7.0: "weeks"}.get(days, f"{days:g} days")
 
 
+@dataclass(frozen=True)
+class PurchaseDaysSummed:
+    """The purchase days a read summed, to be kept for the next run (CustomerPurchaseDays)."""
+
+    rows: pd.DataFrame  # customer_purchase_totals' columns
+    keep: PurchaseDaysKeep
+    replace_all: bool  # nothing kept was used: the kept rows are replaced whole
+
+    @classmethod
+    def of(cls, totals: PurchaseTotals) -> "PurchaseDaysSummed | None":
+        if totals.keep is None:
+            return None
+        rows = totals.frame if totals.all_summed else totals.frame[totals.summed]
+        return cls(rows.reset_index(drop=True), totals.keep, totals.all_summed)
+
+
 @dataclass
 class PredictionsComputed:
     """What a fit produced before anything is written: the record for the run, its status
-    and reason, and every customer's scores when the status is ok."""
+    and reason, every customer's scores when the status is ok, and the purchase days the
+    read summed (kept whatever the status)."""
 
     record: dict
     status: str
     reason: str = ""
     scores: pd.DataFrame | None = None
     started: float = field(default_factory=time.perf_counter)
+    purchase_days: PurchaseDaysSummed | None = None
 
 
 def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
@@ -76,9 +95,11 @@ def predictions_compute(*, as_of: date) -> PredictionsComputed:
     unit = _time_unit_days()
     discount = float(getattr(settings, "PREDICTIONS_MONTHLY_DISCOUNT", 0.01))
     started = time.perf_counter()
-    totals = prediction_selectors.customer_purchase_totals(as_of=as_of)
+    totals = prediction_selectors.customer_purchase_totals_nightly(as_of=as_of)
     read_seconds = time.perf_counter() - started
-    summary = clv.rfm_from_totals(totals, as_of=as_of, time_unit_days=unit)
+    summary = clv.rfm_from_totals(totals.frame, as_of=as_of, time_unit_days=unit)
+    purchase_days = PurchaseDaysSummed.of(totals)
+    summed, kept = int(totals.summed.sum()), totals.kept
     del totals
     repeat = int((summary["x"] > 0).sum())
     record: dict = {
@@ -88,10 +109,14 @@ def predictions_compute(*, as_of: date) -> PredictionsComputed:
         "customers": len(summary),
         "repeat_customers": repeat,
         "read_seconds": round(read_seconds, 3),
+        # Customers whose purchase days the read summed, and those it read as kept.
+        "customers_summed": summed,
+        "customers_kept": kept,
     }
+    outcome = {"started": started, "purchase_days": purchase_days}
     reason = clv.data_problem(repeat_customers=repeat)
     if reason:
-        return PredictionsComputed(record, "not_enough_data", reason, started=started)
+        return PredictionsComputed(record, "not_enough_data", reason, **outcome)
     try:
         bgnbd = clv.bgnbd_fit(summary["x"], summary["t_x"], summary["T"])
         gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
@@ -99,7 +124,7 @@ def predictions_compute(*, as_of: date) -> PredictionsComputed:
         # Numbers the optimiser cannot work with are the data's problem, not a crash of the
         # run: the previous predictions stay and the reason is recorded.
         reason = f"The models could not be fitted to these purchases ({exc})."
-        return PredictionsComputed(record, "implausible", reason, started=started)
+        return PredictionsComputed(record, "implausible", reason, **outcome)
     record.update(
         r=bgnbd.r,
         alpha=bgnbd.alpha,
@@ -113,7 +138,7 @@ def predictions_compute(*, as_of: date) -> PredictionsComputed:
     )
     reason = clv.fit_problem(bgnbd, gg, repeat_customers=repeat, time_unit_days=unit)
     if reason:
-        return PredictionsComputed(record, "implausible", reason, started=started)
+        return PredictionsComputed(record, "implausible", reason, **outcome)
     scores = clv.prediction_scores(
         summary, bgnbd=bgnbd, gg=gg, time_unit_days=unit, monthly_discount=discount
     )
@@ -121,12 +146,13 @@ def predictions_compute(*, as_of: date) -> PredictionsComputed:
     # later set it against what happened.
     record["expected_purchases_30d_total"] = round(float(scores["expected_purchases_30d"].sum()), 2)
     record["expected_purchases_90d_total"] = round(float(scores["expected_purchases_90d"].sum()), 2)
-    return PredictionsComputed(record, "ok", scores=scores, started=started)
+    return PredictionsComputed(record, "ok", scores=scores, **outcome)
 
 
 def predictions_store(*, run: SegmentationRun, computed: PredictionsComputed) -> dict:
     """Record the outcome on the run and, when the fit is ok, replace every prediction in
-    one transaction. Returns the recorded dict."""
+    one transaction; whatever the outcome, keep the purchase days the read summed
+    (purchase_days_keep). Returns the recorded dict."""
     record = computed.record
     if computed.status == "ok":
         as_of = date.fromisoformat(record["as_of"])
@@ -139,6 +165,17 @@ def predictions_store(*, run: SegmentationRun, computed: PredictionsComputed) ->
             else:
                 _predictions_insert(computed.scores, run_id=run.pk, as_of=as_of)
         record["write_seconds"] = round(time.perf_counter() - written, 3)
+    if computed.purchase_days is not None:
+        written = time.perf_counter()
+        try:
+            purchase_days_keep(summed=computed.purchase_days, run_id=run.pk)
+        except DatabaseError:
+            # Only the next run's speed depends on them: the failed write changed nothing,
+            # and the rows left are judged by their own dates, so it sums these customers
+            # again.
+            logger.exception("Purchase days of run %s not kept", run.pk)
+            record["purchase_days_not_kept"] = True
+        record["keep_seconds"] = round(time.perf_counter() - written, 3)
     return _record(
         run, record, status=computed.status, reason=computed.reason, started=computed.started
     )
@@ -255,3 +292,87 @@ def _predictions_insert(scores: pd.DataFrame, *, run_id: int, as_of: date) -> No
     rows = zip(*(values[c].tolist() for c in _COLUMNS), strict=True)
     with connection.cursor() as cur:
         cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", rows)
+
+
+# CustomerPurchaseDays' columns in the order both writes below use, with PostgreSQL's binary
+# type of each (a date: int4 days since 2000-01-01; a moment: int8 microseconds since then).
+_KEPT_COLUMNS = {
+    "customer_id": ">i8",
+    "run_id": ">i8",
+    "days": ">i4",
+    "first_day": ">i4",
+    "last_day": ">i4",
+    "total": ">f8",
+    "first_total": ">f8",
+    "time_zone": None,  # text: as many bytes as the zone's name
+    "as_of": ">i4",
+    "computed_at": ">i8",
+}
+
+
+def purchase_days_keep(*, summed: PurchaseDaysSummed, run_id: int) -> int:
+    """Keep the purchase days a read summed, for the next run to read instead of summing
+    them again: replace the rows of those customers (or, when the read used none, every
+    row) in one transaction. Returns the rows written."""
+    rows, keep = summed.rows, summed.keep
+    table = CustomerPurchaseDays._meta.db_table
+    ids = rows["customer_id"].to_numpy(np.int64)
+    days = {c: rows[c].to_numpy().astype("datetime64[D]") for c in ("first_day", "last_day")}
+    with transaction.atomic():
+        if summed.replace_all:
+            _predictions_clear(table)
+        elif connection.vendor == "postgresql":
+            with connection.cursor() as cur:
+                cur.execute(f"DELETE FROM {table} WHERE customer_id = ANY(%s)", [ids.tolist()])
+        columns = ", ".join(connection.ops.quote_name(c) for c in _KEPT_COLUMNS)
+        if connection.vendor == "postgresql":
+            zone = keep.time_zone.encode()
+            epoch = np.datetime64(EPOCH_DATE, "D")
+            values = {
+                "customer_id": ids,
+                "run_id": run_id,
+                "days": rows["days"].to_numpy(),
+                **{c: (days[c] - epoch).astype(np.int64) for c in days},
+                "total": rows["total"].to_numpy(),
+                "first_total": rows["first_total"].to_numpy(),
+                "time_zone": zone,
+                "as_of": (keep.as_of - EPOCH_DATE).days,
+                "computed_at": (keep.computed_at - EPOCH) // timedelta(microseconds=1),
+            }
+            fields = [("count", ">i2")]
+            for name, kind in _KEPT_COLUMNS.items():
+                fields += [(f"{name}__len", ">i4"), (name, kind or f"S{len(zone)}")]
+            records = np.zeros(len(rows), dtype=np.dtype(fields))
+            records["count"] = len(_KEPT_COLUMNS)
+            for name, kind in _KEPT_COLUMNS.items():
+                records[f"{name}__len"] = np.dtype(kind).itemsize if kind else len(zone)
+                records[name] = values[name]
+            sql = f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT binary)"
+            chunks = (
+                records[start : start + COPY_CHUNK].tobytes()
+                for start in range(0, len(rows), COPY_CHUNK)
+            )
+            with connection.cursor() as cur:
+                copy_binary(cur, sql, chunks)
+            return len(rows)
+        # SQLite: one statement replaces each customer's row (its primary key).
+        n = len(rows)
+        at = connection.ops.adapt_datetimefield_value(keep.computed_at)
+        values = zip(
+            ids.tolist(),
+            [run_id] * n,
+            rows["days"].to_numpy(np.int64).tolist(),
+            *(np.datetime_as_string(days[c], unit="D").tolist() for c in days),
+            rows["total"].to_numpy(np.float64).tolist(),
+            rows["first_total"].to_numpy(np.float64).tolist(),
+            [keep.time_zone] * n,
+            [keep.as_of.isoformat()] * n,
+            [at] * n,
+            strict=True,
+        )
+        placeholders = ", ".join(["%s"] * len(_KEPT_COLUMNS))
+        with connection.cursor() as cur:
+            cur.executemany(
+                f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({placeholders})", values
+            )
+    return len(rows)

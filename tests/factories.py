@@ -10,7 +10,13 @@ from django.utils import timezone
 from crm.models import Customer, Feedback, Purchase, Tag
 from crm.search import customer_search_text
 from offers.models import Offer, OfferResponse
-from segmentation.models import CustomerPrediction, Membership, Segment, SegmentationRun
+from segmentation.models import (
+    CustomerPrediction,
+    CustomerPurchaseDays,
+    Membership,
+    Segment,
+    SegmentationRun,
+)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -133,6 +139,23 @@ class OfferResponseFactory(factory.django.DjangoModelFactory):
 
     offer = factory.SubFactory(OfferFactory)
     customer = factory.SubFactory(CustomerFactory)
+
+
+class CustomerPurchaseDaysFactory(factory.django.DjangoModelFactory):
+    """A customer's purchase days as a run keeps them."""
+
+    class Meta:
+        model = CustomerPurchaseDays
+
+    customer = factory.SubFactory(CustomerFactory)
+    days = 3
+    first_day = factory.LazyFunction(lambda: timezone.localdate() - timedelta(days=40))
+    last_day = factory.LazyFunction(lambda: timezone.localdate() - timedelta(days=3))
+    total = 120.0
+    first_total = 40.0
+    time_zone = factory.LazyFunction(timezone.get_current_timezone_name)
+    as_of = factory.LazyFunction(timezone.localdate)
+    computed_at = factory.LazyFunction(timezone.now)
 
 
 class CustomerPredictionFactory(factory.django.DjangoModelFactory):

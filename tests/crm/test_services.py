@@ -129,6 +129,20 @@ def test_stats_refresh_of_everyone_matches_the_per_customer_refresh():
     assert (stale.purchase_count, stale.total_spent, stale.last_purchase_at) == (0, 0, None)
 
 
+@pytest.mark.parametrize("everyone", [False, True], ids=["by ids", "everyone"])
+def test_stats_refresh_stamps_when_the_customers_purchases_changed(everyone):
+    ann, bob = CustomerFactory.create_batch(2)
+    Customer.objects.update(purchases_changed_at=None)
+    before = timezone.now()
+
+    customer_stats_refresh(customer_ids=None if everyone else [ann.pk])
+
+    after = timezone.now()
+    stamped = dict(Customer.objects.values_list("pk", "purchases_changed_at"))
+    assert before <= stamped[ann.pk] <= after
+    assert (stamped[bob.pk] is not None) is everyone
+
+
 def test_feedback_submit_refuses_an_overlong_comment_and_writes_nothing():
     customer = CustomerFactory()
 

@@ -21,6 +21,8 @@ from offers.models import Delivery
 from pages.customer_data import customer_data, customer_erase
 from segmentation.models import (
     CustomerFeatures,
+    CustomerPrediction,
+    CustomerPurchaseDays,
     Membership,
     Segment,
     SegmentationRun,
@@ -29,6 +31,7 @@ from segmentation.models import (
 from tests.factories import (
     CustomerFactory,
     CustomerPredictionFactory,
+    CustomerPurchaseDaysFactory,
     FeedbackFactory,
     OfferFactory,
     OfferResponseFactory,
@@ -69,6 +72,7 @@ def annabel(alice):
         monetary_total=120, avg_order_value=30, tenure_days=100,
     )  # fmt: skip
     CustomerPredictionFactory(customer=customer, run=run)
+    CustomerPurchaseDaysFactory(customer=customer, run=run)
     audit_record(actor=SYSTEM, action=AuditEntry.Action.VIEWED, obj=customer)
     audit_record(
         actor=SYSTEM, action=AuditEntry.Action.EXPORTED, object_type="crm.customer",
@@ -99,6 +103,7 @@ def test_the_export_holds_every_row_about_the_customer(annabel):
     assert data["segment_changes"][0]["reason"] == "Buys often"
     assert data["segment_features"][0]["frequency"] == 4
     assert len(data["prediction"]) == 1
+    assert data["purchase_days"][0]["days"] == 3
     assert [e["action"] for e in data["audit_entries"]] == ["viewed"]
 
 
@@ -156,7 +161,14 @@ def test_after_erasure_no_row_of_any_table_names_the_customer(annabel):
 
     assert _rows_naming(NAME, EMAIL, PHONE) == []
     assert not Customer.objects.filter(pk=customer_id).exists()
-    for model in (Membership, SegmentMembershipChange, CustomerFeatures, Delivery):
+    for model in (
+        Membership,
+        SegmentMembershipChange,
+        CustomerFeatures,
+        CustomerPrediction,
+        CustomerPurchaseDays,
+        Delivery,
+    ):
         assert not model.objects.filter(customer_id=customer_id).exists()
     about = AuditEntry.objects.filter(object_type="crm.customer", object_id=str(customer_id))
     viewed = about.get(action="viewed")

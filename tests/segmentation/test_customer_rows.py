@@ -67,7 +67,7 @@ def test_customers_deleted_after_the_feature_read_get_no_segment_history_or_figu
 def test_customers_deleted_after_the_purchase_read_of_the_predictions_get_none(monkeypatch):
     shop = shop_build(scale=4)  # enough repeat buyers for the models to be fitted
     gone = shop.groups["champions"][:3]
-    read = predictions.prediction_selectors.customer_purchase_totals
+    read = predictions.prediction_selectors.customer_purchase_totals_nightly
 
     def read_then_delete(**kwargs):
         totals = read(**kwargs)
@@ -75,7 +75,7 @@ def test_customers_deleted_after_the_purchase_read_of_the_predictions_get_none(m
         return totals
 
     monkeypatch.setattr(
-        predictions.prediction_selectors, "customer_purchase_totals", read_then_delete
+        predictions.prediction_selectors, "customer_purchase_totals_nightly", read_then_delete
     )
 
     run = run_now()

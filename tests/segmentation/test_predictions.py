@@ -16,7 +16,12 @@ from crm.models import Customer, Purchase
 from crm.services import customer_stats_refresh
 from segmentation import clv, prediction_selectors, predictions, selectors, services
 from segmentation.exports import PREDICTION_COLUMNS as prediction_columns
-from segmentation.models import CustomerPrediction, Membership, SegmentationRun
+from segmentation.models import (
+    CustomerPrediction,
+    CustomerPurchaseDays,
+    Membership,
+    SegmentationRun,
+)
 from tests.factories import (
     CustomerFactory,
     FeedbackFactory,
@@ -28,10 +33,12 @@ from tests.segmentation.shops import shop_build
 
 CDNOW = Path(__file__).resolve().parent.parent / "fixtures" / "cdnow_sample_purchases.csv"
 AS_OF = date(1997, 9, 30)
+CDNOW_LAST_DAY = date(1998, 6, 30)
 
 
-def cdnow_shop(customers: int = 400) -> dict[str, int]:
-    """The first ``customers`` CDNOW customers and their purchases, at local midnight."""
+def cdnow_shop(customers: int = 400, *, shift: timedelta = timedelta(0)) -> dict[str, int]:
+    """The first ``customers`` CDNOW customers and their purchases, at local midnight
+    (``shift`` later)."""
     frame = pd.read_csv(CDNOW)
     keep = frame["customer_id"].drop_duplicates().iloc[:customers]
     frame = frame[frame["customer_id"].isin(keep)]
@@ -44,7 +51,7 @@ def cdnow_shop(customers: int = 400) -> dict[str, int]:
         Purchase(
             customer_id=ids[row.customer_id],
             amount=Decimal(str(row.amount)),
-            purchased_at=datetime.fromisoformat(row.purchased_at).replace(tzinfo=tz),
+            purchased_at=datetime.fromisoformat(row.purchased_at).replace(tzinfo=tz) + shift,
         )
         for row in frame.itertuples()
     )
@@ -328,6 +335,8 @@ def test_predictions_computed_alongside_the_segments_equal_those_computed_after(
         return list(CustomerPrediction.objects.order_by("customer_id").values_list(*columns))
 
     alongside = run_and_read(True)
+    # Read on the thread's connection, kept by the run's own.
+    assert CustomerPurchaseDays.objects.count() == len(alongside)
     assert alongside and alongside == run_and_read(False)
 
 
@@ -411,3 +420,47 @@ def test_a_refund_takes_its_amount_off_its_day_and_a_refund_alone_makes_no_purch
     assert totals["total"].tolist() == [65.10]
     assert totals["first_total"].tolist() == [40.0]
     assert totals["last_day"].tolist() == [np.datetime64(as_of - timedelta(days=15), "D")]
+
+
+def test_a_run_keeps_the_purchase_days_of_every_profiled_buyer(db):
+    shop = shop_build()
+    run = services.segmentation_run_execute(
+        run=SegmentationRun.objects.create(trigger=SegmentationRun.Trigger.COMMAND)
+    )
+
+    assert run.status == SegmentationRun.Status.SUCCEEDED
+    full = prediction_selectors.customer_purchase_totals(as_of=timezone.localdate())
+    kept = CustomerPurchaseDays.objects.order_by("customer_id")
+    assert list(kept.values_list("customer_id", flat=True)) == full["customer_id"].tolist()
+    assert set(kept.values_list("run_id", flat=True)) == {run.pk}
+    assert run.predictions["customers_summed"] == len(full)
+    assert not kept.filter(customer_id__in=shop.opted_out).exists()
+
+
+def test_a_second_night_sums_only_the_changed_customer_and_predicts_as_a_full_read(db):
+    today = timezone.localdate()
+    ids = cdnow_shop(shift=today - CDNOW_LAST_DAY)
+    # Written days ago: a kept row is trusted for purchases unchanged since a day before.
+    Customer.objects.update(purchases_changed_at=timezone.now() - timedelta(days=3))
+    columns = ["customer_id", "p_alive", "expected_purchases_90d", "value_12m", "x", "t_x"]
+
+    def night() -> tuple[dict, list[tuple]]:
+        record = predictions.predictions_refresh(run=SegmentationRunFactory(), as_of=today)
+        assert record["status"] == "ok", record
+        rows = CustomerPrediction.objects.order_by("customer_id").values_list(*columns)
+        return record, list(rows)
+
+    first, _ = night()
+    assert (first["customers_summed"], first["customers_kept"]) == (len(ids), 0)
+    assert CustomerPurchaseDays.objects.count() == len(ids)
+    buyer = next(iter(ids.values()))
+    PurchaseFactory(customer_id=buyer, purchased_at=timezone.now() - timedelta(hours=1))
+
+    second, nightly = night()
+
+    assert (second["customers_summed"], second["customers_kept"]) == (1, len(ids) - 1)
+    CustomerPurchaseDays.objects.all().delete()  # nothing kept: the full read
+    full, recomputed = night()
+    assert full["customers_summed"] == len(ids)
+    assert nightly == recomputed
+    assert second["r"] == full["r"] and second["gg_q"] == full["gg_q"]
