@@ -19,9 +19,8 @@ from crm.exports import ids_filter
 from segmentation import features
 from segmentation.models import CustomerFeatures, SegmentationRun
 from segmentation.naming import days_ago, number, times
-from segmentation.pg_copy import EPOCH, copy_binary
+from segmentation.pg_copy import COPY_CHUNK, EPOCH, copy_binary
 
-COPY_CHUNK = 100_000
 # The stored columns after the customer, in the table's order; the last two may be NULL.
 _VALUE_COLUMNS = (
     "recency_days",

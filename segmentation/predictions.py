@@ -13,13 +13,12 @@ from django.utils import timezone
 
 from segmentation import clv, prediction_selectors
 from segmentation.models import CustomerPrediction, CustomerPurchaseDays, SegmentationRun
-from segmentation.pg_copy import EPOCH, EPOCH_DATE, copy_binary, indexes_built_after_if_empty
+from segmentation.pg_copy import EPOCH, EPOCH_DATE, copy_fixed_rows, indexes_built_after_if_empty
 from segmentation.prediction_selectors import PurchaseDaysKeep, PurchaseTotals
 
 logger = logging.getLogger(__name__)
 
 MODEL = "bgnbd+gamma-gamma"
-COPY_CHUNK = 100_000
 # Written in this order by both the PostgreSQL COPY and the SQLite INSERT.
 _COLUMNS = (
     "customer_id",
@@ -266,27 +265,11 @@ def _predictions_insert(scores: pd.DataFrame, *, run_id: int, as_of: date) -> No
         "run_id": np.full(n, run_id, dtype=np.int64),
         **{c: scores[c].to_numpy() for c in _COLUMNS[3:]},
     }
-    columns = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
     if connection.vendor == "postgresql":
-        # Binary COPY: one fixed-size record per row built by numpy, no per-row Python.
-        fields = [("count", ">i2")]
-        for name in _COLUMNS:
-            kind = _PG_TYPES.get(name, ">f8")
-            fields += [(f"{name}__len", ">i4"), (name, kind)]
-        row = np.dtype(fields)
-        records = np.zeros(n, dtype=row)
-        records["count"] = len(_COLUMNS)
-        for name in _COLUMNS:
-            kind = _PG_TYPES.get(name, ">f8")
-            records[f"{name}__len"] = np.dtype(kind).itemsize
-            records[name] = (as_of - EPOCH_DATE).days if name == "as_of" else values[name]
-        sql = f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT binary)"
-        chunks = (
-            records[start : start + COPY_CHUNK].tobytes() for start in range(0, n, COPY_CHUNK)
-        )
-        with connection.cursor() as cur:
-            copy_binary(cur, sql, chunks)
+        values["as_of"] = (as_of - EPOCH_DATE).days
+        copy_fixed_rows(table, {c: (_PG_TYPES.get(c, ">f8"), values[c]) for c in _COLUMNS}, rows=n)
         return
+    columns = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
     values["as_of"] = np.full(n, as_of.isoformat(), dtype=object)
     placeholders = ", ".join(["%s"] * len(_COLUMNS))
     rows = zip(*(values[c].tolist() for c in _COLUMNS), strict=True)
@@ -324,7 +307,6 @@ def purchase_days_keep(*, summed: PurchaseDaysSummed, run_id: int) -> int:
         elif connection.vendor == "postgresql":
             with connection.cursor() as cur:
                 cur.execute(f"DELETE FROM {table} WHERE customer_id = ANY(%s)", [ids.tolist()])
-        columns = ", ".join(connection.ops.quote_name(c) for c in _KEPT_COLUMNS)
         if connection.vendor == "postgresql":
             zone = keep.time_zone.encode()
             epoch = np.datetime64(EPOCH_DATE, "D")
@@ -339,21 +321,8 @@ def purchase_days_keep(*, summed: PurchaseDaysSummed, run_id: int) -> int:
                 "as_of": (keep.as_of - EPOCH_DATE).days,
                 "computed_at": (keep.computed_at - EPOCH) // timedelta(microseconds=1),
             }
-            fields = [("count", ">i2")]
-            for name, kind in _KEPT_COLUMNS.items():
-                fields += [(f"{name}__len", ">i4"), (name, kind or f"S{len(zone)}")]
-            records = np.zeros(len(rows), dtype=np.dtype(fields))
-            records["count"] = len(_KEPT_COLUMNS)
-            for name, kind in _KEPT_COLUMNS.items():
-                records[f"{name}__len"] = np.dtype(kind).itemsize if kind else len(zone)
-                records[name] = values[name]
-            sql = f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT binary)"
-            chunks = (
-                records[start : start + COPY_CHUNK].tobytes()
-                for start in range(0, len(rows), COPY_CHUNK)
-            )
-            with connection.cursor() as cur:
-                copy_binary(cur, sql, chunks)
+            kinds = {c: kind or f"S{len(zone)}" for c, kind in _KEPT_COLUMNS.items()}
+            copy_fixed_rows(table, {c: (kinds[c], values[c]) for c in kinds}, rows=len(rows))
             return len(rows)
         # SQLite: one statement replaces each customer's row (its primary key).
         n = len(rows)
@@ -370,6 +339,7 @@ def purchase_days_keep(*, summed: PurchaseDaysSummed, run_id: int) -> int:
             [at] * n,
             strict=True,
         )
+        columns = ", ".join(connection.ops.quote_name(c) for c in _KEPT_COLUMNS)
         placeholders = ", ".join(["%s"] * len(_KEPT_COLUMNS))
         with connection.cursor() as cur:
             cur.executemany(

@@ -27,7 +27,7 @@ from segmentation.models import (
     SegmentMembershipChange,
     SegmentTransition,
 )
-from segmentation.pg_copy import copy_binary, indexes_built_after_if_empty
+from segmentation.pg_copy import COPY_CHUNK, copy_binary, indexes_built_after_if_empty
 from segmentation.services.common import RunAlreadyFinished, SegmentationCheckFailed, jsonable
 from segmentation.services.plan import NO_REASON, Label, RunPlan, SegmentSlot, StagedLabels
 from segmentation.services.segment_records import (
@@ -42,7 +42,6 @@ if TYPE_CHECKING:  # the engine loads scikit-learn; this module only reads its r
 logger = logging.getLogger(__name__)
 
 REASON_MAX = Membership._meta.get_field("reason").max_length
-COPY_CHUNK = 100_000
 LABELS_TABLE = "segmentation_new_labels"
 REASONS_TABLE = "segmentation_new_reasons"
 MAP_TABLE = "segmentation_label_map"
