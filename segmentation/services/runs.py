@@ -267,10 +267,11 @@ def segmentation_run_execute(
 class _Predictions:
     """The run's predictions, read and fitted while the segments are computed and written.
 
-    With settings.PREDICTIONS_ALONGSIDE, in a thread of its own with its own database
-    connection (reads only; the rows are written after the labels, see
-    _predictions_refresh): the purchases' pass by day keeps the database busy on one core
-    while the engine works on the other. Otherwise computed when asked.
+    With settings.PREDICTIONS_ALONGSIDE (by default only with more than two cores: on two it
+    would take the web's core), in a thread of its own with its own database connection
+    (reads only; the rows are written after the labels, see _predictions_refresh): their
+    read keeps the database busy on one core while the engine works on another. Otherwise
+    computed when asked.
     """
 
     def __init__(self, *, as_of: date):
