@@ -13,6 +13,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 # Transitions are looked for in this span; before it a zone keeps its earliest offset found.
 SPAN_START = datetime(1900, 1, 1, tzinfo=UTC)
 SPAN_YEARS_AHEAD = 2
@@ -62,3 +64,19 @@ def local_date_sql(column: str, zone: ZoneInfo, *, until: datetime) -> str:
         for at, seconds in reversed(changes)
     )
     return f"date({column}, CASE {branches} ELSE '{start:+d} seconds' END)"
+
+
+class LocalDays:
+    """The local day (days since 1970-01-01) of UTC moments given as whole seconds since
+    1970, in numpy: the offset of each moment looked up among the zone's changes, as
+    local_date_sql does in SQL."""
+
+    def __init__(self, zone: ZoneInfo, *, until: datetime):
+        start = int(SPAN_START.astimezone(zone).utcoffset().total_seconds())
+        changes = offset_changes(zone, until=until + timedelta(days=365 * SPAN_YEARS_AHEAD))
+        self.instants = np.array([int(at.timestamp()) for at, _ in changes], dtype=np.int64)
+        self.offsets = np.array([start, *(seconds for _, seconds in changes)], dtype=np.int64)
+
+    def days(self, seconds: np.ndarray) -> np.ndarray:
+        offsets = self.offsets[np.searchsorted(self.instants, seconds, side="right")]
+        return (seconds + offsets) // 86_400

@@ -14,7 +14,7 @@ from django.utils import timezone
 from psycopg import sql as psycopg_sql
 
 from crm.models import Activity, Customer, Purchase
-from segmentation.local_days import local_date_sql
+from segmentation.local_days import LocalDays, local_date_sql
 from segmentation.models import (
     CustomerPrediction,
     CustomerPurchaseDays,
@@ -75,7 +75,7 @@ def customer_purchase_totals(*, as_of: date) -> pd.DataFrame:
     tz = timezone.get_current_timezone_name()
     end = connection.ops.adapt_datetimefield_value(_day_end(as_of))
     if connection.vendor == "postgresql":
-        return _frame_from_copy(_copy_out(_totals_sql_postgresql(), tz=tz, end=end))
+        return _purchase_totals_postgresql(tz=tz, end=end, until=_day_end(as_of))
     return _frame_from_rows(_purchase_totals_sqlite(tz=tz, end=end, until=_day_end(as_of)))
 
 
@@ -264,7 +264,8 @@ def _totals_sql_postgresql(restrict: str = "") -> str:
     feature aggregate, every purchase day is summed from that index alone (no table lookup
     per purchase) and the few refunds, summed through their partial index, are taken off
     day by day: a day is a purchase day while it has more purchases than refunds. The
-    difference is taken in numeric, so the totals are exactly the sales' own. Days as a
+    sums are taken in numeric and turned into floats once, so the totals are exactly the
+    sales' own (the same floats as _purchase_totals_postgresql's whole cents). Days as a
     count since 1970-01-01, for the binary COPY (_copy_out). ``restrict``: a condition on
     the purchases ``p`` to add (the customers to sum)."""
     purchase = Purchase._meta.db_table
@@ -279,7 +280,7 @@ def _totals_sql_postgresql(restrict: str = "") -> str:
         """
 
     days = f"""
-        SELECT a.customer_id, a.day, (a.total - COALESCE(r.total, 0))::float8 AS total
+        SELECT a.customer_id, a.day, a.total - COALESCE(r.total, 0) AS total
         FROM ({per_day("")}) a
         LEFT JOIN ({per_day(" AND p.kind = %(refund)s")}) r
           ON r.customer_id = a.customer_id AND r.day = a.day
@@ -314,6 +315,149 @@ def _copy_out(sql: str, **values) -> bytearray:
                 buffer += chunk
         _planner_settings_set(cur, saved)
     return buffer
+
+
+# Customers per block of the full read below: a block's purchases (about ten each) come
+# back as byte strings of a few megabytes each.
+_BLOCK_CUSTOMERS = 65_536
+
+
+def _purchase_totals_postgresql(*, tz: str, end, until: datetime) -> pd.DataFrame:
+    """customer_purchase_totals on PostgreSQL: every purchase up to ``end`` read once in
+    customer blocks, summed by local day in numpy.
+
+    Why not GROUP BY the local day in SQL: the database then converts ten million moments
+    to the zone's dates and sorts them within each customer (11 s at 10M purchases), where
+    the covering index already yields each customer's purchases in time order, and a
+    local day only ever follows the one before. So each block of customers comes back as
+    packed columns (customer, whole seconds since 1970, amount; one string_agg each, not a
+    message per purchase) through the covering index, the refunds the same way through
+    their partial index, and the profiled customers' ids; one statement, one snapshot.
+    Amounts are summed in whole cents, so the totals are exact. Local days follow the
+    zone's rules as local_days.offset_changes finds them (the same rules the SQLite read
+    uses)."""
+    purchase = Purchase._meta.db_table
+    customer = Customer._meta.db_table
+
+    def packed(kind: str) -> str:
+        return f"""
+            SELECT string_agg(int8send(q.customer_id), ''::bytea) AS ids,
+                   string_agg(int8send(floor(date_part('epoch', q.purchased_at))::int8),
+                              ''::bytea) AS seconds,
+                   string_agg(float8send(q.amount::float8), ''::bytea) AS amounts
+            FROM {purchase} q
+            WHERE q.customer_id >= b.lo AND q.customer_id < b.lo + %(step)s
+              AND q.purchased_at < %(end)s{kind}
+        """
+
+    sql = f"""
+        SELECT a.ids, a.seconds, a.amounts, r.ids, r.seconds, r.amounts, c.ids
+        FROM generate_series((SELECT MIN(id) FROM {customer}), (SELECT MAX(id) FROM {customer}),
+                             %(step)s) AS b(lo)
+        CROSS JOIN LATERAL ({packed("")}) a
+        CROSS JOIN LATERAL ({packed(" AND q.kind = %(refund)s")}) r
+        CROSS JOIN LATERAL (
+            SELECT string_agg(int8send(c.id), ''::bytea) AS ids FROM {customer} c
+            WHERE c.id >= b.lo AND c.id < b.lo + %(step)s
+              AND NOT c.is_archived AND NOT c.profiling_opt_out
+        ) c
+        ORDER BY b.lo
+    """
+    zone = LocalDays(zoneinfo.ZoneInfo(tz), until=until)
+    params = {"step": _BLOCK_CUSTOMERS, "end": end, "refund": Purchase.Kind.REFUND.value}
+    parts: list[dict[str, np.ndarray]] = []
+    # A server-side cursor holds one block in memory at a time; a transaction holds it and
+    # scopes the planner settings.
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            _planner_settings_set(cur, {"jit": "off", "max_parallel_workers_per_gather": "0"})
+        with connection.chunked_cursor() as cur:
+            # Binary results: as text, each byte string would travel hex-encoded, twice
+            # its size, and be decoded again.
+            cur.cursor.execute(sql, params, binary=True)
+            while rows := cur.fetchmany(4):
+                parts.extend(_block_purchase_days(row, zone) for row in rows)
+    return _purchase_days_frame(parts)
+
+
+def _int8s(packed: bytes | None) -> np.ndarray:
+    return np.frombuffer(packed or b"", dtype=">i8").astype(np.int64)
+
+
+def _day_groups(
+    ids: np.ndarray, seconds: np.ndarray, amounts: np.ndarray, zone: LocalDays
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One row per customer and local day: the customer, the day, the purchases, their
+    whole cents; in customer then day order."""
+    days = zone.days(seconds)
+    cents = np.rint(amounts * 100).astype(np.int64)
+    if len(ids) > 1:
+        ordered = (ids[1:] > ids[:-1]) | ((ids[1:] == ids[:-1]) & (days[1:] >= days[:-1]))
+        if not ordered.all():  # time order but not day order: a zone whose clock went back
+            order = np.lexsort((days, ids))  # over midnight (or a plan in another order)
+            ids, days, cents = ids[order], days[order], cents[order]
+    if not len(ids):
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty, empty
+    starts = np.flatnonzero(np.r_[True, (ids[1:] != ids[:-1]) | (days[1:] != days[:-1])])
+    counts = np.diff(np.r_[starts, len(ids)])
+    return ids[starts], days[starts], counts, np.add.reduceat(cents, starts)
+
+
+# Customer and day in one sortable number (days since 1970 shifted to be positive).
+_DAY_SPAN = 1 << 22
+_DAY_SHIFT = 1 << 21
+
+
+def _block_purchase_days(row: tuple, zone: LocalDays) -> dict[str, np.ndarray]:
+    """One block of the full read: its profiled customers' purchase days, first and last
+    day, and the totals in cents of every sales day and of the first one."""
+    ids, days, counts, cents = _day_groups(
+        _int8s(row[0]), _int8s(row[1]), np.frombuffer(row[2] or b"", dtype=">f8"), zone
+    )
+    refund_ids, refund_days, refund_counts, refund_cents = _day_groups(
+        _int8s(row[3]), _int8s(row[4]), np.frombuffer(row[5] or b"", dtype=">f8"), zone
+    )
+    profiled = _int8s(row[6])
+    # Refunds are purchases too: each refund's day is one of the purchase days above. Take
+    # them off their day; a day stays a purchase day while it has a sale.
+    key = ids * _DAY_SPAN + (days + _DAY_SHIFT)
+    at = np.searchsorted(key, refund_ids * _DAY_SPAN + (refund_days + _DAY_SHIFT))
+    counts, cents = counts.copy(), cents.copy()
+    counts[at] -= refund_counts
+    cents[at] -= refund_cents
+    keep = counts > 0
+    keep &= np.isin(ids, profiled, assume_unique=False)
+    ids, days, cents = ids[keep], days[keep], cents[keep]
+    if not len(ids):
+        return {}
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    number = np.diff(np.r_[starts, len(ids)])
+    return {
+        "customer_id": ids[starts],
+        "days": number,
+        "first_day": days[starts],
+        "last_day": days[starts + number - 1],
+        "total": np.add.reduceat(cents, starts),
+        "first_total": cents[starts],
+    }
+
+
+def _purchase_days_frame(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    """The blocks as customer_purchase_totals' frame (the totals back from cents)."""
+    parts = [part for part in parts if part]
+    columns = {
+        name: np.concatenate([part[name] for part in parts])
+        if parts
+        else np.empty(0, dtype=np.int64)
+        for name in _COLUMNS
+    }
+    frame = pd.DataFrame({name: columns[name] for name in ("customer_id", "days")})
+    for name in _DAYS:
+        frame[name] = columns[name].astype("datetime64[D]")
+    for name in ("total", "first_total"):
+        frame[name] = columns[name] / 100
+    return frame[_COLUMNS]
 
 
 def _totals_sql_sqlite(*, tz: str, until: datetime, restrict: str = "") -> str:

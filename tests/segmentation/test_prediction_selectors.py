@@ -5,13 +5,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from crm.models import Customer, Purchase
 from crm.services import customer_stats_refresh
 from segmentation import customer_rows, prediction_selectors, selectors
+from segmentation.local_days import LocalDays
 from segmentation.models import CustomerPurchaseDays
 from segmentation.predictions import PurchaseDaysSummed, purchase_days_keep
 from tests.factories import CustomerFactory, PurchaseFactory, SegmentationRunFactory
@@ -242,3 +245,58 @@ def test_a_run_as_of_an_earlier_day_sums_everyone_and_keeps_nothing(shop):
     pd.testing.assert_frame_equal(
         totals.frame, prediction_selectors.customer_purchase_totals(as_of=earlier)
     )
+
+
+def sql_totals(*, as_of: date) -> pd.DataFrame:
+    """The same totals grouped by local day in SQL (PostgreSQL's own zone rules)."""
+    end = connection.ops.adapt_datetimefield_value(selectors._day_end(as_of))
+    tz = timezone.get_current_timezone_name()
+    sql = prediction_selectors._totals_sql_postgresql()
+    return prediction_selectors._frame_from_copy(
+        prediction_selectors._copy_out(sql, tz=tz, end=end)
+    )
+
+
+@pytest.mark.parametrize("zone", ["Europe/London", "America/Santiago"])
+def test_the_full_read_in_blocks_is_the_databases_own_aggregate(settings, monkeypatch, zone):
+    """PostgreSQL reads every purchase in blocks of customers and sums the local days in
+    numpy: blocks with a gap, a refund or a customer no longer profiled, and Santiago's
+    clock going back from 24:00 to 23:00 (a later sale at an earlier hour of the same
+    day) give the totals PostgreSQL's own GROUP BY does."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the block read is PostgreSQL's")
+    settings.TIME_ZONE = zone
+    monkeypatch.setattr(prediction_selectors, "_BLOCK_CUSTOMERS", 2)
+    local = ZoneInfo(zone)
+    customers = [CustomerFactory() for _ in range(7)]
+    customers[2].delete()  # a block with a gap
+    at = datetime(2026, 4, 4, 23, 40, tzinfo=local)  # Santiago: 40 minutes before 24:00
+    for n, customer in enumerate(customers[:2] + customers[3:]):
+        sale(customer, at=at - timedelta(days=40 + n), amount="10.05")
+        sale(customer, at=at, amount="0.10")
+        sale(customer, at=at + timedelta(minutes=30), amount="0.20")  # Santiago: 23:10
+        sale(customer, at=at + timedelta(minutes=90), amount="3.33")  # Santiago: 00:10, 5th
+    sale(customers[3], at=at - timedelta(days=2), amount="7", kind=Purchase.Kind.REFUND)
+    sale(customers[4], at=at, amount="0.30", kind=Purchase.Kind.REFUND)
+    Customer.objects.filter(pk=customers[5].pk).update(profiling_opt_out=True)
+    as_of = date(2026, 4, 10)
+
+    blocks = prediction_selectors.customer_purchase_totals(as_of=as_of)
+
+    pd.testing.assert_frame_equal(blocks, sql_totals(as_of=as_of))
+    assert len(blocks) == 5  # the deleted and the opted-out customers are left out
+    assert blocks["days"].tolist() == [3] * 5  # 40 days before, the 4th and the 5th
+
+
+def test_purchases_out_of_time_order_are_grouped_by_customer_and_day_all_the_same():
+    """The block read relies on the index's order only when it holds (a zone whose clock
+    goes back over midnight, or another plan, breaks it): it sorts otherwise."""
+    zone = LocalDays(ZoneInfo("UTC"), until=datetime(2026, 1, 1, tzinfo=UTC))
+    day = 86_400
+    ids = np.array([7, 7, 5, 7, 5])
+    seconds = np.array([3 * day + 5, 1 * day, 2 * day, 3 * day + 9, 2 * day + 1])
+    amounts = np.array([1.10, 2.00, 0.05, 0.90, 4.00])
+
+    groups = prediction_selectors._day_groups(ids, seconds, amounts, zone)
+
+    assert [g.tolist() for g in groups] == [[5, 7, 7], [2, 1, 3], [2, 1, 2], [405, 200, 200]]
