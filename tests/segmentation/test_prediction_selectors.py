@@ -248,23 +248,30 @@ def test_a_run_as_of_an_earlier_day_sums_everyone_and_keeps_nothing(shop):
 
 
 def sql_totals(*, as_of: date) -> pd.DataFrame:
-    """The same totals grouped by local day in SQL (PostgreSQL's own zone rules)."""
-    end = connection.ops.adapt_datetimefield_value(selectors._day_end(as_of))
+    """The same totals grouped by local day in SQL (the nightly read's statement for the
+    customers it sums; on PostgreSQL, with its own zone rules)."""
+    until = selectors._day_end(as_of)
+    end = connection.ops.adapt_datetimefield_value(until)
     tz = timezone.get_current_timezone_name()
-    sql = prediction_selectors._totals_sql_postgresql()
-    return prediction_selectors._frame_from_copy(
-        prediction_selectors._copy_out(sql, tz=tz, end=end)
-    )
+    if connection.vendor == "postgresql":
+        sql = prediction_selectors._totals_sql_postgresql()
+        return prediction_selectors._frame_from_copy(
+            prediction_selectors._copy_out(sql, tz=tz, end=end)
+        )
+    with connection.cursor() as cur:
+        cur.execute(
+            prediction_selectors._totals_sql_sqlite(tz=tz, until=until),
+            {"sale": Purchase.Kind.SALE, "end": end},
+        )
+        return prediction_selectors._frame_from_rows(cur.fetchall())
 
 
 @pytest.mark.parametrize("zone", ["Europe/London", "America/Santiago"])
 def test_the_full_read_in_blocks_is_the_databases_own_aggregate(settings, monkeypatch, zone):
-    """PostgreSQL reads every purchase in blocks of customers and sums the local days in
-    numpy: blocks with a gap, a refund or a customer no longer profiled, and Santiago's
+    """The full read takes every purchase in blocks of customers and sums the local days
+    in numpy: blocks with a gap, a refund or a customer no longer profiled, and Santiago's
     clock going back from 24:00 to 23:00 (a later sale at an earlier hour of the same
-    day) give the totals PostgreSQL's own GROUP BY does."""
-    if connection.vendor != "postgresql":
-        pytest.skip("the block read is PostgreSQL's")
+    day) give the totals a GROUP BY in the database does, to the cent."""
     settings.TIME_ZONE = zone
     monkeypatch.setattr(prediction_selectors, "_BLOCK_CUSTOMERS", 2)
     local = ZoneInfo(zone)
@@ -283,7 +290,7 @@ def test_the_full_read_in_blocks_is_the_databases_own_aggregate(settings, monkey
 
     blocks = prediction_selectors.customer_purchase_totals(as_of=as_of)
 
-    pd.testing.assert_frame_equal(blocks, sql_totals(as_of=as_of))
+    pd.testing.assert_frame_equal(blocks, sql_totals(as_of=as_of), check_exact=True)
     assert len(blocks) == 5  # the deleted and the opted-out customers are left out
     assert blocks["days"].tolist() == [3] * 5  # 40 days before, the 4th and the 5th
 
