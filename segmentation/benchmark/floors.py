@@ -450,16 +450,31 @@ def predictions_floor() -> dict:
             "CREATE TABLE bench_floor_predictions (customer_id bigint PRIMARY KEY, "
             "p_alive double precision, expected double precision, order_value double precision)"
         )
-        rows = list(
-            zip(
+        if connection.vendor == "postgresql":
+            # Binary COPY of rows numpy lays out (a row per record: field count, then a
+            # length and a big-endian value per field): no Python per row.
+            record = np.dtype(
+                [("n", ">i2"), ("id_len", ">i4"), ("id", ">i8")]
+                + [
+                    (f"{c}{suffix}", t)
+                    for c in ("p", "e", "v")
+                    for suffix, t in (("_len", ">i4"), ("", ">f8"))
+                ]
+            )
+            records = np.zeros(len(ids), dtype=record)
+            records["n"], records["id_len"], records["id"] = 4, 8, ids
+            for name, values in (("p", p_alive), ("e", expected), ("v", order_value)):
+                records[f"{name}_len"], records[name] = 8, values
+            header, trailer = b"PGCOPY\n\xff\r\n\x00" + bytes(8), b"\xff\xff"
+            with cur.cursor.copy("COPY bench_floor_predictions FROM STDIN (FORMAT binary)") as cp:
+                cp.write(header)
+                for start in range(0, len(records), 100_000):
+                    cp.write(records[start : start + 100_000].tobytes())
+                cp.write(trailer)
+        else:
+            rows = zip(
                 ids.tolist(), p_alive.tolist(), expected.tolist(), order_value.tolist(), strict=True
             )
-        )
-        if connection.vendor == "postgresql":
-            with cur.cursor.copy("COPY bench_floor_predictions FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        else:
             connection.connection.executemany(
                 "INSERT INTO bench_floor_predictions VALUES (?, ?, ?, ?)", rows
             )
