@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -100,11 +101,13 @@ def customer_features_store(*, run: SegmentationRun, frame: pd.DataFrame) -> int
         else:
             cur.execute(f"DELETE FROM {db_table}")
             stamp = connection.ops.adapt_datetimefield_value(as_of)
-            values = table.astype(object).where(table.notna(), None)
-            rows = (
-                (int(row[0]), run.pk, stamp, *row[1:])
-                for row in values.itertuples(index=False, name=None)
-            )
+            # Column by column into Python values (a frame's rows one by one cost seconds
+            # at a million); NaN is NULL.
+            values = [table[column].to_numpy().tolist() for column in table.columns]
+            for name in _NULLABLE:
+                column = values[list(table.columns).index(name)]
+                column[:] = [None if v != v else v for v in column]
+            rows = zip(values[0], repeat(run.pk), repeat(stamp), *values[1:], strict=False)
             placeholders = ", ".join(["%s"] * len(columns))
             cur.executemany(
                 f"INSERT INTO {db_table} ({', '.join(columns)}) VALUES ({placeholders})", rows

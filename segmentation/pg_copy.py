@@ -51,26 +51,32 @@ def copy_fixed_rows(table: str, columns: dict[str, tuple[str, object]], rows: in
 
 @contextmanager
 def indexes_built_after_if_empty(table: str) -> Iterator[None]:
-    """On PostgreSQL, when ``table`` is empty (a first run), drop its secondary indexes for
-    the writes inside and build them again after: one sort per index instead of a million
-    inserts into each. Inside the write transaction, so a killed worker rolls the indexes
-    back with the rows; the lock it takes only keeps others off a table that has no rows
-    to show yet. Indexes that back a constraint (the primary key) stay."""
-    if connection.vendor != "postgresql":
-        yield
-        return
+    """When ``table`` is empty (a first run, or a table just emptied to be refilled), drop
+    its secondary indexes for the writes inside and build them again after: one sort per
+    index instead of a million inserts into each. Inside the write transaction, so a
+    killed worker rolls the indexes back with the rows; the lock it takes only keeps
+    others off a table that has no rows to show yet (on SQLite, readers go on reading the
+    last commit). Indexes that back a constraint (the primary key) stay."""
     with connection.cursor() as cur:
-        cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
+        cur.execute(f"SELECT EXISTS (SELECT 1 FROM {connection.ops.quote_name(table)})")
         if cur.fetchone()[0]:
             yield
             return
-        cur.execute(
-            "SELECT c.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
-            "JOIN pg_class c ON c.oid = x.indexrelid WHERE x.indrelid = %s::regclass "
-            "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid) "
-            "ORDER BY c.relname",
-            [table],
-        )
+        if connection.vendor == "postgresql":
+            cur.execute(
+                "SELECT c.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
+                "JOIN pg_class c ON c.oid = x.indexrelid WHERE x.indrelid = %s::regclass "
+                "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid) "
+                "ORDER BY c.relname",
+                [table],
+            )
+        else:
+            # A constraint's own index (sqlite_autoindex_*) has no SQL and cannot be dropped.
+            cur.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = %s "
+                "AND sql IS NOT NULL ORDER BY name",
+                [table],
+            )
         indexes = cur.fetchall()
         for name, _ in indexes:
             cur.execute(f"DROP INDEX {connection.ops.quote_name(name)}")

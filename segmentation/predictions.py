@@ -227,17 +227,18 @@ TRUNCATE_LOCK_WAIT = "2s"
 
 def _predictions_clear(table: str) -> bool:
     """Remove every prediction inside the caller's transaction; True when the table was
-    emptied at once and is held alone until the commit. On PostgreSQL it is (TRUNCATE: a
-    million rows in milliseconds, where a DELETE leaves a million dead rows for the new
-    ones to be indexed around), so its indexes can be built after the load; pages reading
-    predictions wait for the commit, a few seconds. A page or export that holds the table
-    longer than TRUNCATE_LOCK_WAIT is not waited for (nor queued behind): the rows are
-    deleted instead, and the indexes kept."""
+    emptied at once and is held alone until the commit, so that its indexes can be built
+    after the load. On PostgreSQL it is (TRUNCATE: a million rows in milliseconds, where a
+    DELETE leaves a million dead rows for the new ones to be indexed around); pages
+    reading predictions wait for the commit, a few seconds. A page or export that holds
+    the table longer than TRUNCATE_LOCK_WAIT is not waited for (nor queued behind): the
+    rows are deleted instead, and the indexes kept. On SQLite a DELETE of every row empties
+    the table at once, and readers go on reading the last commit."""
     quoted = connection.ops.quote_name(table)
     with connection.cursor() as cur:
         if connection.vendor != "postgresql":
             cur.execute(f"DELETE FROM {quoted}")
-            return False
+            return True
         cur.execute("SELECT current_setting('lock_timeout')")
         previous = cur.fetchone()[0]
         try:

@@ -14,6 +14,7 @@ from crm.models import Customer, Purchase
 from crm.services import customer_stats_refresh
 from segmentation import explain, services
 from segmentation.models import (
+    CustomerPrediction,
     Membership,
     Segment,
     SegmentationRun,
@@ -544,7 +545,8 @@ def table_indexes(model) -> dict[str, tuple]:
 
 
 def test_a_first_run_into_empty_tables_leaves_every_index_and_places_everyone(shop):
-    indexes_before = {m: table_indexes(m) for m in (Membership, SegmentMembershipChange)}
+    tables = (Membership, SegmentMembershipChange, CustomerPrediction)
+    indexes_before = {m: table_indexes(m) for m in tables}
     assert not Membership.objects.exists()
 
     run = run_now()
