@@ -12,6 +12,10 @@ class SegmentationRunQuerySet(models.QuerySet):
     def latest_succeeded(self):
         return self.succeeded().order_by("-finished_at", "-id").first()
 
+    def predictions_fitted(self):
+        """Succeeded runs whose purchase models were fitted and their predictions stored."""
+        return self.succeeded().filter(predictions__status="ok")
+
 
 class SegmentationRun(models.Model):
     class Status(models.TextChoices):

@@ -415,8 +415,8 @@ def predictions_track_record(*, runs: int = TRACK_RECORD_RUNS) -> list[dict]:
     once those days have passed, the purchase days that came (recorded on the run by
     segmentation.predictions; None while the window is still open). No aggregate here."""
     fitted = (
-        SegmentationRun.objects.succeeded()
-        .filter(predictions__status="ok", predictions__has_key="expected_purchases_30d_total")
+        SegmentationRun.objects.predictions_fitted()
+        .filter(predictions__has_key="expected_purchases_30d_total")
         .order_by("-finished_at", "-id")
         .values_list("predictions", flat=True)[:runs]
     )

@@ -188,8 +188,8 @@ def predictions_track_record_fill(*, today: date | None = None) -> int:
     window = timedelta(days=prediction_selectors.TRACK_RECORD_DAYS)
     filled = 0
     pending = (
-        SegmentationRun.objects.succeeded()
-        .filter(predictions__status="ok", predictions__has_key="expected_purchases_30d_total")
+        SegmentationRun.objects.predictions_fitted()
+        .filter(predictions__has_key="expected_purchases_30d_total")
         .exclude(predictions__has_key="actual_purchases_30d")
     )
     for run in pending.order_by("-finished_at", "-id")[
