@@ -1,5 +1,6 @@
 """BG/NBD and Gamma-Gamma reproduce the published CDNOW figures (pure, no database)."""
 
+import itertools
 from datetime import date
 from pathlib import Path
 
@@ -299,28 +300,48 @@ def test_fits_from_zeros_say_so_and_count_their_evaluations(summary):
     assert gg.fit_seconds > 0
 
 
-def perturbed(values: tuple[float, ...], signs: tuple[int, ...]) -> tuple[float, ...]:
-    return tuple(v * (1 + 0.05 * s) for v, s in zip(values, signs, strict=True))
-
-
-@pytest.mark.parametrize("signs", [(0, 0, 0, 0), (1, -1, 1, -1), (-1, -1, 1, 1)])
-def test_a_bgnbd_fit_started_near_the_optimum_reaches_it_in_fewer_evaluations(summary, signs):
+def test_fits_started_at_their_optimum_stop_there_at_once(summary):
     columns = summary["x"], summary["t_x"], summary["T"]
     cold = clv.bgnbd_fit(*columns)
-    warm = clv.bgnbd_fit(*columns, start=perturbed((cold.r, cold.alpha, cold.a, cold.b), signs))
+    warm = clv.bgnbd_fit(*columns, start=(cold.r, cold.alpha, cold.a, cold.b))
     assert warm.started_from == "start" and warm.converged and warm.at_bound == ()
     assert relative_gap(warm, cold, BGNBD) < 1e-4
-    assert warm.evaluations < cold.evaluations
+    assert warm.evaluations <= 2 < cold.evaluations
+    cold_gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
+    start = (cold_gg.p, cold_gg.q, cold_gg.gamma)
+    warm_gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"], start=start)
+    assert warm_gg.started_from == "start" and relative_gap(warm_gg, cold_gg, GAMMA_GAMMA) < 1e-4
+    assert warm_gg.evaluations <= 2 < cold_gg.evaluations
 
 
-@pytest.mark.parametrize("signs", [(0, 0, 0), (1, -1, 1), (-1, 1, 1)])
-def test_a_gamma_gamma_fit_started_near_the_optimum_reaches_it_in_fewer_evaluations(summary, signs):
-    cold = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
-    start = perturbed((cold.p, cold.q, cold.gamma), signs)
-    warm = clv.gamma_gamma_fit(summary["x"], summary["monetary"], start=start)
-    assert warm.started_from == "start" and warm.converged and warm.at_bound == ()
-    assert relative_gap(warm, cold, GAMMA_GAMMA) < 1e-4
-    assert warm.evaluations < cold.evaluations
+def five_percent_off(values: tuple[float, ...]) -> list[tuple[float, ...]]:
+    """The values 5% higher or lower, in every combination."""
+    return [
+        tuple(v * (1 + 0.05 * sign) for v, sign in zip(values, signs, strict=True))
+        for signs in itertools.product((-1, 1), repeat=len(values))
+    ]
+
+
+def test_fits_started_five_percent_off_reach_the_same_answer_in_fewer_evaluations(summary):
+    # Fewer on the median, not every time: from some directions L-BFGS-B needs as many
+    # evaluations as from zeros (its first steps learn the curvature), or more.
+    columns = summary["x"], summary["t_x"], summary["T"]
+    cold = clv.bgnbd_fit(*columns)
+    warm = [
+        clv.bgnbd_fit(*columns, start=s)
+        for s in five_percent_off((cold.r, cold.alpha, cold.a, cold.b))
+    ]
+    assert all(w.started_from == "start" for w in warm)
+    assert max(relative_gap(w, cold, BGNBD) for w in warm) < 1e-4
+    assert np.median([w.evaluations for w in warm]) < cold.evaluations
+    cold_gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
+    warm_gg = [
+        clv.gamma_gamma_fit(summary["x"], summary["monetary"], start=s)
+        for s in five_percent_off((cold_gg.p, cold_gg.q, cold_gg.gamma))
+    ]
+    assert all(w.started_from == "start" for w in warm_gg)
+    assert max(relative_gap(w, cold_gg, GAMMA_GAMMA) for w in warm_gg) < 1e-4
+    assert np.median([w.evaluations for w in warm_gg]) < cold_gg.evaluations
 
 
 def test_the_last_fit_on_fewer_customers_is_a_start_that_reaches_todays_answer(summary):
