@@ -94,7 +94,9 @@ class SegmentationRun(models.Model):
     error = models.TextField(blank=True)
     # The purchase and order-value models fitted by the run (see segmentation.predictions):
     # model, time_unit, r, alpha, a, b, log_likelihood, gg_p, gg_q, gg_gamma, customers,
-    # fit_seconds, status (ok, not_enough_data, implausible) and reason.
+    # fit_seconds and gg_fit_seconds, fit_start and gg_fit_start (where each search began:
+    # the previous run's parameters or zeros), status (ok, not_enough_data, implausible)
+    # and reason.
     predictions = models.JSONField(default=dict, blank=True)
 
     objects = SegmentationRunQuerySet.as_manager()

@@ -387,6 +387,17 @@ def customers_slipping_away(*, limit: int = 20) -> QuerySet[CustomerPrediction]:
     return predictions.select_related("customer").order_by("-value_at_risk", "customer_id")[:limit]
 
 
+def predictions_last_fit() -> dict | None:
+    """The predictions record (SegmentationRun.predictions) of the last finished run whose
+    models were fitted, for the next fits to start from; None before the first."""
+    return (
+        SegmentationRun.objects.predictions_fitted()
+        .order_by("-finished_at", "-id")
+        .values_list("predictions", flat=True)
+        .first()
+    )
+
+
 # How many runs the predictions' track record looks back over, and the window it checks.
 TRACK_RECORD_RUNS = 12
 TRACK_RECORD_DAYS = 30
