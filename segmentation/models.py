@@ -12,6 +12,10 @@ class SegmentationRunQuerySet(models.QuerySet):
     def latest_succeeded(self):
         return self.succeeded().order_by("-finished_at", "-id").first()
 
+    def predictions_fitted(self):
+        """Succeeded runs whose purchase models were fitted and their predictions stored."""
+        return self.succeeded().filter(predictions__status="ok")
+
 
 class SegmentationRun(models.Model):
     class Status(models.TextChoices):
@@ -90,7 +94,9 @@ class SegmentationRun(models.Model):
     error = models.TextField(blank=True)
     # The purchase and order-value models fitted by the run (see segmentation.predictions):
     # model, time_unit, r, alpha, a, b, log_likelihood, gg_p, gg_q, gg_gamma, customers,
-    # fit_seconds, status (ok, not_enough_data, implausible) and reason.
+    # fit_seconds and gg_fit_seconds, fit_start and gg_fit_start (where each search began:
+    # the previous run's parameters or zeros), status (ok, not_enough_data, implausible)
+    # and reason.
     predictions = models.JSONField(default=dict, blank=True)
 
     objects = SegmentationRunQuerySet.as_manager()

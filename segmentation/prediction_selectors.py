@@ -600,6 +600,17 @@ def customers_slipping_away(*, limit: int = 20) -> QuerySet[CustomerPrediction]:
     return predictions.select_related("customer").order_by("-value_at_risk", "customer_id")[:limit]
 
 
+def predictions_last_fit() -> dict | None:
+    """The predictions record (SegmentationRun.predictions) of the last finished run whose
+    models were fitted, for the next fits to start from; None before the first."""
+    return (
+        SegmentationRun.objects.predictions_fitted()
+        .order_by("-finished_at", "-id")
+        .values_list("predictions", flat=True)
+        .first()
+    )
+
+
 # How many runs the predictions' track record looks back over, and the window it checks.
 TRACK_RECORD_RUNS = 12
 TRACK_RECORD_DAYS = 30
@@ -628,8 +639,8 @@ def predictions_track_record(*, runs: int = TRACK_RECORD_RUNS) -> list[dict]:
     once those days have passed, the purchase days that came (recorded on the run by
     segmentation.predictions; None while the window is still open). No aggregate here."""
     fitted = (
-        SegmentationRun.objects.succeeded()
-        .filter(predictions__status="ok", predictions__has_key="expected_purchases_30d_total")
+        SegmentationRun.objects.predictions_fitted()
+        .filter(predictions__has_key="expected_purchases_30d_total")
         .order_by("-finished_at", "-id")
         .values_list("predictions", flat=True)[:runs]
     )

@@ -116,9 +116,14 @@ def predictions_compute(*, as_of: date) -> PredictionsComputed:
     reason = clv.data_problem(repeat_customers=repeat)
     if reason:
         return PredictionsComputed(record, "not_enough_data", reason, **outcome)
+    # The last fit's parameters are where this run's most likely are: the searches start
+    # there (and again from zeros if that leads nowhere: the answer does not depend on it).
+    bgnbd_start, gg_start = _fit_starts(
+        prediction_selectors.predictions_last_fit(), time_unit=record["time_unit"]
+    )
     try:
-        bgnbd = clv.bgnbd_fit(summary["x"], summary["t_x"], summary["T"])
-        gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
+        bgnbd = clv.bgnbd_fit(summary["x"], summary["t_x"], summary["T"], start=bgnbd_start)
+        gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"], start=gg_start)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
         # Numbers the optimiser cannot work with are the data's problem, not a crash of the
         # run: the previous predictions stay and the reason is recorded.
@@ -134,6 +139,9 @@ def predictions_compute(*, as_of: date) -> PredictionsComputed:
         gg_q=gg.q,
         gg_gamma=gg.gamma,
         fit_seconds=round(bgnbd.fit_seconds, 3),
+        gg_fit_seconds=round(gg.fit_seconds, 3),
+        fit_start=_FIT_START_WORDS[bgnbd.started_from],
+        gg_fit_start=_FIT_START_WORDS[gg.started_from],
     )
     reason = clv.fit_problem(bgnbd, gg, repeat_customers=repeat, time_unit_days=unit)
     if reason:
@@ -146,6 +154,35 @@ def predictions_compute(*, as_of: date) -> PredictionsComputed:
     record["expected_purchases_30d_total"] = round(float(scores["expected_purchases_30d"].sum()), 2)
     record["expected_purchases_90d_total"] = round(float(scores["expected_purchases_90d"].sum()), 2)
     return PredictionsComputed(record, "ok", scores=scores, **outcome)
+
+
+# Where each fit's search began (clv's started_from), as the run records it.
+_FIT_START_WORDS = {
+    "start": "previous run",
+    "zeros": "zeros",
+    "zeros instead": "zeros after the previous run's",
+}
+
+
+def _fit_starts(
+    previous: dict | None, *, time_unit: str
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """The BG/NBD and Gamma-Gamma parameters of a run's predictions record to start the fits
+    from: only from the same models, and the BG/NBD's only in the same time unit (alpha is
+    measured in it)."""
+    if not previous or previous.get("model") != MODEL:
+        return None, None
+    bgnbd = _numbers(previous, ("r", "alpha", "a", "b"))
+    if previous.get("time_unit") != time_unit:
+        bgnbd = None
+    return bgnbd, _numbers(previous, ("gg_p", "gg_q", "gg_gamma"))
+
+
+def _numbers(record: dict, keys: tuple[str, ...]) -> tuple[float, ...] | None:
+    values = [record.get(key) for key in keys]
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return tuple(float(v) for v in values)
+    return None
 
 
 def predictions_store(*, run: SegmentationRun, computed: PredictionsComputed) -> dict:
@@ -188,8 +225,8 @@ def predictions_track_record_fill(*, today: date | None = None) -> int:
     window = timedelta(days=prediction_selectors.TRACK_RECORD_DAYS)
     filled = 0
     pending = (
-        SegmentationRun.objects.succeeded()
-        .filter(predictions__status="ok", predictions__has_key="expected_purchases_30d_total")
+        SegmentationRun.objects.predictions_fitted()
+        .filter(predictions__has_key="expected_purchases_30d_total")
         .exclude(predictions__has_key="actual_purchases_30d")
     )
     for run in pending.order_by("-finished_at", "-id")[

@@ -1,5 +1,6 @@
 """BG/NBD and Gamma-Gamma reproduce the published CDNOW figures (pure, no database)."""
 
+import itertools
 from datetime import date
 from pathlib import Path
 
@@ -223,3 +224,163 @@ def test_prediction_words_admit_when_there_is_not_enough_data():
         p_alive=1.0, expected_purchases_90d=0.3, value_12m=20, currency="EUR", repeat_purchases=0
     )
     assert once.startswith("Has bought once so far — perhaps one purchase")
+
+
+def central_differences(objective: clv.Objective, log_params: np.ndarray) -> np.ndarray:
+    # Central, not check_grad's forward differences: those are off by about 1e-4 of the
+    # gradient near the optimum, where the gradient is small and the curvature is not.
+    step = 1e-5
+    return np.array(
+        [
+            (objective.negative(log_params + e)[0] - objective.negative(log_params - e)[0])
+            / (2 * step)
+            for e in step * np.eye(len(log_params))
+        ]
+    )
+
+
+def relative_gap(model, reference, names) -> float:
+    return max(abs(getattr(model, n) / getattr(reference, n) - 1) for n in names)
+
+
+BGNBD = ("r", "alpha", "a", "b")
+GAMMA_GAMMA = ("p", "q", "gamma")
+
+
+def test_bgnbd_log_likelihood_of_a_one_time_buyer_is_the_chance_of_no_purchase_since():
+    # x = 0: no dropout is possible (a4 = -inf), so the likelihood is (alpha / (alpha + T))^r.
+    r, alpha, a, b = 0.243, 4.414, 0.793, 2.426
+    T = np.array([1.0, 20.0, 38.0])
+    ll = clv.bgnbd_log_likelihood((r, alpha, a, b), np.zeros(3), np.zeros(3), T)
+    assert ll == pytest.approx(r * np.log(alpha / (alpha + T)), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "log_params", [(0.0, 0.0, 0.0, 0.0), (-1.4, 1.5, -0.2, 0.9), (2.0, -3.0, 4.0, -2.0)]
+)
+def test_bgnbd_objective_is_the_summed_likelihood_and_its_gradient_matches_finite_differences(
+    summary, log_params
+):
+    objective = clv.bgnbd_objective(summary["x"], summary["t_x"], summary["T"])
+    log_params = np.array(log_params)
+    value, gradient = objective.negative(log_params)
+    ll = clv.bgnbd_log_likelihood(np.exp(log_params), summary["x"], summary["t_x"], summary["T"])
+    assert value == pytest.approx(-ll.sum(), rel=1e-12)
+    assert gradient == pytest.approx(central_differences(objective, log_params), abs=1e-9 * value)
+
+
+def test_bgnbd_gradient_matches_finite_differences_with_one_time_buyers_alone():
+    T = np.array([3.0, 10.0, 10.0, 52.0])
+    objective = clv.bgnbd_objective(np.zeros(4), np.zeros(4), T)
+    log_params = np.array([-1.0, 1.0, 0.5, 0.5])
+    gradient = objective.negative(log_params)[1]
+    # a and b do not enter: nobody who never came back can have dropped out.
+    assert gradient[2:] == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert gradient == pytest.approx(central_differences(objective, log_params), rel=1e-7)
+
+
+@pytest.mark.parametrize("log_params", [(0.0, 0.0, 0.0), (1.8, 1.3, 2.7), (-1.0, 3.0, 0.5)])
+def test_gamma_gamma_objective_is_the_summed_likelihood_and_its_gradient_matches(
+    summary, log_params
+):
+    objective = clv.gamma_gamma_objective(summary["x"], summary["monetary"])
+    log_params = np.array(log_params)
+    value, gradient = objective.negative(log_params)
+    buyers = summary[(summary["x"] > 0) & (summary["monetary"] > 0)]
+    ll = clv.gamma_gamma_log_likelihood(np.exp(log_params), buyers["x"], buyers["monetary"])
+    assert value == pytest.approx(-ll.sum(), rel=1e-12)
+    assert gradient == pytest.approx(central_differences(objective, log_params), abs=1e-9 * value)
+
+
+def test_fits_from_zeros_say_so_and_count_their_evaluations(summary):
+    model = clv.bgnbd_fit(summary["x"], summary["t_x"], summary["T"])
+    gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
+    assert model.started_from == gg.started_from == "zeros"
+    assert model.evaluations > 1 and gg.evaluations > 1
+    assert gg.fit_seconds > 0
+
+
+def test_fits_started_at_their_optimum_stop_there_at_once(summary):
+    columns = summary["x"], summary["t_x"], summary["T"]
+    cold = clv.bgnbd_fit(*columns)
+    warm = clv.bgnbd_fit(*columns, start=(cold.r, cold.alpha, cold.a, cold.b))
+    assert warm.started_from == "start" and warm.converged and warm.at_bound == ()
+    assert relative_gap(warm, cold, BGNBD) < 1e-4
+    assert warm.evaluations <= 2 < cold.evaluations
+    cold_gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
+    start = (cold_gg.p, cold_gg.q, cold_gg.gamma)
+    warm_gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"], start=start)
+    assert warm_gg.started_from == "start" and relative_gap(warm_gg, cold_gg, GAMMA_GAMMA) < 1e-4
+    assert warm_gg.evaluations <= 2 < cold_gg.evaluations
+
+
+def five_percent_off(values: tuple[float, ...]) -> list[tuple[float, ...]]:
+    """The values 5% higher or lower, in every combination."""
+    return [
+        tuple(v * (1 + 0.05 * sign) for v, sign in zip(values, signs, strict=True))
+        for signs in itertools.product((-1, 1), repeat=len(values))
+    ]
+
+
+def test_fits_started_five_percent_off_reach_the_same_answer_in_fewer_evaluations(summary):
+    # Fewer on the median, not every time: from some directions L-BFGS-B needs as many
+    # evaluations as from zeros (its first steps learn the curvature), or more.
+    columns = summary["x"], summary["t_x"], summary["T"]
+    cold = clv.bgnbd_fit(*columns)
+    warm = [
+        clv.bgnbd_fit(*columns, start=s)
+        for s in five_percent_off((cold.r, cold.alpha, cold.a, cold.b))
+    ]
+    assert all(w.started_from == "start" for w in warm)
+    assert max(relative_gap(w, cold, BGNBD) for w in warm) < 1e-4
+    assert np.median([w.evaluations for w in warm]) < cold.evaluations
+    cold_gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
+    warm_gg = [
+        clv.gamma_gamma_fit(summary["x"], summary["monetary"], start=s)
+        for s in five_percent_off((cold_gg.p, cold_gg.q, cold_gg.gamma))
+    ]
+    assert all(w.started_from == "start" for w in warm_gg)
+    assert max(relative_gap(w, cold_gg, GAMMA_GAMMA) for w in warm_gg) < 1e-4
+    assert np.median([w.evaluations for w in warm_gg]) < cold_gg.evaluations
+
+
+def test_the_last_fit_on_fewer_customers_is_a_start_that_reaches_todays_answer(summary):
+    earlier = summary.sample(frac=0.9, random_state=1)
+    previous = clv.bgnbd_fit(earlier["x"], earlier["t_x"], earlier["T"])
+    previous_gg = clv.gamma_gamma_fit(earlier["x"], earlier["monetary"])
+    columns = summary["x"], summary["t_x"], summary["T"]
+    cold = clv.bgnbd_fit(*columns)
+    warm = clv.bgnbd_fit(*columns, start=(previous.r, previous.alpha, previous.a, previous.b))
+    assert relative_gap(previous, cold, BGNBD) > 0.01  # a start, not the answer
+    assert warm.started_from == "start" and relative_gap(warm, cold, BGNBD) < 1e-4
+    assert warm.evaluations < cold.evaluations
+    cold_gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
+    start = (previous_gg.p, previous_gg.q, previous_gg.gamma)
+    warm_gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"], start=start)
+    assert warm_gg.started_from == "start" and relative_gap(warm_gg, cold_gg, GAMMA_GAMMA) < 1e-4
+    assert warm_gg.evaluations < cold_gg.evaluations
+
+
+ABSURD_STARTS = [
+    pytest.param(np.exp(clv.LOG_BOUND), id="upper bounds"),
+    pytest.param(np.exp(-clv.LOG_BOUND), id="lower bounds"),
+    pytest.param(1e30, id="beyond the bounds"),
+    pytest.param(0.0, id="zero"),
+    pytest.param(-1.0, id="negative"),
+    pytest.param(np.nan, id="not a number"),
+]
+
+
+@pytest.mark.parametrize("value", ABSURD_STARTS)
+def test_an_absurd_start_gives_the_answer_from_zeros(summary, value):
+    # From every parameter at its upper bound, BG/NBD's search converges far up the ridge
+    # where a and b grow together (a ~ 9,000, log-likelihood -9603.6 against -9582.4).
+    columns = summary["x"], summary["t_x"], summary["T"]
+    cold = clv.bgnbd_fit(*columns)
+    warm = clv.bgnbd_fit(*columns, start=(value,) * 4)
+    assert warm.started_from == "zeros instead"
+    assert (warm.r, warm.alpha, warm.a, warm.b) == (cold.r, cold.alpha, cold.a, cold.b)
+    cold_gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
+    warm_gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"], start=(value,) * 3)
+    assert warm_gg.started_from == "zeros instead"
+    assert (warm_gg.p, warm_gg.q, warm_gg.gamma) == (cold_gg.p, cold_gg.q, cold_gg.gamma)

@@ -178,8 +178,8 @@ def test_an_implausible_fit_keeps_the_previous_predictions(db, monkeypatch):
     predictions.predictions_refresh(run=previous, as_of=AS_OF)
     fit = clv.bgnbd_fit
 
-    def runaway(*args):
-        model = fit(*args)
+    def runaway(*args, **kwargs):
+        model = fit(*args, **kwargs)
         return clv.BgNbd(**{**model.__dict__, "at_bound": ("b",)})
 
     monkeypatch.setattr(clv, "bgnbd_fit", runaway)
@@ -193,7 +193,7 @@ def test_an_implausible_fit_keeps_the_previous_predictions(db, monkeypatch):
 def test_a_fit_that_fails_on_the_numbers_is_recorded_and_changes_nothing(db, monkeypatch):
     cdnow_shop()
 
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise FloatingPointError("overflow")
 
     monkeypatch.setattr(clv, "gamma_gamma_fit", broken)
@@ -202,6 +202,104 @@ def test_a_fit_that_fails_on_the_numbers_is_recorded_and_changes_nothing(db, mon
     assert record["status"] == "implausible"
     assert "could not be fitted" in record["reason"] and "overflow" in record["reason"]
     assert not CustomerPrediction.objects.exists()
+
+
+BGNBD_KEYS = ("r", "alpha", "a", "b")
+GAMMA_GAMMA_KEYS = ("gg_p", "gg_q", "gg_gamma")
+
+
+def fit_starts_seen(monkeypatch) -> dict:
+    """The start each fit is given, as the refresh calls them."""
+    seen = {}
+    fits = {"bgnbd": clv.bgnbd_fit, "gamma_gamma": clv.gamma_gamma_fit}
+
+    def watched(name):
+        def fit(*args, start=None):
+            seen[name] = start
+            return fits[name](*args, start=start)
+
+        return fit
+
+    monkeypatch.setattr(clv, "bgnbd_fit", watched("bgnbd"))
+    monkeypatch.setattr(clv, "gamma_gamma_fit", watched("gamma_gamma"))
+    return seen
+
+
+def test_a_refresh_starts_its_fits_from_the_last_fitted_runs_parameters(db, monkeypatch):
+    cdnow_shop()
+    first = predictions.predictions_refresh(run=SegmentationRunFactory(), as_of=AS_OF)
+    assert (first["fit_start"], first["gg_fit_start"]) == ("zeros", "zeros")
+    seen = fit_starts_seen(monkeypatch)
+
+    record = predictions.predictions_refresh(run=SegmentationRunFactory(), as_of=AS_OF)
+
+    assert seen["bgnbd"] == tuple(first[k] for k in BGNBD_KEYS)
+    assert seen["gamma_gamma"] == tuple(first[k] for k in GAMMA_GAMMA_KEYS)
+    assert (record["fit_start"], record["gg_fit_start"]) == ("previous run", "previous run")
+    assert record["status"] == "ok"
+    for key in BGNBD_KEYS + GAMMA_GAMMA_KEYS:
+        assert record[key] == pytest.approx(first[key], rel=1e-4)
+    assert record["fit_seconds"] >= 0 and record["gg_fit_seconds"] >= 0
+
+
+def fitted_record(**changes) -> dict:
+    """A run's record of fitted models, near what these customers give."""
+    record = {"model": predictions.MODEL, "time_unit": "weeks", "status": "ok"}
+    record.update(r=0.3, alpha=5.0, a=0.9, b=2.5, gg_p=6.0, gg_q=4.0, gg_gamma=15.0)
+    return record | changes
+
+
+def test_the_fits_start_from_the_last_finished_run_whose_predictions_were_fitted(db, monkeypatch):
+    cdnow_shop()
+    now = timezone.now()
+    last_fitted = fitted_record(r=0.25)
+    SegmentationRunFactory(finished_at=now - timedelta(days=2), predictions=last_fitted)
+    # Created later but finished earlier; finished later but not fitted; failed.
+    SegmentationRunFactory(finished_at=now - timedelta(days=3), predictions=fitted_record(r=0.5))
+    SegmentationRunFactory(
+        finished_at=now - timedelta(days=1),
+        predictions=fitted_record(r=0.75, status="implausible"),
+    )
+    SegmentationRunFactory(
+        status=SegmentationRun.Status.FAILED,
+        finished_at=now - timedelta(hours=1),
+        predictions=fitted_record(r=1.0),
+    )
+    seen = fit_starts_seen(monkeypatch)
+
+    record = predictions.predictions_refresh(run=SegmentationRunFactory(), as_of=AS_OF)
+
+    assert seen["bgnbd"] == tuple(float(last_fitted[k]) for k in BGNBD_KEYS)
+    assert seen["gamma_gamma"] == tuple(float(last_fitted[k]) for k in GAMMA_GAMMA_KEYS)
+    assert record["status"] == "ok" and record["fit_start"] == "previous run"
+
+
+def test_a_last_fit_in_another_time_unit_starts_only_the_order_value_model(
+    db, monkeypatch, settings
+):
+    cdnow_shop()
+    SegmentationRunFactory(predictions=fitted_record())
+    settings.PREDICTIONS_TIME_UNIT_DAYS = 1.0
+    seen = fit_starts_seen(monkeypatch)
+
+    record = predictions.predictions_refresh(run=SegmentationRunFactory(), as_of=AS_OF)
+
+    assert seen["bgnbd"] is None and seen["gamma_gamma"] is not None
+    assert (record["fit_start"], record["gg_fit_start"]) == ("zeros", "previous run")
+
+
+def test_a_last_fit_that_leads_nowhere_gives_the_same_answer_as_none(db):
+    cdnow_shop()
+    cold = predictions.predictions_refresh(run=SegmentationRunFactory(), as_of=AS_OF)
+    absurd = dict.fromkeys(BGNBD_KEYS + GAMMA_GAMMA_KEYS, 1e12)
+    SegmentationRunFactory(predictions={**cold, **absurd})
+
+    record = predictions.predictions_refresh(run=SegmentationRunFactory(), as_of=AS_OF)
+
+    assert record["status"] == "ok"
+    assert record["fit_start"] == record["gg_fit_start"] == "zeros after the previous run's"
+    for key in BGNBD_KEYS + GAMMA_GAMMA_KEYS:
+        assert record[key] == cold[key]
 
 
 @pytest.fixture
