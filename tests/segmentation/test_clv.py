@@ -169,6 +169,27 @@ def test_a_fit_at_its_bound_or_not_converged_is_not_trusted():
     assert "no convergence" in clv.fit_problem(stuck, gg, repeat_customers=1000, time_unit_days=7)
 
 
+def test_an_order_value_model_whose_p_grows_without_end_is_a_limit_not_a_failure(summary):
+    """When the amounts vary too little to hold p, p runs to its upper edge while p x gamma
+    stays put: the expected order values are the limit's (a repeat buyer's own mean, a
+    newcomer the population's), so the predictions stand. At the lower edge they do not."""
+    model = clv.bgnbd_fit(summary["x"], summary["t_x"], summary["T"])
+    repeat = int((summary["x"] > 0).sum())
+    edge = np.exp(clv.LOG_BOUND)
+    upper = clv.GammaGamma(edge, 2.2, 153.0 / edge, 0, True, ("p",), 0)
+    lower = clv.GammaGamma(1 / edge, 2.2, 15.4, 0, True, ("p",), 0)
+
+    assert clv.fit_problem(model, upper, repeat_customers=repeat, time_unit_days=7) == ""
+    assert "edge of its range (p)" in clv.fit_problem(
+        model, lower, repeat_customers=repeat, time_unit_days=7
+    )
+    values = clv.gamma_gamma_expected_value(
+        upper, np.array([0.0, 1.0, 5.0]), np.array([0.0, 40.0, 186.0])
+    )
+    # A newcomer: the population's mean, p x gamma / (q - 1); a repeat buyer: their own.
+    assert values == pytest.approx([153.0 / 1.2, 40.0, 186.0], rel=1e-3)
+
+
 def test_holdout_check_tracks_the_actual_repeat_purchases_of_cdnow(cdnow):
     model, check = clv_holdout.holdout_check(
         cdnow, calibration_end=CALIBRATION_END, holdout_end=date(1998, 6, 30)
