@@ -177,13 +177,16 @@ def _labels_stage(plan: RunPlan) -> StagedLabels:
     ):
         special_reason[label] = number_of.setdefault(text, len(number_of))
     reason_rows = [(number, text) for text, number in number_of.items()]
-    everyone = selectors.customer_flags()
-    others = ~np.isin(everyone["id"], ids)
-    other_ids = everyone["id"][others]
+    _temp_tables_create()
+    _rows_insert(REASONS_TABLE, ("id", "reason"), reason_rows)
+    # Every customer as they are now, each with their current membership if any.
+    now = selectors.customer_flags_and_memberships(reasons_table=REASONS_TABLE)
+    others = ~np.isin(now["id"], ids)
+    other_ids = now["id"][others]
     other_labels = np.where(
-        everyone["is_archived"][others] == 1,
+        now["is_archived"][others] == 1,
         Label.ARCHIVED,
-        np.where(everyone["profiling_opt_out"][others] == 1, Label.OPTED_OUT, Label.PROSPECT),
+        np.where(now["profiling_opt_out"][others] == 1, Label.OPTED_OUT, Label.PROSPECT),
     ).astype(np.int64)
     other_reasons = np.select(
         [other_labels == label for label in special_reason], list(special_reason.values())
@@ -199,17 +202,15 @@ def _labels_stage(plan: RunPlan) -> StagedLabels:
         label: int((labels == label).sum()) for label in (Label.PROSPECT, Label.OPTED_OUT)
     }
 
-    _temp_tables_create()
-    _rows_insert(REASONS_TABLE, ("id", "reason"), reason_rows)
     expected = _expected_segments(plan)
-    current = selectors.memberships_current(reasons_table=REASONS_TABLE)
-    # Each customer's current membership, if any, next to the new label.
-    position = np.searchsorted(current["customer_id"], ids)
-    padded_ids = np.append(current["customer_id"], -1)  # past the end: "not found"
-    found = padded_ids[position] == ids
-    position[~found] = len(current["customer_id"])
-    current_segment = np.append(current["segment_id"], SegmentSlot.NO_MEMBERSHIP)[position]
-    current_reason = np.append(current["reason_id"], NO_REASON)[position]
+    # Each customer's current membership, if any, next to the new label (a clustered
+    # customer deleted since the features were read has none).
+    position = np.searchsorted(now["id"], ids)
+    padded_ids = np.append(now["id"], -1)  # past the end: "not found"
+    found = (padded_ids[position] == ids) & (np.append(now["has_membership"], 0)[position] == 1)
+    position[~found] = len(now["id"])
+    current_segment = np.append(now["segment_id"], SegmentSlot.NO_MEMBERSHIP)[position]
+    current_reason = np.append(now["reason_id"], NO_REASON)[position]
     expected_segment = (
         pd.Series(labels).map(expected).fillna(SegmentSlot.NOT_YET_CREATED).to_numpy(np.int64)
     )
