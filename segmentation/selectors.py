@@ -324,6 +324,22 @@ _STAGING_READ_SETTINGS = {
 }
 
 
+def customer_ids() -> np.ndarray:
+    """Every customer id, in id order: a read of the primary key's index alone. PostgreSQL
+    sends them as one value, 8 bytes an id (a row each costs the client half a second per
+    million)."""
+    table = Customer._meta.db_table
+    if connection.vendor != "postgresql":
+        return _int_columns(f"SELECT id FROM {table} ORDER BY id", ["id"])["id"]
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT string_agg(int8send(id), ''::bytea) "
+            f"FROM (SELECT id FROM {table} ORDER BY id) ids"
+        )
+        packed = cur.fetchone()[0]
+    return np.frombuffer(packed or b"", dtype=">i8").astype(np.int64)
+
+
 def customer_flags_and_memberships(*, reasons_table: str) -> dict[str, np.ndarray]:
     """Every customer, sorted by id, with what a run's label staging compares: is_archived
     and profiling_opt_out (0/1); has_membership (0/1), whether they have an unpinned

@@ -54,9 +54,11 @@ def labels_write(
     progress: Callable[..., None],
     timings: dict[str, float],
     succeed: Callable[[int], None],
-) -> None:
+) -> np.ndarray:
     """Stage the labels that change, then in one transaction: segments, history, the switch,
     segment figures and snapshots, and ``succeed(n_moved)`` (the run's own success record).
+    Returns every customer it may have written a history, membership or figures row for
+    (unsorted, with repeats), for the sweep of those deleted meanwhile.
 
     Raises RunAlreadyFinished when another attempt finished the run meanwhile, and
     SegmentationCheckFailed when the segments changed under the run; nothing is written then.
@@ -106,6 +108,7 @@ def labels_write(
     timings["label_write"] += time.perf_counter() - committing
     SegmentationRun.objects.filter(pk=run.pk).update(timings=jsonable(timings))
     progress("done", 100, stage="writing")
+    return np.concatenate([staged.labelled, plan.raw["customer_id"].to_numpy(np.int64)])
 
 
 def temp_tables_drop() -> None:
@@ -224,6 +227,7 @@ def _labels_stage(plan: RunPlan) -> StagedLabels:
         expected_segments={
             int(label): expected[int(label)] for label in np.unique(labels[unchanged]).tolist()
         },
+        labelled=ids,
     )
 
 

@@ -304,6 +304,13 @@ def test_staging_reads_every_customer_in_id_order_with_their_unpinned_membership
     }
 
 
+def test_customer_ids_are_every_customer_in_id_order(db):
+    customers = [CustomerFactory() for _ in range(3)]
+
+    assert selectors.customer_ids().tolist() == sorted(c.pk for c in customers)
+    assert selectors.customer_ids().dtype == np.int64
+
+
 def test_staging_read_is_sorted_by_id_even_if_a_plan_returns_another_order(db, monkeypatch):
     shuffled = {"id": np.array([3, 1, 2]), "segment_id": np.array([30, 10, 20])}
     monkeypatch.setattr(selectors, "_int_columns", lambda sql, columns: shuffled)
