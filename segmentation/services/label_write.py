@@ -106,6 +106,9 @@ def labels_write(
         committing = time.perf_counter()
     # The commit makes the new labels durable: it belongs to the label write.
     timings["label_write"] += time.perf_counter() - committing
+    analyzing = time.perf_counter()
+    _history_statistics_refresh()
+    timings["history_write"] += time.perf_counter() - analyzing
     SegmentationRun.objects.filter(pk=run.pk).update(timings=jsonable(timings))
     progress("done", 100, stage="writing")
     return np.concatenate([staged.labelled, plan.raw["customer_id"].to_numpy(np.int64)])
@@ -356,6 +359,23 @@ def _history_write(run: SegmentationRun) -> int:
             [run.pk],
         )
     return moved
+
+
+def _history_statistics_refresh() -> None:
+    """On PostgreSQL, sample the segment history again now that the run's rows are in.
+
+    Pages read it by run (Today's newly at risk, a segment's movers). With the statistics
+    of the run before, the planner takes this run for a row or two and joins row by row:
+    Today's query took 70 ms instead of 37 after a daily run at a million customers, 2.1 s
+    instead of 1.65 after one that moved 150,000 into an at-risk segment; the sample takes
+    0.2 s. A daily run adds too few rows for autovacuum to sample them. The other tables a
+    run rewrites need none: pages read them by customer or down an index to a limit, and
+    their plans stay the same after the rewrite.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cur:
+        cur.execute(f"ANALYZE {connection.ops.quote_name(SegmentMembershipChange._meta.db_table)}")
 
 
 def labels_switch() -> int:

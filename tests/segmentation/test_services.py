@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from crm.models import Customer, Purchase
@@ -601,3 +602,17 @@ def test_a_first_run_that_fails_mid_write_leaves_no_row_and_every_index(shop, mo
     assert not Membership.objects.exists()
     assert not SegmentMembershipChange.objects.exists()
     assert {m: table_indexes(m) for m in indexes_before} == indexes_before
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's planner statistics")
+def test_a_run_samples_the_segment_history_again_and_no_other_table(shop):
+    with CaptureQueriesContext(connection) as queries:
+        run = run_now()
+
+    assert run.status == Status.SUCCEEDED, run.error
+    analyzed = [q["sql"] for q in queries if q["sql"].startswith("ANALYZE")]
+    history = connection.ops.quote_name(SegmentMembershipChange._meta.db_table)
+    # The staging temp table is sampled as it is loaded; of the run's tables, the history.
+    assert [sql for sql in analyzed if label_write.LABELS_TABLE not in sql] == [
+        f"ANALYZE {history}"
+    ]
