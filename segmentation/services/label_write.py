@@ -368,9 +368,9 @@ def _history_statistics_refresh() -> None:
     of the run before, the planner takes this run for a row or two and joins row by row:
     Today's query took 70 ms instead of 37 after a daily run at a million customers, 2.1 s
     instead of 1.65 after one that moved 150,000 into an at-risk segment; the sample takes
-    0.2 s. A daily run adds too few rows for autovacuum to sample them. The other tables a
-    run rewrites need none: pages read them by customer or down an index to a limit, and
-    their plans stay the same after the rewrite.
+    0.1-0.2 s. A daily run adds too few rows for autovacuum to sample them. The other
+    tables a run rewrites need none: pages read them by customer or down an index to a
+    limit (the predictions' plans were the same either way).
     """
     if connection.vendor != "postgresql":
         return
