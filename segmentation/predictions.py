@@ -74,6 +74,16 @@ class PredictionsComputed:
     started: float = field(default_factory=time.perf_counter)
     purchase_days: PurchaseDaysSummed | None = None
 
+    def customer_ids(self) -> np.ndarray:
+        """The customers predictions_store writes a row for: those scored, when the status
+        is ok, and those whose purchase days are kept (unsorted, with repeats)."""
+        parts = [np.empty(0, dtype=np.int64)]
+        if self.status == "ok" and self.scores is not None:
+            parts.append(self.scores.index.to_numpy(np.int64))
+        if self.purchase_days is not None:
+            parts.append(self.purchase_days.rows["customer_id"].to_numpy(np.int64))
+        return np.concatenate(parts)
+
 
 def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     """Fit the purchase models on every profiled customer's sales up to ``as_of`` and, if the

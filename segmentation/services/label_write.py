@@ -54,9 +54,11 @@ def labels_write(
     progress: Callable[..., None],
     timings: dict[str, float],
     succeed: Callable[[int], None],
-) -> None:
+) -> np.ndarray:
     """Stage the labels that change, then in one transaction: segments, history, the switch,
     segment figures and snapshots, and ``succeed(n_moved)`` (the run's own success record).
+    Returns every customer it may have written a history, membership or figures row for
+    (unsorted, with repeats), for the sweep of those deleted meanwhile.
 
     Raises RunAlreadyFinished when another attempt finished the run meanwhile, and
     SegmentationCheckFailed when the segments changed under the run; nothing is written then.
@@ -104,8 +106,12 @@ def labels_write(
         committing = time.perf_counter()
     # The commit makes the new labels durable: it belongs to the label write.
     timings["label_write"] += time.perf_counter() - committing
+    analyzing = time.perf_counter()
+    _history_statistics_refresh()
+    timings["history_write"] += time.perf_counter() - analyzing
     SegmentationRun.objects.filter(pk=run.pk).update(timings=jsonable(timings))
     progress("done", 100, stage="writing")
+    return np.concatenate([staged.labelled, plan.raw["customer_id"].to_numpy(np.int64)])
 
 
 def temp_tables_drop() -> None:
@@ -177,13 +183,16 @@ def _labels_stage(plan: RunPlan) -> StagedLabels:
     ):
         special_reason[label] = number_of.setdefault(text, len(number_of))
     reason_rows = [(number, text) for text, number in number_of.items()]
-    everyone = selectors.customer_flags()
-    others = ~np.isin(everyone["id"], ids)
-    other_ids = everyone["id"][others]
+    _temp_tables_create()
+    _rows_insert(REASONS_TABLE, ("id", "reason"), reason_rows)
+    # Every customer as they are now, each with their current membership if any.
+    now = selectors.customer_flags_and_memberships(reasons_table=REASONS_TABLE)
+    others = ~np.isin(now["id"], ids)
+    other_ids = now["id"][others]
     other_labels = np.where(
-        everyone["is_archived"][others] == 1,
+        now["is_archived"][others] == 1,
         Label.ARCHIVED,
-        np.where(everyone["profiling_opt_out"][others] == 1, Label.OPTED_OUT, Label.PROSPECT),
+        np.where(now["profiling_opt_out"][others] == 1, Label.OPTED_OUT, Label.PROSPECT),
     ).astype(np.int64)
     other_reasons = np.select(
         [other_labels == label for label in special_reason], list(special_reason.values())
@@ -199,17 +208,15 @@ def _labels_stage(plan: RunPlan) -> StagedLabels:
         label: int((labels == label).sum()) for label in (Label.PROSPECT, Label.OPTED_OUT)
     }
 
-    _temp_tables_create()
-    _rows_insert(REASONS_TABLE, ("id", "reason"), reason_rows)
     expected = _expected_segments(plan)
-    current = selectors.memberships_current(reasons_table=REASONS_TABLE)
-    # Each customer's current membership, if any, next to the new label.
-    position = np.searchsorted(current["customer_id"], ids)
-    padded_ids = np.append(current["customer_id"], -1)  # past the end: "not found"
-    found = padded_ids[position] == ids
-    position[~found] = len(current["customer_id"])
-    current_segment = np.append(current["segment_id"], SegmentSlot.NO_MEMBERSHIP)[position]
-    current_reason = np.append(current["reason_id"], NO_REASON)[position]
+    # Each customer's current membership, if any, next to the new label (a clustered
+    # customer deleted since the features were read has none).
+    position = np.searchsorted(now["id"], ids)
+    padded_ids = np.append(now["id"], -1)  # past the end: "not found"
+    found = (padded_ids[position] == ids) & (np.append(now["has_membership"], 0)[position] == 1)
+    position[~found] = len(now["id"])
+    current_segment = np.append(now["segment_id"], SegmentSlot.NO_MEMBERSHIP)[position]
+    current_reason = np.append(now["reason_id"], NO_REASON)[position]
     expected_segment = (
         pd.Series(labels).map(expected).fillna(SegmentSlot.NOT_YET_CREATED).to_numpy(np.int64)
     )
@@ -223,6 +230,7 @@ def _labels_stage(plan: RunPlan) -> StagedLabels:
         expected_segments={
             int(label): expected[int(label)] for label in np.unique(labels[unchanged]).tolist()
         },
+        labelled=ids,
     )
 
 
@@ -351,6 +359,23 @@ def _history_write(run: SegmentationRun) -> int:
             [run.pk],
         )
     return moved
+
+
+def _history_statistics_refresh() -> None:
+    """On PostgreSQL, sample the segment history again now that the run's rows are in.
+
+    Pages read it by run (Today's newly at risk, a segment's movers). With the statistics
+    of the run before, the planner takes this run for a row or two and joins row by row:
+    Today's query took 70 ms instead of 37 after a daily run at a million customers, 2.1 s
+    instead of 1.65 after one that moved 150,000 into an at-risk segment; the sample takes
+    0.1-0.2 s. A daily run adds too few rows for autovacuum to sample them. The other
+    tables a run rewrites need none: pages read them by customer or down an index to a
+    limit (the predictions' plans were the same either way).
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cur:
+        cur.execute(f"ANALYZE {connection.ops.quote_name(SegmentMembershipChange._meta.db_table)}")
 
 
 def labels_switch() -> int:

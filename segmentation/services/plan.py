@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from segmentation import selectors
@@ -53,7 +54,9 @@ class RunPlan:
 @dataclass(frozen=True)
 class StagedLabels:
     """What staging learnt and the write needs: how many customers got each special label,
-    and the segment each unstaged label was expected to keep (checked before writing)."""
+    the segment each unstaged label was expected to keep (checked before writing), and
+    every customer labelled (the only ones whose history or membership it may write)."""
 
     other_counts: dict[Label, int]
     expected_segments: dict[int, int]
+    labelled: np.ndarray

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from crm.cache import pages_cache_changed
 from segmentation import selectors
-from segmentation.customer_rows import customer_orphans_delete
+from segmentation.customer_rows import run_orphans_delete
 from segmentation.features import EngineRejected
 from segmentation.models import SegmentationRun
 from segmentation.predictions import PredictionsComputed, predictions_compute, predictions_store
@@ -228,17 +228,17 @@ def segmentation_run_execute(
     try:
         with _heartbeat(run.pk):
             plan = _plan_compute(run, reporter, timings)
-            labels_write(
+            labelled = labels_write(
                 run=run,
                 plan=plan,
                 progress=reporter,
                 timings=timings,
                 succeed=lambda n_moved: _run_succeed(run, plan, n_moved=n_moved, timings=timings),
             )
-            _predictions_refresh(run, timings, predictions)
+            predicted = _predictions_refresh(run, timings, predictions)
             # No row for a customer deleted since the run read them: the bulk writes
             # have no foreign key to refuse one (segmentation.customer_rows).
-            customer_orphans_delete(run_id=run.pk)
+            run_orphans_delete(run_id=run.pk, customer_ids=np.concatenate([labelled, predicted]))
     except RunAlreadyFinished:
         pass
     except Exception as exc:
@@ -311,13 +311,17 @@ class _Predictions:
 
 def _predictions_refresh(
     run: SegmentationRun, timings: dict[str, float], predictions: _Predictions
-) -> None:
+) -> np.ndarray:
     """Predictions after the segments, in the same run. Their failure never undoes the
     segments: the previous predictions stay and the run says why in words. Timed is what
-    they add to the run: the wait for their thread, if any, and their write."""
+    they add to the run: the wait for their thread, if any, and their write. Returns the
+    customers they may have written a row for."""
     started = time.perf_counter()
+    written = np.empty(0, dtype=np.int64)
     try:
-        predictions_store(run=run, computed=predictions.result())
+        computed = predictions.result()
+        written = computed.customer_ids()
+        predictions_store(run=run, computed=computed)
     except Exception as exc:
         logger.exception("Predictions of run %s failed", run.pk)
         failure = {
@@ -330,6 +334,7 @@ def _predictions_refresh(
         )
     timings["predictions"] = time.perf_counter() - started
     SegmentationRun.objects.filter(pk=run.pk).update(timings=jsonable(timings))
+    return written
 
 
 def _run_finish(run: SegmentationRun, *, status: str, error: str = "") -> None:

@@ -1,11 +1,15 @@
 """A customer deleted during a run gets no row afterwards; old runs' per-customer rows go."""
 
+import math
 from datetime import timedelta
 
+import numpy as np
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from crm.models import Customer
+from crm.models import Customer, Feedback, Purchase
 from segmentation import customer_rows, predictions
 from segmentation.models import (
     CustomerFeatures,
@@ -85,6 +89,94 @@ def test_customers_deleted_after_the_purchase_read_of_the_predictions_get_none(m
     assert CustomerPrediction.objects.exists()
     assert rows_of(gone) == no_rows()
     assert customer_rows.customer_orphans_count() == no_rows()
+
+
+def run_rows(counts: dict[str, int]) -> dict[str, int]:
+    """Only the tables whose rows carry the run that wrote them."""
+    return {m._meta.label_lower: counts[m._meta.label_lower] for m in customer_rows.RUN_ROW_MODELS}
+
+
+@pytest.mark.django_db
+def test_a_customer_deleted_while_the_run_writes_keeps_no_row_of_that_run(monkeypatch):
+    shop = shop_build(scale=4)  # enough repeat buyers for the models to be fitted
+    gone = shop.groups["champions"][0]
+    store = runs.predictions_store
+    written: dict[str, int] = {}
+
+    def store_then_delete(**kwargs):
+        record = store(**kwargs)
+        written.update(rows_of([gone]))
+        # As a deletion committing beside the run's writes leaves things: its cascade (here
+        # by hand, their sales and feedback) did not see the run's rows, so only the sweep
+        # can remove them.
+        for model in (Purchase, Feedback, Customer):
+            field = "pk" if model is Customer else "customer_id"
+            model.objects.filter(**{field: gone})._raw_delete(model.objects.db)
+        return record
+
+    monkeypatch.setattr(runs, "predictions_store", store_then_delete)
+
+    run = run_now()
+
+    assert run.status == Status.SUCCEEDED, run.error
+    assert run.predictions["status"] == "ok", run.predictions
+    # The run had written a row of each kind for them.
+    assert set(run_rows(written).values()) == {1}, written
+    assert set(run_rows(rows_of([gone])).values()) == {0}
+    # A membership carries no run: the daily sweep takes it.
+    assert customer_rows.customer_orphans_count() == {**no_rows(), "segmentation.membership": 1}
+
+
+@pytest.mark.django_db
+def test_a_run_where_nobody_was_deleted_sweeps_without_a_delete():
+    shop_build()
+
+    with CaptureQueriesContext(connection) as queries:
+        run = run_now()
+
+    assert run.status == Status.SUCCEEDED, run.error
+    statements = [q["sql"] for q in queries]
+    assert not [sql for sql in statements if sql.startswith("DELETE") and "run_id" in sql]
+
+
+@pytest.mark.django_db
+def test_the_run_sweep_reads_the_customer_ids_once_when_nobody_is_gone():
+    customers = [CustomerFactory() for _ in range(3)]
+    handed = np.array([c.pk for c in customers] * 2, dtype=np.int64)  # repeats, as a run's
+
+    with CaptureQueriesContext(connection) as queries:
+        deleted = customer_rows.run_orphans_delete(run_id=1, customer_ids=handed)
+
+    assert set(deleted.values()) == {0}
+    assert set(deleted) == {m._meta.label_lower for m in customer_rows.RUN_ROW_MODELS}
+    assert len(queries) == 1
+    assert queries[0]["sql"].startswith("SELECT")
+
+
+@pytest.mark.django_db
+def test_the_run_sweep_deletes_that_runs_rows_of_the_customers_gone_and_no_others():
+    kept = CustomerFactory()
+    run, other = SegmentationRunFactory(), SegmentationRunFactory()
+    gone = list(range(10**6, 10**6 + 2000))  # more ids than one SQLite statement takes
+    SegmentMembershipChange.objects.bulk_create(
+        [SegmentMembershipChange(customer_id=pk, run=run) for pk in [kept.pk, *gone]]
+        + [SegmentMembershipChange(customer_id=pk, run=other) for pk in gone[:5]]
+    )
+    handed = np.array([*gone, kept.pk, *gone[:10]], dtype=np.int64)
+
+    with CaptureQueriesContext(connection) as queries:
+        deleted = customer_rows.run_orphans_delete(run_id=run.pk, customer_ids=handed)
+
+    assert deleted["segmentation.segmentmembershipchange"] == 2000
+    history = SegmentMembershipChange.objects
+    assert list(history.filter(run=run).values_list("customer_id", flat=True)) == [kept.pk]
+    # Another run's rows are the daily sweep's.
+    assert history.filter(run=other).count() == 5
+    statements = 1
+    if connection.vendor == "sqlite":
+        statements = math.ceil(len(gone) / customer_rows.SQLITE_IDS_PER_DELETE)
+    deletes = [q["sql"] for q in queries if q["sql"].startswith("DELETE")]
+    assert len(deletes) == len(customer_rows.RUN_ROW_MODELS) * statements
 
 
 @pytest.mark.django_db

@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from crm.models import Purchase
 from segmentation import selectors
 from segmentation.models import Membership
+from segmentation.services import label_write
 from tests.factories import (
     CustomerFactory,
     FeedbackFactory,
@@ -267,3 +268,54 @@ def test_segment_arrivals_leave_out_first_placements_moves_within_and_those_who_
     arrivals = selectors.segment_arrivals(run=run, segment_ids=[at_risk.pk, sleeping.pk])
 
     assert [c.customer for c in arrivals] == [rich, poor]
+
+
+def test_staging_reads_every_customer_in_id_order_with_their_unpinned_membership(db):
+    segment = SegmentFactory()
+    placed = CustomerFactory()
+    Membership.objects.create(customer=placed, segment=segment, reason="Buys often.")
+    opted_out = CustomerFactory(profiling_opt_out=True)
+    Membership.objects.create(customer=opted_out, segment=None, reason="No run says this now.")
+    pinned = CustomerFactory()
+    Membership.objects.create(customer=pinned, segment=segment, reason="Pinned.", pinned=True)
+    archived = CustomerFactory(is_archived=True)  # never placed: no membership row
+    label_write._temp_tables_create()
+    label_write._rows_insert(label_write.REASONS_TABLE, ("id", "reason"), [(0, "Buys often.")])
+
+    read = selectors.customer_flags_and_memberships(reasons_table=label_write.REASONS_TABLE)
+
+    rows = {
+        int(customer_id): tuple(int(read[column][i]) for column in list(read)[1:])
+        for i, customer_id in enumerate(read["id"])
+    }
+    assert read["id"].tolist() == sorted(rows)
+    assert list(read)[1:] == [
+        "is_archived",
+        "profiling_opt_out",
+        "has_membership",
+        "segment_id",
+        "reason_id",
+    ]
+    assert rows == {
+        placed.pk: (0, 0, 1, segment.pk, 0),
+        opted_out.pk: (0, 1, 1, -1, -1000),  # no segment; a reason not among the run's
+        pinned.pk: (0, 0, 0, -1, -1000),  # a pinned membership reads as none
+        archived.pk: (1, 0, 0, -1, -1000),
+    }
+
+
+def test_customer_ids_are_every_customer_in_id_order(db):
+    customers = [CustomerFactory() for _ in range(3)]
+
+    assert selectors.customer_ids().tolist() == sorted(c.pk for c in customers)
+    assert selectors.customer_ids().dtype == np.int64
+
+
+def test_staging_read_is_sorted_by_id_even_if_a_plan_returns_another_order(db, monkeypatch):
+    shuffled = {"id": np.array([3, 1, 2]), "segment_id": np.array([30, 10, 20])}
+    monkeypatch.setattr(selectors, "_int_columns", lambda sql, columns: shuffled)
+
+    read = selectors.customer_flags_and_memberships(reasons_table="unused")
+
+    assert read["id"].tolist() == [1, 2, 3]
+    assert read["segment_id"].tolist() == [10, 20, 30]

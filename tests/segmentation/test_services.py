@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from crm.models import Customer, Purchase
@@ -436,6 +437,36 @@ def test_a_rerun_writes_exactly_what_changed_since_the_last_run(shop):
     )
 
 
+def test_staging_leaves_pinned_customers_out_and_archived_ones_never_placed_unwritten(
+    shop, monkeypatch
+):
+    run_now()
+    pinned = Customer.objects.get(pk=shop.groups["casual"][0])
+    target = Customer.objects.get(pk=shop.groups["champions"][0]).membership.segment
+    services.segment_pin(customer=pinned, segment=target)
+    never_placed = CustomerFactory(is_archived=True)
+    newcomer = CustomerFactory()  # no membership row yet: staged as a prospect
+    staged: list[int] = []
+    copy = label_write._labels_copy
+
+    def staged_too(ids, labels, reason_ids):
+        staged.extend(ids.tolist())
+        return copy(ids, labels, reason_ids)
+
+    monkeypatch.setattr(label_write, "_labels_copy", staged_too)
+
+    rerun = run_now()
+
+    assert rerun.status == Status.SUCCEEDED, rerun.error
+    assert newcomer.pk in staged
+    assert pinned.pk not in staged
+    assert never_placed.pk not in staged
+    assert not Membership.objects.filter(customer=never_placed).exists()
+    assert not SegmentMembershipChange.objects.filter(customer=never_placed).exists()
+    pinned.refresh_from_db()
+    assert (pinned.membership.segment_id, pinned.membership.pinned) == (target.pk, True)
+
+
 def test_label_write_stand_ins_never_collide():
     """Special labels, segment stand-ins and the no-reason number are told apart: a staged
     label is "unchanged" only when its real segment and reason are."""
@@ -573,3 +604,17 @@ def test_a_first_run_that_fails_mid_write_leaves_no_row_and_every_index(shop, mo
     assert not Membership.objects.exists()
     assert not SegmentMembershipChange.objects.exists()
     assert {m: table_indexes(m) for m in indexes_before} == indexes_before
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's planner statistics")
+def test_a_run_samples_the_segment_history_again_and_no_other_table(shop):
+    with CaptureQueriesContext(connection) as queries:
+        run = run_now()
+
+    assert run.status == Status.SUCCEEDED, run.error
+    analyzed = [q["sql"] for q in queries if q["sql"].startswith("ANALYZE")]
+    history = connection.ops.quote_name(SegmentMembershipChange._meta.db_table)
+    # The staging temp table is sampled as it is loaded; of the run's tables, the history.
+    assert [sql for sql in analyzed if label_write.LABELS_TABLE not in sql] == [
+        f"ANALYZE {history}"
+    ]
