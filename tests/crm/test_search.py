@@ -226,3 +226,27 @@ def test_sqlite_checks_a_very_common_term_along_the_lists_order_with_the_same_an
     assert list(common) == list(rare) == list(fenced) and len(rare) == 3
     assert SEARCH_TABLE in rare.explain() and SEARCH_TABLE in fenced.explain()
     assert SEARCH_TABLE not in common.explain()
+
+
+@pytest.mark.django_db
+def test_postgresql_checks_a_very_common_term_along_the_lists_order_with_the_same_answer(
+    monkeypatch,
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("the trigram index exists on PostgreSQL only")
+    for name in ("Ann Becker", "Bo Becker", "Cy Becker", "Di Stone"):
+        CustomerFactory(name=name, email="", phone="")
+    listed = Customer.objects.order_by("-total_spent", "-id")
+    rare = customer_search(queryset=listed, term="becker")
+    monkeypatch.setattr(search_index, "DENSE_MATCHES", 2)  # now three are many
+    common = customer_search(queryset=listed, term="becker")
+    fenced = customer_search(queryset=listed, term="becker", walk_when_common=False)
+
+    assert list(common) == list(rare) == list(fenced) and len(rare) == 3
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")  # three rows: any plan costs the same
+        plans = {"rare": rare.explain(), "common": common.explain(), "fenced": fenced.explain()}
+        cursor.execute("RESET enable_seqscan")
+    assert "customer_search_trgm_idx" in plans["rare"]
+    assert "customer_search_trgm_idx" in plans["fenced"]
+    assert "customer_search_trgm_idx" not in plans["common"]
