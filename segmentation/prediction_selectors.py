@@ -371,10 +371,11 @@ def _purchase_totals_postgresql(*, tz: str, end, until: datetime) -> pd.DataFram
     with transaction.atomic():
         with connection.cursor() as cur:
             _planner_settings_set(cur, {"jit": "off", "max_parallel_workers_per_gather": "0"})
-        with connection.chunked_cursor() as cur:
-            # Binary results: as text, each byte string would travel hex-encoded, twice
-            # its size, and be decoded again.
-            cur.cursor.execute(sql, params, binary=True)
+        # psycopg's own server-side cursor (Django's gives a plain one where server-side
+        # cursors are disabled for a pooler), inside this transaction, with binary
+        # results: as text, each byte string would travel hex-encoded, twice its size.
+        with connection.connection.cursor(name="purchase_day_blocks", binary=True) as cur:
+            cur.execute(sql, params)
             while rows := cur.fetchmany(4):
                 for row in rows:
                     a_ids, a_seconds, a_amounts, r_ids, r_seconds, r_amounts, profiled = row
