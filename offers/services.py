@@ -27,9 +27,9 @@ _HASH_SPACE = 2**64
 
 # Shown on the customer page next to the ranked offers.
 RANKING_METHOD = (
-    "Offers are ranked by expected value: the acceptance rate seen in this customer's segment "
-    "(a Beta posterior, sampled once per customer per day so that new offers still get a "
-    "chance) times what an acceptance is worth (the segment's typical order value minus the "
+    "Offers are ranked by what they are likely to bring: how often customers of this segment "
+    "have accepted each one so far (an offer with few answers yet still gets its turn now and "
+    "then) times what an acceptance is worth (the segment's typical order value minus the "
     "offer's cost)."
 )
 

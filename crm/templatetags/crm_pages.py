@@ -98,6 +98,21 @@ def ago(value) -> str:
 
 
 @register.filter
+def days_ago(value) -> str:
+    """A past moment in the business's calendar days: "today", "1 day ago", "12 days ago",
+    as the predictions and the segment's reasons count them beside it (a sale at 23:00 the
+    day before yesterday is 2 days ago, though under 48 hours); a month or more as ``ago``."""
+    if not value:
+        return ""
+    elapsed = (timezone.localdate() - timezone.localtime(value).date()).days
+    if elapsed <= 0:
+        return "today"
+    if elapsed < 31:
+        return "1 day ago" if elapsed == 1 else f"{elapsed} days ago"
+    return ago(value)
+
+
+@register.filter
 def days(value) -> str:
     if value is None:
         return "—"

@@ -179,3 +179,22 @@ def test_a_customer_the_owner_already_called_leaves_the_slipping_away_list(alice
     slipping = today_overview().slipping
 
     assert [item.customer.pk for item in slipping] == [other.customer_id]
+
+
+def test_the_last_purchase_is_counted_in_calendar_days_as_the_outlook_beside_it(staff_client):
+    """A sale at 23:00 the day before yesterday is "2 days ago" in the card at the top, as
+    the outlook and the segment's reasons count it, though fewer than 48 hours have passed
+    by early morning."""
+    customer = CustomerFactory()
+    two_days_before = selectors.day_start(timezone.localdate() - timedelta(days=2))
+    PurchaseFactory(customer=customer, purchased_at=two_days_before + timedelta(hours=23))
+    customer.refresh_from_db()
+    # Look at the page at 05:00 today, under 48 hours after the sale.
+    early = selectors.day_start(timezone.localdate()) + timedelta(hours=5)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(timezone, "now", lambda: early)
+        page = staff_client.get(reverse("pages:customer_detail", args=[customer.pk]))
+
+    assert customer.last_purchase_at is not None
+    assert "2 days ago" in page.content.decode()
+    assert "1 day ago" not in page.content.decode()
