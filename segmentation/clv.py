@@ -262,6 +262,26 @@ def _settled(result: optimize.OptimizeResult, objective: Objective) -> bool:
     return result.success or (stuck and np.abs(result.jac).max() <= SETTLED_GTOL)
 
 
+def _fit_outcome(
+    result: optimize.OptimizeResult,
+    objective: Objective,
+    names: tuple[str, ...],
+    started: float,
+    evaluations: int,
+    started_from: str,
+) -> dict:
+    """What BgNbd and GammaGamma record of their search alike, beside the parameters."""
+    return {
+        "log_likelihood": float(-result.fun * objective.customers),
+        "converged": _settled(result, objective),
+        "at_bound": _at_bound(names, result.x),
+        "customers": objective.customers,
+        "fit_seconds": time.perf_counter() - started,
+        "evaluations": evaluations,
+        "started_from": started_from,
+    }
+
+
 def _lbfgsb(objective: Objective, begin: np.ndarray) -> optimize.OptimizeResult:
     """The search, on the mean per customer: FIT_GTOL is absolute, and so means the same for
     a thousand customers and a million. ``fun`` is the mean at the answer."""
@@ -407,19 +427,13 @@ def bgnbd_fit(
     objective = bgnbd_objective(x, t_x, T)
     names = ("r", "alpha", "a", "b")
     result, started_from, evaluations = _minimise(objective, names=names, start=start)
-    r, alpha, a, b = np.exp(result.x)
+    r, alpha, a, b = (float(v) for v in np.exp(result.x))
     return BgNbd(
-        r=float(r),
-        alpha=float(alpha),
-        a=float(a),
-        b=float(b),
-        log_likelihood=float(-result.fun * objective.customers),
-        converged=_settled(result, objective),
-        at_bound=_at_bound(names, result.x),
-        customers=objective.customers,
-        fit_seconds=time.perf_counter() - started,
-        evaluations=evaluations,
-        started_from=started_from,
+        r=r,
+        alpha=alpha,
+        a=a,
+        b=b,
+        **_fit_outcome(result, objective, names, started, evaluations, started_from),
     )
 
 
@@ -555,18 +569,12 @@ def gamma_gamma_fit(
     objective = gamma_gamma_objective(x, monetary)
     names = ("p", "q", "gamma")
     result, started_from, evaluations = _minimise(objective, names=names, start=start)
-    p, q, v = np.exp(result.x)
+    p, q, v = (float(v) for v in np.exp(result.x))
     return GammaGamma(
-        p=float(p),
-        q=float(q),
-        gamma=float(v),
-        log_likelihood=float(-result.fun * objective.customers),
-        converged=_settled(result, objective),
-        at_bound=_at_bound(names, result.x),
-        customers=objective.customers,
-        fit_seconds=time.perf_counter() - started,
-        evaluations=evaluations,
-        started_from=started_from,
+        p=p,
+        q=q,
+        gamma=v,
+        **_fit_outcome(result, objective, names, started, evaluations, started_from),
     )
 
 
