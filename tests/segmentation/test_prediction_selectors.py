@@ -307,3 +307,17 @@ def test_purchases_out_of_time_order_are_grouped_by_customer_and_day_all_the_sam
     groups = prediction_selectors._day_groups(ids, seconds, amounts, zone)
 
     assert [g.tolist() for g in groups] == [[5, 7, 7], [2, 1, 3], [2, 1, 2], [405, 200, 200]]
+
+
+def test_when_most_customers_changed_the_night_sums_every_purchase_once(shop, monkeypatch):
+    monkeypatch.setattr(prediction_selectors, "_FULL_READ_MIN_STALE", 0)
+    for customer in shop.values():
+        sale(customer, at=days_ago(0, hour=1), amount="3")
+    today = timezone.localdate()
+
+    totals = prediction_selectors.customer_purchase_totals_nightly(as_of=today, today=today)
+
+    assert totals.all_summed and totals.summed.all()
+    pd.testing.assert_frame_equal(
+        totals.frame, prediction_selectors.customer_purchase_totals(as_of=today)
+    )
