@@ -69,6 +69,8 @@ class EngineConfig:
     lapse_spend_quantile: float = 0.9
     # A run whose newest purchase is older than this many days carries a warning.
     stale_days: int = 90
+    # The business's currency, written after every amount in the reasons and profiles.
+    currency: str = ""
 
 
 @dataclass
@@ -340,6 +342,7 @@ def _segment_customers(
         group_names=result.group_names,
         hints=hints,
         rhythm=rhythm,
+        currency=config.currency,
     )
     names = [p.name for p in profiles]
     exact = _rfm_reasons(feats.plain, labels, names) if method == "rfm" else None
@@ -353,6 +356,7 @@ def _segment_customers(
         seed=config.seed,
         exact_reasons=exact,
         previous_thresholds=previous_thresholds,
+        currency=config.currency,
     )
     lap("naming_explanation")
 

@@ -23,6 +23,7 @@ from segmentation.naming import ago_words, number
 
 MAX_DEPTH = 3
 DASH = "\u2013"  # en dash for ranges such as "bought 3-5 times"
+NBSP = "\u00a0"  # between an amount and its currency: the two never part at a line end
 # The tree is fitted on at most this many customers (a seeded, id-hashed sample); fidelity
 # is still measured on everyone.
 TREE_SAMPLE = 50_000
@@ -172,8 +173,15 @@ def _days(t: float) -> str:
     return f"{t:.0f} days ago"
 
 
-def condition_text(column: str, lo: float | None, hi: float | None, unknown_ok: bool) -> str:
-    """One feature's bounds lo < x ≤ hi in plain words."""
+# The features that are amounts of money: their bounds are written with the currency.
+MONEY_COLUMNS = frozenset({"monetary_total", "avg_order_value", "income"})
+
+
+def condition_text(
+    column: str, lo: float | None, hi: float | None, unknown_ok: bool, currency: str = ""
+) -> str:
+    """One feature's bounds lo < x ≤ hi in plain words; amounts of money followed by
+    ``currency`` (when given): "average order > 145 EUR", "total spend 90 to 400 EUR"."""
     if column == "frequency":
         a = math.floor(lo) + 1 if lo is not None else None
         b = math.floor(hi) if hi is not None else None
@@ -194,15 +202,16 @@ def condition_text(column: str, lo: float | None, hi: float | None, unknown_ok: 
             "age": ("aged", number),
             "income": ("income", number),
         }[column]
+        unit = f"{NBSP}{currency}" if currency and column in MONEY_COLUMNS else ""
         if lo is not None and hi is not None:
             if fmt is _days:
                 text = f"{label} {lo:.0f}{DASH}{hi:.0f} days ago"
             else:
-                text = f"{label} {fmt(lo)}{DASH}{fmt(hi)}"
+                text = f"{label} {fmt(lo)}{DASH}{fmt(hi)}{unit}"
         elif hi is not None:
-            text = f"{label} ≤ {fmt(hi)}"
+            text = f"{label} ≤ {fmt(hi)}{unit}"
         else:
-            text = f"{label} > {fmt(lo)}"
+            text = f"{label} > {fmt(lo)}{unit}"
     if unknown_ok:
         text += f" or {UNKNOWN_WORD[column]}"
     return text
@@ -234,7 +243,9 @@ def _leaves_under(tree: DecisionTreeClassifier, node: int) -> list[int]:
     return _leaves_under(tree, left) + _leaves_under(tree, right)
 
 
-def _leaf_paths(tree: DecisionTreeClassifier, columns: list[str], has_nan: set[str]) -> dict:
+def _leaf_paths(
+    tree: DecisionTreeClassifier, columns: list[str], has_nan: set[str], currency: str = ""
+) -> dict:
     """leaf node id -> rule text (conditions merged per feature, in tree order).
 
     A subtree whose leaves all predict the same segment reads as one rule: its split
@@ -248,7 +259,7 @@ def _leaf_paths(tree: DecisionTreeClassifier, columns: list[str], has_nan: set[s
         node, path = stack.pop()
         left, right = t.children_left[node], t.children_right[node]
         if left == right or uniform[node] >= 0:
-            text = _merged(path, has_nan)
+            text = _merged(path, has_nan, currency)
             for leaf in _leaves_under(tree, node):
                 out[leaf] = text
             continue
@@ -265,7 +276,7 @@ def _leaf_paths(tree: DecisionTreeClassifier, columns: list[str], has_nan: set[s
     return out
 
 
-def _merged(path: list[tuple[str, str, float, bool]], has_nan: set[str]) -> str:
+def _merged(path: list[tuple[str, str, float, bool]], has_nan: set[str], currency: str) -> str:
     if not path:
         return "every customer"
     bounds: dict[str, list] = {}
@@ -285,7 +296,7 @@ def _merged(path: list[tuple[str, str, float, bool]], has_nan: set[str]) -> str:
         elif lo is None and hi is None:
             parts.append(KNOWN_WORD[col])
         else:
-            parts.append(condition_text(col, lo, hi, unknown_ok and state is None))
+            parts.append(condition_text(col, lo, hi, unknown_ok and state is None, currency))
     return " and ".join(parts)
 
 
@@ -332,10 +343,12 @@ def surrogate_explanation(
     seed: int,
     exact_reasons: np.ndarray | None = None,
     previous_thresholds: dict[str, list[float]] | None = None,
+    currency: str = "",
 ) -> Explanation:
     """Fit the tree, write each segment's rules and each customer's reason.
 
-    ``names[label]`` and ``summaries[label]`` (a short profile) phrase the reasons.
+    ``names[label]`` and ``summaries[label]`` (a short profile) phrase the reasons, amounts
+    followed by ``currency`` when given.
     ``exact_reasons``, when given (RFM scoring, whose rules are exact), replaces the
     tree-based reasons. ``previous_thresholds`` (the last run's Explanation.thresholds) are
     kept where today's splits fall near them.
@@ -355,7 +368,7 @@ def surrogate_explanation(
     predicted = classes[np.argmax(tree.tree_.value[leaf_of, 0, :], axis=1)]
     fidelity = float(np.mean(predicted == labels)) if len(labels) else 0.0
 
-    paths = _leaf_paths(tree, columns, has_nan)
+    paths = _leaf_paths(tree, columns, has_nan, currency)
     leaves = sorted(paths)
     majority = {leaf: int(classes[np.argmax(tree.tree_.value[leaf, 0, :])]) for leaf in leaves}
     rules: dict[int, list[str]] = {label: [] for label in range(k)}
@@ -386,7 +399,7 @@ def surrogate_explanation(
         ovr = _fit(xs, (ys == label).astype(np.int64), seed, class_weight="balanced")
         if len(ovr.classes_) < 2:
             continue
-        ovr_paths = _leaf_paths(ovr, columns, has_nan)
+        ovr_paths = _leaf_paths(ovr, columns, has_nan, currency)
         positive = [
             leaf for leaf in sorted(ovr_paths) if np.argmax(ovr.tree_.value[leaf, 0, :]) == 1
         ]

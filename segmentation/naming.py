@@ -207,8 +207,10 @@ def segment_profiles(
     group_names: list[str] | None = None,
     hints: dict[int, str] | None = None,
     rhythm: float | None = None,
+    currency: str = "",
 ) -> list[SegmentProfile]:
     """One profile per label 0..k-1 with a unique name (RFM group names when given).
+    Amounts in the profile text are followed by ``currency`` when given.
 
     ``hints`` name groups split off by rule (refine.actionable_splits): "new" or
     "lapsing". With ``rhythm`` (days), recency is scored against the business's own rhythm
@@ -262,7 +264,7 @@ def segment_profiles(
                 "candidates": candidates,
                 "pct": pct,
                 "values": values,
-                "profile": _profile_text(med, spend_ratio),
+                "profile": _profile_text(med, spend_ratio, currency),
                 "what": profile_sentence(
                     recency_days=med["recency_days"],
                     frequency=med["frequency"],
@@ -449,7 +451,7 @@ def profile_sentence(
     return "; ".join(parts) + "."
 
 
-def _profile_text(med: dict[str, float], spend_ratio: float) -> str:
+def _profile_text(med: dict[str, float], spend_ratio: float, currency: str = "") -> str:
     parts = [f"bought {times(med['frequency'])}, last {days_ago(med['recency_days'])}"]
     if np.isfinite(spend_ratio):
         parts.append(f"spends {spend_ratio:.1f}\u00d7 the median")
@@ -461,7 +463,8 @@ def _profile_text(med: dict[str, float], spend_ratio: float) -> str:
     if np.isfinite(med["age"]):
         extra.append(f"typically aged {med['age']:.0f}")
     if np.isfinite(med["income"]):
-        extra.append(f"income around {number(med['income'])}")
+        unit = f"\u00a0{currency}" if currency else ""
+        extra.append(f"income around {number(med['income'])}{unit}")
     text = "; ".join(parts)
     if extra:
         text += "; " + ", ".join(extra)

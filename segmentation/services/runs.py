@@ -29,6 +29,7 @@ from django.db import (
 from django.utils import timezone
 
 from crm.cache import pages_cache_changed
+from crm.selectors import business_get
 from segmentation import selectors
 from segmentation.customer_rows import run_orphans_delete
 from segmentation.features import EngineRejected
@@ -405,7 +406,9 @@ def _engine():
 
 
 def _engine_config() -> "EngineConfig":
-    return _engine().EngineConfig(**getattr(settings, "SEGMENTATION_ENGINE", {}))
+    # The reasons name amounts in the business's own currency.
+    config = {"currency": business_get().currency, **getattr(settings, "SEGMENTATION_ENGINE", {})}
+    return _engine().EngineConfig(**config)
 
 
 def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> RunPlan:

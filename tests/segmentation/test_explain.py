@@ -36,7 +36,7 @@ def plain_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
     )
 
 
-def explained(frame: pd.DataFrame, labels: np.ndarray, kept=()):
+def explained(frame: pd.DataFrame, labels: np.ndarray, kept=(), currency: str = ""):
     k = int(labels.max()) + 1
     return surrogate_explanation(
         frame,
@@ -46,6 +46,7 @@ def explained(frame: pd.DataFrame, labels: np.ndarray, kept=()):
         names=[f"Group {i}" for i in range(k)],
         summaries=[f"summary {i}" for i in range(k)],
         seed=1,
+        currency=currency,
     )
 
 
@@ -117,6 +118,35 @@ def test_conditions_read_like_sentences():
     assert short_summary({"frequency": 9.0, "recency_days": 12.0}) == (
         "bought 9 times, the last time within the last month"
     )
+
+
+def test_amounts_in_the_conditions_carry_the_currency():
+    assert condition_text("avg_order_value", 145.2, None, False, "EUR") == (
+        "average order > 145\u00a0EUR"
+    )
+    assert condition_text("monetary_total", 90.0, 400.0, False, "GBP") == (
+        "total spend 90\u2013400\u00a0GBP"
+    )
+    assert condition_text("income", 42_000.0, None, True, "USD") == (
+        "income > 42,000\u00a0USD or income unknown"
+    )
+    # Counts and days are not money.
+    assert condition_text("frequency", 2.5, None, False, "EUR") == "bought 3 times or more"
+    assert condition_text("recency_days", 30.2, None, False, "EUR") == (
+        "last purchase > 30 days ago"
+    )
+
+
+def test_a_segment_told_apart_by_spend_gives_its_reasons_in_the_shops_currency():
+    frame = plain_frame(n=2_000, seed=3)
+    labels = (frame["avg_order_value"] > 50).to_numpy().astype(int)
+
+    result = explained(frame, labels, currency="EUR")
+
+    assert set(result.reasons) == {
+        "Because average order \u2264 50\u00a0EUR.",
+        "Because average order > 50\u00a0EUR.",
+    }
 
 
 def test_splits_that_change_nothing_are_left_out_of_the_rules():

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from crm.models import Customer, Purchase
-from crm.services import customer_stats_refresh
+from crm.services import business_settings_update, customer_stats_refresh
 from segmentation import explain, services
 from segmentation.models import (
     CustomerPrediction,
@@ -618,3 +618,9 @@ def test_a_run_samples_the_segment_history_again_and_no_other_table(shop):
     assert [sql for sql in analyzed if label_write.LABELS_TABLE not in sql] == [
         f"ANALYZE {history}"
     ]
+
+
+def test_a_run_words_amounts_in_the_businesss_currency(db):
+    business_settings_update(name="Shop", currency="CHF", time_zone="Europe/Zurich")
+
+    assert runs._engine_config().currency == "CHF"
