@@ -5,12 +5,16 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from crm.models import Customer
 from segmentation import feature_store, selectors, services
 from segmentation.features import MOMENT_COLUMNS, RAW_COLUMNS
 from segmentation.models import CustomerFeatures, Segment, SegmentationRun, moment_us
+from segmentation.services import label_write
 from tests.factories import CustomerFactory, PurchaseFactory, SegmentationRunFactory
 from tests.segmentation.shops import shop_build
 
@@ -60,6 +64,14 @@ def stored_values() -> list[tuple]:
     return list(CustomerFeatures.objects.order_by("pk").values_list())
 
 
+def emptied(queries: CaptureQueriesContext) -> bool:
+    """Whether the statements emptied the table, to write it whole."""
+    return any(
+        q["sql"].startswith(("TRUNCATE", "DELETE FROM")) and "WHERE" not in q["sql"]
+        for q in queries
+    )
+
+
 @pytest.mark.django_db
 def test_a_run_stores_every_customers_figures_as_the_engine_cleaned_them():
     ann, bob, cat = (CustomerFactory().pk for _ in range(3))
@@ -90,6 +102,67 @@ def test_the_next_run_replaces_the_figures_and_drops_customers_it_did_not_segmen
     feature_store.customer_features_store(run=second, frame=raw([bob], reference=AS_OF + DAY))
 
     assert list(CustomerFeatures.objects.values_list("customer_id", flat=True)) == [bob]
+
+
+@pytest.mark.django_db
+def test_a_rerun_on_unchanged_purchases_writes_no_row_and_counts_the_days_to_its_own_time():
+    ann, bob, cat = (CustomerFactory().pk for _ in range(3))
+    feature_store.customer_features_store(run=run_at(AS_OF), frame=raw([ann, bob, cat]))
+    before = stored_values()
+    later = AS_OF + 3 * DAY
+    run = run_at(later)
+
+    with CaptureQueriesContext(connection) as queries:
+        written = feature_store.customer_features_store(
+            run=run, frame=raw([ann, bob, cat], reference=later)
+        )
+
+    assert written == 0
+    statements = " ".join(q["sql"] for q in queries).upper()
+    assert "INSERT" not in statements and "DELETE" not in statements
+    assert stored_values() == before
+    # Read as of the new run: three more days since every sale.
+    rows = stored()
+    assert rows[ann].as_of == later
+    assert (rows[ann].recency_days, rows[bob].tenure_days) == (15.5, 193.0)
+
+
+@pytest.mark.django_db
+def test_only_the_customers_whose_figures_changed_are_written_again():
+    ids = [CustomerFactory().pk for _ in range(10)]
+    ann, bob, cat = ids[:3]
+    feature_store.customer_features_store(run=run_at(AS_OF), frame=raw(ids))
+    later = AS_OF + DAY
+    frame = raw(ids, reference=later)
+    # Bob bought again since: one more purchase, today.
+    frame.loc[1, ["frequency", "monetary_total", "recency_days"]] = [5, 450.0, 0.0]
+    frame.loc[1, "last_purchase_us"] = moment_us(later)
+
+    with CaptureQueriesContext(connection) as queries:
+        written = feature_store.customer_features_store(run=run_at(later), frame=frame)
+
+    assert written == 1
+    assert not emptied(queries)
+    rows = stored()
+    assert (rows[bob].frequency, rows[bob].monetary_total, rows[bob].recency_days) == (5, 450, 0)
+    assert rows[bob].usual_gap_days == 191 / 4
+    assert rows[ann].recency_days == 13.5 and rows[cat].frequency == 10
+
+
+@pytest.mark.django_db
+def test_a_run_writes_the_whole_table_again_when_most_figures_changed():
+    ids = [CustomerFactory().pk for _ in range(3)]
+    feature_store.customer_features_store(run=run_at(AS_OF), frame=raw(ids))
+    frame = raw(ids, reference=AS_OF + DAY)
+    frame["monetary_total"] += 10
+    run = run_at(AS_OF + DAY)
+
+    with CaptureQueriesContext(connection) as queries:
+        written = feature_store.customer_features_store(run=run, frame=frame)
+
+    assert written == 3
+    assert emptied(queries)
+    assert [row.monetary_total for row in stored().values()] == [40.0, 410.0, 5.0]
 
 
 @pytest.mark.django_db
@@ -189,6 +262,59 @@ def run_now() -> SegmentationRun:
     run = services.segmentation_run_execute(run=run)
     assert run.status == SegmentationRun.Status.SUCCEEDED, run.error
     return run
+
+
+def rows_written(monkeypatch) -> list[int]:
+    """The rows each following run's store writes, in order."""
+    written: list[int] = []
+    store = label_write.customer_features_store
+
+    def counted(**kwargs) -> int:
+        written.append(store(**kwargs))
+        return written[-1]
+
+    monkeypatch.setattr(label_write, "customer_features_store", counted)
+    return written
+
+
+@pytest.mark.django_db
+def test_a_second_run_on_unchanged_purchases_writes_no_stored_figures(monkeypatch):
+    shop = shop_build()
+    written = rows_written(monkeypatch)
+
+    first = run_now()
+    before = stored_values()
+    second = run_now()
+
+    assert written == [len(shop.buyers), 0]
+    assert stored_values() == before
+    champion = stored()[shop.groups["champions"][0]]
+    assert champion.as_of == second.reference_time > first.reference_time
+    assert champion.recency_days == pytest.approx(3, abs=0.01)
+
+
+@pytest.mark.django_db
+def test_a_customer_who_bought_since_is_written_again_and_those_who_left_lose_their_row(
+    monkeypatch,
+):
+    shop = shop_build()
+    run_now()
+    buyer, deleted, archived, opted_out = shop.groups["casual"][:4]
+    frequency = stored()[buyer].frequency
+    PurchaseFactory(customer=Customer.objects.get(pk=buyer), purchased_at=timezone.now() - DAY)
+    Customer.objects.get(pk=deleted).delete()
+    Customer.objects.filter(pk=archived).update(is_archived=True)
+    Customer.objects.filter(pk=opted_out).update(profiling_opt_out=True)
+    written = rows_written(monkeypatch)
+
+    run_now()
+
+    assert written == [1]
+    rows = stored()
+    assert not {deleted, archived, opted_out} & set(rows)
+    assert set(rows) == set(shop.buyers) - {deleted, archived, opted_out}
+    assert rows[buyer].frequency == frequency + 1
+    assert rows[buyer].recency_days == pytest.approx(1, abs=0.01)
 
 
 @pytest.mark.django_db
