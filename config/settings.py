@@ -222,9 +222,9 @@ FEEDBACK_LINK_MAX_AGE_DAYS = env_int("FEEDBACK_LINK_MAX_AGE_DAYS", 30, low=1)
 # Days the audit trail keeps an entry (crm.audit.audit_prune, daily). At least 30: the
 # database refuses to delete a younger entry (crm migration 0016).
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365, low=30)
-# Per-customer rows of one run (stored features, predictions) are kept for the last
-# RUN_ROWS_KEEP_RUNS succeeded runs and any run of the last RUN_ROWS_KEEP_DAYS days
-# (segmentation.customer_rows, daily); the latest run's rows and the segment history always.
+# Per-customer rows of one run (predictions) are kept for the last RUN_ROWS_KEEP_RUNS
+# succeeded runs and any run of the last RUN_ROWS_KEEP_DAYS days (segmentation.customer_rows,
+# daily); the latest run's rows, the segment history and the stored figures always.
 RUN_ROWS_KEEP_RUNS = env_int("RUN_ROWS_KEEP_RUNS", 3, low=1)
 RUN_ROWS_KEEP_DAYS = env_int("RUN_ROWS_KEEP_DAYS", 30, low=0)
 # `manage.py backup` (and its daily schedule) writes here and keeps the newest BACKUP_KEEP.

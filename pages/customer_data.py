@@ -27,6 +27,7 @@ from crm.audit import (
 )
 from crm.cache import pages_cache_changed
 from crm.models import AuditEntry, Customer
+from segmentation.feature_store import customer_features_get, customer_figures
 from segmentation.models import CustomerFeatures, Membership, Segment
 
 FORMAT_VERSION = 1
@@ -79,6 +80,12 @@ def customer_data(*, customer: Customer) -> dict[str, Any]:
     }
     for name, rows in _related_rows(customer):
         data[name] = [_row_dict(obj) for obj in rows]
+    figures = customer_features_get(customer_id=customer.pk)
+    if figures is not None:
+        # The row keeps the sales its days count from; say the days too, as the customer
+        # page and the export give them: as of the run.
+        extra = customer_figures(figures)
+        data["segment_features"] = [{**row, **extra} for row in data["segment_features"]]
     data["audit_entries"] = list(
         AuditEntry.objects.filter(object_type="crm.customer", object_id=str(customer.pk))
         .order_by("at", "id")

@@ -15,7 +15,11 @@ from offers import services as offer_services
 from offers.metrics import SegmentResults, segment_results
 from offers.models import OfferResponse
 from segmentation import selectors as segment_selectors
-from segmentation.feature_store import customer_features_get, segment_reason_words
+from segmentation.feature_store import (
+    customer_features_get,
+    customer_figures,
+    segment_reason_words,
+)
 from segmentation.models import (
     Membership,
     Segment,
@@ -242,20 +246,9 @@ def segment_why(*, customer: Customer, segment: Segment | None) -> dict | None:
     if figures is None or segment is None:
         return None
     run = segment_selectors.run_latest()
-    values = {
-        name: getattr(figures, name)
-        for name in (
-            "recency_days",
-            "frequency",
-            "monetary_total",
-            "avg_order_value",
-            "tenure_days",
-            "satisfaction",
-            "usual_gap_days",
-        )
-    }
+    values = customer_figures(figures)
     return {
-        "as_of": figures.as_of,
+        "as_of": values.pop("as_of"),
         "sentences": segment_reason_words(
             figures=values,
             typical=segment.profile_values or {},

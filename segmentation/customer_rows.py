@@ -41,13 +41,19 @@ PER_CUSTOMER_MODELS: tuple[type[models.Model], ...] = (
 )
 # Rows that belong to one run and are only worth its figures: retention may drop them once
 # the run is old. The segment history (SegmentMembershipChange) is the customer's page and
-# memberships are the present: never. Nor the kept purchase days: an unchanged customer's
-# row outlives the run that summed it, on purpose.
-PER_RUN_MODELS: tuple[type[models.Model], ...] = (CustomerFeatures, CustomerPrediction)
-# The per-customer tables whose rows say which run wrote them: all but the memberships.
-RUN_ROW_MODELS: tuple[type[models.Model], ...] = tuple(
-    model for model in PER_CUSTOMER_MODELS if model is not Membership
+# memberships are the present: never. Nor the stored figures (one row per customer, kept up
+# to date by every run) or the kept purchase days: an unchanged customer's row outlives the
+# run that wrote it, on purpose.
+PER_RUN_MODELS: tuple[type[models.Model], ...] = (CustomerPrediction,)
+# The per-customer tables whose rows say which run wrote them.
+RUN_ROW_MODELS: tuple[type[models.Model], ...] = (
+    SegmentMembershipChange,
+    CustomerPrediction,
+    CustomerPurchaseDays,
 )
+# What a run sweeps after itself: the rows it wrote, and the stored figures, which say no run
+# (any row of a customer who is gone is an orphan).
+RUN_SWEPT_MODELS: tuple[type[models.Model], ...] = (*RUN_ROW_MODELS, CustomerFeatures)
 # Ids per DELETE on SQLite: with the run id, 900 parameters, within the 999 older builds allow.
 SQLITE_IDS_PER_DELETE = 899
 
@@ -80,23 +86,23 @@ def run_orphans_delete(*, run_id: int, customer_ids: np.ndarray) -> dict[str, in
 
     Only those customers can have an orphan row of this run: a customer deleted once its
     writes committed takes their rows along (Django's cascade). One read of the customer ids
-    that exist tells which are gone; a DELETE of those ids' rows of this run, per table, is
-    issued only when some are. Memberships carry no run and are left to the daily sweep.
-    Returns rows deleted per table.
+    that exist tells which are gone; a DELETE of those ids' rows of this run, per table
+    (RUN_SWEPT_MODELS; any of their stored figures), is issued only when some are.
+    Memberships carry no run and are left to the daily sweep. Returns rows deleted per table.
     """
     # Not np.setdiff1d: it first makes the ids handed over unique (1-3 s for the three
     # million of a run at a million customers); looking each up among the existing is linear.
     gone = np.unique(customer_ids[~np.isin(customer_ids, selectors.customer_ids())])
-    deleted = {model._meta.label_lower: 0 for model in RUN_ROW_MODELS}
+    deleted = {model._meta.label_lower: 0 for model in RUN_SWEPT_MODELS}
     if not len(gone):
         return deleted
     with transaction.atomic(), connection.cursor() as cur:
-        for model in RUN_ROW_MODELS:
+        for model in RUN_SWEPT_MODELS:
             table = connection.ops.quote_name(model._meta.db_table)
             for condition, params in _customer_id_among(gone):
-                cur.execute(
-                    f"DELETE FROM {table} WHERE run_id = %s AND {condition}", [run_id, *params]
-                )
+                if model in RUN_ROW_MODELS:
+                    condition, params = f"run_id = %s AND {condition}", [run_id, *params]
+                cur.execute(f"DELETE FROM {table} WHERE {condition}", params)
                 deleted[model._meta.label_lower] += max(cur.rowcount, 0)
     return deleted
 
@@ -124,7 +130,7 @@ def customer_orphans_count() -> dict[str, int]:
 
 
 def run_rows_retention_delete(*, now=None) -> dict[str, int]:
-    """Delete the per-run, per-customer rows (stored features, predictions) of runs that are
+    """Delete the per-run, per-customer rows (predictions) of runs that are
     neither among the last RUN_ROWS_KEEP_RUNS succeeded runs nor younger than
     RUN_ROWS_KEEP_DAYS; the latest succeeded run's rows are always kept, as are the segment
     history and the memberships. Orphans are swept too. Returns rows deleted per table."""

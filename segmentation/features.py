@@ -391,47 +391,62 @@ def model_features(raw: pd.DataFrame, *, scaling: str = "standard") -> Features:
     )
 
 
+# The first and last sale's moments, in whole microseconds since 1970-01-01 UTC: the feature
+# query returns them beside recency and tenure (which are days to the run's reference time),
+# and the stored figures keep them instead, exact, so a customer whose purchases did not
+# change stores the same row at every run.
+MOMENT_COLUMNS = ["first_purchase_us", "last_purchase_us"]
+MICROSECONDS_PER_DAY = 86_400_000_000
+
 STORED_COLUMNS = [
     "customer_id",
-    "recency_days",
+    "last_purchase_us",
+    "first_purchase_us",
     "frequency",
     "monetary_total",
     "avg_order_value",
-    "tenure_days",
     "satisfaction",
     "usual_gap_days",
 ]
 
 
-def stored_features(raw: pd.DataFrame) -> pd.DataFrame:
+def stored_features(raw: pd.DataFrame, *, reference_us: int) -> pd.DataFrame:
     """The figures a run segments each customer on, cleaned exactly as the engine cleans
     them (STORED_COLUMNS, sorted by customer id): what the customer page and the export show.
 
+    ``raw`` holds MOMENT_COLUMNS besides RAW_COLUMNS; ``reference_us`` is the run's reference
+    time in the same unit. Recency and tenure are kept as the moments they count from, moved
+    as the engine clips the days: a sale after the reference time (the as-of day itself,
+    clock skew) counts as at the reference time, a first sale after the last as the last.
     satisfaction is 0..1 from the average rating (1-5) and NPS answer (0-10), averaged where
     known, NaN without feedback; usual_gap_days the mean days between purchases, NaN for a
-    one-time buyer."""
+    one-time buyer, from the moments alone so that it is the same float at every run."""
     frame, _ = raw_sorted(raw)
+    absent = [c for c in MOMENT_COLUMNS if c not in frame.columns]
+    if absent:
+        raise ValueError(f"raw frame lacks columns: {', '.join(absent)}")
     plain, _ = plain_features(frame)
     parts = np.stack([(plain["rating_mean"].to_numpy() - 1) / 4, plain["nps_mean"].to_numpy() / 10])
     known = np.isfinite(parts)
     with np.errstate(invalid="ignore"):
         satisfaction = np.where(known, parts, 0.0).sum(axis=0) / known.sum(axis=0)
+    last = np.minimum(frame["last_purchase_us"].to_numpy(np.int64), np.int64(reference_us))
+    first = np.minimum(frame["first_purchase_us"].to_numpy(np.int64), last)
     frequency = plain["frequency"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         gap = np.where(
             frequency >= 2,
-            (plain["tenure_days"].to_numpy() - plain["recency_days"].to_numpy())
-            / np.maximum(frequency - 1, 1),
+            (last - first) / MICROSECONDS_PER_DAY / np.maximum(frequency - 1, 1),
             np.nan,
         )
     return pd.DataFrame(
         {
             "customer_id": frame["customer_id"].to_numpy(dtype=np.int64),
-            "recency_days": plain["recency_days"].to_numpy(),
+            "last_purchase_us": last,
+            "first_purchase_us": first,
             "frequency": frequency.astype(np.int64),
             "monetary_total": plain["monetary_total"].to_numpy(),
             "avg_order_value": plain["avg_order_value"].to_numpy(),
-            "tenure_days": plain["tenure_days"].to_numpy(),
             "satisfaction": satisfaction,
             "usual_gap_days": gap,
         }

@@ -1,5 +1,7 @@
 """Segmentation runs, the segments they maintain, and each customer's segment history."""
 
+from datetime import UTC, datetime, timedelta
+
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -458,12 +460,43 @@ class CustomerPurchaseDays(models.Model):
         return f"{self.customer_id}: {self.days} days to {self.as_of:%Y-%m-%d}"
 
 
-class CustomerFeatures(models.Model):
-    """The figures the last run segmented a customer on, as of its reference date.
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-    One narrow row per segmented customer, rewritten by every run in bulk
-    (segmentation.feature_store): no database FK constraint, for the reason given on
-    Membership.
+
+def moment_us(moment: datetime) -> int:
+    """A moment as whole microseconds since 1970-01-01 UTC, as CustomerFeatures keeps them."""
+    return (moment - UNIX_EPOCH) // timedelta(microseconds=1)
+
+
+def moment_from_us(us: int) -> datetime:
+    """A moment kept as whole microseconds since 1970-01-01 UTC."""
+    return UNIX_EPOCH + timedelta(microseconds=us)
+
+
+def days_before(as_of: datetime | None, us: int) -> float | None:
+    """Days from a moment kept in microseconds to ``as_of`` (None without one)."""
+    if as_of is None:
+        return None
+    return (as_of - moment_from_us(us)) / timedelta(days=1)
+
+
+class CustomerFeaturesQuerySet(models.QuerySet):
+    def with_as_of(self):
+        """Each row with ``as_of``: the reference time of the latest succeeded run, which
+        its figures are counted to. Every run brings the whole table up to date in the
+        transaction that marks it succeeded; read in one query, both come from one commit."""
+        latest = SegmentationRun.objects.succeeded().order_by("-finished_at", "-id")
+        return self.annotate(as_of=models.Subquery(latest.values("reference_time")[:1]))
+
+
+class CustomerFeatures(models.Model):
+    """The figures the last run segmented a customer on, as of its reference time.
+
+    One narrow row per segmented customer, written by every run (segmentation.feature_store).
+    Nothing in a row depends on when the run ran (recency and tenure are kept as the sales
+    they count from, and counted to the run's reference time when read: ``with_as_of``), so
+    a customer whose figures did not change has the same row at every run. No database FK
+    constraint, for the reason given on Membership.
     """
 
     customer = models.OneToOneField(
@@ -473,25 +506,39 @@ class CustomerFeatures(models.Model):
         db_constraint=False,
         related_name="segment_features",
     )
-    run = models.ForeignKey(
-        SegmentationRun,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
-    as_of = models.DateTimeField()
-    recency_days = models.FloatField()
+    # The last and first sale the run counted, in whole microseconds since 1970-01-01 UTC
+    # (exact, so an unchanged customer's row compares equal at the next run), no later than
+    # the run's reference time: the engine counts a later sale as at that time.
+    last_purchase_us = models.BigIntegerField()
+    first_purchase_us = models.BigIntegerField()
     frequency = models.PositiveIntegerField()
     monetary_total = models.FloatField()
     avg_order_value = models.FloatField()
-    tenure_days = models.FloatField()
     # 0..1 from the average rating and NPS answer; NULL when the customer gave no feedback.
     satisfaction = models.FloatField(null=True, blank=True)
     # Mean days between purchases; NULL for a one-time buyer.
     usual_gap_days = models.FloatField(null=True, blank=True)
 
+    objects = CustomerFeaturesQuerySet.as_manager()
+
     def __str__(self) -> str:
-        return f"{self.customer_id} as of {self.as_of:%Y-%m-%d}"
+        return f"{self.customer_id}: last bought {self.last_purchase_at:%Y-%m-%d}"
+
+    @property
+    def last_purchase_at(self) -> datetime:
+        return moment_from_us(self.last_purchase_us)
+
+    @property
+    def first_purchase_at(self) -> datetime:
+        return moment_from_us(self.first_purchase_us)
+
+    @property
+    def recency_days(self) -> float | None:
+        """Days from the last sale to ``as_of``, as the run counted them (None when the row
+        was not read ``with_as_of`` or no run has succeeded)."""
+        return days_before(getattr(self, "as_of", None), self.last_purchase_us)
+
+    @property
+    def tenure_days(self) -> float | None:
+        """Days from the first sale to ``as_of``, as recency_days."""
+        return days_before(getattr(self, "as_of", None), self.first_purchase_us)

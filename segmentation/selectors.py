@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from crm.metrics import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
 from crm.models import Customer, Feedback, Purchase
-from segmentation.features import RAW_COLUMNS
+from segmentation.features import MOMENT_COLUMNS, RAW_COLUMNS
 from segmentation.matching import PreviousSegment
 from segmentation.models import (
     Membership,
@@ -27,10 +27,13 @@ from segmentation.wording import run_outcome_words, run_phase_words, run_words
 
 # Columns the engine consumes, in its order (pure module: numpy and pandas only).
 FEATURE_COLUMNS = list(RAW_COLUMNS)
-# Extra columns the service needs for per-segment figures (NPS is promoters minus detractors).
-EXTRA_COLUMNS = ["nps_promoters", "nps_detractors"]
+# Extra columns the service needs: for per-segment figures (NPS is promoters minus
+# detractors), and the exact first and last sale the stored figures keep (features.py).
+EXTRA_COLUMNS = ["nps_promoters", "nps_detractors", *MOMENT_COLUMNS]
 _INT_COLUMNS = ("customer_id", "frequency", "rating_count", "nps_count", *EXTRA_COLUMNS)
 _DAY_SECONDS = 86_400.0
+# PostgreSQL sends a timestamptz in binary as microseconds since 2000-01-01 UTC.
+_POSTGRESQL_EPOCH_US = 946_684_800_000_000
 # Less than even odds of still being a customer: "likely gone" on every page.
 
 
@@ -87,6 +90,11 @@ def _feature_sql(
 
         age = f"(({ref})::date - c.birth_date) / 365.25::float8"
         false = "FALSE"
+
+        # The timestamptz as it is: its binary form is an int8 (see customer_features).
+        # Without a sale there is no moment, and no recency either: the engine rejects that.
+        def moment(column: str) -> str:
+            return f"COALESCE({column}, 'epoch'::timestamptz)"
     else:
         ref = f"'{ref_utc.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
@@ -95,6 +103,15 @@ def _feature_sql(
 
         age = f"(julianday(date({ref})) - julianday(c.birth_date)) / 365.25"
         false = "0"
+
+        # Django keeps a moment as UTC text, "YYYY-MM-DD HH:MM:SS[.ffffff]": the whole
+        # seconds from julianday (of the text without its fraction, which SQLite would round
+        # to milliseconds), the microseconds from the text itself.
+        def moment(column: str) -> str:
+            whole = f"substr({column}, 1, 19)"
+            seconds = f"CAST(round((julianday({whole}) - 2440587.5) * 86400) AS INTEGER)"
+            fraction = f"CAST(substr(substr({column}, 21) || '000000', 1, 6) AS INTEGER)"
+            return f"COALESCE({seconds} * 1000000 + {fraction}, 0)"
 
     def sale_bound(func: str, alias: str) -> str:
         # The all-purchases bound is a sale unless a refund sits exactly on or beyond it.
@@ -128,6 +145,8 @@ def _feature_sql(
             "monetary_total": "c.total_spent",
             "recency_days": days_since("c.last_purchase_at"),
             "tenure_days": days_since("c.first_purchase_at"),
+            "last_purchase_us": moment("c.last_purchase_at"),
+            "first_purchase_us": moment("c.first_purchase_at"),
         }
         joins, bought = "", "c.purchase_count > 0"
     else:
@@ -136,6 +155,8 @@ def _feature_sql(
             "monetary_total": "p.total - 2 * COALESCE(r.total, 0)",
             "recency_days": days_since(sale_bound("MAX", "last_at")),
             "tenure_days": days_since(sale_bound("MIN", "first_at")),
+            "last_purchase_us": moment(sale_bound("MAX", "last_at")),
+            "first_purchase_us": moment(sale_bound("MIN", "first_at")),
         }
         joins = f"""
         JOIN (
@@ -162,7 +183,9 @@ def _feature_sql(
                {real(f"CASE WHEN c.birth_date IS NOT NULL THEN {age} ELSE c.age END")} AS age,
                {real("c.annual_income")} AS income,
                {count("COALESCE(f.nps_promoters, 0)")} AS nps_promoters,
-               {count("COALESCE(f.nps_detractors, 0)")} AS nps_detractors
+               {count("COALESCE(f.nps_detractors, 0)")} AS nps_detractors,
+               {purchases["first_purchase_us"]} AS first_purchase_us,
+               {purchases["last_purchase_us"]} AS last_purchase_us
         FROM {customer} c{joins}
         LEFT JOIN (
             SELECT customer_id,
@@ -249,6 +272,8 @@ def customer_features(*, reference_time: datetime, as_of: date | None = None) ->
             _planner_settings_set(cur, saved)
             frame = _binary_rows_frame(buffer, columns)
             del buffer
+            for column in MOMENT_COLUMNS:
+                frame[column] += _POSTGRESQL_EPOCH_US
         else:
             sql, params = _feature_sql(
                 reference_time=reference_time, vendor=connection.vendor, until=until
@@ -257,7 +282,8 @@ def customer_features(*, reference_time: datetime, as_of: date | None = None) ->
             queried = time.perf_counter()
             rows = cur.fetchall()
             # Every column is numeric: one float matrix (NULL becomes NaN) is the fastest way
-            # into pandas; ids and counts are cast back to integers below.
+            # into pandas; ids and counts are cast back to integers below (the moments'
+            # microseconds too: exact in a float until the year 2255).
             matrix = np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
             frame = pd.DataFrame(matrix, columns=columns)
     frame = _typed(frame)

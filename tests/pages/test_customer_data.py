@@ -27,6 +27,7 @@ from segmentation.models import (
     Segment,
     SegmentationRun,
     SegmentMembershipChange,
+    moment_us,
 )
 from tests.factories import (
     CustomerFactory,
@@ -55,7 +56,9 @@ def annabel(alice):
     other = CustomerFactory(name="Other Person", segment=segment)
     customer = CustomerFactory(name=NAME, email=EMAIL, phone=PHONE, segment=segment)
     customer.tags.add(TagFactory(name="vip"))
-    run = SegmentationRunFactory(status=SegmentationRun.Status.SUCCEEDED)
+    run = SegmentationRunFactory(
+        status=SegmentationRun.Status.SUCCEEDED, reference_time=timezone.now()
+    )
     purchase = PurchaseFactory(customer=customer, amount=120, product="Teapot")
     FeedbackFactory(customer=customer, purchase=purchase, rating=4, comment=f"From {NAME}")
     Activity.objects.create(customer=customer, kind="call", summary=f"Called {NAME}")
@@ -68,8 +71,9 @@ def annabel(alice):
         customer=customer, run=run, to_segment=segment, reason="Buys often"
     )
     CustomerFeatures.objects.create(
-        customer=customer, run=run, as_of=timezone.now(), recency_days=3, frequency=4,
-        monetary_total=120, avg_order_value=30, tenure_days=100,
+        customer=customer, last_purchase_us=moment_us(run.reference_time - timedelta(days=3)),
+        first_purchase_us=moment_us(run.reference_time - timedelta(days=100)), frequency=4,
+        monetary_total=120, avg_order_value=30,
     )  # fmt: skip
     CustomerPredictionFactory(customer=customer, run=run)
     CustomerPurchaseDaysFactory(customer=customer, run=run)
@@ -102,6 +106,9 @@ def test_the_export_holds_every_row_about_the_customer(annabel):
     assert data["membership"][0]["segment"] == "Loyal"
     assert data["segment_changes"][0]["reason"] == "Buys often"
     assert data["segment_features"][0]["frequency"] == 4
+    # The figures' days as the customer page gives them: as of the run.
+    assert data["segment_features"][0]["recency_days"] == 3
+    assert data["segment_features"][0]["tenure_days"] == 100
     assert len(data["prediction"]) == 1
     assert data["purchase_days"][0]["days"] == 3
     assert [e["action"] for e in data["audit_entries"]] == ["viewed"]

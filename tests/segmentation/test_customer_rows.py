@@ -92,8 +92,11 @@ def test_customers_deleted_after_the_purchase_read_of_the_predictions_get_none(m
 
 
 def run_rows(counts: dict[str, int]) -> dict[str, int]:
-    """Only the tables whose rows carry the run that wrote them."""
-    return {m._meta.label_lower: counts[m._meta.label_lower] for m in customer_rows.RUN_ROW_MODELS}
+    """Only the tables a run sweeps after itself: those whose rows carry the run that wrote
+    them, and the stored figures."""
+    return {
+        m._meta.label_lower: counts[m._meta.label_lower] for m in customer_rows.RUN_SWEPT_MODELS
+    }
 
 
 @pytest.mark.django_db
@@ -148,7 +151,7 @@ def test_the_run_sweep_reads_the_customer_ids_once_when_nobody_is_gone():
         deleted = customer_rows.run_orphans_delete(run_id=1, customer_ids=handed)
 
     assert set(deleted.values()) == {0}
-    assert set(deleted) == {m._meta.label_lower for m in customer_rows.RUN_ROW_MODELS}
+    assert set(deleted) == {m._meta.label_lower for m in customer_rows.RUN_SWEPT_MODELS}
     assert len(queries) == 1
     assert queries[0]["sql"].startswith("SELECT")
 
@@ -162,6 +165,10 @@ def test_the_run_sweep_deletes_that_runs_rows_of_the_customers_gone_and_no_other
         [SegmentMembershipChange(customer_id=pk, run=run) for pk in [kept.pk, *gone]]
         + [SegmentMembershipChange(customer_id=pk, run=other) for pk in gone[:5]]
     )
+    # The stored figures say no run: whichever wrote them, a customer who is gone loses them.
+    CustomerFeatures.objects.bulk_create(
+        [figures(customer_id=pk) for pk in [kept.pk, *gone[:3], *gone[-3:]]]
+    )
     handed = np.array([*gone, kept.pk, *gone[:10]], dtype=np.int64)
 
     with CaptureQueriesContext(connection) as queries:
@@ -172,11 +179,13 @@ def test_the_run_sweep_deletes_that_runs_rows_of_the_customers_gone_and_no_other
     assert list(history.filter(run=run).values_list("customer_id", flat=True)) == [kept.pk]
     # Another run's rows are the daily sweep's.
     assert history.filter(run=other).count() == 5
+    assert deleted["segmentation.customerfeatures"] == 6
+    assert list(CustomerFeatures.objects.values_list("customer_id", flat=True)) == [kept.pk]
     statements = 1
     if connection.vendor == "sqlite":
         statements = math.ceil(len(gone) / customer_rows.SQLITE_IDS_PER_DELETE)
     deletes = [q["sql"] for q in queries if q["sql"].startswith("DELETE")]
-    assert len(deletes) == len(customer_rows.RUN_ROW_MODELS) * statements
+    assert len(deletes) == len(customer_rows.RUN_SWEPT_MODELS) * statements
 
 
 @pytest.mark.django_db
@@ -203,13 +212,17 @@ def succeeded_run(days_ago: int) -> SegmentationRun:
     return SegmentationRunFactory(status=Status.SUCCEEDED, created_at=at, finished_at=at)
 
 
+def figures(**fields) -> CustomerFeatures:
+    return CustomerFeatures(
+        last_purchase_us=0, first_purchase_us=0, frequency=1, monetary_total=1,
+        avg_order_value=1, **fields,
+    )  # fmt: skip
+
+
 def stored_rows(run: SegmentationRun) -> None:
     customer = CustomerFactory()
     as_of = run.finished_at
-    CustomerFeatures.objects.create(
-        customer=customer, run=run, as_of=as_of, recency_days=1, frequency=1,
-        monetary_total=1, avg_order_value=1, tenure_days=1,
-    )  # fmt: skip
+    figures(customer=customer).save()
     CustomerPrediction.objects.create(
         customer=customer, run=run, as_of=as_of.date(), p_alive=0.5,
         expected_purchases_30d=0, expected_purchases_90d=0, expected_purchases_365d=0,
@@ -228,13 +241,14 @@ def test_retention_keeps_the_last_runs_and_recent_days_and_drops_older_runs_rows
 
     deleted = customer_rows.run_rows_retention_delete()
 
-    assert deleted["segmentation.customerfeatures"] == 2
     assert deleted["segmentation.customerprediction"] == 2
     kept = {previous.pk, latest.pk, recent_failed.pk}
-    assert set(CustomerFeatures.objects.values_list("run_id", flat=True)) == kept
     assert set(CustomerPrediction.objects.values_list("run_id", flat=True)) == kept
-    # The segment history the customer page shows is never cleaned up.
+    # The segment history the customer page shows is never cleaned up, nor the stored
+    # figures: one row per customer, brought up to date by every run.
     assert SegmentMembershipChange.objects.count() == 5
+    assert deleted["segmentation.customerfeatures"] == 0
+    assert CustomerFeatures.objects.count() == 5
 
 
 @pytest.mark.django_db
@@ -245,7 +259,7 @@ def test_retention_always_keeps_the_latest_runs_rows_however_old(settings):
 
     customer_rows.run_rows_retention_delete()
 
-    assert CustomerFeatures.objects.filter(run=latest).count() == 1
+    assert CustomerFeatures.objects.count() == 1
     assert CustomerPrediction.objects.filter(run=latest).count() == 1
 
 

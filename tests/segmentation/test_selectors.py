@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from crm.models import Purchase
 from segmentation import selectors
-from segmentation.models import Membership
+from segmentation.models import Membership, moment_us
 from segmentation.services import label_write
 from tests.factories import (
     CustomerFactory,
@@ -138,6 +138,33 @@ def test_todays_features_read_the_kept_figures_and_agree_with_adding_up_purchase
     assert kept["customer_id"].tolist() == added_up["customer_id"].tolist()
     for column in kept.columns:
         np.testing.assert_allclose(kept[column], added_up[column], rtol=1e-12, err_msg=column)
+
+
+def test_the_first_and_last_sale_come_to_the_microsecond_on_both_reads(shop):
+    """The stored figures compare them exactly from run to run: no rounding, whether the
+    figures kept on the customer are read or the purchases added up as of a day, a sale a
+    microsecond short of a whole second (which SQLite's own date arithmetic rounds) too."""
+    late = days_before(1).replace(microsecond=999_999)
+    PurchaseFactory(customer=shop["once"], purchased_at=late)
+    kept = selectors.customer_features(reference_time=REF).frame
+    added_up = selectors.customer_features(reference_time=REF, as_of=date(2027, 1, 1)).frame
+
+    for frame in (kept, added_up):
+        rows = frame.set_index("customer_id")
+        moments = {
+            name: (
+                rows.loc[customer.pk, "first_purchase_us"],
+                rows.loc[customer.pk, "last_purchase_us"],
+            )
+            for name, customer in shop.items()
+            if customer.pk in rows.index
+        }
+        assert moments == {
+            # A refund after the last sale or before the first is neither.
+            "regular": (moment_us(days_before(30)), moment_us(days_before(2))),
+            "once": (moment_us(days_before(100)), moment_us(late)),
+            "quiet": (moment_us(days_before(20)), moment_us(days_before(5))),
+        }
 
 
 def test_feature_frame_has_the_engine_columns_and_types(shop):
