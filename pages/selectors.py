@@ -11,6 +11,7 @@ from django.utils import timezone
 from crm.cache import pages_cache_version
 from crm.models import Activity, Customer, Feedback, FollowUp, Purchase, Tag
 from crm.money import money_text
+from crm.selectors import business_get
 from offers import services as offer_services
 from offers.metrics import SegmentResults, segment_results
 from offers.models import OfferResponse
@@ -253,5 +254,6 @@ def segment_why(*, customer: Customer, segment: Segment | None) -> dict | None:
             figures=values,
             typical=segment.profile_values or {},
             rhythm_days=(run.params or {}).get("rhythm_days") if run else None,
+            currency=business_get().currency,
         ),
     }

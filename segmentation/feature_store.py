@@ -18,6 +18,7 @@ import pandas as pd
 from django.db import connection, transaction
 
 from crm.exports import ids_filter
+from crm.money import money_text
 from segmentation import features
 from segmentation.models import CustomerFeatures, SegmentationRun, days_before, moment_us
 from segmentation.naming import days_ago, number, times
@@ -271,6 +272,7 @@ def segment_reason_words(
     figures: dict[str, Any],
     typical: dict[str, float],
     rhythm_days: float | None,
+    currency: str,
 ) -> list[str]:
     """Why this segment, in words and numbers: the customer's own figures beside the
     segment's typical customer (``typical``: the segment's profile_values), recency against
@@ -291,11 +293,12 @@ def segment_reason_words(
         out.append(text + ".")
     frequency = figures.get("frequency")
     if frequency is not None:
-        text = f"Bought {times(frequency)}, {number(figures.get('monetary_total', 0))} in total"
+        spent = money_text(figures.get("monetary_total", 0), currency, places=0)
+        text = f"Bought {times(frequency)}, {spent} in total"
         if "frequency" in typical and "monetary_total" in typical:
             text += (
                 f" (typical in this segment: {times(typical['frequency'])}, "
-                f"{number(typical['monetary_total'])})"
+                f"{money_text(typical['monetary_total'], currency, places=0)})"
             )
         out.append(text + ".")
     tenure = figures.get("tenure_days")

@@ -225,12 +225,13 @@ def test_why_this_segment_reads_the_customers_numbers_against_the_shops_rhythm()
         },
         typical={"frequency": 6.0, "monetary_total": 1997.09},
         rhythm_days=60,
+        currency="EUR",
     )
 
     assert words == [
         "Last bought 90 days ago, 1.5\u00d7 the shop's usual 60-day rhythm; "
         "they usually buy every 33.3 days.",
-        "Bought 4 times, 400 in total (typical in this segment: 6 times, 1,997).",
+        "Bought 4 times, 400\u00a0EUR in total (typical in this segment: 6 times, 1,997\u00a0EUR).",
         "First bought 190 days ago.",
         "Satisfaction 75 of 100 from their ratings and answers.",
     ]
