@@ -391,10 +391,10 @@ def model_features(raw: pd.DataFrame, *, scaling: str = "standard") -> Features:
     )
 
 
-# The first and last sale's moments, in whole microseconds since 1970-01-01 UTC: the feature
-# query returns them beside recency and tenure (which are days to the run's reference time),
-# and the stored figures keep them instead, exact, so a customer whose purchases did not
-# change stores the same row at every run.
+# The first and last sale's moments, in microseconds since 1970-01-01 UTC, to the whole
+# second: the feature frame carries them beside recency and tenure (which are days to the
+# run's reference time), and the stored figures keep them instead, so a customer whose
+# purchases did not change stores the same row at every run.
 MOMENT_COLUMNS = ["first_purchase_us", "last_purchase_us"]
 MICROSECONDS_PER_DAY = 86_400_000_000
 

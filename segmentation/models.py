@@ -506,8 +506,8 @@ class CustomerFeatures(models.Model):
         db_constraint=False,
         related_name="segment_features",
     )
-    # The last and first sale the run counted, in whole microseconds since 1970-01-01 UTC
-    # (exact, so an unchanged customer's row compares equal at the next run), no later than
+    # The last and first sale the run counted, in microseconds since 1970-01-01 UTC to the
+    # whole second (so an unchanged customer's row compares equal at the next run), no later than
     # the run's reference time: the engine counts a later sale as at that time.
     last_purchase_us = models.BigIntegerField()
     first_purchase_us = models.BigIntegerField()

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from crm.metrics import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
 from crm.models import Customer, Feedback, Purchase
-from segmentation.features import MOMENT_COLUMNS, RAW_COLUMNS
+from segmentation.features import RAW_COLUMNS
 from segmentation.matching import PreviousSegment
 from segmentation.models import (
     Membership,
@@ -27,13 +27,12 @@ from segmentation.wording import run_outcome_words, run_phase_words, run_words
 
 # Columns the engine consumes, in its order (pure module: numpy and pandas only).
 FEATURE_COLUMNS = list(RAW_COLUMNS)
-# Extra columns the service needs: for per-segment figures (NPS is promoters minus
-# detractors), and the exact first and last sale the stored figures keep (features.py).
-EXTRA_COLUMNS = ["nps_promoters", "nps_detractors", *MOMENT_COLUMNS]
+# Extra columns the service needs for per-segment figures (NPS is promoters minus
+# detractors); the frame also gets the first and last sale (MOMENT_COLUMNS), worked out
+# from tenure and recency after the read.
+EXTRA_COLUMNS = ["nps_promoters", "nps_detractors"]
 _INT_COLUMNS = ("customer_id", "frequency", "rating_count", "nps_count", *EXTRA_COLUMNS)
 _DAY_SECONDS = 86_400.0
-# PostgreSQL sends a timestamptz in binary as microseconds since 2000-01-01 UTC.
-_POSTGRESQL_EPOCH_US = 946_684_800_000_000
 # Less than even odds of still being a customer: "likely gone" on every page.
 
 
@@ -90,11 +89,6 @@ def _feature_sql(
 
         age = f"(({ref})::date - c.birth_date) / 365.25::float8"
         false = "FALSE"
-
-        # The timestamptz as it is: its binary form is an int8 (see customer_features).
-        # Without a sale there is no moment, and no recency either: the engine rejects that.
-        def moment(column: str) -> str:
-            return f"COALESCE({column}, 'epoch'::timestamptz)"
     else:
         ref = f"'{ref_utc.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
@@ -103,15 +97,6 @@ def _feature_sql(
 
         age = f"(julianday(date({ref})) - julianday(c.birth_date)) / 365.25"
         false = "0"
-
-        # Django keeps a moment as UTC text, "YYYY-MM-DD HH:MM:SS[.ffffff]": the whole
-        # seconds from julianday (of the text without its fraction, which SQLite would round
-        # to milliseconds), the microseconds from the text itself.
-        def moment(column: str) -> str:
-            whole = f"substr({column}, 1, 19)"
-            seconds = f"CAST(round((julianday({whole}) - 2440587.5) * 86400) AS INTEGER)"
-            fraction = f"CAST(substr(substr({column}, 21) || '000000', 1, 6) AS INTEGER)"
-            return f"COALESCE({seconds} * 1000000 + {fraction}, 0)"
 
     def sale_bound(func: str, alias: str) -> str:
         # The all-purchases bound is a sale unless a refund sits exactly on or beyond it.
@@ -145,8 +130,6 @@ def _feature_sql(
             "monetary_total": "c.total_spent",
             "recency_days": days_since("c.last_purchase_at"),
             "tenure_days": days_since("c.first_purchase_at"),
-            "last_purchase_us": moment("c.last_purchase_at"),
-            "first_purchase_us": moment("c.first_purchase_at"),
         }
         joins, bought = "", "c.purchase_count > 0"
     else:
@@ -155,8 +138,6 @@ def _feature_sql(
             "monetary_total": "p.total - 2 * COALESCE(r.total, 0)",
             "recency_days": days_since(sale_bound("MAX", "last_at")),
             "tenure_days": days_since(sale_bound("MIN", "first_at")),
-            "last_purchase_us": moment(sale_bound("MAX", "last_at")),
-            "first_purchase_us": moment(sale_bound("MIN", "first_at")),
         }
         joins = f"""
         JOIN (
@@ -183,9 +164,7 @@ def _feature_sql(
                {real(f"CASE WHEN c.birth_date IS NOT NULL THEN {age} ELSE c.age END")} AS age,
                {real("c.annual_income")} AS income,
                {count("COALESCE(f.nps_promoters, 0)")} AS nps_promoters,
-               {count("COALESCE(f.nps_detractors, 0)")} AS nps_detractors,
-               {purchases["first_purchase_us"]} AS first_purchase_us,
-               {purchases["last_purchase_us"]} AS last_purchase_us
+               {count("COALESCE(f.nps_detractors, 0)")} AS nps_detractors
         FROM {customer} c{joins}
         LEFT JOIN (
             SELECT customer_id,
@@ -272,8 +251,6 @@ def customer_features(*, reference_time: datetime, as_of: date | None = None) ->
             _planner_settings_set(cur, saved)
             frame = _binary_rows_frame(buffer, columns)
             del buffer
-            for column in MOMENT_COLUMNS:
-                frame[column] += _POSTGRESQL_EPOCH_US
         else:
             sql, params = _feature_sql(
                 reference_time=reference_time, vendor=connection.vendor, until=until
@@ -282,15 +259,29 @@ def customer_features(*, reference_time: datetime, as_of: date | None = None) ->
             queried = time.perf_counter()
             rows = cur.fetchall()
             # Every column is numeric: one float matrix (NULL becomes NaN) is the fastest way
-            # into pandas; ids and counts are cast back to integers below (the moments'
-            # microseconds too: exact in a float until the year 2255).
+            # into pandas; ids and counts are cast back to integers below.
             matrix = np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
             frame = pd.DataFrame(matrix, columns=columns)
-    frame = _typed(frame)
+    frame = _with_moments(_typed(frame), reference_time=reference_time)
     done = time.perf_counter()
     return FeatureFrame(
         frame=frame, timings={"feature_query": queried - started, "transfer": done - queried}
     )
+
+
+def _with_moments(frame: pd.DataFrame, *, reference_time: datetime) -> pd.DataFrame:
+    """The frame with the first and last sale (MOMENT_COLUMNS, microseconds since 1970 UTC)
+    counted back from the reference time by tenure and recency, to the whole second: the
+    same number at every run while the sale is the same (the days carry at most tens of
+    microseconds of float error), with no date arithmetic per row in the database."""
+    reference = reference_time.timestamp()
+    for column, days in (
+        ("first_purchase_us", "tenure_days"),
+        ("last_purchase_us", "recency_days"),
+    ):
+        seconds = np.rint(reference - frame[days].to_numpy() * _DAY_SECONDS)
+        frame[column] = seconds.astype(np.int64) * 1_000_000
+    return frame
 
 
 def _binary_rows_frame(
