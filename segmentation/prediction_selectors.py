@@ -108,10 +108,11 @@ class PurchaseTotals:
 
 def customer_purchase_totals_nightly(*, as_of: date, today: date | None = None) -> PurchaseTotals:
     """customer_purchase_totals, the same frame, for a run as of today: the customers whose
-    kept purchase days still hold (_KEPT_VALID) are read as kept, only the others are summed
-    from their purchases, in one statement (one snapshot of the database). A run as of an
-    earlier day, or one that finds nothing kept in the business's time zone (the first
-    run, a change of zone), sums everyone as customer_purchase_totals does."""
+    kept purchase days still hold (_KEPT_VALID) are read as kept (_kept_rows), only the
+    others are summed from their purchases (_stale_totals). A run as of an earlier day, one
+    that finds nothing kept in the business's time zone (the first run, a change of zone),
+    or one that finds most of a large shop changed, sums everyone as
+    customer_purchase_totals does."""
     computed_at = timezone.now()  # before the read: see _KEPT_VALID
     tz = timezone.get_current_timezone_name()
     if as_of != (today or timezone.localdate()):
