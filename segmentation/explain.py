@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
+from crm.money import NBSP
 from segmentation.clustering import stable_sample
 from segmentation.naming import ago_words, number
 
 MAX_DEPTH = 3
 DASH = "\u2013"  # en dash for ranges such as "bought 3-5 times"
-NBSP = "\u00a0"  # between an amount and its currency: the two never part at a line end
 # The tree is fitted on at most this many customers (a seeded, id-hashed sample); fidelity
 # is still measured on everyone.
 TREE_SAMPLE = 50_000

@@ -22,7 +22,7 @@ from crm.money import money_text
 from segmentation import features
 from segmentation.models import CustomerFeatures, SegmentationRun, days_before, moment_us
 from segmentation.naming import days_ago, number, times
-from segmentation.pg_copy import COPY_CHUNK, copy_binary
+from segmentation.pg_copy import COPY_CHUNK, copy_binary, copy_out
 from segmentation.selectors import _binary_rows_frame
 
 # The stored columns in the order every write and read below uses, with PostgreSQL's binary
@@ -99,11 +99,7 @@ def _stored_table() -> pd.DataFrame:
             select = ", ".join(
                 f"{c}::int8" if c in _INTEGERS else f"COALESCE({c}, 'NaN')::float8" for c in columns
             )
-            buffer = bytearray()
-            sql = f"COPY (SELECT {select} FROM {db_table}) TO STDOUT WITH (FORMAT binary)"
-            with cur.cursor.copy(sql) as copy:
-                for chunk in copy:
-                    buffer += chunk
+            buffer = copy_out(cur, f"SELECT {select} FROM {db_table}")
             stored = _binary_rows_frame(buffer, columns, int_columns=set(_INTEGERS))
         else:
             cur.execute(f"SELECT {', '.join(columns)} FROM {db_table}")

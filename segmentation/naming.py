@@ -17,6 +17,7 @@ import pandas as pd
 
 # crm.metrics is pure (no Django): the one home of the NPS thresholds.
 from crm.metrics import NPS_DETRACTOR_MAX
+from crm.money import NBSP
 
 # Rows: recency score 5 (bought most recently) .. 1; columns: combined frequency/monetary
 # score 1..5. Every cell is named, so every customer gets exactly one group.
@@ -463,7 +464,7 @@ def _profile_text(med: dict[str, float], spend_ratio: float, currency: str = "")
     if np.isfinite(med["age"]):
         extra.append(f"typically aged {med['age']:.0f}")
     if np.isfinite(med["income"]):
-        unit = f"\u00a0{currency}" if currency else ""
+        unit = f"{NBSP}{currency}" if currency else ""
         extra.append(f"income around {number(med['income'])}{unit}")
     text = "; ".join(parts)
     if extra:

@@ -26,6 +26,17 @@ def copy_binary(cursor, sql: str, chunks: Iterable[bytes]) -> None:
         copy.write(TRAILER)
 
 
+def copy_out(cursor, query: str) -> bytearray:
+    """The rows of ``query`` as one ``COPY (…) TO STDOUT WITH (FORMAT binary)``, run on a
+    Django cursor: header, rows and trailer, for numpy to decode
+    (selectors._binary_rows_frame)."""
+    buffer = bytearray()
+    with cursor.cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)") as copy:
+        for chunk in copy:
+            buffer += chunk
+    return buffer
+
+
 # Rows per chunk handed to COPY: bounded memory for the bytes, few calls.
 COPY_CHUNK = 100_000
 

@@ -21,6 +21,7 @@ from segmentation.models import (
     Segment,
     SegmentationRun,
 )
+from segmentation.pg_copy import copy_out
 from segmentation.selectors import (
     _PLANNER_SETTINGS,
     _binary_rows_frame,
@@ -132,7 +133,7 @@ def customer_purchase_totals_nightly(*, as_of: date, today: date | None = None) 
         # every purchase is cheaper than looking that many customers up one by one.
         frame = customer_purchase_totals(as_of=as_of)
         return PurchaseTotals(frame, np.ones(len(frame), dtype=bool), True, keep=keep)
-    summed = _stale_totals(stale, tz=tz, end=end, until=until)
+    summed = _stale_totals(stale, tz=tz, end=end, until=until) if len(stale) else kept[:0]
     frame = pd.concat([kept[holds], summed], ignore_index=True)
     flags = np.concatenate([np.zeros(int(holds.sum()), dtype=bool), np.ones(len(summed), bool)])
     order = np.argsort(frame["customer_id"].to_numpy(), kind="stable")
@@ -147,14 +148,6 @@ _FULL_READ_MIN_STALE = 20_000
 
 _COLUMNS = ["customer_id", "days", "first_day", "last_day", "total", "first_total"]
 _DAYS = {"first_day", "last_day"}
-_DTYPES = {
-    "customer_id": "int64",
-    "days": "int64",
-    "first_day": "datetime64[D]",
-    "last_day": "datetime64[D]",
-    "total": "float64",
-    "first_total": "float64",
-}
 
 # A kept row k of customer c (both tables joined) holds, and is read instead of summing c's
 # purchases, when it was summed in today's zone up to a day no later than the run's, c has
@@ -246,10 +239,8 @@ def _kept_rows(*, tz: str, as_of: date, until: datetime) -> pd.DataFrame:
 
 
 def _stale_totals(ids: np.ndarray, *, tz: str, end, until: datetime) -> pd.DataFrame:
-    """The totals of the customers ``ids`` (sorted), summed from their purchases alone: a
-    lookup of each in the purchases' index, a few thousand on a nightly run."""
-    if not len(ids):
-        return pd.DataFrame({name: pd.Series(dtype=_DTYPES[name]) for name in _COLUMNS})
+    """The totals of the customers ``ids`` (sorted, at least one), summed from their
+    purchases alone: a lookup of each in the purchases' index, a few thousand a night."""
     listed = "{" + ",".join(str(int(i)) for i in ids) + "}"
     if connection.vendor == "postgresql":
         restrict = " AND p.customer_id = ANY(%(ids)s::int8[])"
@@ -356,10 +347,7 @@ def _copy_out(sql: str, **values) -> bytearray:
         for name, value in values.items():
             literal = psycopg_sql.Literal(value).as_string(cur.cursor.connection)
             sql = sql.replace(f"%({name})s", literal)
-        buffer = bytearray()
-        with cur.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT binary)") as copy:
-            for chunk in copy:
-                buffer += chunk
+        buffer = copy_out(cur, sql)
         _planner_settings_set(cur, saved)
     return buffer
 

@@ -23,6 +23,7 @@ from segmentation.models import (
     SegmentMembershipChange,
     SegmentTransition,
 )
+from segmentation.pg_copy import copy_out
 from segmentation.wording import run_outcome_words, run_phase_words, run_words
 
 # Columns the engine consumes, in its order (pure module: numpy and pandas only).
@@ -241,10 +242,7 @@ def customer_features(*, reference_time: datetime, as_of: date | None = None) ->
         if connection.vendor == "postgresql":
             saved = _planner_settings_set(cur, _PLANNER_SETTINGS)
             sql, _ = _feature_sql(reference_time=reference_time, vendor="postgresql", until=until)
-            buffer = bytearray()
-            with cur.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT binary)") as copy:
-                for chunk in copy:
-                    buffer += chunk
+            buffer = copy_out(cur, sql)
             # Rows stream out as the aggregate produces them, so the query is timed to its
             # last row; the transfer is what is left: decoding them.
             queried = time.perf_counter()
@@ -318,11 +316,7 @@ def _int_columns(sql: str, columns: list[str]) -> dict[str, np.ndarray]:
     """A query of int8 columns (no NULL) as numpy arrays: binary COPY on PostgreSQL."""
     with connection.cursor() as cur:
         if connection.vendor == "postgresql":
-            buffer = bytearray()
-            with cur.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT binary)") as copy:
-                for chunk in copy:
-                    buffer += chunk
-            frame = _binary_rows_frame(buffer, columns, int_columns=set(columns))
+            frame = _binary_rows_frame(copy_out(cur, sql), columns, int_columns=set(columns))
             return {c: frame[c].to_numpy(np.int64) for c in columns}
         cur.execute(sql)
         rows = np.array(cur.fetchall(), dtype=np.int64).reshape(-1, len(columns))

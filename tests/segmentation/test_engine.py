@@ -1,6 +1,7 @@
 """The whole pure engine: planted groups, determinism, stability, degenerate input."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -307,3 +308,19 @@ def test_planted_segments_keep_their_ids_when_one_percent_of_customers_change_be
     assert moved.tolist() == sorted(lapsed.tolist())
     champions = first.labels[np.flatnonzero(truth == 0)[0]] + 100
     assert (new_ids[lapsed] == champions).all()
+
+
+def test_amounts_in_the_reasons_and_profiles_are_in_the_configured_currency():
+    frame = random_frame(1200, seed=2)
+    big = np.arange(len(frame)) % 2 == 0  # half spend a hundred times more per order
+    frame["monetary_total"] = frame["frequency"] * np.where(big, 900.0, 9.0)
+
+    result = segment_customers(frame, previous=[], config=EngineConfig(currency="CHF"))
+
+    spend = [reason for reason in set(result.reasons) if "total spend" in reason]
+    assert spend
+    amount = r"[\d,.]+(?:\u2013[\d,.]+)?\u00a0CHF"
+    assert all(re.search(rf"total spend (?:≤ |> )?{amount}", reason) for reason in spend)
+    incomes = [s.profile for s in result.segments if "income around" in s.profile]
+    assert incomes
+    assert all(re.search(rf"income around {amount}", profile) for profile in incomes)
