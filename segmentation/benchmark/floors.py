@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from crm.models import Customer, Purchase
 from segmentation import clv
+from segmentation.benchmark.recluster import tables_vacuum
 from segmentation.models import Membership
 
 try:  # the engine's silhouettes of several labelings in one pass over the distances
@@ -250,6 +251,7 @@ def label_write_floor(*, before: Labels, after: Labels) -> dict:
             _labels_write(after, after.changed_from(current))
         seconds, _ = _timed(_labels_write, _relabelled(after, changed), changed)
         transaction.set_rollback(True)
+    tables_vacuum(Membership)  # the rolled-back rows are dead, not gone
     return {"seconds": seconds, "rows_changed": len(changed), "rows_total": len(after.ids)}
 
 

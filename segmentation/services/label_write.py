@@ -171,8 +171,14 @@ def _labels_stage(plan: RunPlan) -> StagedLabels:
     result = plan.result
     ids = np.asarray(result.customer_ids, dtype=np.int64)
     labels = np.asarray(result.labels, dtype=np.int64)
-    reasons = pd.Series(np.asarray(result.reasons, dtype=object), dtype=object)
-    reason_ids, sentences = pd.factorize(reasons.astype(str).str.slice(0, REASON_MAX))
+    # The few distinct sentences are cut to the column's length after the million customers
+    # are numbered by them, not before (0.2 s at 1M rather than 0.6 s); two sentences that
+    # only differ past the cut then share a number.
+    codes, distinct = pd.factorize(np.asarray(result.reasons, dtype=object), use_na_sentinel=False)
+    cut_codes, sentences = pd.factorize(
+        np.asarray([str(text)[:REASON_MAX] for text in distinct], dtype=object)
+    )
+    reason_ids = cut_codes[codes]
     # One number (>= 0) per distinct text; current reasons are matched to these by text.
     number_of = {str(text): i for i, text in enumerate(sentences)}
     special_reason: dict[Label, int] = {}

@@ -5,6 +5,7 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -624,3 +625,45 @@ def test_a_run_words_amounts_in_the_businesss_currency(db):
     business_settings_update(name="Shop", currency="CHF", time_zone="Europe/Zurich")
 
     assert runs._engine_config().currency == "CHF"
+
+
+def test_reasons_longer_than_the_column_are_cut_and_not_rewritten_by_the_next_run(
+    shop, monkeypatch
+):
+    engine = runs._engine()
+    real = engine.segment_customers
+    width = Membership._meta.get_field("reason").max_length
+
+    def long_reasons(*args, **kwargs):
+        result = real(*args, **kwargs)
+        # Two sentences per segment that differ only past the column's width.
+        result.reasons = np.asarray(
+            [
+                f"{text} {'x' * width} {'one' if i % 2 else 'two'}"
+                for i, text in enumerate(result.reasons)
+            ],
+            dtype=object,
+        )
+        return result
+
+    monkeypatch.setattr(engine, "segment_customers", long_reasons)
+    first = run_now()
+    assert first.status == Status.SUCCEEDED, first.error
+    buyers = Membership.objects.filter(customer__in=shop.buyers)
+    stored = dict(buyers.values_list("customer_id", "reason"))
+    assert {len(reason) for reason in stored.values()} == {width}
+    assert all(reason.endswith("x") for reason in stored.values())
+    staged: list[int] = []
+    copy = label_write._labels_copy
+
+    def staged_too(ids, labels, reason_ids):
+        staged.extend(ids.tolist())
+        return copy(ids, labels, reason_ids)
+
+    monkeypatch.setattr(label_write, "_labels_copy", staged_too)
+
+    second = run_now()
+
+    assert second.status == Status.SUCCEEDED, second.error
+    assert not set(staged) & set(stored)
+    assert dict(buyers.values_list("customer_id", "reason")) == stored
