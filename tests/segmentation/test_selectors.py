@@ -349,11 +349,28 @@ def test_customer_ids_are_every_customer_in_id_order(db):
     assert selectors.customer_ids().dtype == np.int64
 
 
-def test_staging_read_is_sorted_by_id_even_if_a_plan_returns_another_order(db, monkeypatch):
-    shuffled = {"id": np.array([3, 1, 2]), "segment_id": np.array([30, 10, 20])}
-    monkeypatch.setattr(selectors, "_int_columns", lambda sql, columns: shuffled)
+def test_staging_read_lays_memberships_out_by_customer_whatever_order_a_plan_returns(
+    db, monkeypatch
+):
+    monkeypatch.setattr(selectors, "customer_ids", lambda: np.array([1, 2, 3, 4]))
+    shuffled = {
+        "customer_id": np.array([3, 9, 1]),  # 9: a customer deleted since the ids were read
+        "segment_id": np.array([30, 90, 10]),
+        "reason_id": np.array([0, 1, 2]),
+    }
+    flagged = {"id": np.array([4, 2]), "is_archived": np.array([1, 0]),
+               "profiling_opt_out": np.array([0, 1])}  # fmt: skip
+    monkeypatch.setattr(
+        selectors,
+        "_int_columns",
+        lambda sql, columns: shuffled if "customer_id" in columns else flagged,
+    )
 
     read = selectors.customer_flags_and_memberships(reasons_table="unused")
 
-    assert read["id"].tolist() == [1, 2, 3]
-    assert read["segment_id"].tolist() == [10, 20, 30]
+    assert read["id"].tolist() == [1, 2, 3, 4]
+    assert read["has_membership"].tolist() == [1, 0, 1, 0]
+    assert read["segment_id"].tolist() == [10, -1, 30, -1]
+    assert read["reason_id"].tolist() == [2, -1000, 0, -1000]
+    assert read["is_archived"].tolist() == [0, 0, 0, 1]
+    assert read["profiling_opt_out"].tolist() == [0, 1, 0, 0]
