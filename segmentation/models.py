@@ -518,6 +518,9 @@ class CustomerFeatures(models.Model):
     satisfaction = models.FloatField(null=True, blank=True)
     # Mean days between purchases; NULL for a one-time buyer.
     usual_gap_days = models.FloatField(null=True, blank=True)
+    # A 64-bit hash of the figures above (feature_store.figures_keys): a run reads these
+    # alone to find the rows whose figures changed. NULL (rows from before it): changed.
+    figures_key = models.BigIntegerField(null=True, blank=True)
 
     objects = CustomerFeaturesQuerySet.as_manager()
 

@@ -149,6 +149,60 @@ def test_only_the_customers_whose_figures_changed_are_written_again():
     assert rows[ann].recency_days == 13.5 and rows[cat].frequency == 10
 
 
+def test_a_figures_key_changes_with_any_figure_and_only_with_them():
+    table = pd.DataFrame(
+        {
+            "customer_id": [1, 2, 3],
+            "last_purchase_us": [10**15, 10**15, 10**15],
+            "first_purchase_us": [9 * 10**14] * 3,
+            "frequency": [4, 4, 4],
+            "monetary_total": [400.0, 400.0, 0.0],
+            "avg_order_value": [100.0, 100.0, 0.0],
+            "satisfaction": [np.nan, np.nan, 0.5],
+            "usual_gap_days": [50.0, 50.0, np.nan],
+        }
+    )
+    keys = feature_store.figures_keys(table)
+    # Equal figures, equal keys, whatever the customer; none is 0 (the key of no key).
+    assert keys[0] == keys[1] != keys[2] and 0 not in keys
+    # -0.0 compares as 0.0, and any NaN as any other.
+    signed = table.assign(monetary_total=[400.0, 400.0, -0.0], usual_gap_days=float("nan"))
+    assert feature_store.figures_keys(signed)[2] == keys[2]
+    for name, value in [
+        ("last_purchase_us", 10**15 - 1_000_000),
+        ("first_purchase_us", 9 * 10**14 + 1_000_000),
+        ("frequency", 5),
+        ("monetary_total", 400.01),
+        ("avg_order_value", 100.5),
+        ("satisfaction", 0.0),
+        ("usual_gap_days", np.nan),
+    ]:
+        changed = table.copy()
+        changed.loc[0, name] = value
+        assert feature_store.figures_keys(changed)[0] != keys[0], name
+
+
+@pytest.mark.django_db
+def test_rows_stored_without_a_key_are_written_again_by_the_next_run():
+    ids = [CustomerFactory().pk for _ in range(10)]
+    feature_store.customer_features_store(run=run_at(AS_OF), frame=raw(ids))
+    # As the rows of a run before the keys were kept.
+    CustomerFeatures.objects.filter(customer_id__in=ids[:2]).update(figures_key=None)
+
+    written = feature_store.customer_features_store(
+        run=run_at(AS_OF + DAY), frame=raw(ids, reference=AS_OF + DAY)
+    )
+
+    assert written == 2
+    assert not CustomerFeatures.objects.filter(figures_key=None).exists()
+    assert (
+        feature_store.customer_features_store(
+            run=run_at(AS_OF + 2 * DAY), frame=raw(ids, reference=AS_OF + 2 * DAY)
+        )
+        == 0
+    )
+
+
 @pytest.mark.django_db
 def test_a_run_writes_the_whole_table_again_when_most_figures_changed():
     ids = [CustomerFactory().pk for _ in range(3)]
