@@ -97,11 +97,10 @@ def _stored_keys() -> pd.DataFrame:
     SQLite. Two columns, not the eight figures: on SQLite each value fetched is what costs."""
     db_table = connection.ops.quote_name(CustomerFeatures._meta.db_table)
     columns = ["customer_id", "figures_key"]
-    sql = f"SELECT customer_id, COALESCE(figures_key, 0) FROM {db_table}"
+    sql = f"SELECT CAST(customer_id AS BIGINT), COALESCE(figures_key, 0) FROM {db_table}"
     with connection.cursor() as cur:
         if connection.vendor == "postgresql":
-            buffer = copy_out(cur, sql.replace("SELECT customer_id,", "SELECT customer_id::int8,"))
-            stored = _binary_rows_frame(buffer, columns, int_columns=set(columns))
+            stored = _binary_rows_frame(copy_out(cur, sql), columns, int_columns=set(columns))
         else:
             cur.execute(sql)
             parts = [np.empty((0, 2), dtype=np.int64)]
