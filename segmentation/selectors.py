@@ -295,18 +295,11 @@ def _float_rows_frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
 
 
 def _with_feedback(frame: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
-    """The customers' frame with their feedback figures beside them: each row of
-    ``feedback`` (sorted by customer id, as is ``frame``) goes to its customer; customers
-    without feedback get no means (NaN) and counts of 0."""
+    """The customers' frame with their feedback figures beside them (``feedback`` keyed by
+    customer id): customers without feedback get no means (NaN) and counts of 0."""
+    absent = {c: np.nan if c.endswith("_mean") else 0.0 for c in _FEEDBACK_COLUMNS[1:]}
     ids = frame["customer_id"].to_numpy(np.int64)
-    given = feedback["customer_id"].to_numpy(np.int64)
-    position = np.minimum(np.searchsorted(given, ids), max(len(given) - 1, 0))
-    found = (given[position] == ids) if len(given) else np.zeros(len(ids), dtype=bool)
-    for column in _FEEDBACK_COLUMNS[1:]:
-        values = np.full(len(ids), np.nan if column.endswith("_mean") else 0.0)
-        values[found] = feedback[column].to_numpy(np.float64)[position[found]]
-        frame[column] = values
-    return frame
+    return frame.assign(**_by_customer_id(ids, feedback, "customer_id", absent))
 
 
 def _with_moments(frame: pd.DataFrame, *, reference_time: datetime) -> pd.DataFrame:
@@ -446,21 +439,21 @@ def customer_flags_and_memberships(*, reasons_table: str) -> dict[str, np.ndarra
     }
 
 
-def _by_customer_id(
-    ids: np.ndarray, rows: dict[str, np.ndarray], key: str, absent: dict[str, int]
-) -> dict[str, np.ndarray]:
-    """The columns ``absent`` names of ``rows`` (keyed by their column ``key``) laid out along
-    the sorted ``ids``; an id without a row gets the column's value in ``absent``, a row
-    whose id is not among ``ids`` is left out."""
-    order = np.argsort(rows[key], kind="stable")  # sorted already, unless a plan did not keep it
-    keys = rows[key][order]
+def _by_customer_id(ids: np.ndarray, rows, key: str, absent: dict) -> dict[str, np.ndarray]:
+    """The columns ``absent`` names of ``rows`` (arrays or a frame, keyed by their column
+    ``key``) laid out along the sorted ``ids``; an id without a row gets the column's value
+    in ``absent`` (whose type the column takes), a row whose id is not among ``ids`` is
+    left out."""
+    # Sorted already, unless a plan did not keep the order.
+    order = np.argsort(np.asarray(rows[key]), kind="stable")
+    keys = np.asarray(rows[key]).astype(np.int64)[order]
     position = np.searchsorted(ids, keys)
     found = position < len(ids)
     found[found] = ids[position[found]] == keys[found]
     laid_out = {}
     for column, default in absent.items():
-        values = np.full(len(ids), default, dtype=np.int64)
-        values[position[found]] = rows[column][order][found]
+        values = np.full(len(ids), default)
+        values[position[found]] = np.asarray(rows[column])[order][found]
         laid_out[column] = values
     return laid_out
 

@@ -166,7 +166,8 @@ def test_a_figures_key_changes_with_any_figure_and_only_with_them():
     # Equal figures, equal keys, whatever the customer; none is 0 (the key of no key).
     assert keys[0] == keys[1] != keys[2] and 0 not in keys
     # -0.0 compares as 0.0, and any NaN as any other.
-    signed = table.assign(monetary_total=[400.0, 400.0, -0.0], usual_gap_days=float("nan"))
+    other_nan = np.array([0x7FF8000000000001], dtype=np.uint64).view(np.float64)[0]
+    signed = table.assign(monetary_total=[400.0, 400.0, -0.0], usual_gap_days=other_nan)
     assert feature_store.figures_keys(signed)[2] == keys[2]
     for name, value in [
         ("last_purchase_us", 10**15 - 1_000_000),

@@ -50,6 +50,19 @@ def segmentation_state() -> tuple:
     )
 
 
+def staged_ids(monkeypatch) -> list[int]:
+    """The customers the label staging copies from now on (filled as runs stage them)."""
+    staged: list[int] = []
+    copy = label_write._labels_copy
+
+    def staged_too(ids, labels, reason_ids):
+        staged.extend(ids.tolist())
+        return copy(ids, labels, reason_ids)
+
+    monkeypatch.setattr(label_write, "_labels_copy", staged_too)
+    return staged
+
+
 @pytest.fixture
 def shop(db):
     return shop_build()
@@ -447,14 +460,7 @@ def test_staging_leaves_pinned_customers_out_and_archived_ones_never_placed_unwr
     services.segment_pin(customer=pinned, segment=target)
     never_placed = CustomerFactory(is_archived=True)
     newcomer = CustomerFactory()  # no membership row yet: staged as a prospect
-    staged: list[int] = []
-    copy = label_write._labels_copy
-
-    def staged_too(ids, labels, reason_ids):
-        staged.extend(ids.tolist())
-        return copy(ids, labels, reason_ids)
-
-    monkeypatch.setattr(label_write, "_labels_copy", staged_too)
+    staged = staged_ids(monkeypatch)
 
     rerun = run_now()
 
@@ -653,14 +659,7 @@ def test_reasons_longer_than_the_column_are_cut_and_not_rewritten_by_the_next_ru
     stored = dict(buyers.values_list("customer_id", "reason"))
     assert {len(reason) for reason in stored.values()} == {width}
     assert all(reason.endswith("x") for reason in stored.values())
-    staged: list[int] = []
-    copy = label_write._labels_copy
-
-    def staged_too(ids, labels, reason_ids):
-        staged.extend(ids.tolist())
-        return copy(ids, labels, reason_ids)
-
-    monkeypatch.setattr(label_write, "_labels_copy", staged_too)
+    staged = staged_ids(monkeypatch)
 
     second = run_now()
 
