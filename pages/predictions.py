@@ -25,17 +25,23 @@ def customer_prediction(*, customer: Customer) -> dict:
             reason = "Predictions start with a first purchase."
         return {"words": NOT_YET, "basis": reason, "prediction": None}
     unit = settings.PREDICTIONS_TIME_UNIT_DAYS
+    summary = prediction_selectors.customer_purchase_summary(
+        customer_id=customer.pk, as_of=prediction.as_of, time_unit_days=unit
+    )
     return {
         "words": clv_words.prediction_words(
             p_alive=prediction.p_alive,
             expected_purchases_90d=prediction.expected_purchases_90d,
             value_12m=prediction.value_12m,
             currency=business_get().currency,
-            repeat_purchases=prediction.x,
+            # Unknown once the sales it rests on are gone: then only the figures speak.
+            repeat_purchases=summary.x if summary else None,
         ),
         "basis": clv_words.prediction_basis(
-            x=prediction.x, t_x=prediction.t_x, T=prediction.T, time_unit_days=unit
-        ),
+            x=summary.x, t_x=summary.t_x, T=summary.T, time_unit_days=unit
+        )
+        if summary
+        else "",
         "prediction": prediction,
     }
 

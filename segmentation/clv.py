@@ -668,9 +668,7 @@ def prediction_scores(
     scores["value_at_risk"] = np.divide(
         value * (1 - alive), alive, out=np.zeros_like(value), where=alive > 0
     )
-    frame = pd.DataFrame(scores, index=summary.index)
-    frame["x"], frame["t_x"], frame["T"] = x.astype(np.int64), t_x, T
-    return frame
+    return pd.DataFrame(scores, index=summary.index)
 
 
 def data_problem(*, repeat_customers: int, min_repeat_customers: int | None = None) -> str:

@@ -404,10 +404,9 @@ class CustomerPrediction(models.Model):
     # What the next 12 months would be worth if they are still a customer, times the chance
     # that they are not: value_12m / p_alive x (1 - p_alive). Stored to be listed by index.
     value_at_risk = models.FloatField()
-    # The customer's summary the predictions come from (time in the run's time unit).
-    x = models.PositiveIntegerField()
-    t_x = models.FloatField()
-    T = models.FloatField()  # the papers' name, kept for readers of them
+    # Not stored: the purchase summary the figures come from (repeat days, first and last
+    # day). Written for every customer each night it would cost a quarter of this write;
+    # the customer page sums it for its one customer (customer_purchase_summary).
 
     class Meta:
         indexes = [

@@ -14,6 +14,7 @@ from django.utils import timezone
 from psycopg import sql as psycopg_sql
 
 from crm.models import Activity, Customer, Purchase
+from segmentation import clv
 from segmentation.local_days import LocalDays, local_date_sql
 from segmentation.models import (
     CustomerPrediction,
@@ -597,6 +598,33 @@ def _totals_sql_sqlite(*, tz: str, until: datetime, restrict: str = "") -> str:
 def customer_prediction_get(*, customer_id: int) -> CustomerPrediction | None:
     """The customer's current prediction, if the last fit covered them."""
     return CustomerPrediction.objects.filter(customer_id=customer_id).first()
+
+
+@dataclass(frozen=True)
+class PurchaseSummary:
+    """What a customer's prediction rests on, in the purchase models' terms (time in units
+    of ``time_unit_days``): repeat purchase days, from the first to the last, from the first
+    to the as-of day."""
+
+    x: int
+    t_x: float
+    T: float
+
+
+def customer_purchase_summary(
+    *, customer_id: int, as_of: date, time_unit_days: float
+) -> PurchaseSummary | None:
+    """One customer's purchase summary up to ``as_of``, summed from their purchases as the
+    nightly read sums a changed customer's (None without a sale by then, or when they are
+    not profiled)."""
+    until = _day_end(as_of)
+    end = connection.ops.adapt_datetimefield_value(until)
+    tz = timezone.get_current_timezone_name()
+    totals = _stale_totals(np.array([customer_id]), tz=tz, end=end, until=until)
+    if totals.empty:
+        return None
+    row = clv.rfm_from_totals(totals, as_of=as_of, time_unit_days=time_unit_days).iloc[0]
+    return PurchaseSummary(x=int(row["x"]), t_x=float(row["t_x"]), T=float(row["T"]))
 
 
 def segment_prediction_summary(*, segment: Segment) -> dict[str, float | int]:

@@ -31,9 +31,6 @@ _COLUMNS = (
     "expected_order_value",
     "value_12m",
     "value_at_risk",
-    "x",
-    "t_x",
-    "T",
 )
 
 
@@ -301,8 +298,8 @@ def _predictions_clear(table: str) -> bool:
 
 
 # PostgreSQL's binary types of the columns: bigint ids, a date (int4 days since 2000-01-01),
-# float8 figures and an int4 count.
-_PG_TYPES = {"customer_id": ">i8", "run_id": ">i8", "as_of": ">i4", "x": ">i4"}
+# float8 figures.
+_PG_TYPES = {"customer_id": ">i8", "run_id": ">i8", "as_of": ">i4"}
 
 
 def _predictions_insert(scores: pd.DataFrame, *, run_id: int, as_of: date) -> None:

@@ -173,6 +173,3 @@ class CustomerPredictionFactory(factory.django.DjangoModelFactory):
     expected_order_value = 45.0
     value_12m = 340.0
     value_at_risk = factory.LazyAttribute(lambda o: o.value_12m / o.p_alive * (1 - o.p_alive))
-    x = 5
-    t_x = 40.0
-    T = 43.0

@@ -1,6 +1,6 @@
 """The owner sees the predictions in words: customer page, segment page, Today, dashboard."""
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -24,16 +24,45 @@ pytestmark = pytest.mark.django_db
 
 
 def test_the_customer_page_says_in_words_what_the_customer_will_likely_do(staff_client):
-    customer = CustomerFactory(purchase_count=6)
-    CustomerPredictionFactory(customer=customer, p_alive=0.95, expected_purchases_90d=2.1)
+    customer = CustomerFactory()
+    as_of = timezone.localdate() - timedelta(days=2)
+    # 6 purchase days over 40 weeks, the last one 3 weeks before the predictions' day; a
+    # second sale on a day already counted, a refund and a sale after that day count for
+    # nothing.
+    for weeks in (43, 35, 27, 19, 11, 3):
+        PurchaseFactory(customer=customer, purchased_at=moment(as_of - timedelta(weeks=weeks)))
+    PurchaseFactory(customer=customer, purchased_at=moment(as_of - timedelta(weeks=3)))
+    PurchaseFactory(
+        customer=customer,
+        purchased_at=moment(as_of - timedelta(weeks=1)),
+        kind=Purchase.Kind.REFUND,
+    )
+    PurchaseFactory(customer=customer, purchased_at=moment(as_of + timedelta(days=1)))
+    CustomerPredictionFactory(
+        customer=customer, as_of=as_of, p_alive=0.95, expected_purchases_90d=2.1
+    )
 
     page = staff_client.get(reverse("pages:customer_detail", args=[customer.pk])).content.decode()
 
     assert "Very likely still a customer" in page
     assert "about 2 purchases expected in the next 90 days" in page
     assert "worth about 340\u00a0EUR over the next year" in page
-    # What it rests on: 6 purchase days over 40 weeks, the last one 3 weeks ago.
     assert "Bought on 6 different days over 9 months; the last time 3 weeks ago." in page
+
+
+def test_a_prediction_whose_sales_are_gone_keeps_its_figures_without_a_basis(staff_client):
+    customer = CustomerFactory()
+    CustomerPredictionFactory(customer=customer, p_alive=0.95, expected_purchases_90d=2.1)
+
+    page = staff_client.get(reverse("pages:customer_detail", args=[customer.pk])).content.decode()
+
+    assert "Very likely still a customer" in page
+    assert "Bought on" not in page
+
+
+def moment(day):
+    """Noon of ``day`` in the business's time zone."""
+    return timezone.make_aware(datetime.combine(day, time(12)))
 
 
 def test_without_a_prediction_the_customer_page_says_why_instead_of_a_number(staff_client):

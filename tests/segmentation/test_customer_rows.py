@@ -226,7 +226,7 @@ def stored_rows(run: SegmentationRun) -> None:
     CustomerPrediction.objects.create(
         customer=customer, run=run, as_of=as_of.date(), p_alive=0.5,
         expected_purchases_30d=0, expected_purchases_90d=0, expected_purchases_365d=0,
-        expected_order_value=0, value_12m=0, value_at_risk=0, x=0, t_x=0, T=1,
+        expected_order_value=0, value_12m=0, value_at_risk=0,
     )  # fmt: skip
     SegmentMembershipChange.objects.create(customer=customer, run=run)
 

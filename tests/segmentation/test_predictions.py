@@ -115,7 +115,13 @@ def test_refresh_stores_every_customers_prediction_as_the_pure_model_computes_it
     row = CustomerPrediction.objects.get(customer_id=ids[busiest])
     alive = clv.bgnbd_p_alive(model, *(summary.loc[[busiest], c] for c in ("x", "t_x", "T")))
     assert row.p_alive == pytest.approx(alive[0], rel=1e-6)
-    assert row.x == summary.loc[busiest, "x"]
+    # The customer page's own read of what the figures rest on agrees with the pure module.
+    basis = prediction_selectors.customer_purchase_summary(
+        customer_id=ids[busiest], as_of=AS_OF, time_unit_days=7
+    )
+    assert (basis.x, basis.t_x, basis.T) == tuple(
+        pytest.approx(summary.loc[busiest, c]) for c in ("x", "t_x", "T")
+    )
     assert row.run_id == run.pk and row.as_of == AS_OF
     assert row.expected_purchases_30d < row.expected_purchases_90d < row.expected_purchases_365d
     assert row.value_at_risk == pytest.approx(row.value_12m / row.p_alive * (1 - row.p_alive))
@@ -409,7 +415,10 @@ def test_predictions_computed_alongside_the_segments_equal_those_computed_after(
     settings, monkeypatch
 ):
     cdnow_shop()
-    columns = ["customer_id", "as_of", "p_alive", "expected_purchases_90d", "value_12m", "x"]
+    columns = [
+        "customer_id", "as_of", "p_alive", "expected_purchases_90d", "value_12m",
+        "expected_order_value",
+    ]  # fmt: skip
     computed_in: list[str] = []
     compute = predictions.predictions_compute
 
@@ -540,7 +549,11 @@ def test_a_second_night_sums_only_the_changed_customer_and_predicts_as_a_full_re
     ids = cdnow_shop(shift=today - CDNOW_LAST_DAY)
     # Written days ago: a kept row is trusted for purchases unchanged since a day before.
     Customer.objects.update(purchases_changed_at=timezone.now() - timedelta(days=3))
-    columns = ["customer_id", "p_alive", "expected_purchases_90d", "value_12m", "x", "t_x"]
+    # Every figure the purchase summary (x, t_x, T) and the average order feed.
+    columns = [
+        "customer_id", "p_alive", "expected_purchases_90d", "expected_purchases_365d",
+        "expected_order_value", "value_12m",
+    ]  # fmt: skip
 
     def night() -> tuple[dict, list[tuple]]:
         record = predictions.predictions_refresh(run=SegmentationRunFactory(), as_of=today)
