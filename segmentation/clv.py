@@ -459,14 +459,19 @@ def bgnbd_expected_purchases(
     T: np.ndarray,
 ) -> np.ndarray:
     """E[purchases in the next t | x, t_x, T] (FHL 2005, equation 10)."""
-    r, alpha, a, b = model.r, model.alpha, model.a, model.b
     x = np.asarray(x, dtype=np.float64)
+    return _expected_if_alive(model, t, x, T) * bgnbd_p_alive(model, x, t_x, T)
+
+
+def _expected_if_alive(model: BgNbd, t: float | np.ndarray, x: np.ndarray, T) -> np.ndarray:
+    """Equation 10 without its chance of being alive: it depends on x and T only, not t_x."""
+    r, alpha, a, b = model.r, model.alpha, model.a, model.b
     t = np.asarray(t, dtype=np.float64)
     z = t / (alpha + T + t)
     hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
     head = (a + b + x - 1) / (a - 1)
     body = 1 - np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + t))) * hyp
-    return head * body * bgnbd_p_alive(model, x, t_x, T)
+    return head * body
 
 
 def bgnbd_expected_purchases_population(
@@ -602,12 +607,25 @@ def discounted_purchases(
 ) -> np.ndarray:
     """The sum over the next ``months`` months m of (expected purchases in month m) / (1 +
     rate)^m: times the expected value of a purchase, the customer's value."""
-    month = DAYS_PER_MONTH / time_unit_days
-    total = np.zeros(len(np.asarray(x)))
-    previous = np.zeros_like(total)
+    x = np.asarray(x, dtype=np.float64)
+    alive = bgnbd_p_alive(bgnbd, x, t_x, T)
+    return _discounted(
+        lambda t: _expected_if_alive(bgnbd, t, x, T) * alive,
+        month=DAYS_PER_MONTH / time_unit_days,
+        months=months,
+        monthly_discount=monthly_discount,
+    )
+
+
+def _discounted(
+    expected: Callable[[float], np.ndarray], *, month: float, months: int, monthly_discount: float
+) -> np.ndarray:
+    """The sum over months m of (expected(m months) - expected(m - 1 months)) / (1 +
+    rate)^m, ``expected`` giving the purchases expected within a time t."""
+    total = previous = 0.0
     for m in range(1, months + 1):
-        cumulative = bgnbd_expected_purchases(bgnbd, m * month, x, t_x, T)
-        total += (cumulative - previous) / (1 + monthly_discount) ** m
+        cumulative = expected(m * month)
+        total = total + (cumulative - previous) / (1 + monthly_discount) ** m
         previous = cumulative
     return total
 
@@ -652,13 +670,25 @@ def prediction_scores(
     ).to_numpy()
     first = np.unique(codes, return_index=True)[1]
     ux, utx, uT = x[first], t_x[first], T[first]
-    alive = bgnbd_p_alive(bgnbd, ux, utx, uT)[codes]
+    # The hypergeometric part depends on (x, T) alone, not t_x: once per distinct pair,
+    # fewer still (the same floats as bgnbd_expected_purchases, in the same order).
+    pairs = pd.DataFrame({"x": ux, "T": uT}).groupby(["x", "T"], sort=False).ngroup().to_numpy()
+    pair_first = np.unique(pairs, return_index=True)[1]
+    px, pT = ux[pair_first], uT[pair_first]
+    distinct_alive = bgnbd_p_alive(bgnbd, ux, utx, uT)
+
+    def expected(t: float) -> np.ndarray:
+        return _expected_if_alive(bgnbd, t, px, pT)[pairs] * distinct_alive
+
+    alive = distinct_alive[codes]
     scores = {"p_alive": alive}
     for days in (30, 90, 365):
-        expected = bgnbd_expected_purchases(bgnbd, days / time_unit_days, ux, utx, uT)
-        scores[f"expected_purchases_{days}d"] = expected[codes]
-    purchases = discounted_purchases(
-        bgnbd, ux, utx, uT, time_unit_days=time_unit_days, monthly_discount=monthly_discount
+        scores[f"expected_purchases_{days}d"] = expected(days / time_unit_days)[codes]
+    purchases = _discounted(
+        expected,
+        month=DAYS_PER_MONTH / time_unit_days,
+        months=12,
+        monthly_discount=monthly_discount,
     )[codes]
     scores["expected_order_value"] = gamma_gamma_expected_value(gg, x, monetary)
     value = purchases * scores["expected_order_value"]

@@ -405,3 +405,23 @@ def test_an_absurd_start_gives_the_answer_from_zeros(summary, value):
     warm_gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"], start=(value,) * 3)
     assert warm_gg.started_from == "zeros instead"
     assert (warm_gg.p, warm_gg.q, warm_gg.gamma) == (cold_gg.p, cold_gg.q, cold_gg.gamma)
+
+
+def test_every_customers_scores_equal_the_formulas_applied_to_them_one_by_one(summary):
+    # prediction_scores computes once per distinct (x, t_x, T) and once per distinct (x, T):
+    # customers sharing either must get exactly what the formulas give each of them.
+    model = clv.bgnbd_fit(summary["x"], summary["t_x"], summary["T"])
+    gg = clv.gamma_gamma_fit(summary["x"], summary["monetary"])
+    scores = clv.prediction_scores(
+        summary, bgnbd=model, gg=gg, time_unit_days=7, monthly_discount=0.01
+    )
+    x, t_x, T = (summary[c].to_numpy(np.float64) for c in ("x", "t_x", "T"))
+    assert len(summary.groupby(["x", "T"])) < len(summary.groupby(["x", "t_x", "T"])) < len(x)
+    assert np.array_equal(scores["p_alive"], clv.bgnbd_p_alive(model, x, t_x, T))
+    for days in (30, 90, 365):
+        one_by_one = clv.bgnbd_expected_purchases(model, days / 7, x, t_x, T)
+        assert np.array_equal(scores[f"expected_purchases_{days}d"], one_by_one)
+    value = clv.customer_value(
+        model, gg, x, t_x, T, summary["monetary"].to_numpy(), time_unit_days=7
+    )
+    assert np.array_equal(scores["value_12m"], value)
