@@ -47,5 +47,5 @@ def test_local_dates_in_sql_equal_the_zones_own_rules(zone):
 
 
 def test_a_zone_without_changes_is_one_fixed_offset():
-    assert offset_changes(ZoneInfo("UTC"), until=UNTIL) == []
+    assert offset_changes(ZoneInfo("UTC"), until=UNTIL) == ()
     assert local_date_sql("t", ZoneInfo("UTC"), until=UNTIL) == "date(t, '+0 seconds')"
