@@ -400,8 +400,8 @@ def predictions_floor() -> dict:
         )
         rows = cur.fetchall()
     frame = pd.DataFrame(rows, columns=["n", "total", "first", "last"])
-    first = pd.to_datetime(frame["first"], utc=True)
-    last = pd.to_datetime(frame["last"], utc=True)
+    first = pd.to_datetime(frame["first"], utc=True, format="ISO8601")
+    last = pd.to_datetime(frame["last"], utc=True, format="ISO8601")
     now = last.max()
     started = time.perf_counter()
     x = frame["n"].to_numpy(float) - 1

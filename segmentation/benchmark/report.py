@@ -4,6 +4,7 @@ import json
 import os
 import platform
 import sqlite3
+import statistics
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,6 +119,14 @@ def summary_lines(results: dict) -> list[str]:
             f"recluster {case}: median {_fmt_s(rec['median_seconds'])} of "
             f"{len(rec['runs'])} runs, peak RSS {rec['peak_rss_mb']:.0f} MB"
         )
+        paired = [r["honest_floor"] for r in rec["runs"] if r.get("honest_floor")]
+        if paired:
+            seconds = statistics.median(f["seconds"] for f in paired)
+            ratio = statistics.median(f["ratio"] for f in paired)
+            lines.append(
+                f"honest floor timed next to each {case} run: median {_fmt_s(seconds)}, "
+                f"run over it {ratio:.2f}"
+            )
     floors = results.get("floors", {})
     for name in (
         "aggregate",
@@ -136,7 +145,10 @@ def summary_lines(results: dict) -> list[str]:
             lines.append(f"floor {name}: {_fmt_s(floors[name]['seconds'])}")
     for case in ("cold", "warm", "daily"):
         if f"honest_{case}" in floors:
-            lines.append(f"honest floor, {case} run: {_fmt_s(floors[f'honest_{case}'])}")
+            lines.append(
+                f"honest floor, {case} run, timed after every run: "
+                f"{_fmt_s(floors[f'honest_{case}'])}"
+            )
     if "naive" in results:
         naive = results["naive"]
         lines.append(

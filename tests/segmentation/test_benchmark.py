@@ -145,6 +145,11 @@ def test_a_tiny_bench_run_reports_every_phase_floor_and_ratio(small_database_cle
         assert run["status"] == "succeeded"
         assert set(PHASES) <= set(run["timings"])
         assert run["peak_rss_mb"] > 0
+        # Each run has its own honest floor, timed next to it, and its ratio over it.
+        floor = run["honest_floor"]
+        assert floor["seconds"] == pytest.approx(sum(floor["parts"].values()))
+        assert floor["ratio"] == pytest.approx(run["seconds"] / floor["seconds"])
+        assert results["ratios"][f"{case}_over_honest_floor"]["value"] == floor["ratio"]
     floors = results["floors"]
     for floor in (
         "aggregate",
@@ -170,6 +175,7 @@ def test_a_tiny_bench_run_reports_every_phase_floor_and_ratio(small_database_cle
         "cold_over_honest_floor",
         "warm_over_honest_floor",
         "daily_over_honest_floor",
+        "daily_over_honest_floor_timed_after",
         "end_to_end_over_floors_cold_previous",
         "peak_memory_gb",
     } <= set(ratios)
