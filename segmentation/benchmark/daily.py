@@ -87,9 +87,22 @@ def changed_aggregate_floor(customer_ids: list[int]) -> dict:
     return {"seconds": seconds, "customers": len(customer_ids)}
 
 
+# One row of the stored figures in PostgreSQL's binary COPY: a field count, then a length
+# and a big-endian value per field (none is NULL for a customer with purchases).
+_FIGURES_ROW = np.dtype(
+    [("fields", ">i2")]
+    + [
+        (f"{name}{suffix}", kind)
+        for name in ("id", "count", "spent", "first", "last")
+        for suffix, kind in (("_len", ">i4"), ("", ">i8" if name in ("id", "count") else ">f8"))
+    ]
+)
+
+
 def stored_figures_floor() -> dict:
     """Seconds to read every customer's kept figures (purchases, spend, first and last
-    purchase) into numpy: the cheapest source of the unchanged customers' features."""
+    purchase) into numpy: the cheapest source of the unchanged customers' features. On
+    PostgreSQL a binary COPY decoded by numpy (about half the time of fetching tuples)."""
 
     table = Customer._meta.db_table
     if connection.vendor == "postgresql":
@@ -97,14 +110,25 @@ def stored_figures_floor() -> dict:
     else:
         epoch, real = "((julianday({}) - 2440587.5) * 86400.0)", "REAL"
     sql = (
-        f"SELECT id, purchase_count, CAST(total_spent AS {real}), "
+        f"SELECT id, CAST(purchase_count AS bigint), CAST(total_spent AS {real}), "
         f"{epoch.format('first_purchase_at')}, {epoch.format('last_purchase_at')} "
         f"FROM {table} WHERE purchase_count > 0 ORDER BY id"
     )
     started = time.perf_counter()
     with connection.cursor() as cur:
-        cur.execute(sql)
-        figures = np.array(cur.fetchall(), dtype=np.float64)
+        if connection.vendor == "postgresql":
+            buffer = bytearray()
+            with cur.cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)") as copy:
+                for chunk in copy:
+                    buffer += chunk
+            # 19 bytes of header before the rows, a 2-byte trailer after them.
+            rows = np.frombuffer(memoryview(buffer)[19:-2], dtype=_FIGURES_ROW)
+            figures = np.column_stack(
+                [rows[name] for name in ("id", "count", "spent", "first", "last")]
+            )
+        else:
+            cur.execute(sql)
+            figures = np.array(cur.fetchall(), dtype=np.float64)
     return {"seconds": time.perf_counter() - started, "rows": len(figures)}
 
 

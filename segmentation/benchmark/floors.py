@@ -430,10 +430,10 @@ def predictions_floor() -> dict:
     # expected order value), then persisted: one row each, loaded into an empty table.
     r, alpha, a, b = np.exp(bg.x)
     p, q, v = np.exp(gg.x)
+    old_err = np.seterr(all="ignore")  # a few extreme rows overflow: NaN, as in any scorer
     ratio = (alpha + big_t) / (alpha + t_x)
     p_alive = 1 / (1 + (x > 0) * (a / np.maximum(b + x - 1, 1e-12)) * ratio ** (r + x))
     horizon = 13.0
-    old_err = np.seterr(all="ignore")  # a few extreme rows overflow: NaN, as in any scorer
     z = horizon / (alpha + big_t + horizon)
     expected = (
         (a + b + x - 1)

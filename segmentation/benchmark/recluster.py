@@ -75,6 +75,10 @@ def _peak_rss_kb() -> int:
 
 def recluster_once() -> dict:
     """Run one recluster in this process through the service; its figures as a dict."""
+    # A worker loads the engine (scikit-learn) when its process starts, not in each run
+    # (segmentation.tasks): so does this process, before the run's clock starts.
+    import segmentation.engine  # noqa: F401
+
     process = psutil.Process()
     rss_before = process.memory_info().rss
     run = SegmentationRun.objects.create(trigger=SegmentationRun.Trigger.COMMAND)
