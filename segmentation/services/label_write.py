@@ -42,6 +42,11 @@ if TYPE_CHECKING:  # the engine loads scikit-learn; this module only reads its r
 logger = logging.getLogger(__name__)
 
 REASON_MAX = Membership._meta.get_field("reason").max_length
+# A nightly run stages a few thousand labels of a million. At the default page cost the
+# planner hashes the whole memberships table to find them (0.45-0.53 s for 7,000 labels at
+# 1M); at an SSD-like one, as the feature read uses (selectors._PLANNER_SETTINGS), it looks
+# each up by primary key (0.19-0.22 s), and still hashes when most of the table is staged.
+_WRITE_PLANNER_SETTINGS = {"random_page_cost": "1.1"}
 LABELS_TABLE = "segmentation_new_labels"
 REASONS_TABLE = "segmentation_new_reasons"
 MAP_TABLE = "segmentation_label_map"
@@ -69,11 +74,13 @@ def labels_write(
     staging = time.perf_counter() - started
     progress("writing", 30)
     with transaction.atomic():
+        planner_saved = {}
         if connection.vendor == "postgresql":
             # Check the history rows' foreign keys as they are inserted (timed there), not
             # in the commit.
             with connection.cursor() as cur:
                 cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                planner_saved = selectors._planner_settings_set(cur, _WRITE_PLANNER_SETTINGS)
         locked = SegmentationRun.objects.select_for_update().get(pk=run.pk)
         if locked.status != SegmentationRun.Status.RUNNING:
             raise RunAlreadyFinished(locked.status)
@@ -103,6 +110,7 @@ def labels_write(
         if connection.vendor == "postgresql":
             with connection.cursor() as cur:  # back to Django's default, for enclosing blocks
                 cur.execute("SET CONSTRAINTS ALL DEFERRED")
+                selectors._planner_settings_set(cur, planner_saved)
         committing = time.perf_counter()
     # The commit makes the new labels durable: it belongs to the label write.
     timings["label_write"] += time.perf_counter() - committing

@@ -45,7 +45,9 @@ def shop_build(*, scale: int = 1, prospects: int = 2, opted_out: int = 1) -> Sho
                 purchases.append(
                     Purchase(
                         customer=customer,
-                        amount=amount + i % 7,
+                        # Spend varies a little from purchase to purchase, as in any shop:
+                        # with none, the order value model has nothing to fit.
+                        amount=amount * (1 + Decimal(j % 3) / 10) + i % 7,
                         purchased_at=now - timedelta(days=last_days + j * gap + i % 5),
                     )
                 )
