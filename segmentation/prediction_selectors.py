@@ -27,8 +27,8 @@ from segmentation.selectors import (
     _PLANNER_SETTINGS,
     _binary_rows_frame,
     _day_end,
-    _planner_settings_set,
     day_start,
+    planner_settings_set,
 )
 
 # "Likely gone": less than even odds of still being a customer, the line every page uses.
@@ -343,13 +343,13 @@ def _copy_out(sql: str, **values) -> bytearray:
     values.setdefault("refund", Purchase.Kind.REFUND.value)
     # A transaction scopes the planner settings.
     with transaction.atomic(), connection.cursor() as cur:
-        saved = _planner_settings_set(cur, _PLANNER_SETTINGS)
+        saved = planner_settings_set(cur, _PLANNER_SETTINGS)
         # COPY takes no parameters: the values go in as literals, quoted by the driver.
         for name, value in values.items():
             literal = psycopg_sql.Literal(value).as_string(cur.cursor.connection)
             sql = sql.replace(f"%({name})s", literal)
         buffer = copy_out(cur, sql)
-        _planner_settings_set(cur, saved)
+        planner_settings_set(cur, saved)
     return buffer
 
 
@@ -406,7 +406,7 @@ def _purchase_totals_postgresql(*, tz: str, end, until: datetime) -> pd.DataFram
     # scopes the planner settings.
     with transaction.atomic():
         with connection.cursor() as cur:
-            _planner_settings_set(cur, {"jit": "off", "max_parallel_workers_per_gather": "0"})
+            planner_settings_set(cur, {"jit": "off", "max_parallel_workers_per_gather": "0"})
         # psycopg's own server-side cursor (Django's gives a plain one where server-side
         # cursors are disabled for a pooler), inside this transaction, with binary
         # results: as text, each byte string would travel hex-encoded, twice its size.

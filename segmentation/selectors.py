@@ -235,7 +235,7 @@ _PLANNER_SETTINGS = {
 }
 
 
-def _planner_settings_set(cur, settings: dict[str, str]) -> dict[str, str]:
+def planner_settings_set(cur, settings: dict[str, str]) -> dict[str, str]:
     """Set planner settings for the current transaction; returns the previous values."""
     previous = {}
     for name, value in settings.items():
@@ -264,12 +264,12 @@ def customer_features(*, reference_time: datetime, as_of: date | None = None) ->
     scope = transaction.atomic() if connection.vendor == "postgresql" else nullcontext()
     with scope, connection.cursor() as cur:
         if connection.vendor == "postgresql":
-            saved = _planner_settings_set(cur, _PLANNER_SETTINGS)
+            saved = planner_settings_set(cur, _PLANNER_SETTINGS)
             buffers = copy_out(cur, sql), copy_out(cur, feedback_sql)
             # Rows stream out as the aggregate produces them, so the queries are timed to
             # their last row; the transfer is what is left: decoding them.
             queried = time.perf_counter()
-            _planner_settings_set(cur, saved)
+            planner_settings_set(cur, saved)
             frame = _binary_rows_frame(buffers[0], _CUSTOMER_COLUMNS)
             feedback = _binary_rows_frame(buffers[1], _FEEDBACK_COLUMNS)
             del buffers
@@ -425,10 +425,10 @@ def customer_flags_and_memberships(*, reasons_table: str) -> dict[str, np.ndarra
     scope = transaction.atomic() if connection.vendor == "postgresql" else nullcontext()
     with scope, connection.cursor() as cur:
         if connection.vendor == "postgresql":
-            saved = _planner_settings_set(cur, _STAGING_READ_SETTINGS)
+            saved = planner_settings_set(cur, _STAGING_READ_SETTINGS)
         placed = _int_columns(memberships_sql, ["customer_id", "segment_id", "reason_id"])
         if connection.vendor == "postgresql":
-            _planner_settings_set(cur, saved)
+            planner_settings_set(cur, saved)
     placed["has_membership"] = np.ones(len(placed["customer_id"]), dtype=np.int64)
     return {
         "id": ids,

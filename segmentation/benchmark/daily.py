@@ -18,6 +18,7 @@ from django.db import connection
 
 from crm.models import Customer, Purchase
 from crm.services import customer_stats_refresh
+from segmentation.benchmark.floors import binary_copy_row
 from segmentation.benchmark.recluster import tables_vacuum
 
 DAILY_SOURCE = "bench-daily"
@@ -87,16 +88,8 @@ def changed_aggregate_floor(customer_ids: list[int]) -> dict:
     return {"seconds": seconds, "customers": len(customer_ids)}
 
 
-# One row of the stored figures in PostgreSQL's binary COPY: a field count, then a length
-# and a big-endian value per field (none is NULL for a customer with purchases).
-_FIGURES_ROW = np.dtype(
-    [("fields", ">i2")]
-    + [
-        (f"{name}{suffix}", kind)
-        for name in ("id", "count", "spent", "first", "last")
-        for suffix, kind in (("_len", ">i4"), ("", ">i8" if name in ("id", "count") else ">f8"))
-    ]
-)
+# The stored figures as binary COPY rows (none is NULL for a customer with purchases).
+_FIGURES = {"id": ">i8", "count": ">i8", "spent": ">f8", "first": ">f8", "last": ">f8"}
 
 
 def stored_figures_floor() -> dict:
@@ -122,10 +115,8 @@ def stored_figures_floor() -> dict:
                 for chunk in copy:
                     buffer += chunk
             # 19 bytes of header before the rows, a 2-byte trailer after them.
-            rows = np.frombuffer(memoryview(buffer)[19:-2], dtype=_FIGURES_ROW)
-            figures = np.column_stack(
-                [rows[name] for name in ("id", "count", "spent", "first", "last")]
-            )
+            rows = np.frombuffer(memoryview(buffer)[19:-2], dtype=binary_copy_row(_FIGURES))
+            figures = np.column_stack([rows[name] for name in _FIGURES])
         else:
             cur.execute(sql)
             figures = np.array(cur.fetchall(), dtype=np.float64)

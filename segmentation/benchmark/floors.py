@@ -41,6 +41,15 @@ AGGREGATE_SQL = (
 )
 
 
+def binary_copy_row(fields: dict[str, str]) -> np.dtype:
+    """One row of PostgreSQL's binary COPY with no NULL: a field count ("fields"), then per
+    field its length ("<name>_len") and its big-endian value of numpy type ``fields[name]``."""
+    layout = [("fields", ">i2")]
+    for name, kind in fields.items():
+        layout += [(f"{name}_len", ">i4"), (name, kind)]
+    return np.dtype(layout)
+
+
 def _timed(fn, *args, **kwargs) -> tuple[float, object]:
     started = time.perf_counter()
     result = fn(*args, **kwargs)
@@ -461,16 +470,9 @@ def predictions_floor() -> dict:
         if connection.vendor == "postgresql":
             # Binary COPY of rows numpy lays out (a row per record: field count, then a
             # length and a big-endian value per field): no Python per row.
-            record = np.dtype(
-                [("n", ">i2"), ("id_len", ">i4"), ("id", ">i8")]
-                + [
-                    (f"{c}{suffix}", t)
-                    for c in ("p", "e", "v")
-                    for suffix, t in (("_len", ">i4"), ("", ">f8"))
-                ]
-            )
+            record = binary_copy_row({"id": ">i8", "p": ">f8", "e": ">f8", "v": ">f8"})
             records = np.zeros(len(ids), dtype=record)
-            records["n"], records["id_len"], records["id"] = 4, 8, ids
+            records["fields"], records["id_len"], records["id"] = 4, 8, ids
             for name, values in (("p", p_alive), ("e", expected), ("v", order_value)):
                 records[f"{name}_len"], records[name] = 8, values
             header, trailer = b"PGCOPY\n\xff\r\n\x00" + bytes(8), b"\xff\xff"

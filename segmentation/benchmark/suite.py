@@ -159,23 +159,17 @@ def pages_only(options: BenchOptions, *, log) -> dict:
     return pages.pages_measure(pages.page_urls(), requests=options.requests)
 
 
-@dataclass(frozen=True)
-class FloorInputs:
-    """What the floors need besides the database: the engine's scaled feature matrix."""
-
-    x: np.ndarray
-
-
 def paired_floor(
     case: str,
     run: dict,
-    inputs: FloorInputs,
+    x: np.ndarray,
     *,
-    before: floors.Labels | None = None,
-    after: floors.Labels | None = None,
+    label_write: dict | None = None,
     changed_ids: list[int] | None = None,
 ) -> dict | None:
-    """The honest floor of `case` timed right after `run`, and the run over it.
+    """The honest floor of `case` timed right after `run`, and the run over it. ``x`` is
+    the engine's scaled feature matrix (the fits' floor clusters it); ``label_write`` the
+    label_write_floor of the run's labels (warm and daily runs).
 
     The shared machine's speed drifts by a third within one bench run; a floor timed next
     to its run sees the machine as the run did, so their ratio moves with the code, not
@@ -189,18 +183,16 @@ def paired_floor(
         parts["label_load"] = floors.label_load_floor()["seconds"]
     else:
         parts["stored_figures"] = daily.stored_figures_floor()["seconds"]
-        parts["label_write"] = floors.label_write_floor(before=before, after=after)["seconds"]
+        parts["label_write"] = label_write["seconds"]
         if case == "daily":
             parts["changed_aggregate"] = daily.changed_aggregate_floor(changed_ids)["seconds"]
-    parts["sklearn"] = floors.sklearn_floor(inputs.x, matrix.fit_params(run))["seconds"]
+    parts["sklearn"] = floors.sklearn_floor(x, matrix.fit_params(run))["seconds"]
     parts["predictions"] = floors.predictions_floor()["seconds"]
     seconds = sum(parts.values())
     return {"seconds": seconds, "parts": parts, "ratio": run["seconds"] / seconds}
 
 
-def daily_case(
-    options: BenchOptions, results: dict, inputs: FloorInputs | None = None, *, log
-) -> None:
+def daily_case(options: BenchOptions, results: dict, x: np.ndarray, *, log) -> None:
     """One day of new purchases, then the nightly run; `runs` days. Then, when asked, one
     more day run with the caches emptied first. The added purchases are removed after."""
     spec = options.spec
@@ -213,14 +205,11 @@ def daily_case(
             before = floors.labels_read()
             runs.append(recluster_in_child())
             changed = ids
-            after = floors.labels_read()
-            results["floors"]["label_write_daily"] = floors.label_write_floor(
-                before=before, after=after
+            label_write = floors.label_write_floor(before=before, after=floors.labels_read())
+            results["floors"]["label_write_daily"] = label_write
+            runs[-1]["honest_floor"] = paired_floor(
+                "daily", runs[-1], x, label_write=label_write, changed_ids=ids
             )
-            if inputs is not None:
-                runs[-1]["honest_floor"] = paired_floor(
-                    "daily", runs[-1], inputs, before=before, after=after, changed_ids=ids
-                )
             log(f"  run {day + 1}: {_run_line(runs[-1])}, {runs[-1]['n_moved']} moved")
         results["recluster"]["daily"] = {**_runs_summary(runs), "changed_customers": changed}
         if options.cold_cache:
@@ -328,16 +317,16 @@ def bench_run(options: BenchOptions, *, log: Callable[[str], None] = print) -> d
     # generated (the cold-cache case, --cold-cache, measures that on purpose).
     floors.purchases_warm_up()
     log(f"recluster, cold (no previous segments), {options.runs} run(s)")
-    cold, inputs = [], None
+    cold, x = [], None
     for i in range(options.runs):
         segmentation_reset()
         before_cold = floors.labels_read()
         cold.append(recluster_in_child())
-        if inputs is None and cold[-1]["status"] == "succeeded":
+        if x is None and cold[-1]["status"] == "succeeded":
             # The scaled features the fits' floor clusters: the same data for every case.
-            inputs = FloorInputs(x=matrix.feature_matrix(cold[-1])[0])
-        if inputs is not None:
-            cold[-1]["honest_floor"] = paired_floor("cold", cold[-1], inputs)
+            x = matrix.feature_matrix(cold[-1])[0]
+        if x is not None:
+            cold[-1]["honest_floor"] = paired_floor("cold", cold[-1], x)
         log(f"  run {i + 1}: {_run_line(cold[-1])}")
     after_cold = floors.labels_read()
     results["recluster"]["cold"] = _runs_summary(cold)
@@ -352,19 +341,22 @@ def bench_run(options: BenchOptions, *, log: Callable[[str], None] = print) -> d
         warm.append(recluster_in_child())
         after_warm = floors.labels_read()
         warm[-1]["honest_floor"] = paired_floor(
-            "warm", warm[-1], inputs, before=before_warm, after=after_warm
+            "warm",
+            warm[-1],
+            x,
+            label_write=floors.label_write_floor(before=before_warm, after=after_warm),
         )
         log(f"  run {i + 1}: {_run_line(warm[-1])}, {warm[-1]['n_moved']} moved")
     results["recluster"]["warm"] = _runs_summary(warm)
 
     if options.daily:
-        daily_case(options, results, inputs, log=log)
+        daily_case(options, results, x, log=log)
 
     log("floors")
     results["floors"]["aggregate"] = floors.aggregate_floor()
     results["floors"]["aggregate_best_plan"] = floors.aggregate_floor_best_plan()
     results["floors"]["pull"] = floors.pull_floor()
-    x, fit_params = inputs.x, matrix.fit_params(last)
+    fit_params = matrix.fit_params(last)
     results["floors"]["sklearn"] = {
         **floors.sklearn_floor(x, fit_params),
         "rows": len(x),

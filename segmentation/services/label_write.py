@@ -80,7 +80,7 @@ def labels_write(
             # in the commit.
             with connection.cursor() as cur:
                 cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
-                planner_saved = selectors._planner_settings_set(cur, _WRITE_PLANNER_SETTINGS)
+                planner_saved = selectors.planner_settings_set(cur, _WRITE_PLANNER_SETTINGS)
         locked = SegmentationRun.objects.select_for_update().get(pk=run.pk)
         if locked.status != SegmentationRun.Status.RUNNING:
             raise RunAlreadyFinished(locked.status)
@@ -110,7 +110,7 @@ def labels_write(
         if connection.vendor == "postgresql":
             with connection.cursor() as cur:  # back to Django's default, for enclosing blocks
                 cur.execute("SET CONSTRAINTS ALL DEFERRED")
-                selectors._planner_settings_set(cur, planner_saved)
+                selectors.planner_settings_set(cur, planner_saved)
         committing = time.perf_counter()
     # The commit makes the new labels durable: it belongs to the label write.
     timings["label_write"] += time.perf_counter() - committing

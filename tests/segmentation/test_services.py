@@ -666,3 +666,34 @@ def test_reasons_longer_than_the_column_are_cut_and_not_rewritten_by_the_next_ru
     assert second.status == Status.SUCCEEDED, second.error
     assert not set(staged) & set(stored)
     assert dict(buyers.values_list("customer_id", "reason")) == stored
+
+
+def test_the_label_write_looks_staged_labels_up_by_key_and_leaves_the_session_as_it_was(
+    shop, monkeypatch
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("page costs are PostgreSQL's planner settings")
+
+    def page_cost() -> str:
+        with connection.cursor() as cur:
+            cur.execute("SELECT current_setting('random_page_cost')")
+            return cur.fetchone()[0]
+
+    default = page_cost()
+    seen = []
+    switch = label_write.labels_switch
+
+    def switch_noting_the_cost():
+        seen.append(page_cost())
+        return switch()
+
+    monkeypatch.setattr(label_write, "labels_switch", switch_noting_the_cost)
+
+    run = run_now()
+
+    assert run.status == Status.SUCCEEDED, run.error
+    # An SSD-like cost while the labels are written: a few thousand staged labels of a
+    # million are found through the memberships' primary key, not by hashing the table.
+    assert seen == ["1.1"] != [default]
+    # The test's own transaction encloses the run: the setting is back for what follows.
+    assert page_cost() == default
