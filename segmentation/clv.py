@@ -251,15 +251,48 @@ FIT_GTOL = 1e-7
 # the optimum) has settled when no gradient component per customer exceeds this. A few
 # hundred customers whose order values put p on its bound stop at 1e-6 (q's component).
 SETTLED_GTOL = 100 * FIT_GTOL
+# Or when no step downhill lowers the mean likelihood by more than its rounding: with p
+# far out on its bound the gradient itself is off by rounding (q's component 1.9e-5 on one
+# machine, below 1e-6 on another, for the same 160 customers), while every step of these
+# sizes raises the likelihood (by 1e-8 and more at 1e-4). A search short of the minimum
+# by a gradient of 1e-5 would gain 1e-7 at the largest step, far above the rounding.
+SETTLED_PROBE_STEPS = (1e-4, 1e-3, 1e-2)
+SETTLED_PROBE_ROUNDING = 1e-10
 
 
 def _settled(result: optimize.OptimizeResult, objective: Objective) -> bool:
     """Whether a search ended at a minimum: converged, or stopped by rounding where the
-    gradient is flat already; never where the likelihood is not a number."""
+    gradient is flat already or no step downhill lowers the likelihood; never where the
+    likelihood is not a number."""
     if result.fun * max(objective.customers, 1) >= NOT_FINITE:
         return False
-    stuck = result.status == 2
-    return result.success or (stuck and np.abs(result.jac).max() <= SETTLED_GTOL)
+    if result.success:
+        return True
+    if result.status != 2:
+        return False
+    return np.abs(result.jac).max() <= SETTLED_GTOL or _no_step_downhill(result, objective)
+
+
+def _no_step_downhill(result: optimize.OptimizeResult, objective: Objective) -> bool:
+    """Whether steps of SETTLED_PROBE_STEPS along the negative gradient (kept within the
+    bounds) all fail to lower the mean likelihood by more than SETTLED_PROBE_ROUNDING."""
+    direction = -np.asarray(result.jac, dtype=np.float64)
+    # A parameter on its bound whose gradient points outward stays where it is.
+    outward = ((result.x >= LOG_BOUND - 1e-9) & (direction > 0)) | (
+        (result.x <= -LOG_BOUND + 1e-9) & (direction < 0)
+    )
+    direction[outward] = 0.0
+    norm = np.linalg.norm(direction)
+    if not np.isfinite(norm) or norm == 0.0:
+        return True
+    direction /= norm
+    customers = max(objective.customers, 1)
+    for step in SETTLED_PROBE_STEPS:
+        probe = np.clip(result.x + step * direction, -LOG_BOUND, LOG_BOUND)
+        value = objective.negative(probe)[0] / customers
+        if value < result.fun - SETTLED_PROBE_ROUNDING * max(1.0, abs(result.fun)):
+            return False
+    return True
 
 
 def _fit_outcome(

@@ -425,3 +425,43 @@ def test_every_customers_scores_equal_the_formulas_applied_to_them_one_by_one(su
         model, gg, x, t_x, T, summary["monetary"].to_numpy(), time_unit_days=7
     )
     assert np.array_equal(scores["value_12m"], value)
+
+
+def _stuck_search(x: list[float], jac: list[float], fun: float):
+    """A search that L-BFGS-B gave up at x (status 2: its line search made no progress)."""
+    from scipy import optimize
+
+    return optimize.OptimizeResult(
+        x=np.array(x), jac=np.array(jac), fun=fun, success=False, status=2
+    )
+
+
+def _bowl(customers: int = 1) -> clv.Objective:
+    return clv.Objective(
+        negative=lambda v: (float((v**2).sum()) * customers, 2 * v * customers),
+        customers=customers,
+    )
+
+
+def test_a_search_stopped_by_rounding_at_the_minimum_counts_as_settled_whatever_its_gradient():
+    # The gradient reported is off by rounding (as with p far out on its bound), yet every
+    # step downhill raises the likelihood: the search is at the minimum.
+    stuck = _stuck_search([0.0, 0.0, 0.0], [0.0, -2e-5, 0.0], fun=0.0)
+
+    assert clv._settled(stuck, _bowl())
+
+
+def test_a_search_stopped_short_of_the_minimum_does_not_count_as_settled():
+    # Steps downhill still lower the likelihood by more than rounding.
+    for offset in (1e-3, 0.5):
+        x = np.array([0.0, offset, 0.0])
+        stuck = _stuck_search(list(x), list(2 * x), fun=float((x**2).sum()))
+        assert not clv._settled(stuck, _bowl(customers=160))
+
+
+def test_a_parameter_on_its_bound_is_not_probed_beyond_it():
+    # Downhill lies beyond the bound only: no step within the bounds lowers the likelihood.
+    edge = clv.LOG_BOUND
+    objective = clv.Objective(negative=lambda v: (float(-v[0]), np.array([-1.0])), customers=1)
+
+    assert clv._settled(_stuck_search([edge], [-1.0], fun=-edge), objective)
