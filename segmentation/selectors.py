@@ -55,16 +55,35 @@ _DAY_SECONDS = 86_400.0
 # Less than even odds of still being a customer: "likely gone" on every page.
 
 
+@dataclass(frozen=True)
+class ReadBeside:
+    """Columns another read takes from the feature read's pass over the customers, so that
+    the database reads them once for both (the predictions' kept purchase days:
+    prediction_selectors.kept_days_beside_features). Each column is an SQL expression over
+    the customer ``c`` and what ``join`` brings, never NULL; on PostgreSQL an int8 for
+    ``int_columns``, a float8 otherwise."""
+
+    columns: dict[str, str]
+    int_columns: frozenset[str]
+    join: str
+
+
 @dataclass
 class FeatureFrame:
-    """The raw feature frame of one run and what it cost to get it."""
+    """The raw feature frame of one run and what it cost to get it; with a ReadBeside, its
+    columns in ``beside`` (customer_id first, the same rows in the same order)."""
 
     frame: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
+    beside: pd.DataFrame | None = None
 
 
 def _feature_sql(
-    *, reference_time: datetime, vendor: str, until: datetime | None = None
+    *,
+    reference_time: datetime,
+    vendor: str,
+    until: datetime | None = None,
+    beside: ReadBeside | None = None,
 ) -> tuple[str, str]:
     """The feature queries: the customers' purchase figures and attributes, then their
     feedback (customer_features puts them together). Sales count; refunds are subtracted
@@ -144,6 +163,12 @@ def _feature_sql(
 
         count = real
 
+    also, also_join = "", ""
+    if beside is not None:
+        if until is not None:
+            raise ValueError("Only today's feature read can bring other columns beside it.")
+        also = "".join(f",\n               {sql} AS {name}" for name, sql in beside.columns.items())
+        also_join = f"\n        {beside.join}"
     if until is None:
         # The kept figures: sales only, refunds taken off the total, first and last sale.
         purchases = {
@@ -152,7 +177,7 @@ def _feature_sql(
             "recency_days": days_since("c.last_purchase_at"),
             "tenure_days": days_since("c.first_purchase_at"),
         }
-        joins, bought = "", "c.purchase_count > 0"
+        joins, bought = also_join, "c.purchase_count > 0"
     else:
         purchases = {
             "frequency": "p.n - COALESCE(r.n, 0)",
@@ -179,7 +204,7 @@ def _feature_sql(
                {real(purchases["recency_days"])} AS recency_days,
                {real(purchases["tenure_days"])} AS tenure_days,
                {real(f"CASE WHEN c.birth_date IS NOT NULL THEN {age} ELSE c.age END")} AS age,
-               {real("c.annual_income")} AS income
+               {real("c.annual_income")} AS income{also}
         FROM {customer} c{joins}
         WHERE c.is_archived = {false} AND c.profiling_opt_out = {false}
           AND {bought}
@@ -244,7 +269,9 @@ def planner_settings_set(cur, settings: dict[str, str]) -> dict[str, str]:
     return previous
 
 
-def customer_features(*, reference_time: datetime, as_of: date | None = None) -> FeatureFrame:
+def customer_features(
+    *, reference_time: datetime, as_of: date | None = None, beside: ReadBeside | None = None
+) -> FeatureFrame:
     """One row per profiled customer (not archived, not opted out) with at least one sale.
 
     Columns FEATURE_COLUMNS (the engine's RAW_COLUMNS) then EXTRA_COLUMNS, sorted by
@@ -252,13 +279,16 @@ def customer_features(*, reference_time: datetime, as_of: date | None = None) ->
     business's local date) count, aggregated from the purchases; without, the purchase
     figures kept on each customer are read (see _feature_sql). Two queries in the database,
     the customers and their feedback; PostgreSQL streams each with a binary COPY that numpy
-    decodes, SQLite fetches their rows into numpy.
+    decodes, SQLite fetches their rows into numpy. ``beside`` (today's read only) adds its
+    columns to the customers' query, returned apart in FeatureFrame.beside.
     """
     until = _day_end(as_of) if as_of else None
     started = time.perf_counter()
     sql, feedback_sql = _feature_sql(
-        reference_time=reference_time, vendor=connection.vendor, until=until
+        reference_time=reference_time, vendor=connection.vendor, until=until, beside=beside
     )
+    columns = _CUSTOMER_COLUMNS + (list(beside.columns) if beside else [])
+    int_columns = {*_INT_COLUMNS, *(beside.int_columns if beside else ())}
     # PostgreSQL: a transaction scopes the planner settings. Not SQLite: there BEGIN takes the
     # write lock (IMMEDIATE mode) and a read needs no transaction.
     scope = transaction.atomic() if connection.vendor == "postgresql" else nullcontext()
@@ -270,7 +300,7 @@ def customer_features(*, reference_time: datetime, as_of: date | None = None) ->
             # their last row; the transfer is what is left: decoding them.
             queried = time.perf_counter()
             planner_settings_set(cur, saved)
-            frame = _binary_rows_frame(buffers[0], _CUSTOMER_COLUMNS)
+            frame = _binary_rows_frame(buffers[0], columns, int_columns=int_columns)
             feedback = _binary_rows_frame(buffers[1], _FEEDBACK_COLUMNS)
             del buffers
         else:
@@ -278,12 +308,18 @@ def customer_features(*, reference_time: datetime, as_of: date | None = None) ->
             feedback = _float_rows_frame(cur.fetchall(), _FEEDBACK_COLUMNS)
             cur.execute(sql)
             queried = time.perf_counter()
-            frame = _float_rows_frame(cur.fetchall(), _CUSTOMER_COLUMNS)
+            frame = _float_rows_frame(cur.fetchall(), columns)
+    others = None
+    if beside is not None:
+        others = frame[["customer_id", *beside.columns]]
+        frame = frame.drop(columns=list(beside.columns))
     frame = _with_feedback(frame, feedback)[FEATURE_COLUMNS + EXTRA_COLUMNS]
     frame = _with_moments(_typed(frame), reference_time=reference_time)
     done = time.perf_counter()
     return FeatureFrame(
-        frame=frame, timings={"feature_query": queried - started, "transfer": done - queried}
+        frame=frame,
+        timings={"feature_query": queried - started, "transfer": done - queried},
+        beside=others,
     )
 
 
