@@ -333,19 +333,18 @@ def _stale_totals(ids: np.ndarray, *, tz: str, end, until: datetime) -> pd.DataF
         return _frame_from_rows(cur.fetchall())
 
 
-def _frame_from_copy(buffer: bytearray, *, extra: tuple | list = ()) -> pd.DataFrame:
+def _frame_from_copy(buffer: bytearray) -> pd.DataFrame:
     """The totals' binary COPY as their frame, sorted by customer."""
-    columns = _COLUMNS + list(extra)
-    ints = {"customer_id", "days", *_DAYS, *extra}
-    frame = _binary_rows_frame(buffer, columns, int_columns=ints)
-    frame = _by_customer(frame)
+    frame = _by_customer(
+        _binary_rows_frame(buffer, _COLUMNS, int_columns={"customer_id", "days", *_DAYS})
+    )
     for column in _DAYS:
         frame[column] = frame[column].to_numpy().astype("datetime64[D]")
     return frame
 
 
-def _frame_from_rows(rows: list[tuple], *, extra: tuple | list = ()) -> pd.DataFrame:
-    frame = _by_customer(pd.DataFrame(rows, columns=_COLUMNS + list(extra)))
+def _frame_from_rows(rows: list[tuple]) -> pd.DataFrame:
+    frame = _by_customer(pd.DataFrame(rows, columns=_COLUMNS))
     for column in _DAYS:
         frame[column] = pd.to_datetime(frame[column]).to_numpy().astype("datetime64[D]")
     return frame

@@ -1,6 +1,7 @@
 """Reads for segmentation: the per-customer feature frame (one SQL aggregate) and small lookups."""
 
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -59,8 +60,9 @@ _DAY_SECONDS = 86_400.0
 class ReadBeside:
     """Columns another read takes from the feature read's pass over the customers, so that
     the database reads them once for both (the predictions' kept purchase days:
-    prediction_selectors.kept_days_beside_features). Each column is an SQL expression over
-    the customer ``c`` and what ``join`` brings, never NULL; on PostgreSQL an int8 for
+    prediction_selectors.kept_days_beside_features; the stored figures' keys:
+    feature_store.stored_keys_beside). Each column is an SQL expression over the customer
+    ``c`` and what ``join`` brings (its own alias), never NULL; on PostgreSQL an int8 for
     ``int_columns``, a float8 otherwise."""
 
     columns: dict[str, str]
@@ -70,8 +72,8 @@ class ReadBeside:
 
 @dataclass
 class FeatureFrame:
-    """The raw feature frame of one run and what it cost to get it; with a ReadBeside, its
-    columns in ``beside`` (customer_id first, the same rows in the same order)."""
+    """The raw feature frame of one run and what it cost to get it; with ReadBeside reads,
+    their columns in ``beside`` (customer_id first, the same rows in the same order)."""
 
     frame: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
@@ -83,7 +85,7 @@ def _feature_sql(
     reference_time: datetime,
     vendor: str,
     until: datetime | None = None,
-    beside: ReadBeside | None = None,
+    beside: Sequence[ReadBeside] = (),
 ) -> tuple[str, str]:
     """The feature queries: the customers' purchase figures and attributes, then their
     feedback (customer_features puts them together). Sales count; refunds are subtracted
@@ -163,12 +165,14 @@ def _feature_sql(
 
         count = real
 
-    also, also_join = "", ""
-    if beside is not None:
-        if until is not None:
-            raise ValueError("Only today's feature read can bring other columns beside it.")
-        also = "".join(f",\n               {sql} AS {name}" for name, sql in beside.columns.items())
-        also_join = f"\n        {beside.join}"
+    if beside and until is not None:
+        raise ValueError("Only today's feature read can bring other columns beside it.")
+    also = "".join(
+        f",\n               {sql} AS {name}"
+        for read in beside
+        for name, sql in read.columns.items()
+    )
+    also_join = "".join(f"\n        {read.join}" for read in beside)
     if until is None:
         # The kept figures: sales only, refunds taken off the total, first and last sale.
         purchases = {
@@ -270,7 +274,10 @@ def planner_settings_set(cur, settings: dict[str, str]) -> dict[str, str]:
 
 
 def customer_features(
-    *, reference_time: datetime, as_of: date | None = None, beside: ReadBeside | None = None
+    *,
+    reference_time: datetime,
+    as_of: date | None = None,
+    beside: Sequence[ReadBeside] = (),
 ) -> FeatureFrame:
     """One row per profiled customer (not archived, not opted out) with at least one sale.
 
@@ -279,7 +286,7 @@ def customer_features(
     business's local date) count, aggregated from the purchases; without, the purchase
     figures kept on each customer are read (see _feature_sql). Two queries in the database,
     the customers and their feedback; PostgreSQL streams each with a binary COPY that numpy
-    decodes, SQLite fetches their rows into numpy. ``beside`` (today's read only) adds its
+    decodes, SQLite fetches their rows into numpy. ``beside`` (today's read only) adds their
     columns to the customers' query, returned apart in FeatureFrame.beside.
     """
     until = _day_end(as_of) if as_of else None
@@ -287,8 +294,9 @@ def customer_features(
     sql, feedback_sql = _feature_sql(
         reference_time=reference_time, vendor=connection.vendor, until=until, beside=beside
     )
-    columns = _CUSTOMER_COLUMNS + (list(beside.columns) if beside else [])
-    int_columns = {*_INT_COLUMNS, *(beside.int_columns if beside else ())}
+    others = [name for read in beside for name in read.columns]
+    columns = _CUSTOMER_COLUMNS + others
+    int_columns = {*_INT_COLUMNS, *(name for read in beside for name in read.int_columns)}
     # PostgreSQL: a transaction scopes the planner settings. Not SQLite: there BEGIN takes the
     # write lock (IMMEDIATE mode) and a read needs no transaction.
     scope = transaction.atomic() if connection.vendor == "postgresql" else nullcontext()
@@ -309,17 +317,17 @@ def customer_features(
             cur.execute(sql)
             queried = time.perf_counter()
             frame = _float_rows_frame(cur.fetchall(), columns)
-    others = None
-    if beside is not None:
-        others = frame[["customer_id", *beside.columns]]
-        frame = frame.drop(columns=list(beside.columns))
+    beside_frame = None
+    if others:
+        beside_frame = frame[["customer_id", *others]]
+        frame = frame.drop(columns=others)
     frame = _with_feedback(frame, feedback)[FEATURE_COLUMNS + EXTRA_COLUMNS]
     frame = _with_moments(_typed(frame), reference_time=reference_time)
     done = time.perf_counter()
     return FeatureFrame(
         frame=frame,
         timings={"feature_query": queried - started, "transfer": done - queried},
-        beside=others,
+        beside=beside_frame,
     )
 
 

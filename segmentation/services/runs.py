@@ -32,6 +32,7 @@ from crm.cache import pages_cache_changed
 from crm.selectors import business_get
 from segmentation import prediction_selectors, selectors
 from segmentation.customer_rows import run_orphans_delete
+from segmentation.feature_store import stored_keys_beside, stored_keys_brought
 from segmentation.features import EngineRejected
 from segmentation.models import SegmentationRun
 from segmentation.predictions import PredictionsComputed, predictions_compute, predictions_store
@@ -431,12 +432,20 @@ def _plan_compute(
     run: SegmentationRun, reporter: _Progress, timings: dict, predictions: _Predictions
 ) -> RunPlan:
     reporter("features", 0)
-    # Today's run reads the predictions' kept purchase days in the same pass.
-    beside = predictions.read_beside_features() if run.as_of is None else None
+    # Today's run reads in the same pass over the customers the predictions' kept purchase
+    # days and the stored figures' keys (the write compares them).
+    beside = []
+    if run.as_of is None:
+        beside.append(stored_keys_beside())
+        if (kept_days := predictions.read_beside_features()) is not None:
+            beside.append(kept_days)
     features = selectors.customer_features(
         reference_time=run.reference_time, as_of=run.as_of, beside=beside
     )
     predictions.features_read(features)
+    stored_keys = None
+    if features.beside is not None:
+        stored_keys = stored_keys_brought(features.beside)
     timings.update(features.timings)
     raw = features.frame
     counts = selectors.customer_counts()
@@ -465,7 +474,9 @@ def _plan_compute(
     )
     timings.update({k: float(v) for k, v in result.timings.items()})
     _result_check(raw, result)
-    return RunPlan(raw=raw, result=result, counts=counts, pins=pins, config=config)
+    return RunPlan(
+        raw=raw, result=result, counts=counts, pins=pins, config=config, stored_keys=stored_keys
+    )
 
 
 def _result_check(raw: pd.DataFrame, result: "EngineResult") -> None:

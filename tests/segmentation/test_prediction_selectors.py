@@ -37,7 +37,7 @@ def night(*, today: date | None = None) -> set[int]:
     beside = prediction_selectors.kept_days_beside_features(as_of=today, today=today)
     kept = None
     if beside is not None:
-        features = selectors.customer_features(reference_time=timezone.now(), beside=beside.read)
+        features = selectors.customer_features(reference_time=timezone.now(), beside=[beside.read])
         kept = prediction_selectors.KeptDaysRead(beside, features.beside)
     full = prediction_selectors.customer_purchase_totals(as_of=today)
     totals = prediction_selectors.customer_purchase_totals_nightly(as_of=today, today=today)
