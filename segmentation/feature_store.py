@@ -23,7 +23,7 @@ from segmentation import features
 from segmentation.models import CustomerFeatures, SegmentationRun, days_before, moment_us
 from segmentation.naming import days_ago, number, times
 from segmentation.pg_copy import COPY_CHUNK, copy_binary, copy_out
-from segmentation.selectors import ReadBeside, _binary_rows_frame
+from segmentation.selectors import _binary_rows_frame
 
 # The stored columns in the order every write and read below uses, with PostgreSQL's binary
 # type of each; the last two may be NULL.
@@ -114,54 +114,6 @@ def _stored_keys() -> pd.DataFrame:
     return stored
 
 
-def stored_keys_beside() -> ReadBeside:
-    """The stored figures' key of each customer (0 for none), for today's feature read to
-    bring (selectors.customer_features; stored_keys_brought reads them from its frame):
-    customer_features_store then compares them without reading the stored rows again.
-    SQLite hands the feature read over as floats, exact only to 2**53: there the key comes
-    as its two 32-bit halves."""
-    db_table = connection.ops.quote_name(CustomerFeatures._meta.db_table)
-    key = "COALESCE(f.figures_key, 0)"
-    if connection.vendor == "postgresql":
-        columns = {"stored_key": f"{key}::int8"}
-    else:
-        columns = {"stored_key_high": f"({key} >> 32)", "stored_key_low": f"({key} & 4294967295)"}
-    return ReadBeside(
-        columns=columns,
-        int_columns=frozenset(columns),
-        join=f"LEFT JOIN {db_table} f ON f.customer_id = c.id",
-    )
-
-
-def stored_keys_brought(beside: pd.DataFrame) -> np.ndarray:
-    """The keys stored_keys_beside had the feature read bring (FeatureFrame.beside)."""
-    if "stored_key" in beside:
-        return beside["stored_key"].to_numpy(np.int64)
-    high = beside["stored_key_high"].to_numpy().astype(np.int64)
-    low = beside["stored_key_low"].to_numpy().astype(np.int64)
-    return (high << 32) | low
-
-
-def _stored_keys_of(frame: pd.DataFrame, stored_keys: np.ndarray | None) -> pd.DataFrame | None:
-    """_stored_keys as the feature read brought them (``stored_keys``, one per row of
-    ``frame``), when they account for every stored row: none belongs to a customer the run
-    did not segment, none lacks its key, none was added or deleted since. Else None."""
-    if stored_keys is None:
-        return None
-    present = stored_keys != 0
-    db_table = connection.ops.quote_name(CustomerFeatures._meta.db_table)
-    with connection.cursor() as cur:
-        cur.execute(f"SELECT COUNT(*) FROM {db_table}")
-        if cur.fetchone()[0] != int(present.sum()):
-            return None
-    return pd.DataFrame(
-        {
-            "customer_id": frame["customer_id"].to_numpy(np.int64)[present],
-            "figures_key": stored_keys[present].astype(np.int64),
-        }
-    )
-
-
 def figures_keys(table: pd.DataFrame) -> np.ndarray:
     """A 64-bit hash of each row's figures (_FIGURES), never 0: equal figures give equal
     keys, at every run, so a run compares the keys alone. NaN (NULL) hashes as one value and
@@ -200,15 +152,10 @@ def _changes(table: pd.DataFrame, stored: pd.DataFrame) -> tuple[np.ndarray, np.
     return ~same, gone
 
 
-def customer_features_store(
-    *, run: SegmentationRun, frame: pd.DataFrame, stored_keys: np.ndarray | None = None
-) -> int:
+def customer_features_store(*, run: SegmentationRun, frame: pd.DataFrame) -> int:
     """Bring the stored figures up to those of ``frame`` (the run's raw frame: the columns
     of features.RAW_COLUMNS and features.MOMENT_COLUMNS), as of the run's reference time.
     Returns the rows written: those of customers who are new or whose figures changed.
-    ``stored_keys``: the stored keys as the run's feature read brought them
-    (stored_keys_beside), one per row of ``frame``; read again when they do not account
-    for every stored row.
 
     One transaction, so readers see the previous run's figures or this one's, never a mix:
     the stored rows' keys are read and compared with the new rows' in numpy, the rows of
@@ -225,9 +172,7 @@ def customer_features_store(
     table["figures_key"] = figures_keys(table)
     db_table = connection.ops.quote_name(CustomerFeatures._meta.db_table)
     with transaction.atomic(), connection.cursor() as cur:
-        stored = _stored_keys_of(frame, stored_keys)
-        if stored is None:
-            stored = _stored_keys()
+        stored = _stored_keys()
         changed, gone = _changes(table, stored)
         written = int(changed.sum())
         if written + len(gone) > _WHOLE_SHARE[connection.vendor] * len(stored):

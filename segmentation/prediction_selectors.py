@@ -25,7 +25,6 @@ from segmentation.models import (
 from segmentation.pg_copy import copy_out
 from segmentation.selectors import (
     _PLANNER_SETTINGS,
-    ReadBeside,
     _binary_rows_frame,
     _day_end,
     day_start,
@@ -109,76 +108,34 @@ class PurchaseTotals:
         return int(len(self.summed) - self.summed.sum())
 
 
-@dataclass(frozen=True)
-class KeptDaysBeside:
-    """The kept purchase days to be read beside a run's features (``read``, for
-    selectors.customer_features), and what rows summed that night are kept with."""
-
-    keep: PurchaseDaysKeep
-    read: ReadBeside
-
-
-@dataclass(frozen=True)
-class KeptDaysRead:
-    """The kept purchase days as the feature read brought them (FeatureFrame.beside)."""
-
-    beside: KeptDaysBeside
-    rows: pd.DataFrame
-
-
-def kept_days_beside_features(*, as_of: date, today: date | None = None) -> KeptDaysBeside | None:
-    """What today's feature read brings beside the features for the nightly predictions'
-    read (customer_purchase_totals_nightly): the kept purchase days and whether they still
-    hold, from the same pass over the customers (the separate read took 2.7 s at 1M on
-    PostgreSQL). None when nothing kept could be used: a run as of another day, or nothing
-    kept in the business's time zone (the first run, a change of zone)."""
-    computed_at = timezone.now()  # before the read: see _KEPT_VALID
-    tz = timezone.get_current_timezone_name()
-    if as_of != (today or timezone.localdate()):
-        return None
-    if not CustomerPurchaseDays.objects.filter(time_zone=tz, as_of__lte=as_of).exists():
-        return None
-    columns, join = _kept_sql(tz=tz, as_of=as_of, until=_day_end(as_of))
-    return KeptDaysBeside(
-        keep=PurchaseDaysKeep(time_zone=tz, as_of=as_of, computed_at=computed_at),
-        read=ReadBeside(columns=columns, int_columns=_KEPT_INT_COLUMNS, join=join),
-    )
-
-
-def customer_purchase_totals_nightly(
-    *, as_of: date, today: date | None = None, kept: KeptDaysRead | None = None
-) -> PurchaseTotals:
+def customer_purchase_totals_nightly(*, as_of: date, today: date | None = None) -> PurchaseTotals:
     """customer_purchase_totals, the same frame, for a run as of today: the customers whose
-    kept purchase days still hold (_KEPT_VALID) are read as kept (``kept``, read beside
-    the features, or else _kept_rows), only the others are summed from their purchases
-    (_stale_totals). A run as of an earlier day, one that finds nothing kept in the
-    business's time zone (the first run, a change of zone), or one that finds most of a
-    large shop changed, sums everyone as customer_purchase_totals does."""
+    kept purchase days still hold (_KEPT_VALID) are read as kept (_kept_rows), only the
+    others are summed from their purchases (_stale_totals). A run as of an earlier day, one
+    that finds nothing kept in the business's time zone (the first run, a change of zone),
+    or one that finds most of a large shop changed, sums everyone as
+    customer_purchase_totals does."""
     computed_at = timezone.now()  # before the read: see _KEPT_VALID
     tz = timezone.get_current_timezone_name()
     if as_of != (today or timezone.localdate()):
         frame = customer_purchase_totals(as_of=as_of)
         return PurchaseTotals(frame, np.ones(len(frame), dtype=bool), True, keep=None)
+    keep = PurchaseDaysKeep(time_zone=tz, as_of=as_of, computed_at=computed_at)
+    if not CustomerPurchaseDays.objects.filter(time_zone=tz, as_of__lte=as_of).exists():
+        frame = customer_purchase_totals(as_of=as_of)
+        return PurchaseTotals(frame, np.ones(len(frame), dtype=bool), True, keep=keep)
     until = _day_end(as_of)
-    if kept is not None and kept.beside.keep.as_of == as_of and kept.beside.keep.time_zone == tz:
-        keep = kept.beside.keep
-        rows = _kept_frame(kept.rows)
-    else:
-        keep = PurchaseDaysKeep(time_zone=tz, as_of=as_of, computed_at=computed_at)
-        if not CustomerPurchaseDays.objects.filter(time_zone=tz, as_of__lte=as_of).exists():
-            frame = customer_purchase_totals(as_of=as_of)
-            return PurchaseTotals(frame, np.ones(len(frame), dtype=bool), True, keep=keep)
-        rows = _kept_rows(tz=tz, as_of=as_of, until=until)
     end = connection.ops.adapt_datetimefield_value(until)
-    holds = rows.pop("holds").to_numpy().astype(bool)
-    stale = rows["customer_id"].to_numpy()[~holds]
-    if len(stale) > max(_FULL_READ_MIN_STALE, len(rows) // 2):
+    kept = _kept_rows(tz=tz, as_of=as_of, until=until)
+    holds = kept.pop("holds").to_numpy().astype(bool)
+    stale = kept["customer_id"].to_numpy()[~holds]
+    if len(stale) > max(_FULL_READ_MIN_STALE, len(kept) // 2):
         # Most of a large shop changed (a restore, an import of old sales): one pass over
         # every purchase is cheaper than looking that many customers up one by one.
         frame = customer_purchase_totals(as_of=as_of)
         return PurchaseTotals(frame, np.ones(len(frame), dtype=bool), True, keep=keep)
-    summed = _stale_totals(stale, tz=tz, end=end, until=until) if len(stale) else rows[:0]
-    frame = pd.concat([rows[holds], summed], ignore_index=True)
+    summed = _stale_totals(stale, tz=tz, end=end, until=until) if len(stale) else kept[:0]
+    frame = pd.concat([kept[holds], summed], ignore_index=True)
     flags = np.concatenate([np.zeros(int(holds.sum()), dtype=bool), np.ones(len(summed), bool)])
     order = np.argsort(frame["customer_id"].to_numpy(), kind="stable")
     frame = frame.take(order).reset_index(drop=True)
@@ -219,71 +176,10 @@ _KEPT_VALID = {
 }
 
 
-def _kept_sql(*, tz: str, as_of: date, until: datetime) -> tuple[dict[str, str], str]:
-    """The kept purchase days of the customer ``c`` and whether they still hold
-    (_KEPT_VALID), as SQL: the columns _COLUMNS[1:] then ``holds`` (0/1; zeros where
-    nothing is kept), days counted since 1970-01-01, and the join that brings them. The
-    zone and the day go in as literals: COPY takes no parameters."""
-    kept = CustomerPurchaseDays._meta.db_table
-    valid = (
-        _KEPT_VALID[connection.vendor]
-        .replace("%(tz)s", _text_literal(tz))
-        .replace("%(as_of)s", _text_literal(as_of.isoformat()))
-    )
-    if connection.vendor == "postgresql":
-        epoch = "DATE '1970-01-01'"
-        columns = {
-            "days": "COALESCE(k.days, 0)::int8",
-            "first_day": f"COALESCE(k.first_day - {epoch}, 0)::int8",
-            "last_day": f"COALESCE(k.last_day - {epoch}, 0)::int8",
-            "total": "COALESCE(k.total, 0)::float8",
-            "first_total": "COALESCE(k.first_total, 0)::float8",
-            "holds": f"(CASE WHEN k.customer_id IS NOT NULL AND {valid} THEN 1 ELSE 0 END)::int8",
-        }
-    else:
-        last_day = local_date_sql("c.last_purchase_at", zoneinfo.ZoneInfo(tz), until=until)
-        valid = valid.replace("{last_day}", last_day)
-        # Days as a count since 1970-01-01, as on PostgreSQL: numbers only, one float matrix.
-        columns = {
-            "days": "COALESCE(k.days, 0)",
-            "first_day": "COALESCE(julianday(k.first_day) - 2440587.5, 0)",
-            "last_day": "COALESCE(julianday(k.last_day) - 2440587.5, 0)",
-            "total": "COALESCE(k.total, 0)",
-            "first_total": "COALESCE(k.first_total, 0)",
-            "holds": f"CASE WHEN k.customer_id IS NOT NULL AND {valid} THEN 1 ELSE 0 END",
-        }
-    return columns, f"LEFT JOIN {kept} k ON k.customer_id = c.id"
-
-
-def _text_literal(text: str) -> str:
-    # Standard SQL quoting, the same on both databases (PostgreSQL's
-    # standard_conforming_strings is on by default).
-    return "'" + text.replace("'", "''") + "'"
-
-
-_KEPT_INT_COLUMNS = frozenset({"days", *_DAYS, "holds"})
-
-
-def _kept_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """customer_id, _COLUMNS[1:] and ``holds`` as read (_kept_sql) in their types: ids,
-    counts and flags int64, days datetime64[D]."""
-    typed = {}
-    for column in [*_COLUMNS, "holds"]:
-        values = frame[column].to_numpy()
-        if column in _DAYS:
-            typed[column] = values.astype(np.int64).astype("datetime64[D]")
-        elif column == "customer_id" or column in _KEPT_INT_COLUMNS:
-            typed[column] = values.astype(np.int64)
-        else:
-            typed[column] = values.astype(np.float64)
-    return pd.DataFrame(typed)
-
-
 def _kept_rows(*, tz: str, as_of: date, until: datetime) -> pd.DataFrame:
     """Every profiled customer with a sale, with their kept purchase days (zeros where none)
     and whether those still hold (_KEPT_VALID): one merge of both tables' primary keys, in
-    customer order. Columns _COLUMNS then ``holds`` (0/1). A run reads them beside its
-    features instead (kept_days_beside_features), in the same pass over the customers.
+    customer order. Columns _COLUMNS then ``holds`` (0/1).
 
     Why not one statement that also sums the others: the database then reads the customers
     twice (once to find who must be summed, once to join the kept rows), 2.4 s instead of
@@ -291,29 +187,56 @@ def _kept_rows(*, tz: str, as_of: date, until: datetime) -> pd.DataFrame:
     stamps its customer (purchases_changed_at), so the next run sums them again whichever
     statement saw it."""
     customer = Customer._meta.db_table
-    columns, join = _kept_sql(tz=tz, as_of=as_of, until=until)
+    kept = CustomerPurchaseDays._meta.db_table
     vendor = connection.vendor
+    valid = _KEPT_VALID[vendor]
     false = "FALSE" if vendor == "postgresql" else "0"
-    customer_id = "c.id::int8" if vendor == "postgresql" else "c.id"
-    read = ", ".join([customer_id, *columns.values()])
+    if vendor == "postgresql":
+        epoch = "DATE '1970-01-01'"
+        read = (
+            "c.id::int8, COALESCE(k.days, 0)::int8, "
+            f"COALESCE(k.first_day - {epoch}, 0)::int8, COALESCE(k.last_day - {epoch}, 0)::int8, "
+            "COALESCE(k.total, 0)::float8, COALESCE(k.first_total, 0)::float8"
+        )
+        holds = f"(CASE WHEN k.customer_id IS NOT NULL AND {valid} THEN 1 ELSE 0 END)::int8"
+    else:
+        last_day = local_date_sql("c.last_purchase_at", zoneinfo.ZoneInfo(tz), until=until)
+        valid = valid.replace("{last_day}", last_day)
+        # Days as a count since 1970-01-01, as on PostgreSQL: numbers only, one float
+        # matrix.
+        read = (
+            "c.id, COALESCE(k.days, 0), "
+            "COALESCE(julianday(k.first_day) - 2440587.5, 0), "
+            "COALESCE(julianday(k.last_day) - 2440587.5, 0), "
+            "COALESCE(k.total, 0), COALESCE(k.first_total, 0)"
+        )
+        holds = f"CASE WHEN k.customer_id IS NOT NULL AND {valid} THEN 1 ELSE 0 END"
     # Customers with a sale have last_purchase_at (kept in step by every write of purchases).
     sql = f"""
-        SELECT {read}
-        FROM {customer} c {join}
+        SELECT {read}, {holds}
+        FROM {customer} c LEFT JOIN {kept} k ON k.customer_id = c.id
         WHERE c.is_archived = {false} AND c.profiling_opt_out = {false}
           AND c.last_purchase_at IS NOT NULL
         ORDER BY c.id
     """
-    names = ["customer_id", *columns]
+    columns = [*_COLUMNS, "holds"]
+    values = {"tz": tz, "as_of": as_of.isoformat()}
     if vendor == "postgresql":
-        frame = _binary_rows_frame(
-            _copy_out(sql), names, int_columns={"customer_id", *_KEPT_INT_COLUMNS}
-        )
-        return _kept_frame(frame)
+        return _frame_from_copy(_copy_out(sql, **values), extra=["holds"])
     with connection.cursor() as cur:
-        cur.execute(sql)
-        matrix = np.array(cur.fetchall(), dtype=np.float64).reshape(-1, len(names))
-    return _kept_frame(pd.DataFrame(matrix, columns=names))
+        cur.execute(sql, values)
+        matrix = np.array(cur.fetchall(), dtype=np.float64).reshape(-1, len(columns))
+    frame = pd.DataFrame(
+        {
+            name: matrix[:, i].astype(np.int64)
+            if name not in ("total", "first_total")
+            else matrix[:, i]
+            for i, name in enumerate(columns)
+        }
+    )
+    for column in _DAYS:
+        frame[column] = frame[column].to_numpy().astype("datetime64[D]")
+    return frame
 
 
 def _stale_totals(ids: np.ndarray, *, tz: str, end, until: datetime) -> pd.DataFrame:
@@ -333,18 +256,19 @@ def _stale_totals(ids: np.ndarray, *, tz: str, end, until: datetime) -> pd.DataF
         return _frame_from_rows(cur.fetchall())
 
 
-def _frame_from_copy(buffer: bytearray) -> pd.DataFrame:
+def _frame_from_copy(buffer: bytearray, *, extra: tuple | list = ()) -> pd.DataFrame:
     """The totals' binary COPY as their frame, sorted by customer."""
-    frame = _by_customer(
-        _binary_rows_frame(buffer, _COLUMNS, int_columns={"customer_id", "days", *_DAYS})
-    )
+    columns = _COLUMNS + list(extra)
+    ints = {"customer_id", "days", *_DAYS, *extra}
+    frame = _binary_rows_frame(buffer, columns, int_columns=ints)
+    frame = _by_customer(frame)
     for column in _DAYS:
         frame[column] = frame[column].to_numpy().astype("datetime64[D]")
     return frame
 
 
-def _frame_from_rows(rows: list[tuple]) -> pd.DataFrame:
-    frame = _by_customer(pd.DataFrame(rows, columns=_COLUMNS))
+def _frame_from_rows(rows: list[tuple], *, extra: tuple | list = ()) -> pd.DataFrame:
+    frame = _by_customer(pd.DataFrame(rows, columns=_COLUMNS + list(extra)))
     for column in _DAYS:
         frame[column] = pd.to_datetime(frame[column]).to_numpy().astype("datetime64[D]")
     return frame

@@ -1,7 +1,6 @@
 """Reads for segmentation: the per-customer feature frame (one SQL aggregate) and small lookups."""
 
 import time
-from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -56,36 +55,16 @@ _DAY_SECONDS = 86_400.0
 # Less than even odds of still being a customer: "likely gone" on every page.
 
 
-@dataclass(frozen=True)
-class ReadBeside:
-    """Columns another read takes from the feature read's pass over the customers, so that
-    the database reads them once for both (the predictions' kept purchase days:
-    prediction_selectors.kept_days_beside_features; the stored figures' keys:
-    feature_store.stored_keys_beside). Each column is an SQL expression over the customer
-    ``c`` and what ``join`` brings (its own alias), never NULL; on PostgreSQL an int8 for
-    ``int_columns``, a float8 otherwise."""
-
-    columns: dict[str, str]
-    int_columns: frozenset[str]
-    join: str
-
-
 @dataclass
 class FeatureFrame:
-    """The raw feature frame of one run and what it cost to get it; with ReadBeside reads,
-    their columns in ``beside`` (customer_id first, the same rows in the same order)."""
+    """The raw feature frame of one run and what it cost to get it."""
 
     frame: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
-    beside: pd.DataFrame | None = None
 
 
 def _feature_sql(
-    *,
-    reference_time: datetime,
-    vendor: str,
-    until: datetime | None = None,
-    beside: Sequence[ReadBeside] = (),
+    *, reference_time: datetime, vendor: str, until: datetime | None = None
 ) -> tuple[str, str]:
     """The feature queries: the customers' purchase figures and attributes, then their
     feedback (customer_features puts them together). Sales count; refunds are subtracted
@@ -165,14 +144,6 @@ def _feature_sql(
 
         count = real
 
-    if beside and until is not None:
-        raise ValueError("Only today's feature read can bring other columns beside it.")
-    also = "".join(
-        f",\n               {sql} AS {name}"
-        for read in beside
-        for name, sql in read.columns.items()
-    )
-    also_join = "".join(f"\n        {read.join}" for read in beside)
     if until is None:
         # The kept figures: sales only, refunds taken off the total, first and last sale.
         purchases = {
@@ -181,7 +152,7 @@ def _feature_sql(
             "recency_days": days_since("c.last_purchase_at"),
             "tenure_days": days_since("c.first_purchase_at"),
         }
-        joins, bought = also_join, "c.purchase_count > 0"
+        joins, bought = "", "c.purchase_count > 0"
     else:
         purchases = {
             "frequency": "p.n - COALESCE(r.n, 0)",
@@ -208,7 +179,7 @@ def _feature_sql(
                {real(purchases["recency_days"])} AS recency_days,
                {real(purchases["tenure_days"])} AS tenure_days,
                {real(f"CASE WHEN c.birth_date IS NOT NULL THEN {age} ELSE c.age END")} AS age,
-               {real("c.annual_income")} AS income{also}
+               {real("c.annual_income")} AS income
         FROM {customer} c{joins}
         WHERE c.is_archived = {false} AND c.profiling_opt_out = {false}
           AND {bought}
@@ -273,12 +244,7 @@ def planner_settings_set(cur, settings: dict[str, str]) -> dict[str, str]:
     return previous
 
 
-def customer_features(
-    *,
-    reference_time: datetime,
-    as_of: date | None = None,
-    beside: Sequence[ReadBeside] = (),
-) -> FeatureFrame:
+def customer_features(*, reference_time: datetime, as_of: date | None = None) -> FeatureFrame:
     """One row per profiled customer (not archived, not opted out) with at least one sale.
 
     Columns FEATURE_COLUMNS (the engine's RAW_COLUMNS) then EXTRA_COLUMNS, sorted by
@@ -286,17 +252,13 @@ def customer_features(
     business's local date) count, aggregated from the purchases; without, the purchase
     figures kept on each customer are read (see _feature_sql). Two queries in the database,
     the customers and their feedback; PostgreSQL streams each with a binary COPY that numpy
-    decodes, SQLite fetches their rows into numpy. ``beside`` (today's read only) adds their
-    columns to the customers' query, returned apart in FeatureFrame.beside.
+    decodes, SQLite fetches their rows into numpy.
     """
     until = _day_end(as_of) if as_of else None
     started = time.perf_counter()
     sql, feedback_sql = _feature_sql(
-        reference_time=reference_time, vendor=connection.vendor, until=until, beside=beside
+        reference_time=reference_time, vendor=connection.vendor, until=until
     )
-    others = [name for read in beside for name in read.columns]
-    columns = _CUSTOMER_COLUMNS + others
-    int_columns = {*_INT_COLUMNS, *(name for read in beside for name in read.int_columns)}
     # PostgreSQL: a transaction scopes the planner settings. Not SQLite: there BEGIN takes the
     # write lock (IMMEDIATE mode) and a read needs no transaction.
     scope = transaction.atomic() if connection.vendor == "postgresql" else nullcontext()
@@ -308,7 +270,7 @@ def customer_features(
             # their last row; the transfer is what is left: decoding them.
             queried = time.perf_counter()
             planner_settings_set(cur, saved)
-            frame = _binary_rows_frame(buffers[0], columns, int_columns=int_columns)
+            frame = _binary_rows_frame(buffers[0], _CUSTOMER_COLUMNS)
             feedback = _binary_rows_frame(buffers[1], _FEEDBACK_COLUMNS)
             del buffers
         else:
@@ -316,18 +278,12 @@ def customer_features(
             feedback = _float_rows_frame(cur.fetchall(), _FEEDBACK_COLUMNS)
             cur.execute(sql)
             queried = time.perf_counter()
-            frame = _float_rows_frame(cur.fetchall(), columns)
-    beside_frame = None
-    if others:
-        beside_frame = frame[["customer_id", *others]]
-        frame = frame.drop(columns=others)
+            frame = _float_rows_frame(cur.fetchall(), _CUSTOMER_COLUMNS)
     frame = _with_feedback(frame, feedback)[FEATURE_COLUMNS + EXTRA_COLUMNS]
     frame = _with_moments(_typed(frame), reference_time=reference_time)
     done = time.perf_counter()
     return FeatureFrame(
-        frame=frame,
-        timings={"feature_query": queried - started, "transfer": done - queried},
-        beside=beside_frame,
+        frame=frame, timings={"feature_query": queried - started, "transfer": done - queried}
     )
 
 

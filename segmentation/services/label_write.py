@@ -101,7 +101,7 @@ def labels_write(
         t3 = time.perf_counter()
         # The figures each customer was segmented on, switched with the labels (a customer
         # deleted since they were read is swept after the run: segmentation.customer_rows).
-        customer_features_store(run=run, frame=plan.raw, stored_keys=plan.stored_keys)
+        customer_features_store(run=run, frame=plan.raw)
         t4 = time.perf_counter()
         timings["label_write"] = staging + (t2 - t1)
         timings["history_write"] = (t1 - t0) + (t3 - t2)

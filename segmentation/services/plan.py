@@ -49,9 +49,6 @@ class RunPlan:
     counts: selectors.CustomerCounts
     pins: dict[int, int | None]
     config: EngineConfig
-    # The stored figures' keys as the feature read brought them, one per row of ``raw``
-    # (feature_store.stored_keys_beside); None when it did not.
-    stored_keys: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

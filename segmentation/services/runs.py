@@ -30,13 +30,11 @@ from django.utils import timezone
 
 from crm.cache import pages_cache_changed
 from crm.selectors import business_get
-from segmentation import prediction_selectors, selectors
+from segmentation import selectors
 from segmentation.customer_rows import run_orphans_delete
-from segmentation.feature_store import stored_keys_beside, stored_keys_brought
 from segmentation.features import EngineRejected
 from segmentation.models import SegmentationRun
 from segmentation.predictions import PredictionsComputed, predictions_compute, predictions_store
-from segmentation.selectors import FeatureFrame, ReadBeside
 from segmentation.services.common import RunAlreadyFinished, SegmentationCheckFailed, jsonable
 from segmentation.services.label_write import labels_write, temp_tables_drop
 from segmentation.services.plan import RunPlan
@@ -230,7 +228,7 @@ def segmentation_run_execute(
     predictions = _Predictions(as_of=run.as_of or timezone.localdate())
     try:
         with _heartbeat(run.pk):
-            plan = _plan_compute(run, reporter, timings, predictions)
+            plan = _plan_compute(run, reporter, timings)
             labelled = labels_write(
                 run=run,
                 plan=plan,
@@ -279,8 +277,6 @@ class _Predictions:
 
     def __init__(self, *, as_of: date):
         self.as_of = as_of
-        self._beside: prediction_selectors.KeptDaysBeside | None = None
-        self._kept: prediction_selectors.KeptDaysRead | None = None
         self._computed: PredictionsComputed | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -300,26 +296,13 @@ class _Predictions:
         finally:
             connections.close_all()  # this thread's connection only
 
-    def read_beside_features(self) -> ReadBeside | None:
-        """What today's feature read is to bring for these predictions: their kept purchase
-        days, so that the customers are read once for both. None when they read on their
-        own (in their thread, alongside) or nothing kept can be used."""
-        if self._thread is None:
-            self._beside = prediction_selectors.kept_days_beside_features(as_of=self.as_of)
-        return self._beside.read if self._beside else None
-
-    def features_read(self, features: FeatureFrame) -> None:
-        if self._beside is not None and features.beside is not None:
-            self._kept = prediction_selectors.KeptDaysRead(self._beside, features.beside)
-
     def wait(self) -> None:
         if self._thread is not None:
             self._thread.join()
 
     def result(self) -> PredictionsComputed:
         if self._thread is None:
-            kept, self._kept = self._kept, None  # not held once read
-            return predictions_compute(as_of=self.as_of, kept=kept)
+            return predictions_compute(as_of=self.as_of)
         self.wait()
         if self._error is not None:
             raise self._error
@@ -428,24 +411,9 @@ def _engine_config() -> "EngineConfig":
     return _engine().EngineConfig(**config)
 
 
-def _plan_compute(
-    run: SegmentationRun, reporter: _Progress, timings: dict, predictions: _Predictions
-) -> RunPlan:
+def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> RunPlan:
     reporter("features", 0)
-    # Today's run reads in the same pass over the customers the predictions' kept purchase
-    # days and the stored figures' keys (the write compares them).
-    beside = []
-    if run.as_of is None:
-        beside.append(stored_keys_beside())
-        if (kept_days := predictions.read_beside_features()) is not None:
-            beside.append(kept_days)
-    features = selectors.customer_features(
-        reference_time=run.reference_time, as_of=run.as_of, beside=beside
-    )
-    predictions.features_read(features)
-    stored_keys = None
-    if features.beside is not None:
-        stored_keys = stored_keys_brought(features.beside)
+    features = selectors.customer_features(reference_time=run.reference_time, as_of=run.as_of)
     timings.update(features.timings)
     raw = features.frame
     counts = selectors.customer_counts()
@@ -474,9 +442,7 @@ def _plan_compute(
     )
     timings.update({k: float(v) for k, v in result.timings.items()})
     _result_check(raw, result)
-    return RunPlan(
-        raw=raw, result=result, counts=counts, pins=pins, config=config, stored_keys=stored_keys
-    )
+    return RunPlan(raw=raw, result=result, counts=counts, pins=pins, config=config)
 
 
 def _result_check(raw: pd.DataFrame, result: "EngineResult") -> None:

@@ -374,47 +374,6 @@ def test_a_customer_who_bought_since_is_written_again_and_those_who_left_lose_th
 
 
 @pytest.mark.django_db
-def test_a_nightly_run_compares_the_keys_its_feature_read_brought(monkeypatch):
-    shop = shop_build()
-    run_now()
-    buyer = shop.groups["casual"][0]
-    PurchaseFactory(customer=Customer.objects.get(pk=buyer), purchased_at=timezone.now() - DAY)
-    written = rows_written(monkeypatch)
-
-    def read_again():
-        raise AssertionError("the stored rows were read again")
-
-    monkeypatch.setattr(feature_store, "_stored_keys", read_again)
-    run_now()
-
-    assert written == [1]
-    assert stored()[buyer].recency_days == pytest.approx(1, abs=0.01)
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("stray", ["a customer not segmented", "a row without its key"])
-def test_keys_that_do_not_account_for_every_stored_row_are_read_again(stray):
-    ids = [CustomerFactory().pk for _ in range(3)]
-    run = run_at(AS_OF)
-    feature_store.customer_features_store(run=run, frame=raw(ids))
-    if stray == "a customer not segmented":
-        frame = raw(ids[:2])
-    else:
-        frame = raw(ids)
-        CustomerFeatures.objects.filter(customer_id=ids[2]).update(figures_key=None)
-    # As the feature read brings them: 0 where there is no key.
-    keys = dict(CustomerFeatures.objects.values_list("customer_id", "figures_key"))
-    brought = np.array([keys[i] or 0 for i in frame["customer_id"]], dtype=np.int64)
-
-    feature_store.customer_features_store(run=run_at(AS_OF), frame=frame, stored_keys=brought)
-
-    assert sorted(CustomerFeatures.objects.values_list("customer_id", flat=True)) == sorted(
-        frame["customer_id"]
-    )
-    assert not CustomerFeatures.objects.filter(figures_key=None).exists()
-
-
-@pytest.mark.django_db
 def test_a_run_as_of_an_earlier_day_stores_that_days_figures():
     customer = CustomerFactory()
     today = timezone.localdate()

@@ -30,23 +30,12 @@ def settled() -> None:
 
 def night(*, today: date | None = None) -> set[int]:
     """A run's nightly read as of ``today``, checked against the full aggregate, its summed
-    rows kept as the run keeps them. Read both ways, with the same outcome: on its own,
-    and with the kept days brought by the feature read (as a run does). Returns the
-    customers it summed (the rest were read as kept)."""
+    rows kept as the run keeps them. Returns the customers it summed (the rest were read
+    as kept)."""
     today = today or timezone.localdate()
-    beside = prediction_selectors.kept_days_beside_features(as_of=today, today=today)
-    kept = None
-    if beside is not None:
-        features = selectors.customer_features(reference_time=timezone.now(), beside=[beside.read])
-        kept = prediction_selectors.KeptDaysRead(beside, features.beside)
-    full = prediction_selectors.customer_purchase_totals(as_of=today)
     totals = prediction_selectors.customer_purchase_totals_nightly(as_of=today, today=today)
+    full = prediction_selectors.customer_purchase_totals(as_of=today)
     pd.testing.assert_frame_equal(totals.frame, full)
-    with_features = prediction_selectors.customer_purchase_totals_nightly(
-        as_of=today, today=today, kept=kept
-    )
-    pd.testing.assert_frame_equal(with_features.frame, full)
-    np.testing.assert_array_equal(with_features.summed, totals.summed)
     purchase_days_keep(summed=PurchaseDaysSummed.of(totals), run_id=SegmentationRunFactory().pk)
     return set(totals.frame["customer_id"][totals.summed].tolist())
 

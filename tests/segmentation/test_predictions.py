@@ -544,33 +544,6 @@ def test_a_run_keeps_the_purchase_days_of_every_profiled_buyer(db):
     assert not kept.filter(customer_id__in=shop.opted_out).exists()
 
 
-def test_a_second_run_reads_the_kept_purchase_days_with_its_features(db, monkeypatch):
-    shop_build()
-    run = services.segmentation_run_execute(
-        run=SegmentationRun.objects.create(trigger=SegmentationRun.Trigger.COMMAND)
-    )
-    Customer.objects.update(purchases_changed_at=timezone.now() - timedelta(days=3))
-    buyer = CustomerPurchaseDays.objects.order_by("customer_id").first().customer_id
-    PurchaseFactory(customer_id=buyer, purchased_at=timezone.now() - timedelta(hours=1))
-
-    def separate_read(**kwargs):
-        raise AssertionError("the kept purchase days were read a second time")
-
-    monkeypatch.setattr(prediction_selectors, "_kept_rows", separate_read)
-    second = services.segmentation_run_execute(
-        run=SegmentationRun.objects.create(trigger=SegmentationRun.Trigger.COMMAND)
-    )
-
-    assert second.status == SegmentationRun.Status.SUCCEEDED
-    total = run.predictions["customers"]
-    assert (second.predictions["customers_summed"], second.predictions["customers_kept"]) == (
-        1,
-        total - 1,
-    )
-    kept = CustomerPurchaseDays.objects.get(customer_id=buyer)
-    assert (kept.run_id, kept.days) == (second.pk, Customer.objects.get(pk=buyer).purchase_count)
-
-
 def test_a_second_night_sums_only_the_changed_customer_and_predicts_as_a_full_read(db):
     today = timezone.localdate()
     ids = cdnow_shop(shift=today - CDNOW_LAST_DAY)

@@ -504,11 +504,11 @@ def test_a_long_phase_keeps_the_heartbeat_going(shop, monkeypatch, settings):
     beats = []
     real_compute = runs._plan_compute
 
-    def slow_compute(run, reporter, timings, predictions):
+    def slow_compute(run, reporter, timings):
         started = SegmentationRun.objects.get(pk=run.pk).heartbeat_at
         time.sleep(1.0)  # a long engine phase: no progress step for a while
         beats.append(SegmentationRun.objects.get(pk=run.pk).heartbeat_at > started)
-        return real_compute(run, reporter, timings, predictions)
+        return real_compute(run, reporter, timings)
 
     monkeypatch.setattr(runs, "_plan_compute", slow_compute)
 
@@ -523,7 +523,7 @@ def test_a_database_restart_during_a_run_fails_it_and_frees_the_slot(shop, monke
     if connection.vendor != "postgresql":
         pytest.skip("a server restart is a PostgreSQL event; SQLite has no server")
 
-    def restart_under_the_run(run, reporter, timings, predictions):
+    def restart_under_the_run(run, reporter, timings):
         # What a restart does to the run's session: the server ends it.
         connection.ensure_connection()
         pid = connection.connection.info.backend_pid
