@@ -248,12 +248,14 @@ def segment_why(*, customer: Customer, segment: Segment | None) -> dict | None:
         return None
     run = segment_selectors.run_latest()
     values = customer_figures(figures)
+    as_of = values.pop("as_of")
     return {
-        "as_of": values.pop("as_of"),
+        "as_of": as_of,
         "sentences": segment_reason_words(
             figures=values,
             typical=segment.profile_values or {},
             rhythm_days=(run.params or {}).get("rhythm_days") if run else None,
             currency=business_get().currency,
+            as_of=as_of,
         ),
     }

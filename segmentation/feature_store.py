@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from django.db import connection, transaction
+from django.utils import timezone
 
 from crm.exports import ids_filter
 from crm.money import money_text
@@ -275,20 +277,33 @@ def customer_figures(features: CustomerFeatures) -> dict[str, Any]:
     return {"as_of": features.as_of, **{name: getattr(features, name) for name in FIGURES}}
 
 
+def _calendar_days_ago(days: float, as_of: datetime | None) -> float:
+    """``days`` before ``as_of`` as the owner counts them: local calendar days (a sale the
+    day before yesterday at 16:00 is 2 days ago at 02:00, not the 1.4 that round down to
+    1), as the predictions' words count them. Unchanged without ``as_of``."""
+    if as_of is None:
+        return days
+    then = timezone.localtime(as_of - timedelta(days=days)).date()
+    return float((timezone.localtime(as_of).date() - then).days)
+
+
 def segment_reason_words(
     *,
     figures: dict[str, Any],
     typical: dict[str, float],
     rhythm_days: float | None,
     currency: str,
+    as_of: datetime | None = None,
 ) -> list[str]:
     """Why this segment, in words and numbers: the customer's own figures beside the
     segment's typical customer (``typical``: the segment's profile_values), recency against
-    the business's rhythm (median days between a regular's purchases) when known. Pure."""
+    the business's rhythm (median days between a regular's purchases) when known. With
+    ``as_of`` (the moment the figures were counted to), the last and first sale are said
+    in the business's calendar days."""
     out = []
     recency = figures.get("recency_days")
     if recency is not None:
-        text = f"Last bought {days_ago(recency)}"
+        text = f"Last bought {days_ago(_calendar_days_ago(recency, as_of))}"
         if rhythm_days:
             ratio = recency / rhythm_days
             if ratio <= 1:
@@ -311,7 +326,7 @@ def segment_reason_words(
         out.append(text + ".")
     tenure = figures.get("tenure_days")
     if tenure is not None:
-        out.append(f"First bought {days_ago(tenure)}.")
+        out.append(f"First bought {days_ago(_calendar_days_ago(tenure, as_of))}.")
     satisfaction = figures.get("satisfaction")
     if satisfaction is not None and math.isfinite(satisfaction):
         out.append(f"Satisfaction {satisfaction * 100:.0f} of 100 from their ratings and answers.")

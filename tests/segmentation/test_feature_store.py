@@ -1,6 +1,7 @@
 """The numbers behind a segment: stored per customer by every run, exported, put in words."""
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -290,6 +291,26 @@ def test_why_this_segment_reads_the_customers_numbers_against_the_shops_rhythm()
         "First bought 190 days ago.",
         "Satisfaction 75 of 100 from their ratings and answers.",
     ]
+
+
+def test_the_last_and_first_sale_are_said_in_the_businesss_calendar_days(settings):
+    settings.TIME_ZONE = "Europe/Rome"
+    rome = ZoneInfo("Europe/Rome")
+    # Counted at 02:00: the last sale the day before yesterday at 16:00 (1.42 days earlier),
+    # the first a year and a day before at 23:30.
+    as_of = datetime(2026, 12, 4, 2, 0, tzinfo=rome)
+    last = datetime(2026, 12, 2, 16, 0, tzinfo=rome)
+    first = datetime(2025, 12, 2, 23, 30, tzinfo=rome)
+    with timezone.override(rome):
+        words = feature_store.segment_reason_words(
+            figures={"recency_days": (as_of - last) / DAY, "tenure_days": (as_of - first) / DAY},
+            typical={},
+            rhythm_days=None,
+            currency="EUR",
+            as_of=as_of,
+        )
+
+    assert words == ["Last bought 2 days ago.", "First bought 367 days ago."]
 
 
 @pytest.mark.django_db
