@@ -253,9 +253,9 @@ FIT_GTOL = 1e-7
 SETTLED_GTOL = 100 * FIT_GTOL
 # Or when no step downhill lowers the mean likelihood by more than its rounding: with p
 # far out on its bound the gradient itself is off by rounding (q's component 1.9e-5 on one
-# machine, below 1e-6 on another, for the same 160 customers), while every step of these
-# sizes raises the likelihood (by 1e-8 and more at 1e-4). A search short of the minimum
-# by a gradient of 1e-5 would gain 1e-7 at the largest step, far above the rounding.
+# machine, within SETTLED_GTOL on another, for the same 160 customers), while every step of
+# these sizes raises the likelihood (by 1e-9 and more at 1e-4). A search short of the
+# minimum by a gradient of 1e-5 would gain 1e-7 at the largest step, far above rounding.
 SETTLED_PROBE_STEPS = (1e-4, 1e-3, 1e-2)
 SETTLED_PROBE_ROUNDING = 1e-10
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import optimize
 
 from segmentation import clv, clv_holdout, clv_words
 
@@ -429,8 +430,6 @@ def test_every_customers_scores_equal_the_formulas_applied_to_them_one_by_one(su
 
 def _stuck_search(x: list[float], jac: list[float], fun: float):
     """A search that L-BFGS-B gave up at x (status 2: its line search made no progress)."""
-    from scipy import optimize
-
     return optimize.OptimizeResult(
         x=np.array(x), jac=np.array(jac), fun=fun, success=False, status=2
     )
