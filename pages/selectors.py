@@ -257,5 +257,7 @@ def segment_why(*, customer: Customer, segment: Segment | None) -> dict | None:
             rhythm_days=(run.params or {}).get("rhythm_days") if run else None,
             currency=business_get().currency,
             as_of=as_of,
+            last_sale=figures.last_purchase_at,
+            first_sale=figures.first_purchase_at,
         ),
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -277,14 +277,14 @@ def customer_figures(features: CustomerFeatures) -> dict[str, Any]:
     return {"as_of": features.as_of, **{name: getattr(features, name) for name in FIGURES}}
 
 
-def _calendar_days_ago(days: float, as_of: datetime | None) -> float:
-    """``days`` before ``as_of`` as the owner counts them: local calendar days (a sale the
-    day before yesterday at 16:00 is 2 days ago at 02:00, not the 1.4 that round down to
-    1), as the predictions' words count them. Unchanged without ``as_of``."""
-    if as_of is None:
-        return days
-    then = timezone.localtime(as_of - timedelta(days=days)).date()
-    return float((timezone.localtime(as_of).date() - then).days)
+def _days_ago_words(days: float, sale: datetime | None, as_of: datetime | None) -> str:
+    """How long before ``as_of`` the ``sale`` was, as the owner counts it: the business's
+    calendar days (a sale the day before yesterday at 16:00 is 2 days ago at 02:00, not the
+    1.4 days that round to 1), as the predictions' words and the pages' days_ago filter
+    count them. ``days`` rounded when either moment is unknown."""
+    if sale is None or as_of is None:
+        return days_ago(days)
+    return days_ago((timezone.localtime(as_of).date() - timezone.localtime(sale).date()).days)
 
 
 def segment_reason_words(
@@ -294,16 +294,18 @@ def segment_reason_words(
     rhythm_days: float | None,
     currency: str,
     as_of: datetime | None = None,
+    last_sale: datetime | None = None,
+    first_sale: datetime | None = None,
 ) -> list[str]:
     """Why this segment, in words and numbers: the customer's own figures beside the
     segment's typical customer (``typical``: the segment's profile_values), recency against
-    the business's rhythm (median days between a regular's purchases) when known. With
-    ``as_of`` (the moment the figures were counted to), the last and first sale are said
-    in the business's calendar days."""
+    the business's rhythm (median days between a regular's purchases) when known. Given the
+    moment the figures were counted to (``as_of``) and the sales' own moments, the last
+    and first sale are said in the business's calendar days."""
     out = []
     recency = figures.get("recency_days")
     if recency is not None:
-        text = f"Last bought {days_ago(_calendar_days_ago(recency, as_of))}"
+        text = f"Last bought {_days_ago_words(recency, last_sale, as_of)}"
         if rhythm_days:
             ratio = recency / rhythm_days
             if ratio <= 1:
@@ -326,7 +328,7 @@ def segment_reason_words(
         out.append(text + ".")
     tenure = figures.get("tenure_days")
     if tenure is not None:
-        out.append(f"First bought {days_ago(_calendar_days_ago(tenure, as_of))}.")
+        out.append(f"First bought {_days_ago_words(tenure, first_sale, as_of)}.")
     satisfaction = figures.get("satisfaction")
     if satisfaction is not None and math.isfinite(satisfaction):
         out.append(f"Satisfaction {satisfaction * 100:.0f} of 100 from their ratings and answers.")

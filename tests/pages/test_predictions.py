@@ -11,7 +11,7 @@ from crm.models import Purchase
 from crm.services import activity_log
 from pages.today import today_overview
 from segmentation import clv_words, prediction_selectors, predictions, selectors
-from segmentation.models import SegmentationRun
+from segmentation.models import CustomerFeatures, Membership, SegmentationRun, moment_us
 from tests.factories import (
     CustomerFactory,
     CustomerPredictionFactory,
@@ -227,3 +227,30 @@ def test_the_last_purchase_is_counted_in_calendar_days_as_the_outlook_beside_it(
     assert customer.last_purchase_at is not None
     assert "2 days ago" in page.content.decode()
     assert "1 day ago" not in page.content.decode()
+
+
+def test_why_this_segment_counts_the_last_sale_in_calendar_days_too(staff_client):
+    """The run at 05:00 counted the sale at 23:00 the day before yesterday 30 hours back;
+    the segment's reasons still say "2 days ago", as the card above them."""
+    customer = CustomerFactory()
+    two_days_before = selectors.day_start(timezone.localdate() - timedelta(days=2))
+    sale = two_days_before + timedelta(hours=23)
+    PurchaseFactory(customer=customer, purchased_at=sale, amount=Decimal("40"))
+    early = selectors.day_start(timezone.localdate()) + timedelta(hours=5)
+    SegmentationRunFactory(reference_time=early)
+    CustomerFeatures.objects.create(
+        customer=customer,
+        last_purchase_us=moment_us(sale),
+        first_purchase_us=moment_us(sale),
+        frequency=1,
+        monetary_total=40.0,
+        avg_order_value=40.0,
+    )
+    Membership.objects.create(customer=customer, segment=SegmentFactory())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(timezone, "now", lambda: early)
+        page = staff_client.get(reverse("pages:customer_detail", args=[customer.pk]))
+
+    why = page.content.decode().split('id="segment-why"')[1].split("</ul>")[0]
+    assert "Last bought 2 days ago" in why
+    assert "First bought 2 days ago" in why

@@ -293,11 +293,10 @@ def test_why_this_segment_reads_the_customers_numbers_against_the_shops_rhythm()
     ]
 
 
-def test_the_last_and_first_sale_are_said_in_the_businesss_calendar_days(settings):
-    settings.TIME_ZONE = "Europe/Rome"
+def test_the_last_and_first_sale_are_said_in_the_businesss_calendar_days():
     rome = ZoneInfo("Europe/Rome")
     # Counted at 02:00: the last sale the day before yesterday at 16:00 (1.42 days earlier),
-    # the first a year and a day before at 23:30.
+    # the first a year and two days before at 23:30 (366.1 days earlier).
     as_of = datetime(2026, 12, 4, 2, 0, tzinfo=rome)
     last = datetime(2026, 12, 2, 16, 0, tzinfo=rome)
     first = datetime(2025, 12, 2, 23, 30, tzinfo=rome)
@@ -308,6 +307,8 @@ def test_the_last_and_first_sale_are_said_in_the_businesss_calendar_days(setting
             rhythm_days=None,
             currency="EUR",
             as_of=as_of,
+            last_sale=last,
+            first_sale=first,
         )
 
     assert words == ["Last bought 2 days ago.", "First bought 367 days ago."]
