@@ -1,9 +1,12 @@
 """The floors that bound a recluster: each step done the fastest known way, nothing else.
 
 - the per-customer aggregate alone, its result discarded inside the database;
-- the bare scikit-learn fits on the run's feature matrix, with the run's k range and samples;
+- the bare scikit-learn fits on the run's feature matrix, with the run's k range and samples,
+  and the fits on halves of the sample by which the engine keeps only stable k;
 - the best bulk label write (PostgreSQL: COPY into a temporary table, one UPDATE ... FROM;
-  SQLite: executemany in one transaction), on the real column, always rolled back.
+  SQLite: executemany in one transaction), on the real column, always rolled back;
+- the predictions' floors (prediction_floors; predictions_floor below is their previous
+  count, kept for comparison).
 """
 
 import io
@@ -19,7 +22,7 @@ from scipy.optimize import minimize
 from scipy.special import gammaln, hyp2f1
 from sklearn import config_context
 from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import adjusted_rand_score, silhouette_score
 from threadpoolctl import threadpool_limits
 
 from crm.models import Customer, Purchase
@@ -121,9 +124,12 @@ def sklearn_floor(x: np.ndarray, params: FitParams) -> dict:
 
 def _sklearn_fits(x: np.ndarray, params: FitParams) -> dict:
     """Seconds of the bare fits the engine needs: for each k a K-Means fit on the seeded
-    sample and its silhouette, then one fit of the chosen k on every row started from the
-    sample's centres. Silhouettes are timed both with scikit-learn's silhouette_score and
-    with the engine's one-pass computation of every k (when it has one); the faster counts."""
+    sample, its silhouette and its stability (a fit on each half of the sample, both
+    labelling the whole sample, compared by adjusted Rand index: the engine keeps only a
+    k whose groups come back on both halves), then one fit of the chosen k on every row
+    started from the sample's centres. Silhouettes are timed both with scikit-learn's
+    silhouette_score and with the engine's one-pass computation of every k (when it has
+    one); the faster counts. ``seconds_without_stability``: the previous floor's count."""
     rng = np.random.default_rng(params.seed)
     n = len(x)
     sample = x[np.sort(rng.choice(n, size=min(params.sample_size, n), replace=False))]
@@ -142,6 +148,18 @@ def _sklearn_fits(x: np.ndarray, params: FitParams) -> dict:
         for labels in labelings:
             silhouette_score(sample, labels)
     silhouette_sklearn = time.perf_counter() - started
+    started = time.perf_counter()
+    order = rng.permutation(len(sample))
+    halves = (sample[order[: len(sample) // 2]], sample[order[len(sample) // 2 :]])
+    for k in params.k_values[: len(labelings)]:
+        a, b = (
+            KMeans(n_clusters=k, n_init=params.sample_n_init, random_state=params.seed)
+            .fit(half)
+            .predict(sample)
+            for half in halves
+        )
+        adjusted_rand_score(a, b)
+    stability = time.perf_counter() - started
     silhouette_one_pass = None
     if one_pass_silhouettes is not None:
         started = time.perf_counter()
@@ -154,10 +172,12 @@ def _sklearn_fits(x: np.ndarray, params: FitParams) -> dict:
     fit = time.perf_counter() - started
     silhouettes = min(s for s in (silhouette_sklearn, silhouette_one_pass) if s is not None)
     return {
-        "seconds": sample_fits + silhouettes + fit,
-        "k_selection": sample_fits + silhouettes,
+        "seconds": sample_fits + silhouettes + stability + fit,
+        "seconds_without_stability": sample_fits + silhouettes + fit,
+        "k_selection": sample_fits + silhouettes + stability,
         "fit": fit,
         "sample_fits": sample_fits,
+        "stability": stability,
         "silhouette_sklearn": silhouette_sklearn,
         "silhouette_one_pass": silhouette_one_pass,
     }
@@ -309,7 +329,7 @@ def _membership_rows() -> list[tuple]:
         return cur.fetchall()
 
 
-def _secondary_index_sql(table: str, copy: str) -> list[str]:
+def secondary_index_sql(table: str, copy: str) -> list[str]:
     """The CREATE INDEX statements of `table`'s secondary indexes, renamed onto `copy`."""
     with connection.cursor() as cur:
         if connection.vendor == "postgresql":
@@ -342,7 +362,7 @@ def label_load_floor() -> dict:
     table = Membership._meta.db_table
     copy = "bench_floor_membership"
     rows = _membership_rows()
-    indexes = _secondary_index_sql(table, copy)
+    indexes = secondary_index_sql(table, copy)
     with transaction.atomic(), connection.cursor() as cur:
         started = time.perf_counter()
         cur.execute(
@@ -366,7 +386,7 @@ def label_load_floor() -> dict:
 # --- predictions -----------------------------------------------------------------------------
 
 
-def _bgnbd_negative_ll(log_params: np.ndarray, x, t_x, big_t, weights) -> float:
+def bgnbd_negative_ll(log_params: np.ndarray, x, t_x, big_t, weights) -> float:
     r, alpha, a, b = np.exp(log_params)
     a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
     a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
@@ -380,7 +400,7 @@ def _bgnbd_negative_ll(log_params: np.ndarray, x, t_x, big_t, weights) -> float:
     return -float(np.sum(weights * (a1 + a2 + np.logaddexp(a3, a4))))
 
 
-def _gamma_gamma_negative_ll(log_params: np.ndarray, x, m, weights) -> float:
+def gamma_gamma_negative_ll(log_params: np.ndarray, x, m, weights) -> float:
     p, q, v = np.exp(log_params)
     px = p * x
     ll = (
@@ -400,7 +420,11 @@ def predictions_floor() -> dict:
     the distinct (x, t_x, T) rows weighted by their counts; the product's own fits when
     faster), then every customer's scores and their write, on every buyer's repeat
     purchases, time since first and last purchase. The per-customer read is the aggregate's
-    floor already; only the compression and the fits are timed here."""
+    floor already; only the compression and the fits are timed here.
+
+    The previous count, kept for comparison: it counts transactions where the product counts
+    purchase days, scores one horizon and writes four columns without the risk index.
+    prediction_floors.predictions_floor_honest is the floor the ratios use."""
     table = Purchase._meta.db_table
     with connection.cursor() as cur:
         cur.execute(
@@ -418,7 +442,7 @@ def predictions_floor() -> dict:
     big_t = ((now - first).dt.total_seconds() / 86400 / 7).to_numpy().round(1)
     rows3, counts = np.unique(np.column_stack([x, t_x, big_t]), axis=0, return_counts=True)
     bg = minimize(
-        _bgnbd_negative_ll,
+        bgnbd_negative_ll,
         np.zeros(4),
         args=(rows3[:, 0], rows3[:, 1], rows3[:, 2], counts),
         method="L-BFGS-B",
@@ -429,7 +453,7 @@ def predictions_floor() -> dict:
         np.column_stack([x[repeat], mean_value.round(2)]), axis=0, return_counts=True
     )
     gg = minimize(
-        _gamma_gamma_negative_ll,
+        gamma_gamma_negative_ll,
         np.zeros(3),
         args=(pairs[:, 0], np.maximum(pairs[:, 1], 0.01), pair_counts),
         method="L-BFGS-B",

@@ -125,6 +125,15 @@ def summary_lines(results: dict) -> list[str]:
                 f"honest floor timed next to each {case} run: median "
                 f"{_fmt_s(statistics.median(paired))} (ratio {case}_over_honest_floor below)"
             )
+            previous = [
+                r["honest_floor"]["previous"]["seconds"]
+                for r in rec["runs"]
+                if r.get("honest_floor")
+            ]
+            lines.append(
+                f"  its previous count (no stability fits; predictions on transactions, no "
+                f"read, no index): median {_fmt_s(statistics.median(previous))}"
+            )
     floors = results.get("floors", {})
     for name in (
         "aggregate",
@@ -132,7 +141,10 @@ def summary_lines(results: dict) -> list[str]:
         "changed_aggregate",
         "stored_figures",
         "sklearn",
-        "predictions",
+        "predictions_cold",
+        "predictions_warm",
+        "predictions_daily",
+        "predictions_previous",
         "label_load_cold",
         "label_write_cold",
         "label_write_warm",
@@ -141,11 +153,20 @@ def summary_lines(results: dict) -> list[str]:
     ):
         if name in floors:
             lines.append(f"floor {name}: {_fmt_s(floors[name]['seconds'])}")
+            parts = floors[name].get("parts")
+            if parts:
+                lines.append("  " + ", ".join(f"{k} {_fmt_s(v)}" for k, v in parts.items()))
+    if "sklearn" in floors:
+        lines.append(
+            f"  of the fits: stability on halves {_fmt_s(floors['sklearn'].get('stability'))}; "
+            f"without it {_fmt_s(floors['sklearn'].get('seconds_without_stability'))}"
+        )
     for case in ("cold", "warm", "daily"):
         if f"honest_{case}" in floors:
             lines.append(
                 f"honest floor, {case} run, timed after every run: "
-                f"{_fmt_s(floors[f'honest_{case}'])}"
+                f"{_fmt_s(floors[f'honest_{case}'])} (previous count "
+                f"{_fmt_s(floors.get(f'honest_{case}_previous'))})"
             )
     if "naive" in results:
         naive = results["naive"]

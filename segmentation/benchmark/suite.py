@@ -12,7 +12,7 @@ import numpy as np
 from django.conf import settings
 from django.db import connection
 
-from segmentation.benchmark import daily, floors, matrix, naive, pages
+from segmentation.benchmark import daily, floors, matrix, naive, pages, prediction_floors
 from segmentation.benchmark.generate import DatasetSpec, database_schema_ready, dataset_ensure
 from segmentation.benchmark.pages import REQUESTS
 from segmentation.benchmark.recluster import (
@@ -173,23 +173,48 @@ def paired_floor(
 
     The shared machine's speed drifts by a third within one bench run; a floor timed next
     to its run sees the machine as the run did, so their ratio moves with the code, not
-    with the load. None when the run failed.
+    with the load. ``previous``: the floor as counted before it took in the stability fits
+    and the predictions' purchase days, read, scores and index (timed in the same minutes,
+    for comparison). None when the run failed.
     """
     if run["status"] != "succeeded":
         return None
-    parts = {}
+    parts, previous = {}, {}
+    fits = floors.sklearn_floor(x, matrix.fit_params(run))
+    parts["sklearn"], previous["sklearn"] = fits["seconds"], fits["seconds_without_stability"]
     if case == "cold":
-        parts["aggregate_best_plan"] = floors.aggregate_floor_best_plan(repeat=1)["seconds"]
-        parts["label_load"] = floors.label_load_floor()["seconds"]
+        aggregate = floors.aggregate_floor_best_plan(repeat=1)["seconds"]
+        previous["aggregate_best_plan"] = aggregate
+        parts["label_load"] = previous["label_load"] = floors.label_load_floor()["seconds"]
+        predictions = prediction_floors.predictions_floor_honest(
+            case="cold", aggregate_seconds=aggregate
+        )
+        # One pass over the purchases gives the features' figures and the purchase days.
+        parts["purchases_read"] = predictions["parts"]["read"]
     else:
-        parts["stored_figures"] = daily.stored_figures_floor()["seconds"]
-        parts["label_write"] = label_write["seconds"]
+        parts["stored_figures"] = previous["stored_figures"] = daily.stored_figures_floor()[
+            "seconds"
+        ]
+        parts["label_write"] = previous["label_write"] = label_write["seconds"]
         if case == "daily":
-            parts["changed_aggregate"] = daily.changed_aggregate_floor(changed_ids)["seconds"]
-    parts["sklearn"] = floors.sklearn_floor(x, matrix.fit_params(run))["seconds"]
-    parts["predictions"] = floors.predictions_floor()["seconds"]
-    seconds = sum(parts.values())
-    return {"seconds": seconds, "parts": parts, "ratio": run["seconds"] / seconds}
+            changed = daily.changed_aggregate_floor(changed_ids)["seconds"]
+            parts["changed_aggregate"] = previous["changed_aggregate"] = changed
+        predictions = prediction_floors.predictions_floor_honest(case=case, changed_ids=changed_ids)
+        parts["purchase_days_kept"] = predictions["parts"]["read"]
+    parts["predictions"] = predictions["seconds"] - predictions["parts"]["read"]
+    previous["predictions"] = floors.predictions_floor()["seconds"]
+    seconds, previous_seconds = sum(parts.values()), sum(previous.values())
+    return {
+        "seconds": seconds,
+        "parts": parts,
+        "ratio": run["seconds"] / seconds,
+        "predictions": predictions,
+        "previous": {
+            "seconds": previous_seconds,
+            "parts": previous,
+            "ratio": run["seconds"] / previous_seconds,
+        },
+    }
 
 
 def daily_case(options: BenchOptions, results: dict, x: np.ndarray, *, log) -> None:
@@ -236,61 +261,68 @@ def _run_line(run: dict) -> str:
     return line
 
 
-def _paired_ratio(results: dict, case: str) -> float | None:
-    """The median over the case's runs of each run over the floor timed next to it."""
+def _paired_ratio(results: dict, case: str, *, previous: bool = False) -> float | None:
+    """The median over the case's runs of each run over the floor timed next to it (or
+    over the previous count of that floor)."""
     ratios = [
-        r["honest_floor"]["ratio"]
+        (r["honest_floor"]["previous"] if previous else r["honest_floor"])["ratio"]
         for r in results["recluster"].get(case, {}).get("runs", [])
         if r.get("honest_floor")
     ]
     return _median(ratios)
 
 
-def _ratios_against_floors(results: dict) -> None:
+def _honest_floors(f: dict, case: str) -> tuple[float, float]:
+    """The honest floor of `case` from the floors timed after every run, and its previous
+    count (no stability fits; predictions on transactions, one horizon, no read, no index)."""
+    fits, fits_previous = f["sklearn"]["seconds"], f["sklearn"]["seconds_without_stability"]
+    predictions_previous = f["predictions_previous"]["seconds"]
+    if case == "cold":
+        # A first run must read every purchase, fit, score and keep every customer's
+        # predictions and purchase days, and persist every label.
+        rest = f["label_load_cold"]["seconds"]
+        return (
+            f["predictions_cold"]["seconds"] + fits + rest,
+            f["aggregate_best_plan"]["seconds"] + fits_previous + predictions_previous + rest,
+        )
+    # Later runs: the kept figures stand in for the aggregate and the purchase days.
+    rest = f["stored_figures"]["seconds"] + f[f"label_write_{case}"]["seconds"]
+    if case == "daily":
+        rest += f["changed_aggregate"]["seconds"]
+    return (
+        f[f"predictions_{case}"]["seconds"] + fits + rest,
+        fits_previous + predictions_previous + rest,
+    )
+
+
+def _ratios_against_floors(results: dict, cases: tuple[str, ...]) -> None:
     """The runs over their honest floors (each timed next to its run; for comparison, also
-    the floors timed once after every run), and over the previous floors."""
+    the floors timed once after every run and the floors' previous count), and over the
+    first floors of all (aggregate, fits and label update)."""
     f = results["floors"]
-    fits = f["sklearn"]["seconds"] + f["predictions"]["seconds"]
-    previous_base = f["aggregate"]["seconds"] + f["sklearn"]["seconds"]
-    honest = {
-        # A first run must aggregate every purchase, fit, and persist every label.
-        "cold": f["aggregate_best_plan"]["seconds"] + fits + f["label_load_cold"]["seconds"],
-        # On unchanged data, the kept figures stand in for the aggregate.
-        "warm": f["stored_figures"]["seconds"] + fits + f["label_write_warm"]["seconds"],
-    }
-    for case in ("cold", "warm"):
-        f[f"honest_{case}"] = honest[case]
-        f[f"sum_{case}"] = previous_base + f[f"label_write_{case}"]["seconds"]
+    for case in cases:
+        honest, previous = _honest_floors(f, case)
+        f[f"honest_{case}"], f[f"honest_{case}_previous"] = honest, previous
         median = results["recluster"][case]["median_seconds"]
         target = TARGET_COLD if case == "cold" else TARGET_DAILY
         results["ratios"][f"{case}_over_honest_floor"] = _ratio(
             _paired_ratio(results, case), target, at_most=True
         )
         results["ratios"][f"{case}_over_honest_floor_timed_after"] = _ratio(
-            median / honest[case] if median else None, target, at_most=True
+            median / honest if median else None, target, at_most=True
         )
-        results["ratios"][f"end_to_end_over_floors_{case}_previous"] = _ratio(
-            median / f[f"sum_{case}"] if median else None, TARGET_FLOORS, at_most=True
+        results["ratios"][f"{case}_over_honest_floor_previous"] = _ratio(
+            _paired_ratio(results, case, previous=True), target, at_most=True
         )
-
-
-def _daily_ratio(results: dict) -> None:
-    f = results["floors"]
-    honest = (
-        f["changed_aggregate"]["seconds"]
-        + f["stored_figures"]["seconds"]
-        + f["sklearn"]["seconds"]
-        + f["predictions"]["seconds"]
-        + f["label_write_daily"]["seconds"]
-    )
-    f["honest_daily"] = honest
-    median = results["recluster"]["daily"]["median_seconds"]
-    results["ratios"]["daily_over_honest_floor"] = _ratio(
-        _paired_ratio(results, "daily"), TARGET_DAILY, at_most=True
-    )
-    results["ratios"]["daily_over_honest_floor_timed_after"] = _ratio(
-        median / honest if median else None, TARGET_DAILY, at_most=True
-    )
+        if case in ("cold", "warm"):
+            f[f"sum_{case}"] = (
+                f["aggregate"]["seconds"]
+                + f["sklearn"]["seconds_without_stability"]
+                + f[f"label_write_{case}"]["seconds"]
+            )
+            results["ratios"][f"end_to_end_over_floors_{case}_previous"] = _ratio(
+                median / f[f"sum_{case}"] if median else None, TARGET_FLOORS, at_most=True
+            )
 
 
 def bench_run(options: BenchOptions, *, log: Callable[[str], None] = print) -> dict:
@@ -363,7 +395,11 @@ def bench_run(options: BenchOptions, *, log: Callable[[str], None] = print) -> d
         "columns": int(x.shape[1]),
         "params": fit_params.__dict__,
     }
-    results["floors"]["predictions"] = floors.predictions_floor()
+    results["floors"]["predictions_previous"] = floors.predictions_floor()
+    results["floors"]["predictions_cold"] = prediction_floors.predictions_floor_honest(
+        case="cold", aggregate_seconds=results["floors"]["aggregate_best_plan"]["seconds"]
+    )
+    results["floors"]["predictions_warm"] = prediction_floors.predictions_floor_honest(case="warm")
     results["floors"]["label_write_cold"] = floors.label_write_floor(
         before=before_cold, after=after_cold
     )
@@ -372,12 +408,15 @@ def bench_run(options: BenchOptions, *, log: Callable[[str], None] = print) -> d
         before=before_warm, after=after_warm
     )
     results["floors"]["stored_figures"] = daily.stored_figures_floor()
-    _ratios_against_floors(results)
+    cases = ("cold", "warm")
     if options.daily and "daily" in results["recluster"]:
-        results["floors"]["changed_aggregate"] = daily.changed_aggregate_floor(
-            results["recluster"]["daily"]["changed_customers"]
+        changed = results["recluster"]["daily"]["changed_customers"]
+        results["floors"]["changed_aggregate"] = daily.changed_aggregate_floor(changed)
+        results["floors"]["predictions_daily"] = prediction_floors.predictions_floor_honest(
+            case="daily", changed_ids=changed
         )
-        _daily_ratio(results)
+        cases += ("daily",)
+    _ratios_against_floors(results, cases)
     peak_mb = max(
         results["recluster"][case]["peak_rss_mb"]
         for case in ("cold", "warm", "daily")

@@ -150,6 +150,13 @@ def test_a_tiny_bench_run_reports_every_phase_floor_and_ratio(small_database_cle
         assert floor["seconds"] == pytest.approx(sum(floor["parts"].values()))
         assert floor["ratio"] == pytest.approx(run["seconds"] / floor["seconds"])
         assert results["ratios"][f"{case}_over_honest_floor"]["value"] == floor["ratio"]
+        # The floor reads, fits, scores and writes every customer's predictions; its
+        # previous count (no stability fits, predictions on transactions) is kept beside.
+        assert floor["predictions"]["customers"] > 0
+        assert floor["predictions"]["indexes"] >= 1
+        previous = floor["previous"]
+        assert previous["seconds"] == pytest.approx(sum(previous["parts"].values()))
+        assert results["ratios"][f"{case}_over_honest_floor_previous"]["value"] > 0
     floors = results["floors"]
     for floor in (
         "aggregate",
@@ -157,13 +164,18 @@ def test_a_tiny_bench_run_reports_every_phase_floor_and_ratio(small_database_cle
         "changed_aggregate",
         "stored_figures",
         "sklearn",
-        "predictions",
+        "predictions_cold",
+        "predictions_warm",
+        "predictions_daily",
+        "predictions_previous",
         "label_load_cold",
         "label_write_cold",
         "label_write_warm",
         "label_write_daily",
     ):
         assert floors[floor]["seconds"] >= 0
+    # The fits' floor does the engine's stability fits too, and says what they cost.
+    assert floors["sklearn"]["seconds"] > floors["sklearn"]["seconds_without_stability"]
     assert floors["label_write_cold"]["rows_changed"] == 300
     # The first run's honest floor loads every label into an empty table, indexes after.
     assert floors["label_load_cold"]["rows"] == 300
