@@ -51,6 +51,7 @@ class DayFigures:
     seconds: float
     how: str
     feature_customers: int = 0  # customers whose feature figures the same read summed
+    timed: dict | None = None  # each way's seconds, where several were timed
 
 
 def business_today() -> date:
@@ -227,7 +228,8 @@ def purchase_days_read_cold(*, as_of: date, aggregate_seconds: float) -> DayFigu
     prediction_selectors.customer_purchase_totals(as_of=as_of)
     product = time.perf_counter() - started + aggregate_seconds
     how = "one pass" if own <= product else "aggregate and the product's day read"
-    return DayFigures(frame, min(own, product), how, feature_customers)
+    timed = {"one_pass": own, "aggregate_and_product_day_read": product}
+    return DayFigures(frame, min(own, product), how, feature_customers, timed)
 
 
 def purchase_days_read_kept(*, as_of: date, changed_ids: list[int]) -> DayFigures:
@@ -496,6 +498,7 @@ def predictions_floor_honest(
         "seconds": sum(parts.values()),
         "parts": parts,
         "read_how": read.how,
+        "read_timed": read.timed,
         "customers": len(read.frame),
         "repeat_customers": int((read.frame["days"] > 1).sum()),
         **{k: timing[k] for k in ("fits_textbook", "fits_product", "distinct_rows", "converged")},
