@@ -285,13 +285,16 @@ def _by_customer(frame: pd.DataFrame) -> pd.DataFrame:
 
 # Per customer, from their purchase days (customer_id, day, total): the figures above.
 _FIRST_DAY_TOTAL = "SUM(CASE WHEN day = first_day THEN total ELSE 0 END)"
+# ``customers``: the purchases' restriction (if any) put on the customers too, so that the
+# join looks up those few by primary key. Without it PostgreSQL merges them with every
+# customer: 0.44-1.43 s instead of 0.11-0.13 s for 3,000 customers of a million.
 _TOTALS_OVER_DAYS = """
     SELECT {columns}
     FROM (
         SELECT customer_id, day, total, MIN(day) OVER (PARTITION BY customer_id) AS first_day
         FROM ({days}) d
         JOIN {customer} c ON c.id = d.customer_id
-        WHERE c.is_archived = {false} AND c.profiling_opt_out = {false}
+        WHERE c.is_archived = {false} AND c.profiling_opt_out = {false}{customers}
     ) w
     GROUP BY customer_id
     ORDER BY customer_id
@@ -332,6 +335,7 @@ def _totals_sql_postgresql(restrict: str = "") -> str:
         days=days,
         customer=Customer._meta.db_table,
         false="FALSE",
+        customers=restrict.replace("p.customer_id", "c.id"),
     )
 
 
@@ -592,6 +596,7 @@ def _totals_sql_sqlite(*, tz: str, until: datetime, restrict: str = "") -> str:
         days=days,
         customer=Customer._meta.db_table,
         false="0",
+        customers=restrict.replace("p.customer_id", "c.id"),
     )
 
 
