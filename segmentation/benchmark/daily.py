@@ -18,7 +18,7 @@ from django.db import connection
 
 from crm.models import Customer, Purchase
 from crm.services import customer_stats_refresh
-from segmentation.benchmark.floors import binary_copy_row
+from segmentation.benchmark.floors import binary_copy_out
 from segmentation.benchmark.recluster import tables_vacuum
 
 DAILY_SOURCE = "bench-daily"
@@ -108,16 +108,11 @@ def stored_figures_floor() -> dict:
         f"FROM {table} WHERE purchase_count > 0 ORDER BY id"
     )
     started = time.perf_counter()
-    with connection.cursor() as cur:
-        if connection.vendor == "postgresql":
-            buffer = bytearray()
-            with cur.cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)") as copy:
-                for chunk in copy:
-                    buffer += chunk
-            # 19 bytes of header before the rows, a 2-byte trailer after them.
-            rows = np.frombuffer(memoryview(buffer)[19:-2], dtype=binary_copy_row(_FIGURES))
-            figures = np.column_stack([rows[name] for name in _FIGURES])
-        else:
+    if connection.vendor == "postgresql":
+        rows = binary_copy_out(sql, None, _FIGURES)
+        figures = np.column_stack([rows[name] for name in _FIGURES])
+    else:
+        with connection.cursor() as cur:
             cur.execute(sql)
             figures = np.array(cur.fetchall(), dtype=np.float64)
     return {"seconds": time.perf_counter() - started, "rows": len(figures)}

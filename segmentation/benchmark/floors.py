@@ -53,6 +53,36 @@ def binary_copy_row(fields: dict[str, str]) -> np.dtype:
     return np.dtype(layout)
 
 
+def binary_copy_out(sql: str, params: dict | None, fields: dict[str, str]) -> np.ndarray:
+    """The rows of a query (no NULL) through PostgreSQL's binary COPY, decoded by numpy as
+    binary_copy_row(fields)."""
+    buffer = bytearray()
+    copy_sql = f"COPY ({sql}) TO STDOUT (FORMAT binary)"
+    with connection.cursor() as cur, cur.cursor.copy(copy_sql, params) as copy:
+        for chunk in copy:
+            buffer += chunk
+    # 19 bytes of header before the rows, a 2-byte trailer after them.
+    return np.frombuffer(memoryview(buffer)[19:-2], dtype=binary_copy_row(fields))
+
+
+def binary_copy_in(cursor, table: str, columns: dict[str, tuple[str, object]]) -> None:
+    """Load ``columns`` (name -> numpy big-endian type and values, none NULL) into ``table``
+    by one binary COPY of records numpy lays out: no Python per row."""
+    n = max(np.size(values) for _, values in columns.values())
+    records = np.zeros(
+        n, dtype=binary_copy_row({name: kind for name, (kind, _) in columns.items()})
+    )
+    records["fields"] = len(columns)
+    for name, (kind, values) in columns.items():
+        records[f"{name}_len"], records[name] = np.dtype(kind).itemsize, values
+    header, trailer = b"PGCOPY\n\xff\r\n\x00" + bytes(8), b"\xff\xff"
+    with cursor.cursor.copy(f"COPY {table} FROM STDIN (FORMAT binary)") as copy:
+        copy.write(header)
+        for start in range(0, n, 100_000):
+            copy.write(records[start : start + 100_000].tobytes())
+        copy.write(trailer)
+
+
 def _timed(fn, *args, **kwargs) -> tuple[float, object]:
     started = time.perf_counter()
     result = fn(*args, **kwargs)
@@ -492,19 +522,16 @@ def predictions_floor() -> dict:
             "p_alive double precision, expected double precision, order_value double precision)"
         )
         if connection.vendor == "postgresql":
-            # Binary COPY of rows numpy lays out (a row per record: field count, then a
-            # length and a big-endian value per field): no Python per row.
-            record = binary_copy_row({"id": ">i8", "p": ">f8", "e": ">f8", "v": ">f8"})
-            records = np.zeros(len(ids), dtype=record)
-            records["fields"], records["id_len"], records["id"] = 4, 8, ids
-            for name, values in (("p", p_alive), ("e", expected), ("v", order_value)):
-                records[f"{name}_len"], records[name] = 8, values
-            header, trailer = b"PGCOPY\n\xff\r\n\x00" + bytes(8), b"\xff\xff"
-            with cur.cursor.copy("COPY bench_floor_predictions FROM STDIN (FORMAT binary)") as cp:
-                cp.write(header)
-                for start in range(0, len(records), 100_000):
-                    cp.write(records[start : start + 100_000].tobytes())
-                cp.write(trailer)
+            binary_copy_in(
+                cur,
+                "bench_floor_predictions",
+                {
+                    "id": (">i8", ids),
+                    "p": (">f8", p_alive),
+                    "e": (">f8", expected),
+                    "v": (">f8", order_value),
+                },
+            )
         else:
             rows = zip(
                 ids.tolist(), p_alive.tolist(), expected.tolist(), order_value.tolist(), strict=True

@@ -21,7 +21,8 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import connection, models, transaction
 from django.utils import timezone
 from scipy.optimize import minimize
 from scipy.special import hyp2f1
@@ -30,17 +31,20 @@ from crm.models import Customer, Purchase
 from segmentation import clv
 from segmentation.benchmark.floors import (
     bgnbd_negative_ll,
-    binary_copy_row,
+    binary_copy_in,
+    binary_copy_out,
     gamma_gamma_negative_ll,
     secondary_index_sql,
 )
 from segmentation.models import CustomerPrediction, CustomerPurchaseDays
+from segmentation.selectors import day_start
 
 DAY_COLUMNS = ("customer_id", "days", "first_day", "last_day", "total", "first_total")
-UNIT_DAYS = 7.0  # the models' time unit (settings.PREDICTIONS_TIME_UNIT_DAYS' default)
-HORIZONS = (30, 90, 365)
-MONTH_DAYS = 365.25 / 12
-MONTHLY_DISCOUNT = 0.01
+HORIZONS = (30, 90, 365)  # days of the expected purchases the predictions store
+# The figures the predictions store, as the model declares them.
+_PREDICTION_FIGURES = tuple(
+    f.column for f in CustomerPrediction._meta.concrete_fields if isinstance(f, models.FloatField)
+)
 
 
 @dataclass
@@ -60,8 +64,7 @@ def business_today() -> date:
 
 def _day_end(day: date) -> datetime:
     """The first moment after ``day`` in the business's time zone."""
-    tz = timezone.get_default_timezone()
-    return timezone.make_aware(datetime.combine(day + timedelta(days=1), datetime.min.time()), tz)
+    return day_start(day + timedelta(days=1))
 
 
 def _not_profiled_ids() -> np.ndarray:
@@ -115,17 +118,6 @@ _DAYS_FIELDS = {
 }
 
 
-def _copy_binary(sql: str, params: dict, fields: dict[str, str]) -> np.ndarray:
-    """A query's rows through PostgreSQL's binary COPY, decoded by numpy (no NULL)."""
-    buffer = bytearray()
-    copy_sql = f"COPY ({sql}) TO STDOUT (FORMAT binary)"
-    with connection.cursor() as cur, cur.cursor.copy(copy_sql, params) as copy:
-        for chunk in copy:
-            buffer += chunk
-    # 19 bytes of header before the rows, a 2-byte trailer after them.
-    return np.frombuffer(memoryview(buffer)[19:-2], dtype=binary_copy_row(fields))
-
-
 def _days_from_columns(ids, days, first_day, last_day, total, first_total) -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -150,7 +142,7 @@ def _purchase_days_postgresql(*, end: datetime, ids: list[int] | None) -> tuple[
     restrict = "" if ids is None else "AND customer_id = ANY(%(ids)s)"
     sql = _DAYS_SQL_POSTGRESQL.format(purchase=Purchase._meta.db_table, restrict=restrict)
     params = {"tz": timezone.get_current_timezone_name(), "end": end, "ids": ids}
-    rows = _copy_binary(sql, params, _DAYS_FIELDS)
+    rows = binary_copy_out(sql, params, _DAYS_FIELDS)
     return _days_from_columns(
         rows["customer_id"],
         rows["days"],
@@ -251,7 +243,7 @@ def purchase_days_read_kept(*, as_of: date, changed_ids: list[int]) -> DayFigure
             f"SELECT customer_id::int8, days::int8, (first_day - DATE '1970-01-01')::int8, "
             f"(last_day - DATE '1970-01-01')::int8, total, first_total FROM {table}"
         )
-        rows = _copy_binary(sql, {}, fields)
+        rows = binary_copy_out(sql, {}, fields)
         kept = _days_from_columns(*(rows[c] for c in fields))
     else:
         with connection.cursor() as cur:
@@ -290,12 +282,14 @@ def _distinct(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 def scores_compute(figures: pd.DataFrame, *, as_of: date) -> tuple[pd.DataFrame, dict]:
     """Fit both models on the distinct (x, t_x, T) and (x, value) rows, then every
     customer's figures, each hypergeometric term once per distinct (x, T)."""
+    unit = settings.PREDICTIONS_TIME_UNIT_DAYS
+    discount = settings.PREDICTIONS_MONTHLY_DISCOUNT
     started = time.perf_counter()
     first = figures["first_day"].to_numpy().astype("datetime64[D]")
     last = figures["last_day"].to_numpy().astype("datetime64[D]")
     x = figures["days"].to_numpy(np.float64) - 1
-    t_x = (last - first).astype(np.int64) / UNIT_DAYS
-    big_t = (np.datetime64(as_of, "D") - first).astype(np.int64) / UNIT_DAYS
+    t_x = (last - first).astype(np.int64) / unit
+    big_t = (np.datetime64(as_of, "D") - first).astype(np.int64) / unit
     repeat_value = figures["total"].to_numpy(np.float64) - figures["first_total"].to_numpy(
         np.float64
     )
@@ -332,7 +326,7 @@ def scores_compute(figures: pd.DataFrame, *, as_of: date) -> tuple[pd.DataFrame,
     px, pt = xt["x"].to_numpy(), xt["T"].to_numpy()
 
     def expected(days: float) -> np.ndarray:
-        t = days / UNIT_DAYS
+        t = days / unit
         hyp = hyp2f1(r + px, b + px, a + b + px - 1, t / (alpha + pt + t))
         body = 1 - ((alpha + pt) / (alpha + pt + t)) ** (r + px) * hyp
         return ((a + b + px - 1) / (a - 1) * body)[xt_codes] * alive_rows
@@ -342,8 +336,8 @@ def scores_compute(figures: pd.DataFrame, *, as_of: date) -> tuple[pd.DataFrame,
         columns[f"expected_purchases_{days}d"] = expected(days)
     discounted, previous = 0.0, 0.0
     for month in range(1, 13):
-        cumulative = expected(month * MONTH_DAYS)
-        discounted = discounted + (cumulative - previous) / (1 + MONTHLY_DISCOUNT) ** month
+        cumulative = expected(month * clv.DAYS_PER_MONTH)
+        discounted = discounted + (cumulative - previous) / (1 + discount) ** month
         previous = cumulative
     scores = pd.DataFrame({name: values[codes] for name, values in columns.items()})
     order_value = p * (v + x * monetary) / (p * x + q - 1)
@@ -367,38 +361,15 @@ def scores_compute(figures: pd.DataFrame, *, as_of: date) -> tuple[pd.DataFrame,
     }
 
 
-_PREDICTION_COLUMNS = (
-    "customer_id",
-    "run_id",
-    "as_of",
-    "p_alive",
-    "expected_purchases_30d",
-    "expected_purchases_90d",
-    "expected_purchases_365d",
-    "expected_order_value",
-    "value_12m",
-    "value_at_risk",
-)
-
-
-def _load(table: str, ddl: str, columns: dict[str, tuple[str, np.ndarray]], indexes: list[str]):
-    """Create `table`, load the columns (PostgreSQL: a binary COPY laid out by numpy; SQLite:
-    executemany in the transaction), then build `indexes`. The caller rolls back."""
-    n = len(next(iter(columns.values()))[1])
-    with connection.cursor() as cur:
+def _load(table: str, ddl: str, columns: dict[str, tuple[str, object]], indexes: list[str]):
+    """Create `table`, load the columns (PostgreSQL: one binary COPY; SQLite: executemany
+    in the transaction) and build `indexes`, timed; then count the rows it holds and roll
+    it all back. Returns (seconds, rows)."""
+    with transaction.atomic(), connection.cursor() as cur:
+        started = time.perf_counter()
         cur.execute(ddl)
         if connection.vendor == "postgresql":
-            record = binary_copy_row({name: kind for name, (kind, _) in columns.items()})
-            records = np.zeros(n, dtype=record)
-            records["fields"] = len(columns)
-            for name, (kind, values) in columns.items():
-                records[f"{name}_len"], records[name] = np.dtype(kind).itemsize, values
-            header, trailer = b"PGCOPY\n\xff\r\n\x00" + bytes(8), b"\xff\xff"
-            with cur.cursor.copy(f"COPY {table} FROM STDIN (FORMAT binary)") as copy:
-                copy.write(header)
-                for start in range(0, n, 100_000):
-                    copy.write(records[start : start + 100_000].tobytes())
-                copy.write(trailer)
+            binary_copy_in(cur, table, columns)
         else:
             values = [v.tolist() if kind != "date" else v for kind, v in columns.values()]
             placeholders = ", ".join(["?"] * len(columns))
@@ -407,6 +378,11 @@ def _load(table: str, ddl: str, columns: dict[str, tuple[str, np.ndarray]], inde
             )
         for sql in indexes:
             cur.execute(sql)
+        seconds = time.perf_counter() - started
+        cur.execute(f"SELECT count(*) FROM {table}")
+        (rows,) = cur.fetchone()
+        transaction.set_rollback(True)
+    return seconds, rows
 
 
 def _date_column(days: np.ndarray | date, n: int) -> tuple[str, np.ndarray]:
@@ -431,18 +407,15 @@ def predictions_write(scores: pd.DataFrame, *, as_of: date) -> dict:
         "customer_id": (">i8", scores["customer_id"].to_numpy(np.int64)),
         "run_id": (">i8", np.ones(n, dtype=np.int64)),
         "as_of": _date_column(as_of, n),
-        **{c: (">f8", scores[c].to_numpy(np.float64)) for c in _PREDICTION_COLUMNS[3:]},
+        **{c: (">f8", scores[c].to_numpy(np.float64)) for c in _PREDICTION_FIGURES},
     }
     ddl = (
         f"CREATE TABLE {copy} (customer_id bigint PRIMARY KEY, run_id bigint, as_of date NOT "
-        "NULL, " + ", ".join(f"{c} {real} NOT NULL" for c in _PREDICTION_COLUMNS[3:]) + ")"
+        "NULL, " + ", ".join(f"{c} {real} NOT NULL" for c in _PREDICTION_FIGURES) + ")"
     )
     indexes = secondary_index_sql(table, copy)
-    started = time.perf_counter()
-    with transaction.atomic():
-        _load(copy, ddl, columns, indexes)
-        transaction.set_rollback(True)
-    return {"seconds": time.perf_counter() - started, "rows": n, "indexes": len(indexes)}
+    seconds, rows = _load(copy, ddl, columns, indexes)
+    return {"seconds": seconds, "rows": rows, "indexes": len(indexes)}
 
 
 def purchase_days_keep(figures: pd.DataFrame, *, as_of: date) -> dict:
@@ -465,11 +438,8 @@ def purchase_days_keep(figures: pd.DataFrame, *, as_of: date) -> dict:
         f"first_day date NOT NULL, last_day date NOT NULL, total {real} NOT NULL, "
         f"first_total {real} NOT NULL, as_of date NOT NULL)"
     )
-    started = time.perf_counter()
-    with transaction.atomic():
-        _load(copy, ddl, columns, [])
-        transaction.set_rollback(True)
-    return {"seconds": time.perf_counter() - started, "rows": n}
+    seconds, rows = _load(copy, ddl, columns, [])
+    return {"seconds": seconds, "rows": rows}
 
 
 def predictions_floor_honest(
@@ -499,6 +469,7 @@ def predictions_floor_honest(
         "parts": parts,
         "read_how": read.how,
         "read_timed": read.timed,
+        "feature_customers": read.feature_customers,
         "customers": len(read.frame),
         "repeat_customers": int((read.frame["days"] > 1).sum()),
         **{k: timing[k] for k in ("fits_textbook", "fits_product", "distinct_rows", "converged")},
