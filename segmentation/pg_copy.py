@@ -8,6 +8,9 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 from django.db import connection
+from psycopg import errors as psycopg_errors
+from psycopg import pq
+from psycopg.waiting import Wait
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 TRAILER = (-1).to_bytes(2, "big", signed=True)
@@ -29,12 +32,45 @@ def copy_binary(cursor, sql: str, chunks: Iterable[bytes]) -> None:
 def copy_out(cursor, query: str) -> bytearray:
     """The rows of ``query`` as one ``COPY (…) TO STDOUT WITH (FORMAT binary)``, run on a
     Django cursor: header, rows and trailer, for numpy to decode
-    (selectors._binary_rows_frame)."""
+    (selectors._binary_rows_frame).
+
+    Each row arrives as a message of its own. Iterating over psycopg's Copy waits on the
+    socket once per row, through a generator: 0.63-0.72 s for a million rows of two
+    integers, where taking every row libpq has already received, and waiting only when it
+    has none, takes 0.26-0.34 s (the server's part 0.04 s).
+    """
     buffer = bytearray()
     with cursor.cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)") as copy:
-        for chunk in copy:
-            buffer += chunk
+        connection_ = copy.connection
+        pgconn = connection_.pgconn
+        while True:
+            size, row = pgconn.get_copy_data(1)  # 1: never block; 0 when nothing is in
+            if size > 0:
+                buffer += row
+            elif size == 0:
+                connection_.wait(_input_wait(pgconn))
+            else:  # -1: the rows are done; the statement's own result follows
+                break
+        _copy_result_check(connection_)
     return buffer
+
+
+def _input_wait(pgconn) -> Iterator:
+    """A psycopg wait generator: until the socket has data, then read it into libpq."""
+    while not (yield Wait.R):
+        continue
+    pgconn.consume_input()
+
+
+def _copy_result_check(connection_) -> None:
+    """Read the results that end a COPY TO (a command status, or the error that cut the
+    rows short) and raise the error, as psycopg's own reading would."""
+    pgconn, failed = connection_.pgconn, None
+    while (result := pgconn.get_result()) is not None:
+        if result.status != pq.ExecStatus.COMMAND_OK and failed is None:
+            failed = result
+    if failed is not None:
+        raise psycopg_errors.error_from_result(failed, encoding=connection_.info.encoding)
 
 
 # Rows per chunk handed to COPY: bounded memory for the bytes, few calls.

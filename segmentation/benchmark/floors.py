@@ -11,6 +11,7 @@
 
 import io
 import re
+import select
 import statistics
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from django.db import connection, transaction
+from psycopg import pq
 from scipy.optimize import minimize
 from scipy.special import gammaln, hyp2f1
 from sklearn import config_context
@@ -59,8 +61,21 @@ def binary_copy_out(sql: str, params: dict | None, fields: dict[str, str]) -> np
     buffer = bytearray()
     copy_sql = f"COPY ({sql}) TO STDOUT (FORMAT binary)"
     with connection.cursor() as cur, cur.cursor.copy(copy_sql, params) as copy:
-        for chunk in copy:
-            buffer += chunk
+        # Every row libpq holds is taken at once; the socket is waited on only when it holds
+        # none (a wait per row, as iterating over the Copy does, doubles the client's time).
+        pgconn = copy.connection.pgconn
+        while (received := pgconn.get_copy_data(1))[0] != -1:
+            if received[0]:
+                buffer += received[1]
+            else:
+                select.select([pgconn.socket], [], [])
+                pgconn.consume_input()
+        errors = []
+        while (result := pgconn.get_result()) is not None:
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                errors.append(result.get_error_message())
+        if errors:
+            raise RuntimeError(errors[0])
     # 19 bytes of header before the rows, a 2-byte trailer after them.
     return np.frombuffer(memoryview(buffer)[19:-2], dtype=binary_copy_row(fields))
 

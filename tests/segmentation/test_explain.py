@@ -290,3 +290,34 @@ def test_a_previous_split_that_would_misplace_customers_is_not_kept():
     )
 
     assert result.rules[1] != ["total spend > 42"]
+
+
+def test_a_rerun_keeps_yesterdays_split_on_purchases_one_purchase_away():
+    # Bought 7 times or more: one segment; at most 6: the other. Only 3 of 600 bought exactly
+    # 6 times, so yesterday's split between 5 and 6 purchases misplaces half a percent.
+    frame = plain_frame(n=600, seed=5)
+    frequency = np.where(frame["frequency"].to_numpy() == 6, 5.0, frame["frequency"].to_numpy())
+    frequency[:3] = 6.0
+    frame["frequency"] = frequency
+    spend = np.random.default_rng(6).uniform(20, 400, len(frame))  # says nothing of the split
+    frame["monetary_total"] = spend
+    frame["avg_order_value"] = spend / frequency
+    labels = (frequency >= 7).astype(int)
+    common = {
+        "customer_ids": np.arange(len(frame), dtype=np.int64),
+        "kept": [],
+        "names": ["Group 0", "Group 1"],
+        "summaries": ["summary 0", "summary 1"],
+        "seed": 1,
+    }
+
+    today = surrogate_explanation(frame, labels, **common)
+    kept = surrogate_explanation(frame, labels, previous_thresholds={"frequency": [5.5]}, **common)
+    too_far = surrogate_explanation(
+        frame, labels, previous_thresholds={"frequency": [4.5]}, **common
+    )
+
+    assert today.thresholds == {"frequency": [6.5]}
+    assert kept.thresholds == {"frequency": [5.5]}  # the same sentences as yesterday
+    assert kept.fidelity >= today.fidelity - 0.01
+    assert too_far.thresholds == {"frequency": [6.5]}
