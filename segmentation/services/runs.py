@@ -416,8 +416,8 @@ def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> R
     features = selectors.customer_features(reference_time=run.reference_time, as_of=run.as_of)
     timings.update(features.timings)
     raw = features.frame
-    counts = selectors.customer_counts()
     pins = selectors.pinned_segments()
+    counts = selectors.customer_counts(pins=pins)
     previous = selectors.previous_segments()
     previous_thresholds = selectors.previous_tree_thresholds()
     config = _engine_config()

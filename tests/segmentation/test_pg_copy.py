@@ -36,11 +36,8 @@ def test_no_rows_is_the_header_and_trailer():
 
 
 def test_an_error_halfway_is_raised_and_the_connection_goes_on():
-    with pytest.raises(errors.DivisionByZero), transaction.atomic():
-        with connection.cursor() as cur:
-            copy_out(
-                cur, "SELECT CAST(1 / (n - 150000) AS BIGINT) FROM generate_series(1, 200000) n"
-            )
+    with pytest.raises(errors.DivisionByZero), transaction.atomic(), connection.cursor() as cur:
+        copy_out(cur, "SELECT CAST(1 / (n - 150000) AS BIGINT) FROM generate_series(1, 200000) n")
 
     with connection.cursor() as cur:
         cur.execute("SELECT 41 + 1")

@@ -203,9 +203,14 @@ def test_features_of_an_empty_shop_are_an_empty_frame_with_the_columns(db):
 def test_customer_counts_count_active_opted_out_and_pinned(shop):
     segment = SegmentFactory()
     Membership.objects.create(customer=shop["once"], segment=segment, pinned=True)
-    counts = selectors.customer_counts()
+    Membership.objects.create(customer=shop["archived"], segment=segment, pinned=True)
+    Membership.objects.create(customer=shop["regular"], segment=segment, pinned=False)
+
+    pins = selectors.pinned_segments()
+    counts = selectors.customer_counts(pins=pins)
+
+    assert pins == {shop["once"].pk: segment.pk}  # neither the archived nor the unpinned
     assert counts == selectors.CustomerCounts(total=6, opted_out=1, pinned=1)
-    assert selectors.pinned_segments() == {shop["once"].pk: segment.pk}
 
 
 def _copy_binary(rows: list[tuple], columns: list[str], *, null_at: int | None = None) -> bytes:
