@@ -72,7 +72,9 @@ def _not_profiled_ids() -> np.ndarray:
     ids = Customer.objects.filter(is_archived=True) | Customer.objects.filter(
         profiling_opt_out=True
     )
-    return np.fromiter(ids.values_list("id", flat=True), dtype=np.int64)
+    # No order: in the customers' default order SQLite walks the creation index and looks up
+    # every customer (2.8 s at 1M, against 0.35 s for one pass over the table).
+    return np.fromiter(ids.order_by().values_list("id", flat=True), dtype=np.int64)
 
 
 # One statement: each customer's local days (every purchase, for the features' count, sum,
@@ -229,7 +231,6 @@ def purchase_days_read_kept(*, as_of: date, changed_ids: list[int]) -> DayFigure
     bought since (the bench knows them: `changed_ids`), whose purchases are summed again."""
     table = CustomerPurchaseDays._meta.db_table
     started = time.perf_counter()
-    columns = ", ".join(DAY_COLUMNS)
     if connection.vendor == "postgresql":
         fields = {
             "customer_id": ">i8",
@@ -246,18 +247,16 @@ def purchase_days_read_kept(*, as_of: date, changed_ids: list[int]) -> DayFigure
         rows = binary_copy_out(sql, {}, fields)
         kept = _days_from_columns(*(rows[c] for c in fields))
     else:
+        # Numbers only, into one float matrix, the days counted from 1970 by SQLite: read as
+        # text and parsed here, a million dates cost 4 s more.
         with connection.cursor() as cur:
-            cur.execute(f"SELECT {columns} FROM {table}")
-            rows = cur.fetchall()
-        ids, days, first, last, total, first_total = zip(*rows, strict=True) if rows else [()] * 6
-        kept = _days_from_columns(
-            ids,
-            days,
-            np.asarray(first, dtype="datetime64[D]"),
-            np.asarray(last, dtype="datetime64[D]"),
-            total,
-            first_total,
-        )
+            cur.execute(
+                "SELECT customer_id, days, julianday(first_day) - 2440587.5, "
+                f"julianday(last_day) - 2440587.5, total, first_total FROM {table}"
+            )
+            rows = np.array(cur.fetchall(), dtype=np.float64).reshape(-1, 6)
+        first, last = (np.rint(rows[:, i]).astype(np.int64) for i in (2, 3))
+        kept = _days_from_columns(rows[:, 0], rows[:, 1], first, last, rows[:, 4], rows[:, 5])
     if changed_ids:
         kept = kept[~np.isin(kept["customer_id"].to_numpy(), changed_ids)]
         reader = (
