@@ -119,24 +119,20 @@ def finer_threshold(column: str, value: float) -> float:
 
 
 # How far the previous run's split on a column may be from today's to be kept instead of
-# today's own round value: a tenth of the value (a week at least, for days; one purchase at
-# least, for the number of purchases, whose splits fall between whole purchases: a tenth of
-# 5.5 never reached the 6.5 of the day before, and the sentence of every customer on that
-# side of the split changed, 622,000 of a million in one nightly run).
+# today's own round value: a tenth of the value, and at least the column's smallest step
+# that reads differently: a week for days; one purchase for the number of purchases, whose
+# splits fall between whole purchases (a tenth of 5.5 never reached the 6.5 of the day
+# before, and the sentence of every customer on that side of the split changed: 622,000 of
+# a million in one nightly run).
 PREVIOUS_REACH = 0.1
-PREVIOUS_REACH_DAYS = 7.0
-PREVIOUS_REACH_PURCHASES = 1.0
+PREVIOUS_REACH_AT_LEAST = {"recency_days": 7.0, "tenure_days": 7.0, "frequency": 1.0}
 
 
 def _previous_nearby(column: str, value: float, previous: list[float]) -> list[float]:
     """The previous run's splits on ``column`` close to ``value``, nearest first."""
     if not np.isfinite(value):
         return []
-    reach = abs(value) * PREVIOUS_REACH
-    if column in ("recency_days", "tenure_days"):
-        reach = max(reach, PREVIOUS_REACH_DAYS)
-    elif column == "frequency":
-        reach = max(reach, PREVIOUS_REACH_PURCHASES)
+    reach = max(abs(value) * PREVIOUS_REACH, PREVIOUS_REACH_AT_LEAST.get(column, 0.0))
     near = [float(p) for p in previous if np.isfinite(p) and abs(p - value) <= reach]
     return sorted(near, key=lambda p: abs(p - value))
 

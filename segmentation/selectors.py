@@ -465,13 +465,13 @@ class CustomerCounts:
     pinned: int
 
 
-def customer_counts(*, pins: dict[int, int | None]) -> CustomerCounts:
-    """Counts the run records besides the clustered customers (one query); ``pins`` are the
-    run's pinned_segments()."""
+def customer_counts(*, pinned: int) -> CustomerCounts:
+    """Counts the run records besides the clustered customers (one query); ``pinned`` is
+    the number of the run's pinned_segments(), which the run reads anyway."""
     figures = Customer.objects.active().aggregate(
         total=Count("id"), opted_out=Count("id", filter=Q(profiling_opt_out=True))
     )
-    return CustomerCounts(**figures, pinned=len(pins))
+    return CustomerCounts(**figures, pinned=pinned)
 
 
 def pinned_segments() -> dict[int, int | None]:

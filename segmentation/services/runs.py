@@ -417,7 +417,7 @@ def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> R
     timings.update(features.timings)
     raw = features.frame
     pins = selectors.pinned_segments()
-    counts = selectors.customer_counts(pins=pins)
+    counts = selectors.customer_counts(pinned=len(pins))
     previous = selectors.previous_segments()
     previous_thresholds = selectors.previous_tree_thresholds()
     config = _engine_config()
