@@ -3,7 +3,7 @@ predictions' track record."""
 
 import zoneinfo
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -21,12 +21,16 @@ from segmentation.models import (
     CustomerPurchaseDays,
     Segment,
     SegmentationRun,
+    moment_us,
 )
 from segmentation.pg_copy import copy_out
 from segmentation.selectors import (
+    _PG_EPOCH_US,
     _PLANNER_SETTINGS,
+    CHANGED_COLUMN,
     _binary_rows_frame,
     _day_end,
+    binary_fixed_rows,
     day_start,
     planner_settings_set,
 )
@@ -108,13 +112,38 @@ class PurchaseTotals:
         return int(len(self.summed) - self.summed.sum())
 
 
-def customer_purchase_totals_nightly(*, as_of: date, today: date | None = None) -> PurchaseTotals:
+@dataclass(frozen=True)
+class RunBuyers:
+    """The profiled customers with a sale as a run's feature read found them, for its
+    predictions: sorted ids, each one's last sale and the last change of their purchases
+    (microseconds since 1970 UTC; NaN for never changed). With them the nightly read takes
+    the kept purchase days alone and judges them here, instead of reading every customer
+    again beside them (at a million customers 1.6 s in the database against 0.7 s)."""
+
+    ids: np.ndarray
+    last_purchase_us: np.ndarray
+    purchases_changed_us: np.ndarray
+
+    @classmethod
+    def of_features(cls, frame: pd.DataFrame) -> "RunBuyers":
+        """From a run's raw feature frame (selectors.customer_features)."""
+        return cls(
+            ids=frame["customer_id"].to_numpy(np.int64),
+            last_purchase_us=frame["last_purchase_us"].to_numpy(np.int64),
+            purchases_changed_us=frame[CHANGED_COLUMN].to_numpy(np.float64),
+        )
+
+
+def customer_purchase_totals_nightly(
+    *, as_of: date, today: date | None = None, buyers: RunBuyers | None = None
+) -> PurchaseTotals:
     """customer_purchase_totals, the same frame, for a run as of today: the customers whose
     kept purchase days still hold (_KEPT_VALID) are read as kept (_kept_rows), only the
     others are summed from their purchases (_stale_totals). A run as of an earlier day, one
     that finds nothing kept in the business's time zone (the first run, a change of zone),
     or one that finds most of a large shop changed, sums everyone as
-    customer_purchase_totals does."""
+    customer_purchase_totals does. Given the ``buyers`` a run's feature read found, the
+    customers are those and the kept rows are judged by their figures (_kept_rows_of)."""
     computed_at = timezone.now()  # before the read: see _KEPT_VALID
     tz = timezone.get_current_timezone_name()
     if as_of != (today or timezone.localdate()):
@@ -126,7 +155,10 @@ def customer_purchase_totals_nightly(*, as_of: date, today: date | None = None) 
         return PurchaseTotals(frame, np.ones(len(frame), dtype=bool), True, keep=keep)
     until = _day_end(as_of)
     end = connection.ops.adapt_datetimefield_value(until)
-    kept = _kept_rows(tz=tz, as_of=as_of, until=until)
+    if buyers is None:
+        kept = _kept_rows(tz=tz, as_of=as_of, until=until)
+    else:
+        kept = _kept_rows_of(buyers, tz=tz, as_of=as_of)
     holds = kept.pop("holds").to_numpy().astype(bool)
     stale = kept["customer_id"].to_numpy()[~holds]
     if len(stale) > max(_FULL_READ_MIN_STALE, len(kept) // 2):
@@ -237,6 +269,101 @@ def _kept_rows(*, tz: str, as_of: date, until: datetime) -> pd.DataFrame:
     for column in _DAYS:
         frame[column] = frame[column].to_numpy().astype("datetime64[D]")
     return frame
+
+
+# _KEPT_VALID's "a day before it was summed", and two milliseconds more: SQLite's date
+# functions keep a moment to the millisecond (julianday() reads up to a millisecond early),
+# and a change that close to the line is summed again rather than trusted.
+_CHANGED_BEFORE_US = 86_400_000_000 + 2_000
+# The kept rows alone, as stored: ids, counts, dates (days since 2000 on PostgreSQL), totals
+# and the moment they were summed (microseconds since 2000).
+_KEPT_ALONE = {
+    "customer_id": ">i8",
+    "days": ">i4",
+    "first_day": ">i4",
+    "last_day": ">i4",
+    "total": ">f8",
+    "first_total": ">f8",
+    "as_of": ">i4",
+    "computed_us": ">i8",
+}
+_DAYS_1970_TO_2000 = 10_957
+
+
+def _kept_rows_of(buyers: RunBuyers, *, tz: str, as_of: date) -> pd.DataFrame:
+    """_kept_rows for the run's ``buyers``: the kept rows summed in ``tz`` up to ``as_of``,
+    read alone (_kept_alone), and judged by _KEPT_VALID's rules with the buyers' figures. A
+    row holds when its customer's last sale falls before the end of the row's day in the
+    business's zone, and their purchases have not changed since a day before the row was
+    summed. A buyer the features saw with an older sale than the purchases now hold was
+    stamped by that sale: the next run sums them, as _kept_rows' snapshot would."""
+    kept = _kept_alone(tz=tz, as_of=as_of)
+    ids = kept["customer_id"]
+    position = np.searchsorted(ids, buyers.ids)
+    found = position < len(ids)
+    found[found] = ids[position[found]] == buyers.ids[found]
+    at = np.where(found, position, 0)
+    # The end of each kept row's day, in microseconds since 1970: a few distinct days.
+    kept_days, day_of_row = np.unique(kept["as_of"], return_inverse=True)
+    ends = np.array(
+        [moment_us(_day_end(date(1970, 1, 1) + timedelta(days=int(d)))) for d in kept_days],
+        dtype=np.int64,
+    )
+    day_end_us = ends[day_of_row] if len(ids) else np.zeros(0, dtype=np.int64)
+    holds = found.copy()
+    holds[found] = (buyers.last_purchase_us[found] < day_end_us[at[found]]) & ~(
+        buyers.purchases_changed_us[found] >= kept["computed_us"][at[found]] - _CHANGED_BEFORE_US
+    )
+    frame = {"customer_id": buyers.ids}
+    for column in _COLUMNS[1:]:
+        values = np.zeros(len(buyers.ids), dtype=kept[column].dtype)
+        values[found] = kept[column][at[found]]
+        frame[column] = values
+    frame["holds"] = holds.astype(np.int64)
+    frame = pd.DataFrame(frame)
+    for column in _DAYS:
+        frame[column] = frame[column].to_numpy().astype("datetime64[D]")
+    return frame
+
+
+def _kept_alone(*, tz: str, as_of: date) -> dict[str, np.ndarray]:
+    """The kept purchase days summed in ``tz`` up to ``as_of``, sorted by customer: one
+    seek-free pass over their table, every column as stored (PostgreSQL: binary COPY, no
+    conversion per row). Days as counts since 1970, ``computed_us`` in microseconds since
+    1970."""
+    table = CustomerPurchaseDays._meta.db_table
+    where = "WHERE time_zone = %(tz)s AND as_of <= %(as_of)s"
+    if connection.vendor == "postgresql":
+        sql = (
+            "SELECT customer_id, days, first_day, last_day, total, first_total, as_of, "
+            f"computed_at FROM {table} {where}"
+        )
+        rows = binary_fixed_rows(_copy_out(sql, tz=tz, as_of=as_of.isoformat()), _KEPT_ALONE)
+        kept = {name: rows[name].astype(rows[name].dtype.newbyteorder("=")) for name in _KEPT_ALONE}
+        for column in (*_DAYS, "as_of"):
+            kept[column] = kept[column].astype(np.int64) + _DAYS_1970_TO_2000
+        kept["computed_us"] = kept["computed_us"] + _PG_EPOCH_US
+        kept["days"] = kept["days"].astype(np.int64)
+    else:
+        day = "CAST(julianday({}) - 2440587.5 AS INTEGER)"
+        sql = (
+            f"SELECT customer_id, days, {day.format('first_day')}, {day.format('last_day')}, "
+            f"total, first_total, {day.format('as_of')}, "
+            f"(julianday(computed_at) - 2440587.5) * 86400000000.0 FROM {table} {where}"
+        )
+        with connection.cursor() as cur:
+            cur.execute(sql, {"tz": tz, "as_of": as_of.isoformat()})
+            matrix = np.array(cur.fetchall(), dtype=np.float64).reshape(-1, len(_KEPT_ALONE))
+        kept = {
+            name: matrix[:, i]
+            if name in ("total", "first_total", "computed_us")
+            else matrix[:, i].astype(np.int64)
+            for i, name in enumerate(_KEPT_ALONE)
+        }
+    order = np.argsort(kept["customer_id"], kind="stable")
+    if len(order) > 1 and not (np.diff(kept["customer_id"]) > 0).all():
+        kept = {name: values[order] for name, values in kept.items()}
+    return kept
 
 
 def _stale_totals(ids: np.ndarray, *, tz: str, end, until: datetime) -> pd.DataFrame:

@@ -94,14 +94,18 @@ def predictions_refresh(*, run: SegmentationRun, as_of: date) -> dict:
     return predictions_store(run=run, computed=predictions_compute(as_of=as_of))
 
 
-def predictions_compute(*, as_of: date) -> PredictionsComputed:
+def predictions_compute(
+    *, as_of: date, buyers: prediction_selectors.RunBuyers | None = None
+) -> PredictionsComputed:
     """Read every profiled customer's sales up to ``as_of``, fit the models and score every
     customer. Reads only: a run computes this beside its segments (on a connection of its
-    own) and stores it with predictions_store once its labels are written."""
+    own) and stores it with predictions_store once its labels are written. ``buyers``: the
+    customers the run's feature read found, which spare the read a pass over every
+    customer (customer_purchase_totals_nightly)."""
     unit = _time_unit_days()
     discount = float(getattr(settings, "PREDICTIONS_MONTHLY_DISCOUNT", 0.01))
     started = time.perf_counter()
-    totals = prediction_selectors.customer_purchase_totals_nightly(as_of=as_of)
+    totals = prediction_selectors.customer_purchase_totals_nightly(as_of=as_of, buyers=buyers)
     read_seconds = time.perf_counter() - started
     summary = clv.rfm_from_totals(totals.frame, as_of=as_of, time_unit_days=unit)
     purchase_days = PurchaseDaysSummed.of(totals)

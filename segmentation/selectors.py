@@ -32,6 +32,10 @@ FEATURE_COLUMNS = list(RAW_COLUMNS)
 # detractors); the frame also gets the first and last sale (MOMENT_COLUMNS), worked out
 # from tenure and recency after the read.
 EXTRA_COLUMNS = ["nps_promoters", "nps_detractors"]
+# And when the customer's purchases last changed (microseconds since 1970 UTC, NaN for
+# never): the run's predictions judge by it which kept purchase days still hold
+# (prediction_selectors.RunBuyers), without reading every customer again.
+CHANGED_COLUMN = "purchases_changed_us"
 _INT_COLUMNS = ("customer_id", "frequency", "rating_count", "nps_count", *EXTRA_COLUMNS)
 # The two reads of customer_features: the customers, then their feedback.
 _CUSTOMER_COLUMNS = [
@@ -42,6 +46,7 @@ _CUSTOMER_COLUMNS = [
     "tenure_days",
     "age",
     "income",
+    CHANGED_COLUMN,
 ]
 _FEEDBACK_COLUMNS = [
     "customer_id",
@@ -52,6 +57,10 @@ _FEEDBACK_COLUMNS = [
     *EXTRA_COLUMNS,
 ]
 _DAY_SECONDS = 86_400.0
+_DAY_US = 86_400_000_000
+# PostgreSQL counts moments from 2000-01-01 UTC, in microseconds; -infinity is the least int8.
+_PG_EPOCH_US = 946_684_800_000_000
+_PG_MINUS_INFINITY = np.iinfo(np.int64).min
 # Less than even odds of still being a customer: "likely gone" on every page.
 
 
@@ -110,6 +119,8 @@ def _feature_sql(
 
         age = f"(({ref})::date - c.birth_date) / 365.25::float8"
         false = "FALSE"
+        # As stored: 8 bytes of microseconds since 2000 (no conversion per row), never NULL.
+        changed = "COALESCE(c.purchases_changed_at, '-infinity'::timestamptz)"
     else:
         ref = f"'{ref_utc.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
@@ -118,6 +129,7 @@ def _feature_sql(
 
         age = f"(julianday(date({ref})) - julianday(c.birth_date)) / 365.25"
         false = "0"
+        changed = f"(julianday(c.purchases_changed_at) - 2440587.5) * {_DAY_US:.1f}"
 
     def sale_bound(func: str, alias: str) -> str:
         # The all-purchases bound is a sale unless a refund sits exactly on or beyond it.
@@ -179,7 +191,8 @@ def _feature_sql(
                {real(purchases["recency_days"])} AS recency_days,
                {real(purchases["tenure_days"])} AS tenure_days,
                {real(f"CASE WHEN c.birth_date IS NOT NULL THEN {age} ELSE c.age END")} AS age,
-               {real("c.annual_income")} AS income
+               {real("c.annual_income")} AS income,
+               {changed} AS {CHANGED_COLUMN}
         FROM {customer} c{joins}
         WHERE c.is_archived = {false} AND c.profiling_opt_out = {false}
           AND {bought}
@@ -247,10 +260,10 @@ def planner_settings_set(cur, settings: dict[str, str]) -> dict[str, str]:
 def customer_features(*, reference_time: datetime, as_of: date | None = None) -> FeatureFrame:
     """One row per profiled customer (not archived, not opted out) with at least one sale.
 
-    Columns FEATURE_COLUMNS (the engine's RAW_COLUMNS) then EXTRA_COLUMNS, sorted by
-    customer id. With ``as_of``, only purchases and feedback up to and including that day (the
-    business's local date) count, aggregated from the purchases; without, the purchase
-    figures kept on each customer are read (see _feature_sql). Two queries in the database,
+    Columns FEATURE_COLUMNS (the engine's RAW_COLUMNS), EXTRA_COLUMNS and CHANGED_COLUMN,
+    sorted by customer id. With ``as_of``, only purchases and feedback up to and including
+    that day (the business's local date) count, aggregated from the purchases; without, the
+    purchase figures kept on each customer are read (see _feature_sql). Two queries in the database,
     the customers and their feedback; PostgreSQL streams each with a binary COPY that numpy
     decodes, SQLite fetches their rows into numpy.
     """
@@ -270,7 +283,10 @@ def customer_features(*, reference_time: datetime, as_of: date | None = None) ->
             # their last row; the transfer is what is left: decoding them.
             queried = time.perf_counter()
             planner_settings_set(cur, saved)
-            frame = _binary_rows_frame(buffers[0], _CUSTOMER_COLUMNS)
+            frame = _binary_rows_frame(
+                buffers[0], _CUSTOMER_COLUMNS, int_columns=(*_INT_COLUMNS, CHANGED_COLUMN)
+            )
+            frame[CHANGED_COLUMN] = _pg_moments_us(frame[CHANGED_COLUMN].to_numpy())
             feedback = _binary_rows_frame(buffers[1], _FEEDBACK_COLUMNS)
             del buffers
         else:
@@ -279,12 +295,20 @@ def customer_features(*, reference_time: datetime, as_of: date | None = None) ->
             cur.execute(sql)
             queried = time.perf_counter()
             frame = _float_rows_frame(cur.fetchall(), _CUSTOMER_COLUMNS)
-    frame = _with_feedback(frame, feedback)[FEATURE_COLUMNS + EXTRA_COLUMNS]
+    frame = _with_feedback(frame, feedback)[FEATURE_COLUMNS + EXTRA_COLUMNS + [CHANGED_COLUMN]]
     frame = _with_moments(_typed(frame), reference_time=reference_time)
     done = time.perf_counter()
     return FeatureFrame(
         frame=frame, timings={"feature_query": queried - started, "transfer": done - queried}
     )
+
+
+def _pg_moments_us(stored: np.ndarray) -> np.ndarray:
+    """PostgreSQL's binary moments (int8 microseconds since 2000, -infinity for none) as
+    float microseconds since 1970, NaN for none: exact to the microsecond until 2255."""
+    moments = (stored + _PG_EPOCH_US).astype(np.float64)
+    moments[stored == _PG_MINUS_INFINITY] = np.nan
+    return moments
 
 
 def _float_rows_frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
@@ -323,28 +347,38 @@ def _binary_rows_frame(
     """A query's binary COPY output as a frame, decoded by numpy in one pass.
 
     Every row has len(columns) non-NULL 8-byte fields (int8 for ``int_columns``, float8
-    otherwise; see _feature_sql), so a row is a fixed-size record: a field count, then a
-    length and a big-endian value per field.
+    otherwise; see _feature_sql).
     """
+    kinds = {name: ">i8" if name in int_columns else ">f8" for name in columns}
+    rows = binary_fixed_rows(buffer, kinds)
+    return pd.DataFrame({c: rows[c].astype(rows[c].dtype.newbyteorder("=")) for c in columns})
+
+
+def binary_fixed_rows(buffer: bytearray, kinds: dict[str, str]) -> np.ndarray:
+    """A binary COPY whose rows are fixed-size records, as a numpy record array: each row a
+    field count, then a length and a big-endian value per field, typed by ``kinds`` (column
+    -> numpy type, ">i8", ">i4", ">f8"...). A NULL or a field of another width is refused."""
     fields = [("fields", ">i2")]
-    for name in columns:
-        fields += [(f"{name}__len", ">i4"), (name, ">i8" if name in int_columns else ">f8")]
+    for name, kind in kinds.items():
+        fields += [(f"{name}__len", ">i4"), (name, kind)]
     row = np.dtype(fields)
     signature = b"PGCOPY\n\xff\r\n\x00"
     if not buffer.startswith(signature):
-        raise ValueError("The feature query did not return PostgreSQL's binary COPY format.")
+        raise ValueError("The query did not return PostgreSQL's binary COPY format.")
     extension = int.from_bytes(buffer[len(signature) + 4 : len(signature) + 8], "big")
     start = len(signature) + 8 + extension
     body = len(buffer) - start - 2  # the trailer: a field count of -1
     if body < 0 or body % row.itemsize:
-        raise ValueError("The feature query returned rows of an unexpected size.")
+        raise ValueError("The query returned rows of an unexpected size.")
     rows = np.frombuffer(buffer, dtype=row, count=body // row.itemsize, offset=start)
     if len(rows) and (
-        (rows["fields"] != len(columns)).any()
-        or any((rows[f"{name}__len"] != 8).any() for name in columns)
+        (rows["fields"] != len(kinds)).any()
+        or any(
+            (rows[f"{name}__len"] != np.dtype(kind).itemsize).any() for name, kind in kinds.items()
+        )
     ):
-        raise ValueError("The feature query returned a NULL or a field of unexpected width.")
-    return pd.DataFrame({c: rows[c].astype(rows[c].dtype.newbyteorder("=")) for c in columns})
+        raise ValueError("The query returned a NULL or a field of unexpected width.")
+    return rows
 
 
 def _int_columns(sql: str, columns: list[str]) -> dict[str, np.ndarray]:

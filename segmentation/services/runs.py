@@ -34,6 +34,7 @@ from segmentation import selectors
 from segmentation.customer_rows import run_orphans_delete
 from segmentation.features import EngineRejected
 from segmentation.models import SegmentationRun
+from segmentation.prediction_selectors import RunBuyers
 from segmentation.predictions import PredictionsComputed, predictions_compute, predictions_store
 from segmentation.services.common import RunAlreadyFinished, SegmentationCheckFailed, jsonable
 from segmentation.services.label_write import labels_write, temp_tables_drop
@@ -236,7 +237,9 @@ def segmentation_run_execute(
                 timings=timings,
                 succeed=lambda n_moved: _run_succeed(run, plan, n_moved=n_moved, timings=timings),
             )
-            predicted = _predictions_refresh(run, timings, predictions)
+            predicted = _predictions_refresh(
+                run, timings, predictions, buyers=RunBuyers.of_features(plan.raw)
+            )
             # No row for a customer deleted since the run read them: the bulk writes
             # have no foreign key to refuse one (segmentation.customer_rows).
             run_orphans_delete(run_id=run.pk, customer_ids=np.concatenate([labelled, predicted]))
@@ -300,9 +303,11 @@ class _Predictions:
         if self._thread is not None:
             self._thread.join()
 
-    def result(self) -> PredictionsComputed:
+    def result(self, *, buyers: RunBuyers | None = None) -> PredictionsComputed:
+        """The predictions; computed now, when not in a thread of their own, for the
+        ``buyers`` the run's feature read found (the thread started before that read)."""
         if self._thread is None:
-            return predictions_compute(as_of=self.as_of)
+            return predictions_compute(as_of=self.as_of, buyers=buyers)
         self.wait()
         if self._error is not None:
             raise self._error
@@ -311,7 +316,11 @@ class _Predictions:
 
 
 def _predictions_refresh(
-    run: SegmentationRun, timings: dict[str, float], predictions: _Predictions
+    run: SegmentationRun,
+    timings: dict[str, float],
+    predictions: _Predictions,
+    *,
+    buyers: RunBuyers | None = None,
 ) -> np.ndarray:
     """Predictions after the segments, in the same run. Their failure never undoes the
     segments: the previous predictions stay and the run says why in words. Timed is what
@@ -320,7 +329,7 @@ def _predictions_refresh(
     started = time.perf_counter()
     written = np.empty(0, dtype=np.int64)
     try:
-        computed = predictions.result()
+        computed = predictions.result(buyers=buyers)
         written = computed.customer_ids()
         predictions_store(run=run, computed=computed)
     except Exception as exc:

@@ -31,11 +31,20 @@ def settled() -> None:
 def night(*, today: date | None = None) -> set[int]:
     """A run's nightly read as of ``today``, checked against the full aggregate, its summed
     rows kept as the run keeps them. Returns the customers it summed (the rest were read
-    as kept)."""
+    as kept).
+
+    Read both ways: judging the kept rows beside every customer, and, as a run does, by the
+    customers its feature read found (RunBuyers); both must sum the same customers."""
     today = today or timezone.localdate()
     totals = prediction_selectors.customer_purchase_totals_nightly(as_of=today, today=today)
+    features = selectors.customer_features(reference_time=timezone.now()).frame
+    by_buyers = prediction_selectors.customer_purchase_totals_nightly(
+        as_of=today, today=today, buyers=prediction_selectors.RunBuyers.of_features(features)
+    )
     full = prediction_selectors.customer_purchase_totals(as_of=today)
     pd.testing.assert_frame_equal(totals.frame, full)
+    pd.testing.assert_frame_equal(by_buyers.frame, full)
+    np.testing.assert_array_equal(by_buyers.summed, totals.summed)
     purchase_days_keep(summed=PurchaseDaysSummed.of(totals), run_id=SegmentationRunFactory().pk)
     return set(totals.frame["customer_id"][totals.summed].tolist())
 

@@ -196,8 +196,28 @@ def test_features_of_an_empty_shop_are_an_empty_frame_with_the_columns(db):
     assert list(frame.columns) == [
         *selectors.FEATURE_COLUMNS,
         *selectors.EXTRA_COLUMNS,
+        selectors.CHANGED_COLUMN,
         *MOMENT_COLUMNS,
     ]
+
+
+def test_features_say_when_each_customers_purchases_last_changed(shop):
+    """To the microsecond on PostgreSQL, to the millisecond on SQLite (its date functions
+    keep no finer); never changed reads as NaN."""
+    from crm.models import Customer
+
+    changed = datetime(2026, 5, 30, 8, 15, 42, 123456, tzinfo=UTC)
+    Customer.objects.filter(name="Regular").update(purchases_changed_at=changed)
+    Customer.objects.filter(name="Once").update(purchases_changed_at=None)
+    frame = selectors.customer_features(reference_time=REF).frame
+    names = dict(Customer.objects.values_list("pk", "name"))
+    read = {
+        names[i]: v
+        for i, v in zip(frame["customer_id"], frame[selectors.CHANGED_COLUMN], strict=True)
+    }
+    tolerance = 0 if connection.vendor == "postgresql" else 1_000
+    assert abs(read["Regular"] - moment_us(changed)) <= tolerance
+    assert math.isnan(read["Once"])
 
 
 def test_customer_counts_count_active_opted_out_and_pinned(shop):
