@@ -296,7 +296,10 @@ def _kept_rows_of(buyers: RunBuyers, *, tz: str, as_of: date) -> pd.DataFrame:
     row holds when its customer's last sale falls before the end of the row's day in the
     business's zone, and their purchases have not changed since a day before the row was
     summed. A buyer the features saw with an older sale than the purchases now hold was
-    stamped by that sale: the next run sums them, as _kept_rows' snapshot would."""
+    stamped by that sale: the next run sums them, as _kept_rows' snapshot would. The
+    features carry the last sale rounded to the whole second: one in the last half second
+    of a day reads as the next day's first moment (days end on a whole second) and is
+    summed again rather than trusted."""
     kept = _kept_alone(tz=tz, as_of=as_of)
     ids = kept["customer_id"]
     position = np.searchsorted(ids, buyers.ids)
@@ -309,7 +312,7 @@ def _kept_rows_of(buyers: RunBuyers, *, tz: str, as_of: date) -> pd.DataFrame:
         [moment_us(_day_end(date(1970, 1, 1) + timedelta(days=int(d)))) for d in kept_days],
         dtype=np.int64,
     )
-    day_end_us = ends[day_of_row] if len(ids) else np.zeros(0, dtype=np.int64)
+    day_end_us = ends[day_of_row]
     holds = found.copy()
     holds[found] = (buyers.last_purchase_us[found] < day_end_us[at[found]]) & ~(
         buyers.purchases_changed_us[found] >= kept["computed_us"][at[found]] - _CHANGED_BEFORE_US
@@ -360,8 +363,8 @@ def _kept_alone(*, tz: str, as_of: date) -> dict[str, np.ndarray]:
             else matrix[:, i].astype(np.int64)
             for i, name in enumerate(_KEPT_ALONE)
         }
-    order = np.argsort(kept["customer_id"], kind="stable")
-    if len(order) > 1 and not (np.diff(kept["customer_id"]) > 0).all():
+    if not (np.diff(kept["customer_id"]) > 0).all():  # the table's order, mostly theirs
+        order = np.argsort(kept["customer_id"], kind="stable")
         kept = {name: values[order] for name, values in kept.items()}
     return kept
 

@@ -575,3 +575,47 @@ def test_a_second_night_sums_only_the_changed_customer_and_predicts_as_a_full_re
     assert full["customers_summed"] == len(ids)
     assert nightly == recomputed
     assert second["r"] == full["r"] and second["gg_q"] == full["gg_q"]
+
+
+def test_a_runs_second_night_judges_the_kept_days_by_the_buyers_its_features_found(
+    db, settings, monkeypatch
+):
+    """Through the run itself (predictions after the labels, on the run's thread): the
+    kept purchase days are read alone and judged by the customers the feature read found;
+    only the one who bought is summed, and the predictions equal a full read's."""
+    settings.PREDICTIONS_ALONGSIDE = False
+    today = timezone.localdate()
+    ids = cdnow_shop(shift=today - CDNOW_LAST_DAY)
+    Customer.objects.update(purchases_changed_at=timezone.now() - timedelta(days=3))
+    given: list = []
+    compute = predictions.predictions_compute
+
+    def compute_and_note_the_buyers(**kwargs):
+        given.append(kwargs.get("buyers"))
+        return compute(**kwargs)
+
+    monkeypatch.setattr(
+        "segmentation.services.runs.predictions_compute", compute_and_note_the_buyers
+    )
+    columns = ["customer_id", "p_alive", "expected_purchases_90d", "value_12m"]
+
+    def night() -> tuple[dict, list[tuple]]:
+        run = services.segmentation_run_execute(
+            run=SegmentationRun.objects.create(trigger=SegmentationRun.Trigger.COMMAND)
+        )
+        assert run.status == SegmentationRun.Status.SUCCEEDED, run.error
+        assert run.predictions["status"] == "ok", run.predictions
+        rows = CustomerPrediction.objects.order_by("customer_id").values_list(*columns)
+        return run.predictions, list(rows)
+
+    night()
+    buyer = next(iter(ids.values()))
+    PurchaseFactory(customer_id=buyer, purchased_at=timezone.now() - timedelta(hours=1))
+    second, nightly = night()
+
+    assert given[-1] is not None and buyer in given[-1].ids
+    assert (second["customers_summed"], second["customers_kept"]) == (1, len(ids) - 1)
+    CustomerPurchaseDays.objects.all().delete()  # nothing kept: the full read
+    full = predictions.predictions_refresh(run=SegmentationRunFactory(), as_of=today)
+    assert full["customers_summed"] == len(ids)
+    assert nightly == list(CustomerPrediction.objects.order_by("customer_id").values_list(*columns))
