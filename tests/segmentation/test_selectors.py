@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from crm.models import Purchase
+from crm.models import Customer, Purchase
 from segmentation import selectors
 from segmentation.features import MOMENT_COLUMNS
 from segmentation.models import Membership, moment_us
@@ -204,8 +204,6 @@ def test_features_of_an_empty_shop_are_an_empty_frame_with_the_columns(db):
 def test_features_say_when_each_customers_purchases_last_changed(shop):
     """To the microsecond on PostgreSQL, to the millisecond on SQLite (its date functions
     keep no finer); never changed reads as NaN."""
-    from crm.models import Customer
-
     changed = datetime(2026, 5, 30, 8, 15, 42, 123456, tzinfo=UTC)
     Customer.objects.filter(name="Regular").update(purchases_changed_at=changed)
     Customer.objects.filter(name="Once").update(purchases_changed_at=None)
