@@ -15,15 +15,17 @@ from psycopg import sql as psycopg_sql
 
 from crm.models import Activity, Customer, Purchase
 from segmentation import clv
+from segmentation.features import MICROSECONDS_PER_DAY
 from segmentation.local_days import LocalDays, local_date_sql
 from segmentation.models import (
+    UNIX_EPOCH,
     CustomerPrediction,
     CustomerPurchaseDays,
     Segment,
     SegmentationRun,
     moment_us,
 )
-from segmentation.pg_copy import copy_out
+from segmentation.pg_copy import EPOCH_DATE, copy_out
 from segmentation.selectors import (
     _PG_EPOCH_US,
     _PLANNER_SETTINGS,
@@ -33,6 +35,7 @@ from segmentation.selectors import (
     binary_fixed_rows,
     day_start,
     planner_settings_set,
+    sqlite_moment_us,
 )
 
 # "Likely gone": less than even odds of still being a customer, the line every page uses.
@@ -274,7 +277,7 @@ def _kept_rows(*, tz: str, as_of: date, until: datetime) -> pd.DataFrame:
 # _KEPT_VALID's "a day before it was summed", and two milliseconds more: SQLite's date
 # functions keep a moment to the millisecond (julianday() reads up to a millisecond early),
 # and a change that close to the line is summed again rather than trusted.
-_CHANGED_BEFORE_US = 86_400_000_000 + 2_000
+_CHANGED_BEFORE_US = MICROSECONDS_PER_DAY + 2_000
 # The kept rows alone, as stored: ids, counts, dates (days since 2000 on PostgreSQL), totals
 # and the moment they were summed (microseconds since 2000).
 _KEPT_ALONE = {
@@ -287,7 +290,7 @@ _KEPT_ALONE = {
     "as_of": ">i4",
     "computed_us": ">i8",
 }
-_DAYS_1970_TO_2000 = 10_957
+_PG_EPOCH_DAYS = (EPOCH_DATE - UNIX_EPOCH.date()).days  # since 1970
 
 
 def _kept_rows_of(buyers: RunBuyers, *, tz: str, as_of: date) -> pd.DataFrame:
@@ -305,22 +308,21 @@ def _kept_rows_of(buyers: RunBuyers, *, tz: str, as_of: date) -> pd.DataFrame:
     position = np.searchsorted(ids, buyers.ids)
     found = position < len(ids)
     found[found] = ids[position[found]] == buyers.ids[found]
-    at = np.where(found, position, 0)
+    row = position[found]  # each found buyer's kept row
     # The end of each kept row's day, in microseconds since 1970: a few distinct days.
     kept_days, day_of_row = np.unique(kept["as_of"], return_inverse=True)
     ends = np.array(
-        [moment_us(_day_end(date(1970, 1, 1) + timedelta(days=int(d)))) for d in kept_days],
+        [moment_us(_day_end(UNIX_EPOCH.date() + timedelta(days=int(d)))) for d in kept_days],
         dtype=np.int64,
     )
-    day_end_us = ends[day_of_row]
     holds = found.copy()
-    holds[found] = (buyers.last_purchase_us[found] < day_end_us[at[found]]) & ~(
-        buyers.purchases_changed_us[found] >= kept["computed_us"][at[found]] - _CHANGED_BEFORE_US
+    holds[found] = (buyers.last_purchase_us[found] < ends[day_of_row[row]]) & ~(
+        buyers.purchases_changed_us[found] >= kept["computed_us"][row] - _CHANGED_BEFORE_US
     )
     frame = {"customer_id": buyers.ids}
     for column in _COLUMNS[1:]:
         values = np.zeros(len(buyers.ids), dtype=kept[column].dtype)
-        values[found] = kept[column][at[found]]
+        values[found] = kept[column][row]
         frame[column] = values
     frame["holds"] = holds.astype(np.int64)
     frame = pd.DataFrame(frame)
@@ -344,7 +346,7 @@ def _kept_alone(*, tz: str, as_of: date) -> dict[str, np.ndarray]:
         rows = binary_fixed_rows(_copy_out(sql, tz=tz, as_of=as_of.isoformat()), _KEPT_ALONE)
         kept = {name: rows[name].astype(rows[name].dtype.newbyteorder("=")) for name in _KEPT_ALONE}
         for column in (*_DAYS, "as_of"):
-            kept[column] = kept[column].astype(np.int64) + _DAYS_1970_TO_2000
+            kept[column] = kept[column].astype(np.int64) + _PG_EPOCH_DAYS
         kept["computed_us"] = kept["computed_us"] + _PG_EPOCH_US
         kept["days"] = kept["days"].astype(np.int64)
     else:
@@ -352,7 +354,7 @@ def _kept_alone(*, tz: str, as_of: date) -> dict[str, np.ndarray]:
         sql = (
             f"SELECT customer_id, days, {day.format('first_day')}, {day.format('last_day')}, "
             f"total, first_total, {day.format('as_of')}, "
-            f"(julianday(computed_at) - 2440587.5) * 86400000000.0 FROM {table} {where}"
+            f"{sqlite_moment_us('computed_at')} FROM {table} {where}"
         )
         with connection.cursor() as cur:
             cur.execute(sql, {"tz": tz, "as_of": as_of.isoformat()})

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from crm.metrics import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
 from crm.models import Customer, Feedback, Purchase
-from segmentation.features import RAW_COLUMNS
+from segmentation.features import MICROSECONDS_PER_DAY, RAW_COLUMNS
 from segmentation.matching import PreviousSegment
 from segmentation.models import (
     Membership,
@@ -22,8 +22,9 @@ from segmentation.models import (
     SegmentationRun,
     SegmentMembershipChange,
     SegmentTransition,
+    moment_us,
 )
-from segmentation.pg_copy import copy_out
+from segmentation.pg_copy import EPOCH, HEADER, copy_out
 from segmentation.wording import run_outcome_words, run_phase_words, run_words
 
 # Columns the engine consumes, in its order (pure module: numpy and pandas only).
@@ -57,10 +58,17 @@ _FEEDBACK_COLUMNS = [
     *EXTRA_COLUMNS,
 ]
 _DAY_SECONDS = 86_400.0
-_DAY_US = 86_400_000_000
-# PostgreSQL counts moments from 2000-01-01 UTC, in microseconds; -infinity is the least int8.
-_PG_EPOCH_US = 946_684_800_000_000
+# PostgreSQL's binary moments count microseconds from its epoch; -infinity is the least int8.
+_PG_EPOCH_US = moment_us(EPOCH)
 _PG_MINUS_INFINITY = np.iinfo(np.int64).min
+
+
+def sqlite_moment_us(column: str) -> str:
+    """A SQLite expression: the stored moment ``column`` as float microseconds since 1970
+    UTC (NULL stays NULL). SQLite's date functions keep a moment to the millisecond."""
+    return f"(julianday({column}) - 2440587.5) * {MICROSECONDS_PER_DAY:.1f}"
+
+
 # Less than even odds of still being a customer: "likely gone" on every page.
 
 
@@ -129,7 +137,7 @@ def _feature_sql(
 
         age = f"(julianday(date({ref})) - julianday(c.birth_date)) / 365.25"
         false = "0"
-        changed = f"(julianday(c.purchases_changed_at) - 2440587.5) * {_DAY_US:.1f}"
+        changed = sqlite_moment_us("c.purchases_changed_at")
 
     def sale_bound(func: str, alias: str) -> str:
         # The all-purchases bound is a sale unless a refund sits exactly on or beyond it.
@@ -362,7 +370,7 @@ def binary_fixed_rows(buffer: bytearray, kinds: dict[str, str]) -> np.ndarray:
     for name, kind in kinds.items():
         fields += [(f"{name}__len", ">i4"), (name, kind)]
     row = np.dtype(fields)
-    signature = b"PGCOPY\n\xff\r\n\x00"
+    signature = HEADER[:11]  # the header's fixed signature; flags and extension follow
     if not buffer.startswith(signature):
         raise ValueError("The query did not return PostgreSQL's binary COPY format.")
     extension = int.from_bytes(buffer[len(signature) + 4 : len(signature) + 8], "big")
