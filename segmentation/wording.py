@@ -30,7 +30,10 @@ def run_words(
 ) -> list[str]:
     """Sentences for the owner about a run: how confident it is and how distinct its groups
     are, from the run's figures. Pure; no technical figure appears."""
-    first = f"{confidence.capitalize()} confidence: {n_customers:,} customers"
+    # The clustered customers only: the segment tables beside it also count prospects and
+    # those who opted out, so a bare "2,000 customers" there would contradict this count.
+    who = "customer who has" if n_customers == 1 else "customers who have"
+    first = f"{confidence.capitalize()} confidence, from the {n_customers:,} {who} bought"
     if stale_days is not None:
         first += f", but the newest purchase is {stale_days:,} days old."
     else:

@@ -141,7 +141,7 @@ def test_rfm_scoring_names_a_small_customer_base_deterministically():
     by_id = dict(zip(second.customer_ids.tolist(), second.labels.tolist(), strict=True))
     assert [by_id[c] for c in first.customer_ids.tolist()] == first.labels.tolist()
     assert first.confidence == "low"
-    assert first.confidence_note.startswith("Low confidence: 30 customers")
+    assert first.confidence_note.startswith("Low confidence, from the 30 customers who have bought")
 
 
 def test_fidelity_is_a_share_and_every_customer_has_a_reason():

@@ -206,7 +206,9 @@ def test_a_rerun_a_day_later_with_nobody_moving_keeps_the_reasons(seed):
 def test_the_owner_reads_plain_words_about_a_run_not_technical_figures(silhouette, confidence):
     words = " ".join(run_words(n_customers=4_339, silhouette=silhouette, confidence=confidence))
 
-    assert words.startswith(f"{confidence.capitalize()} confidence: 4,339 customers")
+    assert words.startswith(
+        f"{confidence.capitalize()} confidence, from the 4,339 customers who have bought"
+    )
     for technical in ("silhouette", "K-Means", "fidelity", "medium:", "0.", "k="):
         assert technical.lower() not in words.lower()
     assert len(words) <= 200  # the run's confidence_note

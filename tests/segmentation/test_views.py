@@ -241,7 +241,7 @@ def test_segment_list_says_in_words_how_confident_the_run_is_and_warns_of_stale_
 
     body = staff_client.get(reverse("segmentation:segment_list")).content.decode()
 
-    assert "Low confidence: 4,339 customers." in body
+    assert "Low confidence, from the 4,339 customers who have bought." in body
     assert "The groups shade into each other" in body
     assert "The newest purchase is 400 days old" in body
     assert "0.28" not in body and "silhouette" not in body.lower()
