@@ -12,7 +12,8 @@ from psycopg import errors as psycopg_errors
 from psycopg import pq
 from psycopg.waiting import Wait
 
-HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+HEADER = SIGNATURE + bytes(8)  # the signature, then no flags and no header extension
 TRAILER = (-1).to_bytes(2, "big", signed=True)
 # Dates are days, timestamps microseconds, since this moment.
 EPOCH_DATE = date(2000, 1, 1)

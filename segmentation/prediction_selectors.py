@@ -30,6 +30,7 @@ from segmentation.selectors import (
     _PG_EPOCH_US,
     _PLANNER_SETTINGS,
     CHANGED_COLUMN,
+    SQLITE_JULIAN_1970,
     _binary_rows_frame,
     _day_end,
     binary_fixed_rows,
@@ -241,8 +242,8 @@ def _kept_rows(*, tz: str, as_of: date, until: datetime) -> pd.DataFrame:
         # matrix.
         read = (
             "c.id, COALESCE(k.days, 0), "
-            "COALESCE(julianday(k.first_day) - 2440587.5, 0), "
-            "COALESCE(julianday(k.last_day) - 2440587.5, 0), "
+            f"COALESCE(julianday(k.first_day) - {SQLITE_JULIAN_1970}, 0), "
+            f"COALESCE(julianday(k.last_day) - {SQLITE_JULIAN_1970}, 0), "
             "COALESCE(k.total, 0), COALESCE(k.first_total, 0)"
         )
         holds = f"CASE WHEN k.customer_id IS NOT NULL AND {valid} THEN 1 ELSE 0 END"
@@ -350,7 +351,7 @@ def _kept_alone(*, tz: str, as_of: date) -> dict[str, np.ndarray]:
         kept["computed_us"] = kept["computed_us"] + _PG_EPOCH_US
         kept["days"] = kept["days"].astype(np.int64)
     else:
-        day = "CAST(julianday({}) - 2440587.5 AS INTEGER)"
+        day = f"CAST(julianday({{}}) - {SQLITE_JULIAN_1970} AS INTEGER)"
         sql = (
             f"SELECT customer_id, days, {day.format('first_day')}, {day.format('last_day')}, "
             f"total, first_total, {day.format('as_of')}, "

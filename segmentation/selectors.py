@@ -24,7 +24,7 @@ from segmentation.models import (
     SegmentTransition,
     moment_us,
 )
-from segmentation.pg_copy import EPOCH, HEADER, copy_out
+from segmentation.pg_copy import EPOCH, SIGNATURE, copy_out
 from segmentation.wording import run_outcome_words, run_phase_words, run_words
 
 # Columns the engine consumes, in its order (pure module: numpy and pandas only).
@@ -61,15 +61,14 @@ _DAY_SECONDS = 86_400.0
 # PostgreSQL's binary moments count microseconds from its epoch; -infinity is the least int8.
 _PG_EPOCH_US = moment_us(EPOCH)
 _PG_MINUS_INFINITY = np.iinfo(np.int64).min
+# SQLite's julianday() of 1970-01-01 00:00 UTC: days since 1970 are julianday() less this.
+SQLITE_JULIAN_1970 = 2440587.5
 
 
 def sqlite_moment_us(column: str) -> str:
     """A SQLite expression: the stored moment ``column`` as float microseconds since 1970
     UTC (NULL stays NULL). SQLite's date functions keep a moment to the millisecond."""
-    return f"(julianday({column}) - 2440587.5) * {MICROSECONDS_PER_DAY:.1f}"
-
-
-# Less than even odds of still being a customer: "likely gone" on every page.
+    return f"(julianday({column}) - {SQLITE_JULIAN_1970}) * {MICROSECONDS_PER_DAY:.1f}"
 
 
 @dataclass
@@ -370,7 +369,7 @@ def binary_fixed_rows(buffer: bytearray, kinds: dict[str, str]) -> np.ndarray:
     for name, kind in kinds.items():
         fields += [(f"{name}__len", ">i4"), (name, kind)]
     row = np.dtype(fields)
-    signature = HEADER[:11]  # the header's fixed signature; flags and extension follow
+    signature = SIGNATURE
     if not buffer.startswith(signature):
         raise ValueError("The query did not return PostgreSQL's binary COPY format.")
     extension = int.from_bytes(buffer[len(signature) + 4 : len(signature) + 8], "big")
