@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from django.db import connection
 
-from crm.models import Customer, Purchase
+from crm.models import Customer, Feedback, Purchase
 from crm.services import customer_stats_refresh
 from segmentation.benchmark.floors import binary_copy_out
 from segmentation.benchmark.recluster import tables_vacuum
@@ -90,32 +90,117 @@ def changed_aggregate_floor(customer_ids: list[int]) -> dict:
 
 # The stored figures as binary COPY rows (none is NULL for a customer with purchases).
 _FIGURES = {"id": ">i8", "count": ">i8", "spent": ">f8", "first": ">f8", "last": ">f8"}
+# With the attributes the features also take: birth date (days since 2000, the smallest int4
+# for none), age (-1 for none), income (NaN for none).
+_ATTRIBUTES = {"birth_days": ">i4", "age": ">i4", "income": ">f8"}
+_NO_BIRTH_DATE = -(2**31)
 
 
-def stored_figures_floor() -> dict:
+def stored_figures_floor(*, attributes: bool = False) -> dict:
     """Seconds to read every customer's kept figures (purchases, spend, first and last
     purchase) into numpy: the cheapest source of the unchanged customers' features. On
-    PostgreSQL a binary COPY decoded by numpy (about half the time of fetching tuples)."""
+    PostgreSQL a binary COPY decoded by numpy (about half the time of fetching tuples).
+
+    With ``attributes``, the same read also brings each customer's birth date, age and income
+    and leaves out the archived and opted-out customers, as a run's feature read must: the
+    features are these figures and attributes."""
 
     table = Customer._meta.db_table
     if connection.vendor == "postgresql":
         epoch, real = "date_part('epoch', {})", "double precision"
+        extra = (
+            f", COALESCE(birth_date - DATE '2000-01-01', {_NO_BIRTH_DATE}), COALESCE(age, -1), "
+            "COALESCE(CAST(annual_income AS double precision), 'NaN')"
+        )
+        profiled = " AND NOT is_archived AND NOT profiling_opt_out"
     else:
         epoch, real = "((julianday({}) - 2440587.5) * 86400.0)", "REAL"
+        extra = ", julianday(birth_date), age, CAST(annual_income AS REAL)"
+        profiled = " AND is_archived = 0 AND profiling_opt_out = 0"
+    kinds = {**_FIGURES, **_ATTRIBUTES} if attributes else _FIGURES
     sql = (
         f"SELECT id, CAST(purchase_count AS bigint), CAST(total_spent AS {real}), "
-        f"{epoch.format('first_purchase_at')}, {epoch.format('last_purchase_at')} "
-        f"FROM {table} WHERE purchase_count > 0 ORDER BY id"
+        f"{epoch.format('first_purchase_at')}, {epoch.format('last_purchase_at')}"
+        f"{extra if attributes else ''} "
+        f"FROM {table} WHERE purchase_count > 0{profiled if attributes else ''} ORDER BY id"
     )
     started = time.perf_counter()
     if connection.vendor == "postgresql":
-        rows = binary_copy_out(sql, None, _FIGURES)
-        figures = np.column_stack([rows[name] for name in _FIGURES])
+        rows = binary_copy_out(sql, None, kinds)
+        figures = np.column_stack([rows[name] for name in kinds])
     else:
         with connection.cursor() as cur:
             cur.execute(sql)
-            figures = np.array(cur.fetchall(), dtype=np.float64)
+            figures = np.array(cur.fetchall(), dtype=np.float64)  # NULL becomes NaN
     return {"seconds": time.perf_counter() - started, "rows": len(figures)}
+
+
+_FEEDBACK = {"id": ">i8", "ratings": ">f8", "rated": ">i8", "scores": ">f8", "scored": ">i8"}
+
+
+def feedback_floor() -> dict:
+    """Seconds to read every customer's feedback figures the satisfaction feature is made of:
+    the sum and count of their ratings and of their recommendation scores, one row per
+    customer with feedback (a binary COPY on PostgreSQL, a fetch on SQLite)."""
+    table = Feedback._meta.db_table
+    nan = "'NaN'" if connection.vendor == "postgresql" else "NULL"
+    real = "double precision" if connection.vendor == "postgresql" else "REAL"
+    sql = (
+        f"SELECT customer_id, COALESCE(CAST(sum(rating) AS {real}), {nan}), count(rating), "
+        f"COALESCE(CAST(sum(nps) AS {real}), {nan}), count(nps) FROM {table} "
+        "GROUP BY customer_id"
+    )
+    started = time.perf_counter()
+    if connection.vendor == "postgresql":
+        rows = binary_copy_out(sql, None, _FEEDBACK)
+    else:
+        with connection.cursor() as cur:
+            cur.execute(sql)
+            rows = np.array(cur.fetchall(), dtype=np.float64)
+    return {"seconds": time.perf_counter() - started, "rows": len(rows)}
+
+
+def feature_inputs_floor() -> dict:
+    """Seconds to read what a later run's features are made of: the kept figures with the
+    attributes (one read), and the feedback figures."""
+    figures, feedback = stored_figures_floor(attributes=True), feedback_floor()
+    return {
+        "seconds": figures["seconds"] + feedback["seconds"],
+        "parts": {"figures_and_attributes": figures["seconds"], "feedback": feedback["seconds"]},
+        "rows": figures["rows"],
+    }
+
+
+def attributes_floor() -> dict:
+    """Seconds to read the features' attributes and feedback on a first run, whose figures
+    come from the purchases: every profiled customer's birth date, age and income, and the
+    feedback figures (feedback_floor)."""
+    table = Customer._meta.db_table
+    if connection.vendor == "postgresql":
+        sql = (
+            f"SELECT id, COALESCE(birth_date - DATE '2000-01-01', {_NO_BIRTH_DATE}), "
+            "COALESCE(age, -1), COALESCE(CAST(annual_income AS double precision), 'NaN') "
+            f"FROM {table} WHERE NOT is_archived AND NOT profiling_opt_out ORDER BY id"
+        )
+    else:
+        sql = (
+            "SELECT id, julianday(birth_date), age, CAST(annual_income AS REAL) "
+            f"FROM {table} WHERE is_archived = 0 AND profiling_opt_out = 0 ORDER BY id"
+        )
+    started = time.perf_counter()
+    if connection.vendor == "postgresql":
+        rows = binary_copy_out(sql, None, {"id": ">i8", **_ATTRIBUTES})
+    else:
+        with connection.cursor() as cur:
+            cur.execute(sql)
+            rows = np.array(cur.fetchall(), dtype=np.float64)
+    seconds = time.perf_counter() - started
+    feedback = feedback_floor()
+    return {
+        "seconds": seconds + feedback["seconds"],
+        "parts": {"attributes": seconds, "feedback": feedback["seconds"]},
+        "rows": len(rows),
+    }
 
 
 def caches_drop() -> dict:

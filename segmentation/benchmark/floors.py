@@ -4,7 +4,10 @@
 - the bare scikit-learn fits on the run's feature matrix, with the run's k range and samples,
   and the fits on halves of the sample by which the engine keeps only stable k;
 - the best bulk label write (PostgreSQL: COPY into a temporary table, one UPDATE ... FROM;
-  SQLite: executemany in one transaction), on the real column, always rolled back;
+  SQLite: executemany in one transaction), on the real column, always rolled back, and the
+  read of the current labels that tells which change;
+- the scaling of the feature matrix (the log of the purchase figures, then every column
+  standardised);
 - the predictions' floors (prediction_floors; predictions_floor below is their previous
   count, kept for comparison).
 """
@@ -327,6 +330,46 @@ def label_write_floor(*, before: Labels, after: Labels) -> dict:
         transaction.set_rollback(True)
     tables_vacuum(Membership)  # the rolled-back rows are dead, not gone
     return {"seconds": seconds, "rows_changed": len(changed), "rows_total": len(after.ids)}
+
+
+def current_labels_floor() -> dict:
+    """Seconds to read every customer's current segment and reason: what a run must know to
+    write only the labels that change (label_write_floor is handed both sets of labels, so
+    it does not count this read). PostgreSQL: a binary COPY of the membership rows with a
+    32-bit hash of each reason, decoded by numpy (the hash instead of the text: the same
+    read, less to send and decode); SQLite: one fetch of the rows, the reasons as text."""
+    table = Membership._meta.db_table
+    started = time.perf_counter()
+    if connection.vendor == "postgresql":
+        rows = binary_copy_out(
+            f"SELECT customer_id, COALESCE(segment_id, -1), hashtext(reason) FROM {table}",
+            None,
+            {"id": ">i8", "segment_id": ">i8", "reason_hash": ">i4"},
+        )
+    else:
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT customer_id, segment_id, reason FROM {table}")
+            rows = cur.fetchall()
+    return {"seconds": time.perf_counter() - started, "rows": len(rows)}
+
+
+# The purchase figures a clustering takes the log of: recency, frequency, spend, average
+# order and tenure, the first columns of the engine's matrix; the others (satisfaction, age,
+# markers of a known figure) are only standardised.
+LOGGED_COLUMNS = 5
+
+
+def scaling_floor(x: np.ndarray) -> dict:
+    """Seconds to scale a feature matrix the size of ``x`` the cheapest way a clustering can
+    take it, in place: the log of the purchase figures, then every column centred and
+    divided by its spread (on a copy of ``x`` made positive beforehand, untimed)."""
+    scaled = np.abs(x)
+    logged = min(LOGGED_COLUMNS, scaled.shape[1])
+    started = time.perf_counter()
+    np.log1p(scaled[:, :logged], out=scaled[:, :logged])
+    scaled -= scaled.mean(axis=0)
+    scaled /= scaled.std(axis=0)
+    return {"seconds": time.perf_counter() - started, "shape": list(scaled.shape)}
 
 
 # --- honest floors ---------------------------------------------------------------------------

@@ -132,7 +132,8 @@ def summary_lines(results: dict) -> list[str]:
             ]
             lines.append(
                 f"  its previous count (no stability fits; predictions on transactions, no "
-                f"read, no index): median {_fmt_s(statistics.median(previous))}"
+                f"read, no index; no scaling, attributes, feedback or read of the current "
+                f"labels): median {_fmt_s(statistics.median(previous))}"
             )
     floors = results.get("floors", {})
     for name in (
@@ -140,6 +141,10 @@ def summary_lines(results: dict) -> list[str]:
         "aggregate_best_plan",
         "changed_aggregate",
         "stored_figures",
+        "feature_inputs",
+        "attributes",
+        "current_labels",
+        "scaling",
         "sklearn",
         "predictions_cold",
         "predictions_warm",

@@ -175,13 +175,16 @@ def paired_floor(
     to its run sees the machine as the run did, so their ratio moves with the code, not
     with the load. ``previous``: the floor as counted before it took in the stability fits
     and the predictions' purchase days, read, scores and index (timed in the same minutes,
-    for comparison). None when the run failed.
+    for comparison; nor did it count the scaling, the attributes and feedback read, or the
+    read of the current labels). None when the run failed.
     """
     if run["status"] != "succeeded":
         return None
     parts, previous = {}, {}
     fits = floors.sklearn_floor(x, matrix.fit_params(run))
     parts["sklearn"], previous["sklearn"] = fits["seconds"], fits["seconds_without_stability"]
+    # Every run scales its features before the fits.
+    parts["scaling"] = floors.scaling_floor(x)["seconds"]
     if case == "cold":
         aggregate = floors.aggregate_floor_best_plan(repeat=1)["seconds"]
         previous["aggregate_best_plan"] = aggregate
@@ -189,13 +192,18 @@ def paired_floor(
         predictions = prediction_floors.predictions_floor_honest(
             case="cold", aggregate_seconds=aggregate
         )
-        # One pass over the purchases gives the features' figures and the purchase days.
+        # One pass over the purchases gives the features' figures and the purchase days;
+        # the attributes and the feedback are read besides.
         parts["purchases_read"] = predictions["parts"]["read"]
+        parts["attributes"] = daily.attributes_floor()["seconds"]
     else:
-        parts["stored_figures"] = previous["stored_figures"] = daily.stored_figures_floor()[
-            "seconds"
-        ]
+        # The kept figures with the attributes in one read, and the feedback (previously
+        # the figures alone).
+        parts["feature_inputs"] = daily.feature_inputs_floor()["seconds"]
+        previous["stored_figures"] = daily.stored_figures_floor()["seconds"]
         parts["label_write"] = previous["label_write"] = label_write["seconds"]
+        # Which labels change is known only from the current ones.
+        parts["labels_read"] = floors.current_labels_floor()["seconds"]
         if case == "daily":
             changed = daily.changed_aggregate_floor(changed_ids)["seconds"]
             parts["changed_aggregate"] = previous["changed_aggregate"] = changed
@@ -274,24 +282,31 @@ def _paired_ratio(results: dict, case: str, *, previous: bool = False) -> float 
 
 def _honest_floors(f: dict, case: str) -> tuple[float, float]:
     """The honest floor of `case` from the floors timed after every run, and its previous
-    count (no stability fits; predictions on transactions, one horizon, no read, no index)."""
+    count (no stability fits; predictions on transactions, one horizon, no read, no index;
+    no scaling, attributes, feedback or read of the current labels)."""
     fits, fits_previous = f["sklearn"]["seconds"], f["sklearn"]["seconds_without_stability"]
+    fits += f["scaling"]["seconds"]
     predictions_previous = f["predictions_previous"]["seconds"]
     if case == "cold":
-        # A first run must read every purchase, fit, score and keep every customer's
-        # predictions and purchase days, and persist every label.
+        # A first run must read every purchase, the attributes and the feedback, fit, score
+        # and keep every customer's predictions and purchase days, and persist every label.
         rest = f["label_load_cold"]["seconds"]
         return (
-            f["predictions_cold"]["seconds"] + fits + rest,
+            f["predictions_cold"]["seconds"] + fits + f["attributes"]["seconds"] + rest,
             f["aggregate_best_plan"]["seconds"] + fits_previous + predictions_previous + rest,
         )
-    # Later runs: the kept figures stand in for the aggregate and the purchase days.
-    rest = f["stored_figures"]["seconds"] + f[f"label_write_{case}"]["seconds"]
+    # Later runs: the kept figures stand in for the aggregate and the purchase days; which
+    # labels change is read from the current ones.
+    rest = f[f"label_write_{case}"]["seconds"]
     if case == "daily":
         rest += f["changed_aggregate"]["seconds"]
     return (
-        f[f"predictions_{case}"]["seconds"] + fits + rest,
-        fits_previous + predictions_previous + rest,
+        f[f"predictions_{case}"]["seconds"]
+        + fits
+        + f["feature_inputs"]["seconds"]
+        + f["current_labels"]["seconds"]
+        + rest,
+        fits_previous + predictions_previous + f["stored_figures"]["seconds"] + rest,
     )
 
 
@@ -408,6 +423,10 @@ def bench_run(options: BenchOptions, *, log: Callable[[str], None] = print) -> d
         before=before_warm, after=after_warm
     )
     results["floors"]["stored_figures"] = daily.stored_figures_floor()
+    results["floors"]["feature_inputs"] = daily.feature_inputs_floor()
+    results["floors"]["attributes"] = daily.attributes_floor()
+    results["floors"]["current_labels"] = floors.current_labels_floor()
+    results["floors"]["scaling"] = floors.scaling_floor(x)
     cases = ("cold", "warm")
     if options.daily and "daily" in results["recluster"]:
         changed = results["recluster"]["daily"]["changed_customers"]

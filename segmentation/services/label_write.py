@@ -58,10 +58,11 @@ def labels_write(
     plan: RunPlan,
     progress: Callable[..., None],
     timings: dict[str, float],
-    succeed: Callable[[int], None],
+    succeed: Callable[[int, selectors.CustomerCounts], None],
 ) -> np.ndarray:
     """Stage the labels that change, then in one transaction: segments, history, the switch,
-    segment figures and snapshots, and ``succeed(n_moved)`` (the run's own success record).
+    segment figures and snapshots, and ``succeed(n_moved, counts)`` (the run's own success
+    record, with the customers counted by the staging's read).
     Returns every customer it may have written a history, membership or figures row for
     (unsorted, with repeats), for the sweep of those deleted meanwhile.
 
@@ -106,7 +107,7 @@ def labels_write(
         timings["label_write"] = staging + (t2 - t1)
         timings["history_write"] = (t1 - t0) + (t3 - t2)
         timings["feature_write"] = t4 - t3
-        succeed(n_moved)
+        succeed(n_moved, staged.counts)
         if connection.vendor == "postgresql":
             with connection.cursor() as cur:  # back to Django's default, for enclosing blocks
                 cur.execute("SET CONSTRAINTS ALL DEFERRED")
@@ -222,6 +223,14 @@ def _labels_stage(plan: RunPlan) -> StagedLabels:
         label: int((labels == label).sum()) for label in (Label.PROSPECT, Label.OPTED_OUT)
     }
 
+    # The run's customer counts come from this read, not from a query of their own.
+    active = now["is_archived"] == 0
+    counts = selectors.CustomerCounts(
+        total=int(active.sum()),
+        opted_out=int((active & (now["profiling_opt_out"] == 1)).sum()),
+        pinned=len(plan.pins),
+    )
+
     expected = _expected_segments(plan)
     # Each customer's current membership, if any, next to the new label (a clustered
     # customer deleted since the features were read has none).
@@ -241,6 +250,7 @@ def _labels_stage(plan: RunPlan) -> StagedLabels:
     _labels_copy(ids[changed], labels[changed], reason_ids[changed])
     return StagedLabels(
         other_counts=other_counts,
+        counts=counts,
         expected_segments={
             int(label): expected[int(label)] for label in np.unique(labels[unchanged]).tolist()
         },

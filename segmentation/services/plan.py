@@ -46,7 +46,6 @@ class RunPlan:
 
     raw: pd.DataFrame
     result: EngineResult
-    counts: selectors.CustomerCounts
     pins: dict[int, int | None]
     config: EngineConfig
 
@@ -54,9 +53,11 @@ class RunPlan:
 @dataclass(frozen=True)
 class StagedLabels:
     """What staging learnt and the write needs: how many customers got each special label,
-    the segment each unstaged label was expected to keep (checked before writing), and
-    every customer labelled (the only ones whose history or membership it may write)."""
+    the segment each unstaged label was expected to keep (checked before writing), every
+    customer labelled (the only ones whose history or membership it may write), and the
+    customers counted from the same read."""
 
     other_counts: dict[Label, int]
+    counts: selectors.CustomerCounts
     expected_segments: dict[int, int]
     labelled: np.ndarray

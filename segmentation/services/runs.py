@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import (
+    DatabaseError,
     IntegrityError,
     InterfaceError,
     OperationalError,
@@ -235,7 +236,9 @@ def segmentation_run_execute(
                 plan=plan,
                 progress=reporter,
                 timings=timings,
-                succeed=lambda n_moved: _run_succeed(run, plan, n_moved=n_moved, timings=timings),
+                succeed=lambda n_moved, counts: _run_succeed(
+                    run, plan, n_moved=n_moved, counts=counts, timings=timings
+                ),
             )
             predicted = _predictions_refresh(
                 run, timings, predictions, buyers=RunBuyers.of_features(plan.raw)
@@ -250,6 +253,7 @@ def segmentation_run_execute(
         if isinstance(exc, EngineRejected | SegmentationCheckFailed):
             reason = getattr(exc, "reason", "") or str(exc)
             _run_finish(run, status=Status.REJECTED, error=reason)
+            _run_counts_record(run)
         elif isinstance(exc, OperationalError) and retry_on_operational_error:
             retry_note = f"Retrying after: {exc}"
             _with_fresh_connection(
@@ -261,6 +265,7 @@ def segmentation_run_execute(
         else:
             logger.exception("Segmentation run %s failed", run.pk)
             _run_finish(run, status=Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+            _run_counts_record(run)
     finally:
         temp_tables_drop()
         predictions.wait()  # never leave its thread reading after the run
@@ -426,17 +431,12 @@ def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> R
     timings.update(features.timings)
     raw = features.frame
     pins = selectors.pinned_segments()
-    counts = selectors.customer_counts(pinned=len(pins))
     previous = selectors.previous_segments()
     previous_thresholds = selectors.previous_tree_thresholds()
     config = _engine_config()
-    SegmentationRun.objects.filter(pk=run.pk).update(
-        n_customers=counts.total,
-        n_clustered=len(raw),
-        n_opted_out=counts.opted_out,
-        n_pinned=counts.pinned,
-        n_prospects=max(0, counts.total - counts.opted_out - len(raw)),
-    )
+    # The other customers are counted by the label staging's read (_run_succeed), or here
+    # when the run stops before it (_run_counts_record).
+    SegmentationRun.objects.filter(pk=run.pk).update(n_clustered=len(raw), n_pinned=len(pins))
     reporter("features", 100)
     if raw.empty:
         raise SegmentationCheckFailed(
@@ -451,7 +451,7 @@ def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> R
     )
     timings.update({k: float(v) for k, v in result.timings.items()})
     _result_check(raw, result)
-    return RunPlan(raw=raw, result=result, counts=counts, pins=pins, config=config)
+    return RunPlan(raw=raw, result=result, pins=pins, config=config)
 
 
 def _result_check(raw: pd.DataFrame, result: "EngineResult") -> None:
@@ -479,7 +479,36 @@ def _result_check(raw: pd.DataFrame, result: "EngineResult") -> None:
             raise SegmentationCheckFailed(f"The {metric.replace('_', '-')} score is not a number.")
 
 
-def _run_succeed(run: SegmentationRun, plan: RunPlan, *, n_moved: int, timings: dict) -> None:
+def _counts_fields(counts: selectors.CustomerCounts, *, clustered: int) -> dict[str, int]:
+    return {
+        "n_customers": counts.total,
+        "n_opted_out": counts.opted_out,
+        "n_prospects": max(0, counts.total - counts.opted_out - clustered),
+    }
+
+
+def _run_counts_record(run: SegmentationRun) -> None:
+    """Count the customers of a run that stopped before its label staging counted them."""
+    try:
+        run.refresh_from_db(fields=["n_clustered", "n_customers"])
+        if run.n_customers:
+            return
+        counts = selectors.customer_counts(pinned=0)
+        SegmentationRun.objects.filter(pk=run.pk).update(
+            **_counts_fields(counts, clustered=run.n_clustered)
+        )
+    except DatabaseError:  # the run's own failure is what it records; counts are a nicety
+        logger.warning("Could not count the customers of run %s", run.pk, exc_info=True)
+
+
+def _run_succeed(
+    run: SegmentationRun,
+    plan: RunPlan,
+    *,
+    n_moved: int,
+    counts: selectors.CustomerCounts,
+    timings: dict,
+) -> None:
     result = plan.result
     now = timezone.now()
     sizes = {s.name: int(s.size) for s in result.segments}
@@ -508,5 +537,6 @@ def _run_succeed(run: SegmentationRun, plan: RunPlan, *, n_moved: int, timings: 
         warnings=list(result.warnings),
         n_moved=n_moved,
         error="",
+        **_counts_fields(counts, clustered=len(plan.raw)),
     )
     pages_cache_changed()

@@ -154,7 +154,7 @@ def segment_figures_write(
         sizes[sid] = sizes.get(sid, 0) + count
     for sid in pinned_outside.values():
         sizes[sid] = sizes.get(sid, 0) + 1
-    total_customers = max(1, plan.counts.total)
+    total_customers = max(1, staged.counts.total)
     total_revenue = float(per["revenue"].clip(lower=0).sum()) or 1.0
     snapshots = []
     segments = list(Segment.objects.filter(is_active=True) | Segment.objects.filter(pk__in=sizes))

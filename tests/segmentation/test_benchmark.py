@@ -157,12 +157,22 @@ def test_a_tiny_bench_run_reports_every_phase_floor_and_ratio(small_database_cle
         previous = floor["previous"]
         assert previous["seconds"] == pytest.approx(sum(previous["parts"].values()))
         assert results["ratios"][f"{case}_over_honest_floor_previous"]["value"] > 0
+        # Every run scales its features; a first run reads the attributes and feedback
+        # beside the purchases, later runs read them with the kept figures and read the
+        # current labels to know which change.
+        later = {"scaling", "feature_inputs", "labels_read"}
+        expected = {"cold": {"scaling", "attributes"}, "warm": later, "daily": later}
+        assert expected[case] <= set(floor["parts"])
     floors = results["floors"]
     for floor in (
         "aggregate",
         "aggregate_best_plan",
         "changed_aggregate",
         "stored_figures",
+        "feature_inputs",
+        "attributes",
+        "current_labels",
+        "scaling",
         "sklearn",
         "predictions_cold",
         "predictions_warm",
@@ -177,6 +187,10 @@ def test_a_tiny_bench_run_reports_every_phase_floor_and_ratio(small_database_cle
     # The fits' floor does the engine's stability fits too, and says what they cost.
     assert floors["sklearn"]["seconds"] > floors["sklearn"]["seconds_without_stability"]
     assert floors["label_write_cold"]["rows_changed"] == 300
+    # The later runs' feature read takes every profiled buyer's attributes with their figures,
+    # and the read of the current labels sees every membership.
+    assert 0 < floors["feature_inputs"]["rows"] <= floors["stored_figures"]["rows"]
+    assert floors["current_labels"]["rows"] == 300
     # The first run's honest floor loads every label into an empty table, indexes after.
     assert floors["label_load_cold"]["rows"] == 300
     assert floors["label_load_cold"]["indexes"] >= 3

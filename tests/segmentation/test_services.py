@@ -229,6 +229,8 @@ def test_too_few_customers_are_rejected_and_previous_labels_stay(db, buyers):
     assert run.status == Status.REJECTED
     assert run.error
     assert run.active_slot is None
+    # The run still says whom it saw.
+    assert (run.n_customers, run.n_clustered, run.n_prospects) == (buyers + 1, buyers, 1)
     assert segmentation_state() == before
     bystander.refresh_from_db()
     assert bystander.membership.segment == previous
