@@ -434,8 +434,8 @@ def _plan_compute(run: SegmentationRun, reporter: _Progress, timings: dict) -> R
     previous = selectors.previous_segments()
     previous_thresholds = selectors.previous_tree_thresholds()
     config = _engine_config()
-    # The other customers are counted by the label staging's read (_run_succeed), or here
-    # when the run stops before it (_run_counts_record).
+    # The other customers are counted by the label staging's read (_run_succeed), or by
+    # _run_counts_record when the run stops before it.
     SegmentationRun.objects.filter(pk=run.pk).update(n_clustered=len(raw), n_pinned=len(pins))
     reporter("features", 100)
     if raw.empty:
@@ -497,7 +497,7 @@ def _run_counts_record(run: SegmentationRun) -> None:
         SegmentationRun.objects.filter(pk=run.pk).update(
             **_counts_fields(counts, clustered=run.n_clustered)
         )
-    except DatabaseError:  # the run's own failure is what it records; counts are a nicety
+    except (DatabaseError, InterfaceError):  # the failure is what the run records
         logger.warning("Could not count the customers of run %s", run.pk, exc_info=True)
 
 
