@@ -372,10 +372,7 @@ def test_customer_ids_are_every_customer_in_id_order(db):
     assert selectors.customer_ids().dtype == np.int64
 
 
-def test_staging_read_lays_memberships_out_by_customer_whatever_order_a_plan_returns(
-    db, monkeypatch
-):
-    monkeypatch.setattr(selectors, "customer_ids", lambda: np.array([1, 2, 3, 4]))
+def test_staging_read_lays_memberships_out_by_customer_whatever_order_a_plan_returns():
     shuffled = {
         "customer_id": np.array([3, 9, 1]),  # 9: a customer deleted since the ids were read
         "segment_id": np.array([30, 90, 10]),
@@ -383,13 +380,8 @@ def test_staging_read_lays_memberships_out_by_customer_whatever_order_a_plan_ret
     }
     flagged = {"id": np.array([4, 2]), "is_archived": np.array([1, 0]),
                "profiling_opt_out": np.array([0, 1])}  # fmt: skip
-    monkeypatch.setattr(
-        selectors,
-        "_int_columns",
-        lambda sql, columns: shuffled if "customer_id" in columns else flagged,
-    )
 
-    read = selectors.customer_flags_and_memberships(reasons_table="unused")
+    read = selectors._memberships_by_customer(np.array([1, 2, 3, 4]), flagged, shuffled)
 
     assert read["id"].tolist() == [1, 2, 3, 4]
     assert read["has_membership"].tolist() == [1, 0, 1, 0]
