@@ -94,6 +94,36 @@ _FIGURES = {"id": ">i8", "count": ">i8", "spent": ">f8", "first": ">f8", "last":
 # for none), age (-1 for none), income (NaN for none).
 _ATTRIBUTES = {"birth_days": ">i4", "age": ">i4", "income": ">f8"}
 _NO_BIRTH_DATE = -(2**31)
+_FEEDBACK = {"id": ">i8", "ratings": ">f8", "rated": ">i8", "scores": ">f8", "scored": ">i8"}
+
+
+def _attributes_sql() -> tuple[str, str]:
+    """The attributes' columns (as _ATTRIBUTES on PostgreSQL; NULL is NaN on SQLite) and the
+    condition that keeps the profiled customers (neither archived nor opted out)."""
+    if connection.vendor == "postgresql":
+        return (
+            f"COALESCE(birth_date - DATE '2000-01-01', {_NO_BIRTH_DATE}), COALESCE(age, -1), "
+            "COALESCE(CAST(annual_income AS double precision), 'NaN')",
+            "NOT is_archived AND NOT profiling_opt_out",
+        )
+    return (
+        "julianday(birth_date), age, CAST(annual_income AS REAL)",
+        "is_archived = 0 AND profiling_opt_out = 0",
+    )
+
+
+def _timed_read(sql: str, kinds: dict[str, str]) -> tuple[float, int]:
+    """Seconds to read a query's rows into numpy, and how many: a binary COPY decoded by
+    numpy on PostgreSQL (``kinds``: its columns' types, none NULL), a fetch on SQLite."""
+    started = time.perf_counter()
+    if connection.vendor == "postgresql":
+        rows = binary_copy_out(sql, None, kinds)
+        values = np.column_stack([rows[name] for name in kinds])
+    else:
+        with connection.cursor() as cur:
+            cur.execute(sql)
+            values = np.array(cur.fetchall(), dtype=np.float64)  # NULL becomes NaN
+    return time.perf_counter() - started, len(values)
 
 
 def stored_figures_floor(*, attributes: bool = False) -> dict:
@@ -108,56 +138,32 @@ def stored_figures_floor(*, attributes: bool = False) -> dict:
     table = Customer._meta.db_table
     if connection.vendor == "postgresql":
         epoch, real = "date_part('epoch', {})", "double precision"
-        extra = (
-            f", COALESCE(birth_date - DATE '2000-01-01', {_NO_BIRTH_DATE}), COALESCE(age, -1), "
-            "COALESCE(CAST(annual_income AS double precision), 'NaN')"
-        )
-        profiled = " AND NOT is_archived AND NOT profiling_opt_out"
     else:
         epoch, real = "((julianday({}) - 2440587.5) * 86400.0)", "REAL"
-        extra = ", julianday(birth_date), age, CAST(annual_income AS REAL)"
-        profiled = " AND is_archived = 0 AND profiling_opt_out = 0"
-    kinds = {**_FIGURES, **_ATTRIBUTES} if attributes else _FIGURES
+    columns, profiled = _attributes_sql()
     sql = (
         f"SELECT id, CAST(purchase_count AS bigint), CAST(total_spent AS {real}), "
         f"{epoch.format('first_purchase_at')}, {epoch.format('last_purchase_at')}"
-        f"{extra if attributes else ''} "
-        f"FROM {table} WHERE purchase_count > 0{profiled if attributes else ''} ORDER BY id"
+        f"{', ' + columns if attributes else ''} FROM {table} WHERE purchase_count > 0"
+        f"{' AND ' + profiled if attributes else ''} ORDER BY id"
     )
-    started = time.perf_counter()
-    if connection.vendor == "postgresql":
-        rows = binary_copy_out(sql, None, kinds)
-        figures = np.column_stack([rows[name] for name in kinds])
-    else:
-        with connection.cursor() as cur:
-            cur.execute(sql)
-            figures = np.array(cur.fetchall(), dtype=np.float64)  # NULL becomes NaN
-    return {"seconds": time.perf_counter() - started, "rows": len(figures)}
-
-
-_FEEDBACK = {"id": ">i8", "ratings": ">f8", "rated": ">i8", "scores": ">f8", "scored": ">i8"}
+    seconds, rows = _timed_read(sql, {**_FIGURES, **_ATTRIBUTES} if attributes else _FIGURES)
+    return {"seconds": seconds, "rows": rows}
 
 
 def feedback_floor() -> dict:
     """Seconds to read every customer's feedback figures the satisfaction feature is made of:
     the sum and count of their ratings and of their recommendation scores, one row per
     customer with feedback (a binary COPY on PostgreSQL, a fetch on SQLite)."""
-    table = Feedback._meta.db_table
     nan = "'NaN'" if connection.vendor == "postgresql" else "NULL"
     real = "double precision" if connection.vendor == "postgresql" else "REAL"
     sql = (
         f"SELECT customer_id, COALESCE(CAST(sum(rating) AS {real}), {nan}), count(rating), "
-        f"COALESCE(CAST(sum(nps) AS {real}), {nan}), count(nps) FROM {table} "
-        "GROUP BY customer_id"
+        f"COALESCE(CAST(sum(nps) AS {real}), {nan}), count(nps) "
+        f"FROM {Feedback._meta.db_table} GROUP BY customer_id"
     )
-    started = time.perf_counter()
-    if connection.vendor == "postgresql":
-        rows = binary_copy_out(sql, None, _FEEDBACK)
-    else:
-        with connection.cursor() as cur:
-            cur.execute(sql)
-            rows = np.array(cur.fetchall(), dtype=np.float64)
-    return {"seconds": time.perf_counter() - started, "rows": len(rows)}
+    seconds, rows = _timed_read(sql, _FEEDBACK)
+    return {"seconds": seconds, "rows": rows}
 
 
 def feature_inputs_floor() -> dict:
@@ -173,33 +179,19 @@ def feature_inputs_floor() -> dict:
 
 def attributes_floor() -> dict:
     """Seconds to read the features' attributes and feedback on a first run, whose figures
-    come from the purchases: every profiled customer's birth date, age and income, and the
+    come from the purchases: every profiled buyer's birth date, age and income, and the
     feedback figures (feedback_floor)."""
-    table = Customer._meta.db_table
-    if connection.vendor == "postgresql":
-        sql = (
-            f"SELECT id, COALESCE(birth_date - DATE '2000-01-01', {_NO_BIRTH_DATE}), "
-            "COALESCE(age, -1), COALESCE(CAST(annual_income AS double precision), 'NaN') "
-            f"FROM {table} WHERE NOT is_archived AND NOT profiling_opt_out ORDER BY id"
-        )
-    else:
-        sql = (
-            "SELECT id, julianday(birth_date), age, CAST(annual_income AS REAL) "
-            f"FROM {table} WHERE is_archived = 0 AND profiling_opt_out = 0 ORDER BY id"
-        )
-    started = time.perf_counter()
-    if connection.vendor == "postgresql":
-        rows = binary_copy_out(sql, None, {"id": ">i8", **_ATTRIBUTES})
-    else:
-        with connection.cursor() as cur:
-            cur.execute(sql)
-            rows = np.array(cur.fetchall(), dtype=np.float64)
-    seconds = time.perf_counter() - started
+    columns, profiled = _attributes_sql()
+    sql = (
+        f"SELECT id, {columns} FROM {Customer._meta.db_table} "
+        f"WHERE purchase_count > 0 AND {profiled} ORDER BY id"
+    )
+    seconds, rows = _timed_read(sql, {"id": ">i8", **_ATTRIBUTES})
     feedback = feedback_floor()
     return {
         "seconds": seconds + feedback["seconds"],
         "parts": {"attributes": seconds, "feedback": feedback["seconds"]},
-        "rows": len(rows),
+        "rows": rows,
     }
 
 
