@@ -271,10 +271,10 @@ def test_agglomerative_is_selectable_and_falls_back_to_kmeans_for_large_data():
 def test_every_customer_is_placed_by_the_exact_fit_however_many_there_are():
     # MiniBatch's last fit stops wherever its random batches leave it: at a million
     # customers, those on the edge of two segments went back and forth from night to night.
-    frame, truth = planted_frame(per_group=300, seed=19)
-    config = EngineConfig(sample_size=400)  # the fit on every row is not the sample's
+    # Half a million customers (about 2 s): where the engine used to switch to MiniBatch.
+    frame, truth = planted_frame(per_group=125_000, seed=19)
 
-    result = segment_customers(frame, previous=[], config=config)
+    result = segment_customers(frame, previous=[], config=EngineConfig())
 
     assert result.method == "kmeans"
     assert adjusted_rand_score(truth, result.labels) >= 0.9
