@@ -37,6 +37,7 @@ from segmentation.features import EngineRejected
 from segmentation.models import SegmentationRun
 from segmentation.prediction_selectors import RunBuyers
 from segmentation.predictions import PredictionsComputed, predictions_compute, predictions_store
+from segmentation.run_memory import run_memory
 from segmentation.services.common import RunAlreadyFinished, SegmentationCheckFailed, jsonable
 from segmentation.services.label_write import labels_write, temp_tables_drop
 from segmentation.services.plan import RunPlan
@@ -229,7 +230,7 @@ def segmentation_run_execute(
     timings: dict[str, float] = {}
     predictions = _Predictions(as_of=run.as_of or timezone.localdate())
     try:
-        with _heartbeat(run.pk):
+        with run_memory(), _heartbeat(run.pk):
             plan = _plan_compute(run, reporter, timings)
             labelled = labels_write(
                 run=run,
