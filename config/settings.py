@@ -276,8 +276,8 @@ PREDICTIONS_MONTHLY_DISCOUNT = env_float("PREDICTIONS_MONTHLY_DISCOUNT", 0.01, l
 # 1M customers: pages 2-2.4x slower during a run, against 1.1-1.2x one after the other), so
 # it is on by default only with more cores.
 PREDICTIONS_ALONGSIDE = env_bool("PREDICTIONS_ALONGSIDE", (os.cpu_count() or 1) > 2)
-# A run reuses the memory it frees instead of asking the system for fresh pages for each
-# array (segmentation.run_memory); off, glibc's and numpy's defaults apply.
+# A worker keeps the memory its runs free for their next arrays instead of asking the system
+# for fresh pages for each (segmentation.run_memory); off, glibc's and numpy's defaults apply.
 RUN_MEMORY_REUSE = env_bool("RUN_MEMORY_REUSE", True)
 
 # CSV imports in the admin run on the worker (crm.import_jobs): the largest upload accepted,

@@ -9,8 +9,8 @@ memory freed a moment before. So a worker keeps what it frees for its next array
 takes ordinary pages, from when the worker starts (segmentation.tasks); after each run the
 freed memory goes back to the system, so an idle worker does not sit on the run's peak.
 Measured at a million customers, nightly runs: cleaning and scaling the features 0.47-0.57 s
-instead of 1.07-1.25 s, the final fit 0.86-0.98 s instead of 1.24-1.43 s; peak memory
-0.79 GB instead of 0.75.
+instead of 1.07-1.25 s, the final fit 0.86-0.98 s instead of 1.00-1.43 s; peak memory
+0.79 GB instead of 0.75 (docs/benchmarks.md).
 
 Linux with glibc only; elsewhere (and when settings.RUN_MEMORY_REUSE is off) nothing changes.
 """
@@ -80,8 +80,8 @@ def _tune() -> bool:
 
 def memory_reuse_start() -> bool:
     """Reuse freed memory in this process from now on (settings.RUN_MEMORY_REUSE); a worker
-    calls it when it starts, before it loads the engine, so that the runs find the memory
-    its imports freed. True when in effect."""
+    calls it when it starts, before it loads the engine: set there it sped the runs up, set
+    at the start of each run it measured no faster. True when in effect."""
     return bool(getattr(settings, "RUN_MEMORY_REUSE", True)) and _tune()
 
 

@@ -1,5 +1,7 @@
 """A run keeps the memory it frees for its next arrays, and gives it back when it ends."""
 
+import resource
+
 import numpy as np
 import pytest
 
@@ -15,8 +17,6 @@ MB = 2**20
 def _resident_bytes() -> int:
     with open("/proc/self/statm") as statm:
         pages = int(statm.read().split()[1])
-    import resource
-
     return pages * resource.getpagesize()
 
 
