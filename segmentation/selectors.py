@@ -531,6 +531,19 @@ class CustomerCounts:
     opted_out: int
     pinned: int
 
+    @classmethod
+    def of_flags(
+        cls, is_archived: np.ndarray, profiling_opt_out: np.ndarray, *, pinned: int
+    ) -> "CustomerCounts":
+        """The counts of customer_counts() from every customer's two flags (0 or 1), read
+        already by the caller (the label staging)."""
+        active = is_archived == 0
+        return cls(
+            total=int(active.sum()),
+            opted_out=int((active & (profiling_opt_out == 1)).sum()),
+            pinned=pinned,
+        )
+
 
 def customer_counts(*, pinned: int) -> CustomerCounts:
     """Counts the run records besides the clustered customers (one query); ``pinned`` is

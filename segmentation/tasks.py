@@ -5,7 +5,7 @@ from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import OperationalError
 
-from segmentation import customer_rows, run_memory
+from segmentation import customer_rows
 from segmentation.models import SegmentationRun
 from segmentation.services import runs
 
@@ -17,8 +17,7 @@ def _engine_preload(**kwargs) -> None:
     """Load the engine (scikit-learn) when a worker process starts, not inside its first run;
     web processes, which also import this module to enqueue, never load it. Memory freed
     from then on is reused by the runs (segmentation.run_memory)."""
-    run_memory.memory_reuse_start()
-    import segmentation.engine  # noqa: F401
+    runs.run_process_prepare()
 
 
 @shared_task(

@@ -15,8 +15,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from segmentation.models import SegmentationRun
-from segmentation.run_memory import memory_reuse_start
-from segmentation.services import segmentation_run_execute
+from segmentation.services import run_process_prepare, segmentation_run_execute
 
 PHASES = (
     "feature_query",
@@ -76,11 +75,9 @@ def _peak_rss_kb() -> int:
 
 def recluster_once() -> dict:
     """Run one recluster in this process through the service; its figures as a dict."""
-    # A worker loads the engine (scikit-learn) when its process starts, not in each run
-    # (segmentation.tasks), after setting how its memory is reused: so does this process,
-    # before the run's clock starts.
-    memory_reuse_start()
-    import segmentation.engine  # noqa: F401
+    # Prepared as a worker prepares its process when it starts (segmentation.tasks), before
+    # the run's clock starts.
+    run_process_prepare()
 
     process = psutil.Process()
     rss_before = process.memory_info().rss

@@ -224,11 +224,8 @@ def _labels_stage(plan: RunPlan) -> StagedLabels:
     }
 
     # The run's customer counts come from this read, not from a query of their own.
-    active = now["is_archived"] == 0
-    counts = selectors.CustomerCounts(
-        total=int(active.sum()),
-        opted_out=int((active & (now["profiling_opt_out"] == 1)).sum()),
-        pinned=len(plan.pins),
+    counts = selectors.CustomerCounts.of_flags(
+        now["is_archived"], now["profiling_opt_out"], pinned=len(plan.pins)
     )
 
     expected = _expected_segments(plan)

@@ -37,7 +37,7 @@ from segmentation.features import EngineRejected
 from segmentation.models import SegmentationRun
 from segmentation.prediction_selectors import RunBuyers
 from segmentation.predictions import PredictionsComputed, predictions_compute, predictions_store
-from segmentation.run_memory import run_memory
+from segmentation.run_memory import memory_reuse_start, run_memory
 from segmentation.services.common import RunAlreadyFinished, SegmentationCheckFailed, jsonable
 from segmentation.services.label_write import labels_write, temp_tables_drop
 from segmentation.services.plan import RunPlan
@@ -411,6 +411,14 @@ def _heartbeat(run_id: int) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def run_process_prepare() -> None:
+    """Make this process ready to execute runs, as a worker does when it starts: reuse the
+    memory its runs free (segmentation.run_memory), then load the engine (scikit-learn), so
+    that neither costs the first run."""
+    memory_reuse_start()
+    _engine()
 
 
 def _engine():

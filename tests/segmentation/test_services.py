@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from crm.models import Customer, Purchase
 from crm.services import business_settings_update, customer_stats_refresh
-from segmentation import explain, services
+from segmentation import explain, selectors, services
 from segmentation.models import (
     CustomerPrediction,
     Membership,
@@ -451,6 +451,11 @@ def test_a_rerun_writes_exactly_what_changed_since_the_last_run(shop):
         sum(Segment.objects.active().values_list("size", flat=True))
         == Customer.objects.filter(is_archived=False).count()
     )
+    # The run counts the customers from its staging read as the counting query does: the
+    # archived one left out, the newcomer in.
+    counted = selectors.customer_counts(pinned=0)
+    assert (rerun.n_customers, rerun.n_opted_out) == (counted.total, counted.opted_out)
+    assert rerun.n_customers == Customer.objects.filter(is_archived=False).count()
 
 
 def test_staging_leaves_pinned_customers_out_and_archived_ones_never_placed_unwritten(
