@@ -474,21 +474,49 @@ def customer_flags_and_memberships(*, reasons_table: str) -> dict[str, np.ndarra
             "reason_id": read["reason_id"],
         }
     ids = customer_ids()
-    # The memberships in the table's own order, the few reasons looked up from a hash of
-    # their table; numpy puts them in customer order (_by_customer_id). At a million on
-    # PostgreSQL, walking the primary key in order took 0.82-1.48 s (more as nightly updates
-    # move rows), a plain scan 0.75-0.82 s, sorting included.
+    # The memberships in the table's own order, each reason as a 64-bit hash of its text
+    # that numpy looks up among the hashes of the run's sentences (_reason_numbers); numpy
+    # puts them in customer order (_by_customer_id). At a million on PostgreSQL, walking the
+    # primary key in order took 0.82-1.48 s (more as nightly updates move rows), a plain
+    # scan 0.75-0.82 s, sorting included; joining the sentences' table by text cost the
+    # database 0.30 s of it, the hash 0.22 s.
     memberships_sql = (
-        "SELECT CAST(m.customer_id AS BIGINT), CAST(COALESCE(m.segment_id, -1) AS BIGINT), "
-        f"CAST(COALESCE(r.id, -1000) AS BIGINT) FROM {membership} m "
-        f"LEFT JOIN {reasons_table} r ON r.reason = m.reason WHERE NOT m.pinned"
+        "SELECT CAST(customer_id AS BIGINT), CAST(COALESCE(segment_id, -1) AS BIGINT), "
+        f"hashtextextended(reason, 0) FROM {membership} WHERE NOT pinned"
     )
     # A transaction scopes the planner settings (see customer_features).
     with transaction.atomic(), connection.cursor() as cur:
         saved = planner_settings_set(cur, _STAGING_READ_SETTINGS)
-        placed = _int_columns(memberships_sql, ["customer_id", "segment_id", "reason_id"])
+        placed = _int_columns(memberships_sql, ["customer_id", "segment_id", "reason_hash"])
         planner_settings_set(cur, saved)
+        sentences = _int_columns(
+            f"SELECT CAST(id AS BIGINT), hashtextextended(reason, 0) FROM {reasons_table}",
+            ["id", "reason_hash"],
+        )
+    placed["reason_id"] = _reason_numbers(placed.pop("reason_hash"), sentences)
     return _memberships_by_customer(ids, flagged, placed)
+
+
+def _reason_numbers(hashes: np.ndarray, sentences: dict[str, np.ndarray]) -> np.ndarray:
+    """The number of the run's sentence each reason hash stands for, -1000 for none.
+
+    Two different texts share a 64-bit hash with a chance of one in 2**64 a pair: a
+    customer's old reason taken for one of the run's few sentences would keep its old text
+    until it next changes. Two of the run's own sentences sharing one are matched to
+    neither, so their customers are written again."""
+    numbers = np.full(len(hashes), -1000, dtype=np.int64)
+    order = np.argsort(sentences["reason_hash"], kind="stable")
+    keys, ids = sentences["reason_hash"][order], sentences["id"][order]
+    unique = np.ones(len(keys), dtype=bool)
+    unique[1:] &= keys[1:] != keys[:-1]
+    unique[:-1] &= keys[:-1] != keys[1:]
+    keys, ids = keys[unique], ids[unique]
+    if not len(keys):
+        return numbers
+    position = np.minimum(np.searchsorted(keys, hashes), len(keys) - 1)
+    found = keys[position] == hashes
+    numbers[found] = ids[position[found]]
+    return numbers
 
 
 def _memberships_by_customer(

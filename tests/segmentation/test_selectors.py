@@ -389,3 +389,15 @@ def test_staging_read_lays_memberships_out_by_customer_whatever_order_a_plan_ret
     assert read["reason_id"].tolist() == [2, -1000, 0, -1000]
     assert read["is_archived"].tolist() == [0, 0, 0, 1]
     assert read["profiling_opt_out"].tolist() == [0, 1, 0, 0]
+
+
+def test_staging_numbers_each_current_reason_by_the_hash_of_the_run_sentence_it_is():
+    sentences = {"id": np.array([0, 1, 2, 3]), "reason_hash": np.array([70, -5, 12, 12])}
+
+    numbers = selectors._reason_numbers(np.array([-5, 70, 99, 12, 70]), sentences)
+
+    # 99: a reason the run does not write any more; 12: two of the run's own sentences
+    # share the hash, so neither is trusted and the customer is written again.
+    assert numbers.tolist() == [1, 0, -1000, -1000, 0]
+    none = {"id": np.array([], dtype=np.int64), "reason_hash": np.array([], dtype=np.int64)}
+    assert selectors._reason_numbers(np.array([7]), none).tolist() == [-1000]
