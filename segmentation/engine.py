@@ -84,7 +84,10 @@ class SegmentResult:
 class EngineResult:
     customer_ids: np.ndarray
     labels: np.ndarray
-    reasons: np.ndarray
+    # Each customer's reason as a position in reason_table (a few dozen to a few hundred
+    # sentences): a million customers share them, so they are numbered, not copied.
+    reason_codes: np.ndarray
+    reason_table: np.ndarray
     segments: list[SegmentResult]
     retired_segment_ids: list[int]
     method: str
@@ -102,6 +105,19 @@ class EngineResult:
     candidates: list[dict] = field(default_factory=list)
     # Plain sentences for the owner about the data itself (e.g. how old the newest sale is).
     warnings: list[str] = field(default_factory=list)
+    # The cleaned figures the customers were segmented on (features.plain_features), rows
+    # sorted by customer id: the stored figures take them instead of cleaning again.
+    plain: pd.DataFrame | None = None
+
+    @property
+    def reasons(self) -> np.ndarray:
+        """Each customer's reason (an object array of sentences)."""
+        return self.reason_table[self.reason_codes]
+
+    @reasons.setter
+    def reasons(self, sentences) -> None:
+        codes, table = pd.factorize(np.asarray(sentences, dtype=object), use_na_sentinel=False)
+        self.reason_codes, self.reason_table = codes.astype(np.int64), np.asarray(table, object)
 
 
 def _check_config(config: EngineConfig) -> None:
@@ -142,8 +158,11 @@ def confidence_of(
     return level, note
 
 
-def _rfm_reasons(plain: pd.DataFrame, labels: np.ndarray, names: list[str]) -> np.ndarray:
-    """Exact reasons for RFM scoring: the scores that place each customer in their group."""
+def _rfm_reasons(
+    plain: pd.DataFrame, labels: np.ndarray, names: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact reasons for RFM scoring: the scores that place each customer in their group,
+    as (sentences, each customer's position among them)."""
     r, _f, _m, fm = clustering.rfm_scores(
         plain["recency_days"].to_numpy(),
         plain["frequency"].to_numpy(),
@@ -158,7 +177,7 @@ def _rfm_reasons(plain: pd.DataFrame, labels: np.ndarray, names: list[str]) -> n
                     f"Because their recency score is {rs} of 5 and their "
                     f"frequency-and-spend score {fs} of 5."
                 )
-    return table[(r * 6 + fm) * k + labels]
+    return table, ((r * 6 + fm) * k + labels).astype(np.int64)
 
 
 def segment_customers(
@@ -215,7 +234,7 @@ def _segment_customers(
         raise EngineRejected(
             f"{n} customers with purchases; at least {config.min_customers} are needed"
         )
-    if np.ptp(feats.model, axis=0).max() == 0:
+    if feats.spread.max() == 0:
         raise EngineRejected(
             f"all {n} customers have identical purchase figures; there is nothing to tell apart"
         )
@@ -375,10 +394,10 @@ def _segment_customers(
     ]
     # Back to the caller's row order.
     out_labels = np.empty(n, dtype=np.int64)
-    out_reasons = np.empty(n, dtype=object)
+    out_reasons = np.empty(n, dtype=np.int64)
     out_ids = np.empty(n, dtype=np.int64)
     out_labels[feats.order] = labels
-    out_reasons[feats.order] = explanation.reasons
+    out_reasons[feats.order] = explanation.reason_codes
     out_ids[feats.order] = feats.customer_ids
     lap("matching")
 
@@ -423,7 +442,8 @@ def _segment_customers(
     return EngineResult(
         customer_ids=out_ids,
         labels=out_labels,
-        reasons=out_reasons,
+        reason_codes=out_reasons,
+        reason_table=explanation.reason_table,
         segments=segments,
         retired_segment_ids=matched.retired_segment_ids,
         method=method if method != "minibatch" else result.method,
@@ -439,4 +459,5 @@ def _segment_customers(
         timings=timings,
         candidates=result.candidates,
         warnings=warnings,
+        plain=feats.plain,
     )

@@ -63,10 +63,16 @@ KNOWN_WORD = {
 class Explanation:
     fidelity: float
     rules: dict[int, list[str]]  # label -> rules (each one path of the tree, in plain units)
-    reasons: np.ndarray  # object array, one sentence per customer
+    reason_codes: np.ndarray  # per customer, the position of their reason in reason_table
+    reason_table: np.ndarray  # object array of the sentences
     columns: list[str]  # features the tree could split on
     # column -> the tree's split values on it (after snapping), for the next run to keep
     thresholds: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def reasons(self) -> np.ndarray:
+        """Each customer's sentence (an object array)."""
+        return self.reason_table[self.reason_codes]
 
 
 # Split thresholds are moved to the nearest of these round values before any rule or
@@ -343,7 +349,7 @@ def surrogate_explanation(
     names: list[str],
     summaries: list[str],
     seed: int,
-    exact_reasons: np.ndarray | None = None,
+    exact_reasons: tuple[np.ndarray, np.ndarray] | None = None,
     previous_thresholds: dict[str, list[float]] | None = None,
     currency: str = "",
 ) -> Explanation:
@@ -351,9 +357,10 @@ def surrogate_explanation(
 
     ``names[label]`` and ``summaries[label]`` (a short profile) phrase the reasons, amounts
     followed by ``currency`` when given.
-    ``exact_reasons``, when given (RFM scoring, whose rules are exact), replaces the
-    tree-based reasons. ``previous_thresholds`` (the last run's Explanation.thresholds) are
-    kept where today's splits fall near them.
+    ``exact_reasons``, when given (RFM scoring, whose rules are exact: its sentences and each
+    customer's position among them), replaces the tree-based reasons.
+    ``previous_thresholds`` (the last run's Explanation.thresholds) are kept where today's
+    splits fall near them.
     """
     k = len(names)
     columns = [c for c in TREE_COLUMNS if c not in OPTIONAL or c in kept]
@@ -392,7 +399,7 @@ def surrogate_explanation(
                     f"Closest overall to this segment's typical customer "
                     f"({summaries[label]}), although {rule} is more usual in another segment."
                 )
-    reasons = table[leaf_index[leaf_of] * k + labels]
+    codes = leaf_index[leaf_of] * k + labels
 
     # A segment no leaf speaks for gets its own one-against-the-rest tree.
     for label in range(k):
@@ -413,14 +420,16 @@ def surrogate_explanation(
             for leaf in positive:
                 sentences[leaf] = f"Because {ovr_paths[leaf]}."
             good = np.isin(member_leaf, positive)
-            reasons[members[good]] = sentences[member_leaf[good]]
+            codes[members[good]] = len(table) + member_leaf[good]
+            table = np.concatenate([table, sentences])
 
     if exact_reasons is not None:
-        reasons = exact_reasons
+        table, codes = exact_reasons
     return Explanation(
         fidelity=fidelity,
         rules=rules,
-        reasons=reasons,
+        reason_codes=codes.astype(np.int64),
+        reason_table=table,
         columns=columns,
         thresholds=_tree_thresholds(tree, columns),
     )

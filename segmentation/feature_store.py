@@ -154,10 +154,14 @@ def _changes(table: pd.DataFrame, stored: pd.DataFrame) -> tuple[np.ndarray, np.
     return ~same, gone
 
 
-def customer_features_store(*, run: SegmentationRun, frame: pd.DataFrame) -> int:
+def customer_features_store(
+    *, run: SegmentationRun, frame: pd.DataFrame, plain: pd.DataFrame | None = None
+) -> int:
     """Bring the stored figures up to those of ``frame`` (the run's raw frame: the columns
     of features.RAW_COLUMNS and features.MOMENT_COLUMNS), as of the run's reference time.
     Returns the rows written: those of customers who are new or whose figures changed.
+    ``plain``: the engine's cleaned features of the frame's rows, when at hand
+    (features.stored_features).
 
     One transaction, so readers see the previous run's figures or this one's, never a mix:
     the stored rows' keys are read and compared with the new rows' in numpy, the rows of
@@ -170,7 +174,7 @@ def customer_features_store(*, run: SegmentationRun, frame: pd.DataFrame) -> int
     as_of = run.reference_time
     if as_of is None:
         raise ValueError("the run has no reference time")
-    table = features.stored_features(frame, reference_us=moment_us(as_of))
+    table = features.stored_features(frame, reference_us=moment_us(as_of), plain=plain)
     table["figures_key"] = figures_keys(table)
     db_table = connection.ops.quote_name(CustomerFeatures._meta.db_table)
     with transaction.atomic(), connection.cursor() as cur:

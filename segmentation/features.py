@@ -144,6 +144,7 @@ class Features:
     missing: dict[str, dict]
     cleaning: dict[str, int] = field(default_factory=dict)  # clipped values per column
     order: np.ndarray | None = None  # positions of the sorted rows in the input frame
+    spread: np.ndarray | None = None  # per model column, its largest value less its smallest
 
 
 def stable_sample(customer_ids: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -364,20 +365,25 @@ def model_features(raw: pd.DataFrame, *, scaling: str = "standard") -> Features:
         known_of[key] = known
 
     columns = list(transformed)
-    model = np.empty((n, len(columns) + len(indicators)), dtype=np.float64)
+    # Filled a column at a time, each one row of the transposed matrix (written in one
+    # stride, checked and measured there), then laid out a customer per row in one copy:
+    # written straight into the customer rows, each column touched every row's cache line
+    # (0.10 s at 1M for the matrix and 0.05 s for the stable one, against 0.02 s each).
+    by_column = np.empty((len(columns) + len(indicators), n), dtype=np.float64)
     basis = stable_sample(ids, SCALE_SAMPLE, seed=0) if n > SCALE_SAMPLE else None
     for j, key in enumerate(columns):
         scaled = scaler(transformed[key], known_of.get(key), rows=basis) if n else 0.0
-        model[:, j] = scaled * WEIGHTS[key]
+        np.multiply(scaled, WEIGHTS[key], out=by_column[j])
     for j, ind in enumerate(indicators.values(), start=len(columns)):
-        model[:, j] = ind * INDICATOR_WEIGHT
+        np.multiply(ind, INDICATOR_WEIGHT, out=by_column[j])
     columns += list(indicators)
-    if not np.isfinite(model).all():
+    if not np.isfinite(by_column).all():
         raise EngineRejected("non-finite values remain in the model features after cleaning")
+    spread = by_column.max(axis=1) - by_column.min(axis=1) if n else np.zeros(len(by_column))
+    model = np.ascontiguousarray(by_column.T)
+    del by_column
     # The same fixed transforms as stable_matrix(plain), already computed above.
-    stable = np.empty((n, len(STABLE_COLUMNS)), dtype=np.float64)
-    for j, key in enumerate(STABLE_COLUMNS):
-        stable[:, j] = transformed[key]
+    stable = np.ascontiguousarray(np.stack([transformed[key] for key in STABLE_COLUMNS]).T)
     return Features(
         customer_ids=ids,
         plain=plain,
@@ -388,6 +394,7 @@ def model_features(raw: pd.DataFrame, *, scaling: str = "standard") -> Features:
         missing=missing,
         cleaning=cleaning,
         order=order,
+        spread=spread,
     )
 
 
@@ -410,7 +417,9 @@ STORED_COLUMNS = [
 ]
 
 
-def stored_features(raw: pd.DataFrame, *, reference_us: int) -> pd.DataFrame:
+def stored_features(
+    raw: pd.DataFrame, *, reference_us: int, plain: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The figures a run segments each customer on, cleaned exactly as the engine cleans
     them (STORED_COLUMNS, sorted by customer id): what the customer page and the export show.
 
@@ -420,12 +429,17 @@ def stored_features(raw: pd.DataFrame, *, reference_us: int) -> pd.DataFrame:
     clock skew) counts as at the reference time, a first sale after the last as the last.
     satisfaction is 0..1 from the average rating (1-5) and NPS answer (0-10), averaged where
     known, NaN without feedback; usual_gap_days the mean days between purchases, NaN for a
-    one-time buyer, from the moments alone so that it is the same float at every run."""
+    one-time buyer, from the moments alone so that it is the same float at every run.
+    ``plain``: these rows' cleaned features as the engine made them (Features.plain, sorted
+    by customer id), so that a run does not clean them twice (0.07 s at 1M)."""
     frame, _ = raw_sorted(raw)
     absent = [c for c in MOMENT_COLUMNS if c not in frame.columns]
     if absent:
         raise ValueError(f"raw frame lacks columns: {', '.join(absent)}")
-    plain, _ = plain_features(frame)
+    if plain is None:
+        plain, _ = plain_features(frame)
+    elif len(plain) != len(frame):
+        raise ValueError("the cleaned features are not those of the raw frame's rows")
     parts = np.stack([(plain["rating_mean"].to_numpy() - 1) / 4, plain["nps_mean"].to_numpy() / 10])
     known = np.isfinite(parts)
     with np.errstate(invalid="ignore"):

@@ -152,6 +152,9 @@ def test_fidelity_is_a_share_and_every_customer_has_a_reason():
     assert 0.0 <= result.fidelity <= 1.0
     assert result.reasons.dtype == object
     assert all(isinstance(r, str) and r.startswith(("Because ", "Closest")) for r in result.reasons)
+    # The customers share a few sentences, numbered rather than copied per customer.
+    assert result.reason_codes.dtype == np.int64 and len(result.reason_codes) == 2_000
+    assert len(set(result.reason_table)) < 100
 
 
 def test_progress_timings_metrics_and_missing_counts_are_reported():

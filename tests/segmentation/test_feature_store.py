@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from crm.models import Customer
-from segmentation import feature_store, selectors, services
+from segmentation import feature_store, features, selectors, services
 from segmentation.features import MOMENT_COLUMNS, RAW_COLUMNS
 from segmentation.models import CustomerFeatures, Segment, SegmentationRun, moment_us
 from segmentation.services import label_write
@@ -435,3 +435,17 @@ def test_the_customer_page_says_the_last_purchase_as_of_the_run(client, alice):
 
     assert "Last bought 3 days ago" in text
     assert "Last bought 13 days ago" not in text
+
+
+@pytest.mark.django_db
+def test_a_run_stores_the_figures_its_engine_cleaned_without_cleaning_them_again():
+    ids = [CustomerFactory().pk for _ in range(6)]
+    frame = raw(ids).iloc[::-1].reset_index(drop=True)  # rows in any order, as the engine takes
+    plain = features.model_features(frame[RAW_COLUMNS]).plain
+    feature_store.customer_features_store(run=run_at(AS_OF), frame=frame, plain=plain)
+    from_engine = stored_values()
+    CustomerFeatures.objects.all().delete()
+    feature_store.customer_features_store(run=run_at(AS_OF), frame=frame)
+    assert [row[1:] for row in stored_values()] == [row[1:] for row in from_engine]
+    with pytest.raises(ValueError, match="not those of the raw frame"):
+        features.stored_features(frame, reference_us=moment_us(AS_OF), plain=plain[:3])
