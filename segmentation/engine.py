@@ -114,11 +114,6 @@ class EngineResult:
         """Each customer's reason (an object array of sentences)."""
         return self.reason_table[self.reason_codes]
 
-    @reasons.setter
-    def reasons(self, sentences) -> None:
-        codes, table = pd.factorize(np.asarray(sentences, dtype=object), use_na_sentinel=False)
-        self.reason_codes, self.reason_table = codes.astype(np.int64), np.asarray(table, object)
-
 
 def _check_config(config: EngineConfig) -> None:
     if config.method not in METHODS:

@@ -142,9 +142,9 @@ class Features:
     stable: np.ndarray  # float64 (n, len(STABLE_COLUMNS)), fixed transforms of plain units
     kept: list[str]  # optional attributes used in this run
     missing: dict[str, dict]
+    spread: np.ndarray  # per model column, its largest value less its smallest
     cleaning: dict[str, int] = field(default_factory=dict)  # clipped values per column
     order: np.ndarray | None = None  # positions of the sorted rows in the input frame
-    spread: np.ndarray | None = None  # per model column, its largest value less its smallest
 
 
 def stable_sample(customer_ids: np.ndarray, size: int, seed: int) -> np.ndarray:

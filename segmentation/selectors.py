@@ -504,19 +504,11 @@ def _reason_numbers(hashes: np.ndarray, sentences: dict[str, np.ndarray]) -> np.
     customer's old reason taken for one of the run's few sentences would keep its old text
     until it next changes. Two of the run's own sentences sharing one are matched to
     neither, so their customers are written again."""
-    numbers = np.full(len(hashes), -1000, dtype=np.int64)
-    order = np.argsort(sentences["reason_hash"], kind="stable")
-    keys, ids = sentences["reason_hash"][order], sentences["id"][order]
-    unique = np.ones(len(keys), dtype=bool)
-    unique[1:] &= keys[1:] != keys[:-1]
-    unique[:-1] &= keys[:-1] != keys[1:]
-    keys, ids = keys[unique], ids[unique]
-    if not len(keys):
-        return numbers
-    position = np.minimum(np.searchsorted(keys, hashes), len(keys) - 1)
-    found = keys[position] == hashes
-    numbers[found] = ids[position[found]]
-    return numbers
+    keys = pd.Index(sentences["reason_hash"])
+    shared = keys.duplicated(keep=False)
+    keys, ids = keys[~shared], sentences["id"][~shared]
+    # -1, "not there", picks the -1000 put after the numbers.
+    return np.append(ids, -1000).astype(np.int64)[keys.get_indexer(hashes)]
 
 
 def _memberships_by_customer(

@@ -192,7 +192,8 @@ def _labels_stage(plan: RunPlan) -> StagedLabels:
     number = np.full(len(table), -1, dtype=np.int64)
     number[used] = cut_codes
     reason_ids = number[codes]
-    # One number (>= 0) per distinct text; current reasons are matched to these by text.
+    # One number (>= 0) per distinct text; current reasons are matched to these by their text
+    # (on PostgreSQL by a hash of it: selectors.customer_flags_and_memberships).
     number_of = {str(text): i for i, text in enumerate(sentences)}
     special_reason: dict[Label, int] = {}
     for label, text in (

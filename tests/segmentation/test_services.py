@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import numpy as np
+import pandas as pd
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -650,13 +651,16 @@ def test_reasons_longer_than_the_column_are_cut_and_not_rewritten_by_the_next_ru
     def long_reasons(*args, **kwargs):
         result = real(*args, **kwargs)
         # Two sentences per segment that differ only past the column's width.
-        result.reasons = np.asarray(
-            [
-                f"{text} {'x' * width} {'one' if i % 2 else 'two'}"
-                for i, text in enumerate(result.reasons)
-            ],
-            dtype=object,
+        codes, table = pd.factorize(
+            np.asarray(
+                [
+                    f"{text} {'x' * width} {'one' if i % 2 else 'two'}"
+                    for i, text in enumerate(result.reasons)
+                ],
+                dtype=object,
+            )
         )
+        result.reason_codes, result.reason_table = codes, np.asarray(table, dtype=object)
         return result
 
     monkeypatch.setattr(engine, "segment_customers", long_reasons)
