@@ -80,19 +80,21 @@ def customer_orphans_delete(
     return deleted
 
 
-def run_orphans_delete(*, run_id: int, customer_ids: np.ndarray) -> dict[str, int]:
+def run_orphans_delete(
+    *, run_id: int, customer_ids: np.ndarray, seen: np.ndarray | None = None
+) -> dict[str, int]:
     """Delete the rows run ``run_id`` wrote for customers who no longer exist, given every
-    customer it wrote a row for (``customer_ids``: any order, repeats allowed).
+    customer it wrote a row for (``customer_ids``: any order, repeats allowed) and, when
+    known, every customer id one read of the run found (``seen``, sorted: the label
+    staging's).
 
     Only those customers can have an orphan row of this run: a customer deleted once its
-    writes committed takes their rows along (Django's cascade). One read of the customer ids
-    that exist tells which are gone; a DELETE of those ids' rows of this run, per table
-    (RUN_SWEPT_MODELS; any of their stored figures), is issued only when some are.
-    Memberships carry no run and are left to the daily sweep. Returns rows deleted per table.
+    writes committed takes their rows along (Django's cascade). _customers_gone tells which
+    are gone; a DELETE of those ids' rows of this run, per table (RUN_SWEPT_MODELS; any of
+    their stored figures), is issued only when some are. Memberships carry no run and are
+    left to the daily sweep. Returns rows deleted per table.
     """
-    # Not np.setdiff1d: it first makes the ids handed over unique (1-3 s for the three
-    # million of a run at a million customers); looking each up among the existing is linear.
-    gone = np.unique(customer_ids[~np.isin(customer_ids, selectors.customer_ids())])
+    gone = _customers_gone(customer_ids, seen=seen)
     deleted = {model._meta.label_lower: 0 for model in RUN_SWEPT_MODELS}
     if not len(gone):
         return deleted
@@ -105,6 +107,19 @@ def run_orphans_delete(*, run_id: int, customer_ids: np.ndarray) -> dict[str, in
                 cur.execute(f"DELETE FROM {table} WHERE {condition}", params)
                 deleted[model._meta.label_lower] += max(cur.rowcount, 0)
     return deleted
+
+
+def _customers_gone(customer_ids: np.ndarray, *, seen: np.ndarray | None) -> np.ndarray:
+    """The distinct ``customer_ids`` without a customer now. When every customer ``seen``
+    still exists (selectors.customers_all_there: a count and a sum, 0.08 s at 1M on SQLite),
+    only the ids that read did not find are looked up; otherwise every customer id is read
+    (0.38 s at 1M on SQLite, 0.15 s on PostgreSQL)."""
+    if seen is not None and selectors.customers_all_there(seen):
+        unseen = np.unique(customer_ids[~np.isin(customer_ids, seen)])
+        return unseen[~np.isin(unseen, selectors.customer_ids_among(unseen))]
+    # Not np.setdiff1d: it first makes the ids handed over unique (1-3 s for the three
+    # million of a run at a million customers); looking each up among the existing is linear.
+    return np.unique(customer_ids[~np.isin(customer_ids, selectors.customer_ids())])
 
 
 def _customer_id_among(ids: np.ndarray) -> Iterator[tuple[str, list]]:

@@ -25,7 +25,7 @@ from segmentation import features
 from segmentation.models import CustomerFeatures, SegmentationRun, days_before, moment_us
 from segmentation.naming import days_ago, number, times
 from segmentation.pg_copy import COPY_CHUNK, copy_binary, copy_out
-from segmentation.selectors import _binary_rows_frame
+from segmentation.selectors import _binary_rows_frame, rows_matrix
 
 # The stored columns in the order every write and read below uses, with PostgreSQL's binary
 # type of each; the last two may be NULL.
@@ -107,7 +107,7 @@ def _stored_keys() -> pd.DataFrame:
             cur.execute(sql)
             parts = [np.empty((0, 2), dtype=np.int64)]
             while rows := cur.fetchmany(_FETCH_CHUNK):
-                parts.append(np.array(rows, dtype=np.int64).reshape(-1, 2))
+                parts.append(rows_matrix(rows, 2, np.int64))
             matrix = np.concatenate(parts)
             stored = pd.DataFrame({c: matrix[:, i] for i, c in enumerate(columns)})
     ids = stored["customer_id"].to_numpy()

@@ -36,6 +36,7 @@ from segmentation.selectors import (
     binary_fixed_rows,
     day_start,
     planner_settings_set,
+    rows_matrix,
     sqlite_moment_us,
 )
 
@@ -261,7 +262,7 @@ def _kept_rows(*, tz: str, as_of: date, until: datetime) -> pd.DataFrame:
         return _frame_from_copy(_copy_out(sql, **values), extra=["holds"])
     with connection.cursor() as cur:
         cur.execute(sql, values)
-        matrix = np.array(cur.fetchall(), dtype=np.float64).reshape(-1, len(columns))
+        matrix = rows_matrix(cur.fetchall(), len(columns), np.float64)
     frame = pd.DataFrame(
         {
             name: matrix[:, i].astype(np.int64)
@@ -359,7 +360,7 @@ def _kept_alone(*, tz: str, as_of: date) -> dict[str, np.ndarray]:
         )
         with connection.cursor() as cur:
             cur.execute(sql, {"tz": tz, "as_of": as_of.isoformat()})
-            matrix = np.array(cur.fetchall(), dtype=np.float64).reshape(-1, len(_KEPT_ALONE))
+            matrix = rows_matrix(cur.fetchall(), len(_KEPT_ALONE), np.float64)
         kept = {
             name: matrix[:, i]
             if name in ("total", "first_total", "computed_us")

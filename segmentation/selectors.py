@@ -1,5 +1,6 @@
 """Reads for segmentation: the per-customer feature frame (one SQL aggregate) and small lookups."""
 
+import itertools
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -321,8 +322,16 @@ def _pg_moments_us(stored: np.ndarray) -> np.ndarray:
 def _float_rows_frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
     # Every column is numeric: one float matrix (NULL becomes NaN) is the fastest way into
     # pandas; ids and counts are cast back to integers by _typed.
-    matrix = np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
-    return pd.DataFrame(matrix, columns=columns)
+    return pd.DataFrame(rows_matrix(rows, len(columns), np.float64), columns=columns)
+
+
+def rows_matrix(rows: list[tuple], width: int, dtype) -> np.ndarray:
+    """Fetched rows of ``width`` numbers as one (rows, width) matrix: float NULL becomes
+    NaN, an integer NULL is an error. The values are streamed into numpy one after
+    another: np.array over the list of tuples took twice as long (1M rows of three ints
+    0.16-0.28 s against 0.08-0.12 s; of eight floats 0.31-0.50 s against 0.18-0.30 s)."""
+    values = itertools.chain.from_iterable(rows)
+    return np.fromiter(values, dtype=dtype, count=len(rows) * width).reshape(len(rows), width)
 
 
 def _with_feedback(frame: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
@@ -395,7 +404,7 @@ def _int_columns(sql: str, columns: list[str]) -> dict[str, np.ndarray]:
             frame = _binary_rows_frame(copy_out(cur, sql), columns, int_columns=set(columns))
             return {c: frame[c].to_numpy(np.int64) for c in columns}
         cur.execute(sql)
-        rows = np.array(cur.fetchall(), dtype=np.int64).reshape(-1, len(columns))
+        rows = rows_matrix(cur.fetchall(), len(columns), np.int64)
     return {c: np.ascontiguousarray(rows[:, i]) for i, c in enumerate(columns)}
 
 
@@ -413,7 +422,9 @@ def customer_ids() -> np.ndarray:
     million)."""
     table = Customer._meta.db_table
     if connection.vendor != "postgresql":
-        return _int_columns(f"SELECT id FROM {table} ORDER BY id", ["id"])["id"]
+        # Unordered, SQLite reads them from its narrowest index instead of the whole table,
+        # and numpy sorts them: 0.32 s at 1M against 0.40 s.
+        return np.sort(_int_columns(f"SELECT id FROM {table}", ["id"])["id"])
     with connection.cursor() as cur:
         cur.execute(
             "SELECT string_agg(int8send(id), ''::bytea) "
@@ -421,6 +432,44 @@ def customer_ids() -> np.ndarray:
         )
         packed = cur.fetchone()[0]
     return np.frombuffer(packed or b"", dtype=">i8").astype(np.int64)
+
+
+def customers_all_there(ids: np.ndarray) -> bool:
+    """Whether every customer of ``ids`` (sorted, distinct: the ids one read found) still
+    exists: as many customers up to the largest of them, with the same sum of ids. A
+    customer added since gets a larger id (a smaller one, given by hand or committed late,
+    makes the figures differ: then False). A deletion hides only behind additions of smaller
+    ids with exactly the same count and sum; the daily sweep catches what that leaves."""
+    if not len(ids):
+        return True
+    table = Customer._meta.db_table
+    # On SQLite "+id" keeps the primary key out of the plan: counting along the narrowest
+    # index took 0.08 s at 1M, along the table's own ids 0.14-0.19 s.
+    column = "id" if connection.vendor == "postgresql" else "+id"
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT COUNT(*), COALESCE(SUM(id), 0) FROM {table} WHERE {column} <= %s",
+            [int(ids[-1])],
+        )
+        count, total = cur.fetchone()
+    return int(count) == len(ids) and int(total) == int(ids.sum())
+
+
+def customer_ids_among(ids: np.ndarray) -> np.ndarray:
+    """The ids among ``ids`` (a few thousand at most) that have a customer."""
+    found = [np.empty(0, dtype=np.int64)]
+    for start in range(0, len(ids), _IDS_PER_LOOKUP):
+        chunk = [int(i) for i in ids[start : start + _IDS_PER_LOOKUP]]
+        found.append(
+            np.fromiter(
+                Customer.objects.filter(pk__in=chunk).values_list("pk", flat=True), dtype=np.int64
+            )
+        )
+    return np.concatenate(found)
+
+
+# Ids per lookup: within SQLite's 999 parameters of older builds.
+_IDS_PER_LOOKUP = 900
 
 
 # The flags of a customer the staging's read of archived or opted-out customers did not find.
@@ -436,11 +485,10 @@ def customer_flags_and_memberships(*, reasons_table: str) -> dict[str, np.ndarra
 
     The few archived or opted-out customers are read on their own: merged in the database,
     the customers' table was read whole for two flags that are almost always false.
-    PostgreSQL then reads every customer id (the primary key's index alone) and the unpinned
-    memberships apart, put together by id in numpy (_memberships_by_customer): read alone at
-    1M, 1.8-2.3 s against 1.2-1.5 s. SQLite, whose cost is the values it fetches, reads
-    every customer with their membership in one pass (three values a customer, not four):
-    the whole staging read took 1.41-1.43 s at 1M against 1.59-1.78 s. The reads need no
+    Then every customer id (an index alone) and the unpinned memberships apart, put
+    together by id in numpy (_memberships_by_customer). Read alone at 1M on PostgreSQL,
+    1.8-2.3 s against 1.2-1.5 s for both in one join; on SQLite 1.15 s against 1.41-1.43 s
+    (that join looked each customer's membership up by its key). The reads need no
     common snapshot: a customer added or deleted between them is judged as the staging
     always did (a membership without its customer is left out; a customer read without one
     is staged).
@@ -454,32 +502,24 @@ def customer_flags_and_memberships(*, reasons_table: str) -> dict[str, np.ndarra
         f"FROM {customer} WHERE is_archived OR profiling_opt_out",
         ["id", "is_archived", "profiling_opt_out"],
     )
-    if connection.vendor != "postgresql":
-        # Customers in rowid order, each membership looked up by its primary key; a segment
-        # of -2 marks a customer without an unpinned membership.
-        read = _int_columns(
-            "SELECT c.id, CASE WHEN m.customer_id IS NULL THEN -2 "
-            "ELSE COALESCE(m.segment_id, -1) END, COALESCE(r.id, -1000) "
-            f"FROM {customer} c LEFT JOIN {membership} m "
-            "ON m.customer_id = c.id AND NOT m.pinned "
-            f"LEFT JOIN {reasons_table} r ON r.reason = m.reason ORDER BY c.id",
-            ["id", "segment_id", "reason_id"],
-        )
-        ids, segment = read["id"], read["segment_id"]
-        return {
-            "id": ids,
-            **_by_customer_id(ids, flagged, "id", _NOT_FLAGGED),
-            "has_membership": (segment != -2).astype(np.int64),
-            "segment_id": np.where(segment == -2, -1, segment),
-            "reason_id": read["reason_id"],
-        }
     ids = customer_ids()
-    # The memberships in the table's own order, each reason as a 64-bit hash of its text
-    # that numpy looks up among the hashes of the run's sentences (_reason_numbers); numpy
-    # puts them in customer order (_by_customer_id). At a million on PostgreSQL, walking the
-    # primary key in order took 0.82-1.48 s (more as nightly updates move rows), a plain
-    # scan 0.75-0.82 s, sorting included; joining the sentences' table by text cost the
-    # database 0.30 s of it, the hash 0.22 s.
+    # The memberships in the table's own order; numpy puts them in customer order
+    # (_by_customer_id).
+    if connection.vendor != "postgresql":
+        # SQLite matches each reason to the run's sentences by its text in the scan (0.28 s
+        # of its 0.77 s at 1M).
+        placed = _int_columns(
+            "SELECT m.customer_id, COALESCE(m.segment_id, -1), COALESCE(r.id, -1000) "
+            f"FROM {membership} m LEFT JOIN {reasons_table} r ON r.reason = m.reason "
+            "WHERE NOT m.pinned",
+            ["customer_id", "segment_id", "reason_id"],
+        )
+        return _memberships_by_customer(ids, flagged, placed)
+    # PostgreSQL reads each reason as a 64-bit hash of its text that numpy looks up among the
+    # hashes of the run's sentences (_reason_numbers). At a million, walking the primary key
+    # in order took 0.82-1.48 s (more as nightly updates move rows), a plain scan
+    # 0.75-0.82 s, sorting included; joining the sentences' table by text cost the database
+    # 0.30 s of it, the hash 0.22 s.
     memberships_sql = (
         "SELECT CAST(customer_id AS BIGINT), CAST(COALESCE(segment_id, -1) AS BIGINT), "
         f"hashtextextended(reason, 0) FROM {membership} WHERE NOT pinned"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -59,12 +59,12 @@ def labels_write(
     progress: Callable[..., None],
     timings: dict[str, float],
     succeed: Callable[[int, selectors.CustomerCounts], None],
-) -> np.ndarray:
+) -> WrittenFor:
     """Stage the labels that change, then in one transaction: segments, history, the switch,
     segment figures and snapshots, and ``succeed(n_moved, counts)`` (the run's own success
     record, with the customers counted by the staging's read).
-    Returns every customer it may have written a history, membership or figures row for
-    (unsorted, with repeats), for the sweep of those deleted meanwhile.
+    Returns every customer it may have written a history, membership or figures row for,
+    and every customer its staging read found, for the sweep of those deleted meanwhile.
 
     Raises RunAlreadyFinished when another attempt finished the run meanwhile, and
     SegmentationCheckFailed when the segments changed under the run; nothing is written then.
@@ -120,7 +120,18 @@ def labels_write(
     timings["history_write"] += time.perf_counter() - analyzing
     SegmentationRun.objects.filter(pk=run.pk).update(timings=jsonable(timings))
     progress("done", 100, stage="writing")
-    return np.concatenate([staged.labelled, plan.raw["customer_id"].to_numpy(np.int64)])
+    return WrittenFor(
+        customer_ids=np.concatenate([staged.labelled, plan.raw["customer_id"].to_numpy(np.int64)]),
+        seen=staged.seen,
+    )
+
+
+class WrittenFor(NamedTuple):
+    """The customers a label write may have written rows for (unsorted, with repeats), and
+    every customer id its staging read found (sorted)."""
+
+    customer_ids: np.ndarray
+    seen: np.ndarray
 
 
 def temp_tables_drop() -> None:
@@ -257,6 +268,7 @@ def _labels_stage(plan: RunPlan) -> StagedLabels:
             int(label): expected[int(label)] for label in np.unique(labels[unchanged]).tolist()
         },
         labelled=ids,
+        seen=now["id"],
     )
 
 
@@ -329,6 +341,16 @@ def _labels_copy(ids: np.ndarray, labels: np.ndarray, reason_ids: np.ndarray) ->
         ("id", "label", "reason_id"),
         zip(ids.tolist(), labels.tolist(), reason_ids.tolist(), strict=True),
     )
+    # Without statistics SQLite takes the staged labels for as many as the memberships: the
+    # switch's update then walked all million memberships for the 3,000 labels of a night
+    # (0.40 s against 0.18 s at 1M) and the history every customer (0.18 s against 0.06 s).
+    # A sample of the rows is enough to tell.
+    with connection.cursor() as cur:
+        cur.execute("PRAGMA analysis_limit")
+        (limit,) = cur.fetchone()
+        cur.execute("PRAGMA analysis_limit = 1000")
+        cur.execute(f"ANALYZE temp.{LABELS_TABLE}")
+        cur.execute(f"PRAGMA analysis_limit = {int(limit)}")
 
 
 # --- inside the write transaction ----------------------------------------------------------

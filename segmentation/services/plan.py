@@ -55,9 +55,10 @@ class StagedLabels:
     """What staging learnt and the write needs: how many customers got each special label,
     the segment each unstaged label was expected to keep (checked before writing), every
     customer labelled (the only ones whose history or membership it may write), and the
-    customers counted from the same read."""
+    customers counted from the same read, whose ids (sorted) it keeps as ``seen``."""
 
     other_counts: dict[Label, int]
     counts: selectors.CustomerCounts
     expected_segments: dict[int, int]
     labelled: np.ndarray
+    seen: np.ndarray

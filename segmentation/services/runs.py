@@ -232,7 +232,7 @@ def segmentation_run_execute(
     try:
         with run_memory(), _heartbeat(run.pk):
             plan = _plan_compute(run, reporter, timings)
-            labelled = labels_write(
+            written = labels_write(
                 run=run,
                 plan=plan,
                 progress=reporter,
@@ -246,7 +246,11 @@ def segmentation_run_execute(
             )
             # No row for a customer deleted since the run read them: the bulk writes
             # have no foreign key to refuse one (segmentation.customer_rows).
-            run_orphans_delete(run_id=run.pk, customer_ids=np.concatenate([labelled, predicted]))
+            run_orphans_delete(
+                run_id=run.pk,
+                customer_ids=np.concatenate([written.customer_ids, predicted]),
+                seen=written.seen,
+            )
     except RunAlreadyFinished:
         pass
     except Exception as exc:

@@ -156,6 +156,81 @@ def test_the_run_sweep_reads_the_customer_ids_once_when_nobody_is_gone():
     assert queries[0]["sql"].startswith("SELECT")
 
 
+def history_rows(run: SegmentationRun, ids: list[int]) -> None:
+    SegmentMembershipChange.objects.bulk_create(
+        [SegmentMembershipChange(customer_id=pk, run=run) for pk in ids]
+    )
+
+
+def swept_ids(run: SegmentationRun) -> set[int]:
+    history = SegmentMembershipChange.objects.filter(run=run)
+    return set(history.values_list("customer_id", flat=True))
+
+
+@pytest.mark.django_db
+def test_the_run_sweep_counts_instead_of_reading_every_id_when_all_it_saw_are_there():
+    customers = [CustomerFactory() for _ in range(3)]
+    seen = np.array(sorted(c.pk for c in customers), dtype=np.int64)
+    CustomerFactory()  # added after the run's read: a larger id, not one of the run's
+
+    with CaptureQueriesContext(connection) as queries:
+        deleted = customer_rows.run_orphans_delete(
+            run_id=1, customer_ids=np.concatenate([seen, seen]), seen=seen
+        )
+
+    assert set(deleted.values()) == {0}
+    assert len(queries) == 1
+    assert "COUNT(*)" in queries[0]["sql"]
+
+
+@pytest.mark.django_db
+def test_the_run_sweep_looks_up_the_ids_its_read_did_not_see():
+    run = SegmentationRunFactory()
+    kept = CustomerFactory()
+    seen = np.array([kept.pk], dtype=np.int64)
+    gone_before_the_read = kept.pk + 1000  # read by the features, deleted before the staging
+    added_since = CustomerFactory()  # read by a later read, still there
+    handed = [kept.pk, gone_before_the_read, added_since.pk]
+    history_rows(run, handed)
+
+    deleted = customer_rows.run_orphans_delete(
+        run_id=run.pk, customer_ids=np.array(handed, dtype=np.int64), seen=seen
+    )
+
+    assert deleted["segmentation.segmentmembershipchange"] == 1
+    assert swept_ids(run) == {kept.pk, added_since.pk}
+
+
+@pytest.mark.django_db
+def test_the_run_sweep_reads_every_id_when_a_customer_it_saw_is_gone():
+    run = SegmentationRunFactory()
+    kept, gone = CustomerFactory(), CustomerFactory()
+    seen = np.array(sorted([kept.pk, gone.pk]), dtype=np.int64)
+    history_rows(run, [kept.pk, gone.pk])
+    # As a deletion committing beside the run's writes leaves things: no cascade.
+    Customer.objects.filter(pk=gone.pk)._raw_delete(Customer.objects.db)
+
+    deleted = customer_rows.run_orphans_delete(run_id=run.pk, customer_ids=seen.copy(), seen=seen)
+
+    assert deleted["segmentation.segmentmembershipchange"] == 1
+    assert swept_ids(run) == {kept.pk}
+
+
+@pytest.mark.django_db
+def test_a_deletion_is_not_hidden_by_a_customer_added_with_a_smaller_id():
+    run = SegmentationRunFactory()
+    first, last = CustomerFactory(pk=5), CustomerFactory(pk=10)
+    seen = np.array([first.pk, last.pk], dtype=np.int64)
+    history_rows(run, [first.pk, last.pk])
+    Customer.objects.filter(pk=first.pk)._raw_delete(Customer.objects.db)
+    CustomerFactory(pk=7)  # the same count up to the largest id seen, not the same ids
+
+    deleted = customer_rows.run_orphans_delete(run_id=run.pk, customer_ids=seen.copy(), seen=seen)
+
+    assert deleted["segmentation.segmentmembershipchange"] == 1
+    assert swept_ids(run) == {last.pk}
+
+
 @pytest.mark.django_db
 def test_the_run_sweep_deletes_that_runs_rows_of_the_customers_gone_and_no_others():
     kept = CustomerFactory()

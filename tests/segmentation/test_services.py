@@ -635,6 +635,26 @@ def test_a_run_samples_the_segment_history_again_and_no_other_table(shop):
     ]
 
 
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's query plans")
+def test_a_nights_few_changed_labels_are_switched_without_walking_every_membership(db):
+    Membership.objects.bulk_create([Membership(customer_id=pk) for pk in range(1, 201)])
+    label_write._temp_tables_create()
+    label_write._rows_insert(label_write.REASONS_TABLE, ("id", "reason"), [(0, "Loyal.")])
+    label_write._labels_copy(*(np.array(v) for v in ([5, 50, 150], [0, 0, 0], [0, 0, 0])))
+    label_write._label_map_load({0: None})
+    with CaptureQueriesContext(connection) as queries:
+        label_write.labels_switch()
+    update = next(q["sql"] for q in queries if q["sql"].startswith("UPDATE"))
+
+    with connection.cursor() as cur:
+        cur.execute(f"EXPLAIN QUERY PLAN {update}")
+        plan = [row[-1] for row in cur.fetchall()]
+
+    membership = Membership._meta.db_table
+    assert not [step for step in plan if step.startswith(f"SCAN {membership}")], plan
+    assert any(step.startswith(f"SEARCH {membership}") for step in plan), plan
+
+
 def test_a_run_words_amounts_in_the_businesss_currency(db):
     business_settings_update(name="Shop", currency="CHF", time_zone="Europe/Zurich")
 
