@@ -487,8 +487,8 @@ def customer_flags_and_memberships(*, reasons_table: str) -> dict[str, np.ndarra
     the customers' table was read whole for two flags that are almost always false.
     Then every customer id (an index alone) and the unpinned memberships apart, put
     together by id in numpy (_memberships_by_customer). Read alone at 1M on PostgreSQL,
-    1.8-2.3 s against 1.2-1.5 s for both in one join; on SQLite 1.15 s against 1.41-1.43 s
-    (that join looked each customer's membership up by its key). The reads need no
+    1.8-2.3 s against 1.2-1.5 s for both in one join; on SQLite the same either way
+    (1.38-1.42 s against 1.41-1.43 s: the values fetched are the cost). The reads need no
     common snapshot: a customer added or deleted between them is judged as the staging
     always did (a membership without its customer is left out; a customer read without one
     is staged).

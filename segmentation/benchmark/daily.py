@@ -6,6 +6,7 @@ records them (then the customers' statistics refreshed, as every write path does
 `daily_purchases_remove` takes them out again so a reused dataset stays the generated one.
 """
 
+import itertools
 import os
 import subprocess
 import time
@@ -122,7 +123,11 @@ def _timed_read(sql: str, kinds: dict[str, str]) -> tuple[float, int]:
     else:
         with connection.cursor() as cur:
             cur.execute(sql)
-            values = np.array(cur.fetchall(), dtype=np.float64)  # NULL becomes NaN
+            rows = cur.fetchall()
+        # Streamed into numpy (NULL becomes NaN): np.array over the tuples takes twice as long.
+        flat = itertools.chain.from_iterable(rows)
+        values = np.fromiter(flat, dtype=np.float64, count=len(rows) * len(kinds))
+        values = values.reshape(len(rows), len(kinds))
     return time.perf_counter() - started, len(values)
 
 

@@ -15,6 +15,7 @@ transactions instead of days, scored one horizon, loaded four columns with no in
 did not time any read: less than the product must do.
 """
 
+import itertools
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -254,7 +255,10 @@ def purchase_days_read_kept(*, as_of: date, changed_ids: list[int]) -> DayFigure
                 "SELECT customer_id, days, julianday(first_day) - 2440587.5, "
                 f"julianday(last_day) - 2440587.5, total, first_total FROM {table}"
             )
-            rows = np.array(cur.fetchall(), dtype=np.float64).reshape(-1, 6)
+            fetched = cur.fetchall()
+        # Streamed into numpy: np.array over the tuples takes twice as long.
+        flat = itertools.chain.from_iterable(fetched)
+        rows = np.fromiter(flat, dtype=np.float64, count=len(fetched) * 6).reshape(-1, 6)
         first, last = (np.rint(rows[:, i]).astype(np.int64) for i in (2, 3))
         kept = _days_from_columns(rows[:, 0], rows[:, 1], first, last, rows[:, 4], rows[:, 5])
     if changed_ids:
