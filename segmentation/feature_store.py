@@ -25,7 +25,7 @@ from segmentation import features
 from segmentation.models import CustomerFeatures, SegmentationRun, days_before, moment_us
 from segmentation.naming import days_ago, number, times
 from segmentation.pg_copy import COPY_CHUNK, copy_binary, copy_out
-from segmentation.selectors import _binary_rows_frame, rows_matrix
+from segmentation.selectors import _binary_rows_frame, sqlite_int_rows
 
 # The stored columns in the order every write and read below uses, with PostgreSQL's binary
 # type of each; the last two may be NULL.
@@ -49,8 +49,6 @@ _NULLABLE = ("satisfaction", "usual_gap_days")
 # deleting every row by id and copying them into the table costs four times a TRUNCATE and
 # a COPY (break-even near a fifth of the rows); on SQLite, near four fifths.
 _WHOLE_SHARE = {"postgresql": 0.2, "sqlite": 0.75}
-# Rows fetched at a time when SQLite reads the stored figures.
-_FETCH_CHUNK = 100_000
 # The figures as the customer page and the export read them (customer_figures).
 FIGURES = (
     "recency_days",
@@ -95,21 +93,18 @@ def _binary_rows(table: pd.DataFrame) -> Iterable[bytes]:
 
 def _stored_keys() -> pd.DataFrame:
     """Every stored row's customer id and figures key (0 for a row without one), sorted by
-    customer id: one binary COPY that numpy decodes on PostgreSQL, one fetch into numpy on
-    SQLite. Two columns, not the eight figures: on SQLite each value fetched is what costs."""
+    customer id: one binary COPY that numpy decodes on PostgreSQL, one text that numpy parses
+    on SQLite (selectors.sqlite_int_rows). Two columns, not the eight figures: on SQLite each
+    value read is what costs."""
     db_table = connection.ops.quote_name(CustomerFeatures._meta.db_table)
     columns = ["customer_id", "figures_key"]
     sql = f"SELECT CAST(customer_id AS BIGINT), COALESCE(figures_key, 0) FROM {db_table}"
-    with connection.cursor() as cur:
-        if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
             stored = _binary_rows_frame(copy_out(cur, sql), columns, int_columns=set(columns))
-        else:
-            cur.execute(sql)
-            parts = [np.empty((0, 2), dtype=np.int64)]
-            while rows := cur.fetchmany(_FETCH_CHUNK):
-                parts.append(rows_matrix(rows, 2, np.int64))
-            matrix = np.concatenate(parts)
-            stored = pd.DataFrame({c: matrix[:, i] for i, c in enumerate(columns)})
+    else:
+        matrix = sqlite_int_rows(sql, len(columns))
+        stored = pd.DataFrame({c: matrix[:, i] for i, c in enumerate(columns)})
     ids = stored["customer_id"].to_numpy()
     if not (ids[1:] > ids[:-1]).all():  # rows come in the table's order, not the key's
         stored = stored.iloc[np.argsort(ids, kind="stable")].reset_index(drop=True)

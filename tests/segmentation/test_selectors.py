@@ -401,3 +401,24 @@ def test_staging_numbers_each_current_reason_by_the_hash_of_the_run_sentence_it_
     assert numbers.tolist() == [1, 0, -1000, -1000, 0]
     none = {"id": np.array([], dtype=np.int64), "reason_hash": np.array([], dtype=np.int64)}
     assert selectors._reason_numbers(np.array([7]), none).tolist() == [-1000]
+
+
+sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own read")
+
+
+@sqlite_only
+@pytest.mark.django_db
+def test_sqlite_integer_reads_keep_every_row_and_value_exactly():
+    rows = "SELECT 1, -1000, 9007199254740993 UNION ALL SELECT 2, 0, -9223372036854775807"
+
+    matrix = selectors.sqlite_int_rows(rows, 3)
+
+    assert matrix.tolist() == [[1, -1000, 9007199254740993], [2, 0, -9223372036854775807]]
+    assert selectors.sqlite_int_rows("SELECT 1, 2 WHERE 0", 2).shape == (0, 2)
+
+
+@sqlite_only
+@pytest.mark.django_db
+def test_a_sqlite_integer_read_that_meets_a_null_is_an_error_not_a_missing_row():
+    with pytest.raises(ValueError, match="NULL"):
+        selectors.sqlite_int_rows("SELECT 1, 2 UNION ALL SELECT 3, NULL", 2)
