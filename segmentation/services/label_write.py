@@ -296,7 +296,7 @@ def _expected_segments(plan: RunPlan) -> dict[int, int]:
 def _temp_tables_create() -> None:
     creates = {
         LABELS_TABLE: "(id bigint PRIMARY KEY, label integer NOT NULL, reason_id integer NOT NULL)",
-        REASONS_TABLE: "(id integer PRIMARY KEY, reason text NOT NULL)",
+        REASONS_TABLE: "(id integer PRIMARY KEY, reason text NOT NULL UNIQUE)",
     }
     with connection.cursor() as cur:
         for table, columns in creates.items():
