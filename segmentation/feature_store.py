@@ -24,7 +24,7 @@ from crm.money import money_text
 from segmentation import features
 from segmentation.models import CustomerFeatures, SegmentationRun, days_before, moment_us
 from segmentation.naming import days_ago, number, times
-from segmentation.pg_copy import COPY_CHUNK, copy_binary, copy_out
+from segmentation.pg_copy import COPY_CHUNK, copy_binary, copy_out, sqlite_insert_many
 from segmentation.selectors import _binary_rows_frame, sqlite_int_rows
 
 # The stored columns in the order every write and read below uses, with PostgreSQL's binary
@@ -216,7 +216,7 @@ def _rows_insert(cur, rows: pd.DataFrame, *, verb: str = "INSERT") -> None:
         column = values[list(_COLUMNS).index(name)]
         column[:] = [None if v != v else v for v in column]
     placeholders = ", ".join(["%s"] * len(_COLUMNS))
-    cur.executemany(
+    sqlite_insert_many(
         f"{verb} INTO {db_table} ({columns}) VALUES ({placeholders})", zip(*values, strict=True)
     )
 

