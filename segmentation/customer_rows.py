@@ -113,7 +113,8 @@ def _customers_gone(customer_ids: np.ndarray, *, seen: np.ndarray | None) -> np.
     """The distinct ``customer_ids`` without a customer now. When every customer ``seen``
     still exists (selectors.customers_all_there: a count and a sum, 0.08 s at 1M on SQLite),
     only the ids that read did not find are looked up; otherwise every customer id is read
-    (0.38 s at 1M on SQLite, 0.15 s on PostgreSQL)."""
+    and the ids handed over are looked up among them (0.15 s for the read alone on
+    PostgreSQL at 1M; on SQLite 0.09 s, and 0.38 s before it was read as one text)."""
     if seen is not None and selectors.customers_all_there(seen):
         unseen = np.unique(customer_ids[~np.isin(customer_ids, seen)])
         return unseen[~np.isin(unseen, selectors.customer_ids_among(unseen))]
