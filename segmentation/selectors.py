@@ -475,23 +475,6 @@ def customers_all_there(ids: np.ndarray) -> bool:
     return int(count) == len(ids) and int(total) == int(ids.sum())
 
 
-def customer_ids_among(ids: np.ndarray) -> np.ndarray:
-    """The ids among ``ids`` (a few thousand at most) that have a customer."""
-    found = [np.empty(0, dtype=np.int64)]
-    for start in range(0, len(ids), _IDS_PER_LOOKUP):
-        chunk = [int(i) for i in ids[start : start + _IDS_PER_LOOKUP]]
-        found.append(
-            np.fromiter(
-                Customer.objects.filter(pk__in=chunk).values_list("pk", flat=True), dtype=np.int64
-            )
-        )
-    return np.concatenate(found)
-
-
-# Ids per lookup: within SQLite's 999 parameters of older builds.
-_IDS_PER_LOOKUP = 900
-
-
 # The flags of a customer the staging's read of archived or opted-out customers did not find.
 _NOT_FLAGGED = {"is_archived": 0, "profiling_opt_out": 0}
 

@@ -27,7 +27,12 @@ from segmentation.models import (
     SegmentMembershipChange,
     SegmentTransition,
 )
-from segmentation.pg_copy import COPY_CHUNK, copy_binary, indexes_built_after_if_empty
+from segmentation.pg_copy import (
+    COPY_CHUNK,
+    copy_binary,
+    indexes_built_after_if_empty,
+    sqlite_insert_many,
+)
 from segmentation.services.common import RunAlreadyFinished, SegmentationCheckFailed, jsonable
 from segmentation.services.plan import NO_REASON, Label, RunPlan, SegmentSlot, StagedLabels
 from segmentation.services.segment_records import (
@@ -319,7 +324,7 @@ def _rows_insert(table: str, columns: tuple[str, ...], rows) -> None:
     if own_transaction:
         raw_conn.execute("BEGIN DEFERRED")
     try:
-        raw_conn.executemany(sql.replace("%s", "?"), rows)
+        sqlite_insert_many(sql, rows)
         if own_transaction:
             raw_conn.execute("COMMIT")
     except BaseException:
