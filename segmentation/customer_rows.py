@@ -27,6 +27,7 @@ from segmentation.models import (
     CustomerPrediction,
     CustomerPurchaseDays,
     Membership,
+    PurchaseDaysRead,
     SegmentationRun,
     SegmentMembershipChange,
 )
@@ -164,7 +165,8 @@ def run_rows_retention_delete(*, now=None) -> dict[str, int]:
     """Delete the per-run, per-customer rows (predictions) of runs that are
     neither among the last RUN_ROWS_KEEP_RUNS succeeded runs nor younger than
     RUN_ROWS_KEEP_DAYS; the latest succeeded run's rows are always kept, as are the segment
-    history and the memberships. Orphans are swept too. Returns rows deleted per table."""
+    history and the memberships. Orphans are swept too, and the purchase-day reads no kept
+    row points to any more. Returns rows deleted per table."""
     now = now or timezone.now()
     succeeded = SegmentationRun.objects.succeeded().order_by("-finished_at", "-id")
     keep = set(succeeded.values_list("pk", flat=True)[: max(1, settings.RUN_ROWS_KEEP_RUNS)])
@@ -177,4 +179,10 @@ def run_rows_retention_delete(*, now=None) -> dict[str, int]:
             count, _ = model.objects.exclude(run_id__in=keep).delete()
             label = model._meta.label_lower
             deleted[label] = deleted.get(label, 0) + count
+        # The reads that no kept purchase days point to any more: each of their customers
+        # has been summed again since.
+        unused = PurchaseDaysRead.objects.exclude(
+            pk__in=CustomerPurchaseDays.objects.values("read_id")
+        )
+        deleted[PurchaseDaysRead._meta.label_lower], _ = unused.delete()
     return deleted

@@ -418,14 +418,28 @@ class CustomerPrediction(models.Model):
         return f"{self.customer_id}: alive {self.p_alive:.2f}, {self.value_12m:.0f} in 12 months"
 
 
+class PurchaseDaysRead(models.Model):
+    """One read that summed customers' purchase days and kept them (CustomerPurchaseDays):
+    the zone its local days are in, the day it summed up to and when it started. Every row
+    it kept points here, so the nightly read takes one number a row instead of three
+    columns of text to convert (a third of its time on SQLite at a million customers)."""
+
+    time_zone = models.CharField(max_length=64)  # the local days are this zone's
+    as_of = models.DateField()  # sales up to the end of this local day
+    computed_at = models.DateTimeField()  # when the read that summed them started
+
+    def __str__(self) -> str:
+        return f"{self.time_zone}, to {self.as_of:%Y-%m-%d}, at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
 class CustomerPurchaseDays(models.Model):
     """One customer's purchase days as the predictions' read summed them (see
     prediction_selectors.customer_purchase_totals), kept so the next nightly run reads them
     instead of summing the same purchases again.
 
-    A row is reused only while it still holds (prediction_selectors._KEPT_VALID): the same
-    time zone, no sale after its as-of day, and the customer's purchases unchanged since
-    well before it was computed. No database FK constraint, for the reason given on
+    A row is reused only while it still holds (prediction_selectors._KEPT_VALID): its read's
+    time zone, no sale after its read's as-of day, and the customer's purchases unchanged
+    since well before that read started. No database FK constraint, for the reason given on
     Membership.
     """
 
@@ -446,17 +460,21 @@ class CustomerPurchaseDays(models.Model):
         db_index=False,
         related_name="+",
     )
+    read = models.ForeignKey(
+        PurchaseDaysRead,
+        on_delete=models.DO_NOTHING,  # a read is deleted only once no row points to it
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
     days = models.PositiveIntegerField()  # local days with a sale
     first_day = models.DateField()
     last_day = models.DateField()
     total = models.FloatField()  # of every sale
     first_total = models.FloatField()  # of the sales on the first day
-    time_zone = models.CharField(max_length=64)  # the local days are this zone's
-    as_of = models.DateField()  # sales up to the end of this local day
-    computed_at = models.DateTimeField()  # when the read that summed them started
 
     def __str__(self) -> str:
-        return f"{self.customer_id}: {self.days} days to {self.as_of:%Y-%m-%d}"
+        return f"{self.customer_id}: {self.days} days, the last {self.last_day:%Y-%m-%d}"
 
 
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -3,7 +3,7 @@ predictions' track record."""
 
 import zoneinfo
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -21,13 +21,13 @@ from segmentation.models import (
     UNIX_EPOCH,
     CustomerPrediction,
     CustomerPurchaseDays,
+    PurchaseDaysRead,
     Segment,
     SegmentationRun,
     moment_us,
 )
 from segmentation.pg_copy import EPOCH_DATE, copy_out
 from segmentation.selectors import (
-    _PG_EPOCH_US,
     _PLANNER_SETTINGS,
     CHANGED_COLUMN,
     SQLITE_JULIAN_1970,
@@ -37,7 +37,6 @@ from segmentation.selectors import (
     day_start,
     planner_settings_set,
     rows_matrix,
-    sqlite_moment_us,
 )
 
 # "Likely gone": less than even odds of still being a customer, the line every page uses.
@@ -155,7 +154,10 @@ def customer_purchase_totals_nightly(
         frame = customer_purchase_totals(as_of=as_of)
         return PurchaseTotals(frame, np.ones(len(frame), dtype=bool), True, keep=None)
     keep = PurchaseDaysKeep(time_zone=tz, as_of=as_of, computed_at=computed_at)
-    if not CustomerPurchaseDays.objects.filter(time_zone=tz, as_of__lte=as_of).exists():
+    if not (
+        PurchaseDaysRead.objects.filter(time_zone=tz, as_of__lte=as_of).exists()
+        and CustomerPurchaseDays.objects.exists()
+    ):
         frame = customer_purchase_totals(as_of=as_of)
         return PurchaseTotals(frame, np.ones(len(frame), dtype=bool), True, keep=keep)
     until = _day_end(as_of)
@@ -187,28 +189,28 @@ _FULL_READ_MIN_STALE = 20_000
 _COLUMNS = ["customer_id", "days", "first_day", "last_day", "total", "first_total"]
 _DAYS = {"first_day", "last_day"}
 
-# A kept row k of customer c (both tables joined) holds, and is read instead of summing c's
-# purchases, when it was summed in today's zone up to a day no later than the run's, c has
-# no sale after that day (a sale dated ahead when it was summed), and c's purchases have not
-# changed since a day before it was summed. A day, not the moment itself: a write takes its
-# moment before it commits (crm.services.customer_stats_refresh), so a write stamped just
-# before the read started may commit after it, unseen by the read yet stamped earlier. A
-# day covers any write transaction we have. Customers without a sale (last_purchase_at
-# NULL) never match.
+# A kept row k of customer c (both tables joined, with k's read r) holds, and is read
+# instead of summing c's purchases, when r summed in today's zone up to a day no later than
+# the run's, c has no sale after that day (a sale dated ahead when it was summed), and c's
+# purchases have not changed since a day before r started. A day, not the moment itself: a
+# write takes its moment before it commits (crm.services.customer_stats_refresh), so a write
+# stamped just before the read started may commit after it, unseen by the read yet stamped
+# earlier. A day covers any write transaction we have. Customers without a sale
+# (last_purchase_at NULL) never match.
 _KEPT_VALID = {
     "postgresql": """
-        k.time_zone = %(tz)s AND k.as_of <= %(as_of)s
-        AND (c.last_purchase_at AT TIME ZONE %(tz)s)::date <= k.as_of
+        r.time_zone = %(tz)s AND r.as_of <= %(as_of)s
+        AND (c.last_purchase_at AT TIME ZONE %(tz)s)::date <= r.as_of
         AND (c.purchases_changed_at IS NULL
-             OR c.purchases_changed_at < k.computed_at - INTERVAL '1 day')
+             OR c.purchases_changed_at < r.computed_at - INTERVAL '1 day')
     """,
     # Moments are UTC text; datetime() drops the fraction of a second, which only makes the
     # day a little longer.
     "sqlite": """
-        k.time_zone = %(tz)s AND k.as_of <= %(as_of)s
-        AND {last_day} <= k.as_of
+        r.time_zone = %(tz)s AND r.as_of <= %(as_of)s
+        AND {last_day} <= r.as_of
         AND (c.purchases_changed_at IS NULL
-             OR c.purchases_changed_at < datetime(k.computed_at, '-1 day'))
+             OR c.purchases_changed_at < datetime(r.computed_at, '-1 day'))
     """,
 }
 
@@ -225,6 +227,7 @@ def _kept_rows(*, tz: str, as_of: date, until: datetime) -> pd.DataFrame:
     statement saw it."""
     customer = Customer._meta.db_table
     kept = CustomerPurchaseDays._meta.db_table
+    reads = PurchaseDaysRead._meta.db_table
     vendor = connection.vendor
     valid = _KEPT_VALID[vendor]
     false = "FALSE" if vendor == "postgresql" else "0"
@@ -252,6 +255,7 @@ def _kept_rows(*, tz: str, as_of: date, until: datetime) -> pd.DataFrame:
     sql = f"""
         SELECT {read}, {holds}
         FROM {customer} c LEFT JOIN {kept} k ON k.customer_id = c.id
+            LEFT JOIN {reads} r ON r.id = k.read_id
         WHERE c.is_archived = {false} AND c.profiling_opt_out = {false}
           AND c.last_purchase_at IS NOT NULL
         ORDER BY c.id
@@ -276,12 +280,13 @@ def _kept_rows(*, tz: str, as_of: date, until: datetime) -> pd.DataFrame:
     return frame
 
 
-# _KEPT_VALID's "a day before it was summed", and two milliseconds more: SQLite's date
-# functions keep a moment to the millisecond (julianday() reads up to a millisecond early),
-# and a change that close to the line is summed again rather than trusted.
+# _KEPT_VALID's "a day before it was summed", and two milliseconds more: the SQL form of the
+# rule (_kept_rows) reads moments with SQLite's date functions, which keep a moment to the
+# millisecond, and both forms must judge a change that close to the line alike (summed
+# again rather than trusted).
 _CHANGED_BEFORE_US = MICROSECONDS_PER_DAY + 2_000
 # The kept rows alone, as stored: ids, counts, dates (days since 2000 on PostgreSQL), totals
-# and the moment they were summed (microseconds since 2000).
+# and the read that summed them.
 _KEPT_ALONE = {
     "customer_id": ">i8",
     "days": ">i4",
@@ -289,8 +294,7 @@ _KEPT_ALONE = {
     "last_day": ">i4",
     "total": ">f8",
     "first_total": ">f8",
-    "as_of": ">i4",
-    "computed_us": ">i8",
+    "read_id": ">i8",
 }
 _PG_EPOCH_DAYS = (EPOCH_DATE - UNIX_EPOCH.date()).days  # since 1970
 
@@ -298,9 +302,9 @@ _PG_EPOCH_DAYS = (EPOCH_DATE - UNIX_EPOCH.date()).days  # since 1970
 def _kept_rows_of(buyers: RunBuyers, *, tz: str, as_of: date) -> pd.DataFrame:
     """_kept_rows for the run's ``buyers``: the kept rows summed in ``tz`` up to ``as_of``,
     read alone (_kept_alone), and judged by _KEPT_VALID's rules with the buyers' figures. A
-    row holds when its customer's last sale falls before the end of the row's day in the
-    business's zone, and their purchases have not changed since a day before the row was
-    summed. A buyer the features saw with an older sale than the purchases now hold was
+    row holds when its customer's last sale falls before the end of its read's day in the
+    business's zone, and their purchases have not changed since a day before that read
+    started. A buyer the features saw with an older sale than the purchases now hold was
     stamped by that sale: the next run sums them, as _kept_rows' snapshot would. The
     features carry the last sale rounded to the whole second: one in the last half second
     of a day reads as the next day's first moment (days end on a whole second) and is
@@ -311,14 +315,8 @@ def _kept_rows_of(buyers: RunBuyers, *, tz: str, as_of: date) -> pd.DataFrame:
     found = position < len(ids)
     found[found] = ids[position[found]] == buyers.ids[found]
     row = position[found]  # each found buyer's kept row
-    # The end of each kept row's day, in microseconds since 1970: a few distinct days.
-    kept_days, day_of_row = np.unique(kept["as_of"], return_inverse=True)
-    ends = np.array(
-        [moment_us(_day_end(UNIX_EPOCH.date() + timedelta(days=int(d)))) for d in kept_days],
-        dtype=np.int64,
-    )
     holds = found.copy()
-    holds[found] = (buyers.last_purchase_us[found] < ends[day_of_row[row]]) & ~(
+    holds[found] = (buyers.last_purchase_us[found] < kept["day_end_us"][row]) & ~(
         buyers.purchases_changed_us[found] >= kept["computed_us"][row] - _CHANGED_BEFORE_US
     )
     frame = {"customer_id": buyers.ids}
@@ -334,39 +332,59 @@ def _kept_rows_of(buyers: RunBuyers, *, tz: str, as_of: date) -> pd.DataFrame:
 
 
 def _kept_alone(*, tz: str, as_of: date) -> dict[str, np.ndarray]:
-    """The kept purchase days summed in ``tz`` up to ``as_of``, sorted by customer: one
-    seek-free pass over their table, every column as stored (PostgreSQL: binary COPY, no
-    conversion per row). Days as counts since 1970, ``computed_us`` in microseconds since
-    1970."""
+    """The kept purchase days whose read summed them in ``tz`` up to ``as_of``, sorted by
+    customer: the few reads looked up first, then one seek-free pass over the rows, every
+    column a number as stored (PostgreSQL: binary COPY, no conversion per row). Days as
+    counts since 1970; per row, the end of its read's day and the moment that read started
+    (``day_end_us``, ``computed_us``: microseconds since 1970)."""
+    reads = list(
+        PurchaseDaysRead.objects.filter(time_zone=tz, as_of__lte=as_of).values_list(
+            "pk", "as_of", "computed_at"
+        )
+    )
+    if not reads:
+        empty = {name: np.empty(0, dtype=np.int64) for name in _KEPT_ALONE}
+        empty.update(total=np.empty(0), first_total=np.empty(0))
+        return {**empty, "day_end_us": empty["read_id"], "computed_us": empty["read_id"]}
     table = CustomerPurchaseDays._meta.db_table
-    where = "WHERE time_zone = %(tz)s AND as_of <= %(as_of)s"
     if connection.vendor == "postgresql":
         sql = (
-            "SELECT customer_id, days, first_day, last_day, total, first_total, as_of, "
-            f"computed_at FROM {table} {where}"
+            "SELECT customer_id, days, first_day, last_day, total, first_total, read_id "
+            f"FROM {table}"
         )
-        rows = binary_fixed_rows(_copy_out(sql, tz=tz, as_of=as_of.isoformat()), _KEPT_ALONE)
+        rows = binary_fixed_rows(_copy_out(sql), _KEPT_ALONE)
         kept = {name: rows[name].astype(rows[name].dtype.newbyteorder("=")) for name in _KEPT_ALONE}
-        for column in (*_DAYS, "as_of"):
+        for column in _DAYS:
             kept[column] = kept[column].astype(np.int64) + _PG_EPOCH_DAYS
-        kept["computed_us"] = kept["computed_us"] + _PG_EPOCH_US
         kept["days"] = kept["days"].astype(np.int64)
     else:
         day = f"CAST(julianday({{}}) - {SQLITE_JULIAN_1970} AS INTEGER)"
         sql = (
             f"SELECT customer_id, days, {day.format('first_day')}, {day.format('last_day')}, "
-            f"total, first_total, {day.format('as_of')}, "
-            f"{sqlite_moment_us('computed_at')} FROM {table} {where}"
+            f"total, first_total, read_id FROM {table}"
         )
         with connection.cursor() as cur:
-            cur.execute(sql, {"tz": tz, "as_of": as_of.isoformat()})
+            cur.execute(sql)
             matrix = rows_matrix(cur.fetchall(), len(_KEPT_ALONE), np.float64)
         kept = {
             name: matrix[:, i]
-            if name in ("total", "first_total", "computed_us")
+            if name in ("total", "first_total")
             else matrix[:, i].astype(np.int64)
             for i, name in enumerate(_KEPT_ALONE)
         }
+    # Each row's read among those (read ids are few and small: a lookup table of them);
+    # rows of other reads (another zone, a later day) are not read as kept.
+    read_ids = np.array([pk for pk, _, _ in reads], dtype=np.int64)
+    slot = np.full(max(int(read_ids.max()), int(kept["read_id"].max(initial=0))) + 1, -1)
+    slot[read_ids] = np.arange(len(reads))
+    of_row = slot[kept["read_id"]]
+    if not (of_row >= 0).all():
+        mine = of_row >= 0
+        kept = {name: values[mine] for name, values in kept.items()}
+        of_row = of_row[mine]
+    day_end = np.array([moment_us(_day_end(day)) for _, day, _ in reads], dtype=np.int64)
+    started = np.array([moment_us(at) for _, _, at in reads], dtype=np.int64)
+    kept["day_end_us"], kept["computed_us"] = day_end[of_row], started[of_row]
     if not (np.diff(kept["customer_id"]) > 0).all():  # the table's order, mostly theirs
         order = np.argsort(kept["customer_id"], kind="stable")
         kept = {name: values[order] for name, values in kept.items()}

@@ -12,9 +12,13 @@ from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from segmentation import clv, prediction_selectors
-from segmentation.models import CustomerPrediction, CustomerPurchaseDays, SegmentationRun
+from segmentation.models import (
+    CustomerPrediction,
+    CustomerPurchaseDays,
+    PurchaseDaysRead,
+    SegmentationRun,
+)
 from segmentation.pg_copy import (
-    EPOCH,
     EPOCH_DATE,
     copy_fixed_rows,
     indexes_built_after_if_empty,
@@ -332,25 +336,24 @@ def _predictions_insert(scores: pd.DataFrame, *, run_id: int, as_of: date) -> No
 
 
 # CustomerPurchaseDays' columns in the order both writes below use, with PostgreSQL's binary
-# type of each (a date: int4 days since 2000-01-01; a moment: int8 microseconds since then).
+# type of each (a date: int4 days since 2000-01-01).
 _KEPT_COLUMNS = {
     "customer_id": ">i8",
     "run_id": ">i8",
+    "read_id": ">i8",
     "days": ">i4",
     "first_day": ">i4",
     "last_day": ">i4",
     "total": ">f8",
     "first_total": ">f8",
-    "time_zone": None,  # text: as many bytes as the zone's name
-    "as_of": ">i4",
-    "computed_at": ">i8",
 }
 
 
 def purchase_days_keep(*, summed: PurchaseDaysSummed, run_id: int) -> int:
     """Keep the purchase days a read summed, for the next run to read instead of summing
     them again: replace the rows of those customers (or, when the read used none, every
-    row) in one transaction. Returns the rows written."""
+    row) in one transaction, each pointing to one new PurchaseDaysRead (the zone, day and
+    moment of the read). Returns the rows written."""
     rows, keep = summed.rows, summed.keep
     table = CustomerPurchaseDays._meta.db_table
     ids = rows["customer_id"].to_numpy(np.int64)
@@ -361,36 +364,34 @@ def purchase_days_keep(*, summed: PurchaseDaysSummed, run_id: int) -> int:
         elif connection.vendor == "postgresql":
             with connection.cursor() as cur:
                 cur.execute(f"DELETE FROM {table} WHERE customer_id = ANY(%s)", [ids.tolist()])
+        read = PurchaseDaysRead.objects.create(
+            time_zone=keep.time_zone, as_of=keep.as_of, computed_at=keep.computed_at
+        )
         if connection.vendor == "postgresql":
-            zone = keep.time_zone.encode()
             epoch = np.datetime64(EPOCH_DATE, "D")
             values = {
                 "customer_id": ids,
                 "run_id": run_id,
+                "read_id": read.pk,
                 "days": rows["days"].to_numpy(),
                 **{c: (days[c] - epoch).astype(np.int64) for c in days},
                 "total": rows["total"].to_numpy(),
                 "first_total": rows["first_total"].to_numpy(),
-                "time_zone": zone,
-                "as_of": (keep.as_of - EPOCH_DATE).days,
-                "computed_at": (keep.computed_at - EPOCH) // timedelta(microseconds=1),
             }
-            kinds = {c: kind or f"S{len(zone)}" for c, kind in _KEPT_COLUMNS.items()}
-            copy_fixed_rows(table, {c: (kinds[c], values[c]) for c in kinds}, rows=len(rows))
+            copy_fixed_rows(
+                table, {c: (kind, values[c]) for c, kind in _KEPT_COLUMNS.items()}, rows=len(rows)
+            )
             return len(rows)
         # SQLite: one statement replaces each customer's row (its primary key).
         n = len(rows)
-        at = connection.ops.adapt_datetimefield_value(keep.computed_at)
         values = zip(
             ids.tolist(),
             [run_id] * n,
+            [read.pk] * n,
             rows["days"].to_numpy(np.int64).tolist(),
             *(np.datetime_as_string(days[c], unit="D").tolist() for c in days),
             rows["total"].to_numpy(np.float64).tolist(),
             rows["first_total"].to_numpy(np.float64).tolist(),
-            [keep.time_zone] * n,
-            [keep.as_of.isoformat()] * n,
-            [at] * n,
             strict=True,
         )
         columns = ", ".join(connection.ops.quote_name(c) for c in _KEPT_COLUMNS)

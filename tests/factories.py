@@ -14,6 +14,7 @@ from segmentation.models import (
     CustomerPrediction,
     CustomerPurchaseDays,
     Membership,
+    PurchaseDaysRead,
     Segment,
     SegmentationRun,
 )
@@ -141,6 +142,17 @@ class OfferResponseFactory(factory.django.DjangoModelFactory):
     customer = factory.SubFactory(CustomerFactory)
 
 
+class PurchaseDaysReadFactory(factory.django.DjangoModelFactory):
+    """A read that summed purchase days today, in the business's zone."""
+
+    class Meta:
+        model = PurchaseDaysRead
+
+    time_zone = factory.LazyFunction(timezone.get_current_timezone_name)
+    as_of = factory.LazyFunction(timezone.localdate)
+    computed_at = factory.LazyFunction(timezone.now)
+
+
 class CustomerPurchaseDaysFactory(factory.django.DjangoModelFactory):
     """A customer's purchase days as a run keeps them."""
 
@@ -148,14 +160,12 @@ class CustomerPurchaseDaysFactory(factory.django.DjangoModelFactory):
         model = CustomerPurchaseDays
 
     customer = factory.SubFactory(CustomerFactory)
+    read = factory.SubFactory(PurchaseDaysReadFactory)
     days = 3
     first_day = factory.LazyFunction(lambda: timezone.localdate() - timedelta(days=40))
     last_day = factory.LazyFunction(lambda: timezone.localdate() - timedelta(days=3))
     total = 120.0
     first_total = 40.0
-    time_zone = factory.LazyFunction(timezone.get_current_timezone_name)
-    as_of = factory.LazyFunction(timezone.localdate)
-    computed_at = factory.LazyFunction(timezone.now)
 
 
 class CustomerPredictionFactory(factory.django.DjangoModelFactory):

@@ -15,11 +15,17 @@ from segmentation.models import (
     CustomerFeatures,
     CustomerPrediction,
     Membership,
+    PurchaseDaysRead,
     SegmentationRun,
     SegmentMembershipChange,
 )
 from segmentation.services import runs
-from tests.factories import CustomerFactory, SegmentationRunFactory
+from tests.factories import (
+    CustomerFactory,
+    CustomerPurchaseDaysFactory,
+    PurchaseDaysReadFactory,
+    SegmentationRunFactory,
+)
 from tests.segmentation.shops import shop_build
 
 Status = SegmentationRun.Status
@@ -327,6 +333,18 @@ def test_retention_always_keeps_the_latest_runs_rows_however_old(settings):
 
 
 @pytest.mark.django_db
+def test_retention_drops_the_purchase_day_reads_no_kept_row_points_to():
+    summed_again = PurchaseDaysReadFactory()
+    still_read = CustomerPurchaseDaysFactory().read
+
+    deleted = customer_rows.run_rows_retention_delete()
+
+    assert deleted["segmentation.purchasedaysread"] == 1
+    assert list(PurchaseDaysRead.objects.all()) == [still_read]
+    assert not PurchaseDaysRead.objects.filter(pk=summed_again.pk).exists()
+
+
+@pytest.mark.django_db
 def test_retention_is_scheduled_daily_and_the_task_runs_it():
     from django_celery_beat.models import PeriodicTask
 
@@ -334,4 +352,4 @@ def test_retention_is_scheduled_daily_and_the_task_runs_it():
 
     task = PeriodicTask.objects.get(task="segmentation.tasks.run_rows_retention")
     assert task.enabled and task.crontab.hour == "3"
-    assert run_rows_retention.apply().get() == no_rows()
+    assert run_rows_retention.apply().get() == {**no_rows(), "segmentation.purchasedaysread": 0}

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from django.db import connection
+from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from crm.models import Customer, Purchase
@@ -17,7 +18,12 @@ from segmentation import customer_rows, prediction_selectors, selectors
 from segmentation.local_days import LocalDays
 from segmentation.models import CustomerPurchaseDays
 from segmentation.predictions import PurchaseDaysSummed, purchase_days_keep
-from tests.factories import CustomerFactory, PurchaseFactory, SegmentationRunFactory
+from tests.factories import (
+    CustomerFactory,
+    PurchaseDaysReadFactory,
+    PurchaseFactory,
+    SegmentationRunFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -80,8 +86,8 @@ def test_the_first_night_sums_everyone_and_keeps_what_it_summed(shop):
         timezone.localdate() - timedelta(days=60),
         timezone.localdate() - timedelta(days=10),
     )
-    assert ann.as_of == timezone.localdate()
-    assert ann.time_zone == timezone.get_current_timezone_name()
+    assert ann.read.as_of == timezone.localdate()
+    assert ann.read.time_zone == timezone.get_current_timezone_name()
 
 
 def test_unchanged_customers_are_read_as_kept(shop):
@@ -89,7 +95,7 @@ def test_unchanged_customers_are_read_as_kept(shop):
 
     assert night() == set()
 
-    assert CustomerPurchaseDays.objects.get(customer=shop["ann"]).computed_at == ann.computed_at
+    assert CustomerPurchaseDays.objects.get(customer=shop["ann"]).read_id == ann.read_id
 
 
 def test_a_new_sale_has_its_customer_summed_again(shop):
@@ -203,8 +209,10 @@ def test_a_change_of_time_zone_sums_everyone_again(shop, settings):
     ids=["another zone", "as of a later day"],
 )
 def test_a_kept_row_summed_in_another_zone_or_up_to_a_later_day_is_never_read(shop, change):
-    # Wrong figures, which a read of the row would give away.
-    CustomerPurchaseDays.objects.filter(customer=shop["ann"]).update(days=99, **change)
+    # Wrong figures, which a read of the row would give away, from a read of their own.
+    ann = CustomerPurchaseDays.objects.select_related("read").get(customer=shop["ann"])
+    read = PurchaseDaysReadFactory(**{**model_to_dict(ann.read, exclude=["id"]), **change})
+    CustomerPurchaseDays.objects.filter(customer=shop["ann"]).update(days=99, read=read)
     assert night() == {shop["ann"].pk}
 
 
