@@ -475,6 +475,14 @@ def customers_all_there(ids: np.ndarray) -> bool:
     return int(count) == len(ids) and int(total) == int(ids.sum())
 
 
+# The archived and opted-out customers with their flags (0/1), as the label staging reads
+# them: the condition is their partial index's, word for word, so that the index is used.
+NOT_PROFILED_SQL = (
+    "SELECT CAST(id AS BIGINT), "
+    "CAST(CASE WHEN is_archived THEN 1 ELSE 0 END AS BIGINT), "
+    "CAST(CASE WHEN profiling_opt_out THEN 1 ELSE 0 END AS BIGINT) "
+    "FROM {customer} WHERE is_archived OR profiling_opt_out"
+)
 # The flags of a customer the staging's read of archived or opted-out customers did not find.
 _NOT_FLAGGED = {"is_archived": 0, "profiling_opt_out": 0}
 
@@ -486,8 +494,10 @@ def customer_flags_and_memberships(*, reasons_table: str) -> dict[str, np.ndarra
     and its reason as a number of ``reasons_table`` (id, reason; one row per text), -1000
     when not there or without a membership.
 
-    The few archived or opted-out customers are read on their own: merged in the database,
-    the customers' table was read whole for two flags that are almost always false.
+    The few archived or opted-out customers are read on their own, from their partial index
+    (crm's customer_not_profiled_idx: 0.004 s at 1M on SQLite, where a scan of the customers
+    took 0.12 s): merged in the database, the customers' table was read whole for two flags
+    that are almost always false.
     Then every customer id (an index alone) and the unpinned memberships apart, put
     together by id in numpy (_memberships_by_customer). Read alone at 1M on PostgreSQL,
     1.8-2.3 s against 1.2-1.5 s for both in one join; on SQLite the same either way
@@ -499,11 +509,7 @@ def customer_flags_and_memberships(*, reasons_table: str) -> dict[str, np.ndarra
     customer = Customer._meta.db_table
     membership = Membership._meta.db_table
     flagged = _int_columns(
-        "SELECT CAST(id AS BIGINT), "
-        "CAST(CASE WHEN is_archived THEN 1 ELSE 0 END AS BIGINT), "
-        "CAST(CASE WHEN profiling_opt_out THEN 1 ELSE 0 END AS BIGINT) "
-        f"FROM {customer} WHERE is_archived OR profiling_opt_out",
-        ["id", "is_archived", "profiling_opt_out"],
+        NOT_PROFILED_SQL.format(customer=customer), ["id", "is_archived", "profiling_opt_out"]
     )
     ids = customer_ids()
     # The memberships in the table's own order; numpy puts them in customer order
