@@ -421,8 +421,9 @@ class CustomerPrediction(models.Model):
 class PurchaseDaysRead(models.Model):
     """One read that summed customers' purchase days and kept them (CustomerPurchaseDays):
     the zone its local days are in, the day it summed up to and when it started. Every row
-    it kept points here, so the nightly read takes one number a row instead of three
-    columns of text to convert (a third of its time on SQLite at a million customers)."""
+    it kept points here, so the nightly read takes one number a row instead of a zone to
+    compare and a day and a moment to convert from text (on SQLite at a million customers,
+    the rows' read 1.08 s instead of 1.40-1.48 s)."""
 
     time_zone = models.CharField(max_length=64)  # the local days are this zone's
     as_of = models.DateField()  # sales up to the end of this local day
