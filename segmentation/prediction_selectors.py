@@ -342,10 +342,6 @@ def _kept_alone(*, tz: str, as_of: date) -> dict[str, np.ndarray]:
             "pk", "as_of", "computed_at"
         )
     )
-    if not reads:
-        empty = {name: np.empty(0, dtype=np.int64) for name in _KEPT_ALONE}
-        empty.update(total=np.empty(0), first_total=np.empty(0))
-        return {**empty, "day_end_us": empty["read_id"], "computed_us": empty["read_id"]}
     table = CustomerPurchaseDays._meta.db_table
     if connection.vendor == "postgresql":
         sql = (
@@ -375,7 +371,7 @@ def _kept_alone(*, tz: str, as_of: date) -> dict[str, np.ndarray]:
     # Each row's read among those (read ids are few and small: a lookup table of them);
     # rows of other reads (another zone, a later day) are not read as kept.
     read_ids = np.array([pk for pk, _, _ in reads], dtype=np.int64)
-    slot = np.full(max(int(read_ids.max()), int(kept["read_id"].max(initial=0))) + 1, -1)
+    slot = np.full(max(read_ids.max(initial=0), kept["read_id"].max(initial=0)) + 1, -1)
     slot[read_ids] = np.arange(len(reads))
     of_row = slot[kept["read_id"]]
     if not (of_row >= 0).all():
