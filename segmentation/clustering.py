@@ -39,6 +39,13 @@ RFM_GROUPS = (
     "Hibernating",
     "Lost",
 )
+# The run's own quality scores (silhouette above all: its pairwise distances grow with the
+# square of the rows) are measured on at most this many customers of the k-choice sample,
+# a subset of it chosen the same stable way. At 10,000 rows the silhouette took 0.24 s a
+# run, at 5,000 0.07 s. On a million customers the 5,000 gave 0.285-0.292 where the 10,000
+# gave 0.287-0.291 (four seeds; 0.289 on 40,000): far inside the bands that set a run's
+# confidence (engine.confidence_of).
+QUALITY_SAMPLE = 5_000
 # Segments smaller than this are folded into their nearest neighbour: a segment the owner
 # cannot act on (or one made of a single extreme customer) is noise, not a finding.
 MIN_SEGMENT_CUSTOMERS = 3

@@ -330,7 +330,10 @@ def _segment_customers(
         labels = rank[labels]
         hints = {int(rank[c]): h for c, h in hints.items()}
         centroids = centroids[order]
-    silhouette, db, ch = clustering.quality_scores(x, labels, sample)
+    quality_rows = clustering.stable_sample(
+        feats.customer_ids, min(config.sample_size, clustering.QUALITY_SAMPLE), config.seed
+    )
+    silhouette, db, ch = clustering.quality_scores(x, labels, quality_rows)
     sizes = np.bincount(labels, minlength=k)
     lap("fit")
 
@@ -410,6 +413,7 @@ def _segment_customers(
         "k_range": [config.k_min, config.k_max],
         "seed": config.seed,
         "sample_size": len(sample),
+        "quality_sample_size": len(quality_rows),
         "small_threshold": config.small_threshold,
         "min_customers": config.min_customers,
         "min_segment_size": clustering.min_segment_size(n),
