@@ -330,9 +330,11 @@ def _segment_customers(
         labels = rank[labels]
         hints = {int(rank[c]): h for c, h in hints.items()}
         centroids = centroids[order]
-    quality_rows = clustering.stable_sample(
-        feats.customer_ids, min(config.sample_size, clustering.QUALITY_SAMPLE), config.seed
-    )
+    # The smallest hashes among the sample's are the smallest of all: hashing the sample's
+    # ids alone gives the same subset as hashing every customer's again.
+    quality_rows = sample[
+        clustering.stable_sample(feats.customer_ids[sample], clustering.QUALITY_SAMPLE, config.seed)
+    ]
     silhouette, db, ch = clustering.quality_scores(x, labels, quality_rows)
     sizes = np.bincount(labels, minlength=k)
     lap("fit")
